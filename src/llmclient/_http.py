@@ -1,0 +1,286 @@
+"""HTTP plumbing: the only module that imports httpx.
+
+It builds the `httpx.AsyncClient` for a driver, offers the transport seam (`transport=` takes any
+`httpx.AsyncBaseTransport`, e.g. `httpx.MockTransport`), reads SSE events and NDJSON lines, enforces deadlines,
+and translates every httpx and JSON failure into the llmclient error tree in one place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from llmclient.errors import (
+    APIConnectionError,
+    APIError,
+    APITimeoutError,
+    LLMClientError,
+    ResponseFormatError,
+    error_from_response,
+    redact,
+    request_id_from,
+)
+
+if TYPE_CHECKING:
+    import httpx
+
+    Transport = httpx.AsyncBaseTransport
+else:
+    Transport = Any  # httpx is imported when the first HTTP driver is built, keeping `import llmclient` light
+
+_USER_AGENT = "llmclient/0.1"
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Timeouts for one call.
+
+    Args:
+        connect: Seconds to open a connection.
+        read: Seconds between two reads of the body (a stream that goes quiet this long fails).
+        total: The call's overall deadline in seconds, retries and stream included; None for none. It is what
+            stops a server that keeps a connection alive by dripping bytes.
+    """
+
+    connect: float = 10.0
+    read: float = 120.0
+    total: float | None = 600.0
+
+    @classmethod
+    def from_value(cls, value: float | Timeouts | None) -> Timeouts:
+        """A float is the overall deadline (connect and read timeouts capped by it); None means no deadline."""
+        if isinstance(value, Timeouts):
+            return value
+        if value is None:
+            return cls(total=None)
+        return cls(connect=min(cls.connect, value), read=min(cls.read, value), total=value)
+
+
+def loop_time() -> float:
+    """The running loop's clock, which deadlines are measured on."""
+    return asyncio.get_running_loop().time()
+
+
+if sys.version_info >= (3, 11):
+
+    def _timeout_at(when: float) -> Any:
+        return asyncio.timeout_at(when)
+
+else:  # pragma: no cover - Python 3.10
+
+    class _timeout_at:
+        def __init__(self, when: float) -> None:
+            self._when = when
+            self._fired = False
+
+        async def __aenter__(self) -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            self._handle = asyncio.get_running_loop().call_at(self._when, self._fire, task)
+
+        def _fire(self, task: asyncio.Task[Any]) -> None:
+            self._fired = True
+            task.cancel()
+
+        async def __aexit__(
+            self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        ) -> None:
+            self._handle.cancel()
+            if self._fired and kind is asyncio.CancelledError:
+                raise TimeoutError from exc
+
+
+@asynccontextmanager
+async def deadline(
+    when: float | None, total: float | None, *, provider: str | None = None, model: str | None = None
+) -> AsyncIterator[None]:
+    """Run the block until loop time `when`; past it, raise `APITimeoutError` naming the `total` seconds."""
+    if when is None:
+        yield
+        return
+    try:
+        async with _timeout_at(when):
+            yield
+    except TimeoutError as exc:
+        raise APITimeoutError(
+            f"the call did not finish within its {total:g} s deadline", provider=provider, model=model
+        ) from exc
+
+
+class HTTPClient:
+    """An httpx client bound to one provider: JSON requests, streamed lines, errors already translated."""
+
+    def __init__(
+        self,
+        *,
+        provider: str,
+        base_url: str,
+        headers: Mapping[str, str],
+        secrets: Iterable[str] = (),
+        transport: Transport | None = None,
+        timeouts: Timeouts | None = None,
+        refine: Callable[[APIError], APIError] | None = None,
+    ) -> None:
+        global httpx
+        import httpx
+
+        timeouts = timeouts or Timeouts()
+        self.provider = provider
+        self._refine = refine
+        self._secrets = tuple(secret for secret in secrets if secret)
+        self._client = httpx.AsyncClient(
+            base_url=base_url,
+            headers={"user-agent": _USER_AGENT, **headers},
+            timeout=httpx.Timeout(timeouts.read, connect=timeouts.connect),
+            transport=transport,
+            follow_redirects=False,
+        )
+
+    async def post_json(self, path: str, body: dict[str, Any], *, model: str | None) -> tuple[Any, str | None]:
+        """POST `body` as JSON; return the decoded JSON answer and the request id."""
+        try:
+            response = await self._client.post(path, content=_dumps(body), headers=_JSON_HEADERS)
+        except httpx.HTTPError as exc:
+            raise self._translate(exc, model) from exc
+        request_id = request_id_from(response.headers)
+        if response.status_code >= 400:
+            raise self._error(response, response.content, model)
+        return self.decode_json(response.content, model=model, request_id=request_id, status=response.status_code), (
+            request_id
+        )
+
+    async def get_json(self, path: str, *, model: str | None = None) -> Any:
+        """GET `path` and decode its JSON answer."""
+        try:
+            response = await self._client.get(path)
+        except httpx.HTTPError as exc:
+            raise self._translate(exc, model) from exc
+        if response.status_code >= 400:
+            raise self._error(response, response.content, model)
+        return self.decode_json(response.content, model=model, request_id=request_id_from(response.headers))
+
+    @asynccontextmanager
+    async def stream_lines(
+        self, path: str, body: dict[str, Any], *, model: str | None
+    ) -> AsyncIterator[tuple[str | None, AsyncIterator[str]]]:
+        """POST `body` and yield the request id and an iterator over the answer's lines (decoded, unsplit)."""
+        request = self._client.build_request("POST", path, content=_dumps(body), headers=_STREAM_HEADERS)
+        try:
+            response = await self._client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise self._translate(exc, model) from exc
+        try:
+            if response.status_code >= 400:
+                try:
+                    content = await response.aread()
+                except httpx.HTTPError as exc:
+                    raise self._translate(exc, model) from exc
+                raise self._error(response, content, model)
+            yield request_id_from(response.headers), self._lines(response, model)
+        finally:
+            await response.aclose()
+
+    async def _lines(self, response: httpx.Response, model: str | None) -> AsyncIterator[str]:
+        try:
+            async for line in response.aiter_lines():
+                yield line
+        except httpx.HTTPError as exc:
+            raise self._translate(exc, model) from exc
+
+    def redact(self, text: str) -> str:
+        """`text` without this client's API key or anything shaped like one."""
+        return redact(text, self._secrets)
+
+    def decode_json(
+        self, content: bytes, *, model: str | None, request_id: str | None = None, status: int | None = None
+    ) -> Any:
+        """Decode a JSON body, or raise `ResponseFormatError` with a bounded excerpt."""
+        try:
+            return json.loads(content)
+        except ValueError as exc:
+            excerpt = redact(content[:200].decode("utf-8", errors="replace"), self._secrets)
+            what = "an empty body" if not content.strip() else f"a body that is not JSON: {excerpt!r}"
+            raise ResponseFormatError(
+                f"{self.provider} returned {what}",
+                provider=self.provider,
+                model=model,
+                request_id=request_id,
+                status=status,
+            ) from exc
+
+    def _error(self, response: httpx.Response, content: bytes, model: str | None) -> APIError:
+        error = error_from_response(
+            response.status_code,
+            content,
+            response.headers,
+            provider=self.provider,
+            model=model,
+            secrets=self._secrets,
+        )
+        return self._refine(error) if self._refine else error
+
+    def _translate(self, exc: httpx.HTTPError, model: str | None) -> LLMClientError:
+        detail = redact(str(exc) or type(exc).__name__, self._secrets)
+        if exc.args and detail != str(exc):
+            # The original stays chained as the cause for debugging, so it must not carry the key either.
+            exc.args = (detail, *exc.args[1:])
+        if isinstance(exc, httpx.TimeoutException):
+            kind = "connect" if isinstance(exc, httpx.ConnectTimeout) else "read"
+            return APITimeoutError(f"{self.provider}: {kind} timeout ({detail})", provider=self.provider, model=model)
+        if isinstance(exc, httpx.ConnectError):
+            return APIConnectionError(
+                f"could not connect to {self.provider} at {self._client.base_url} ({detail})",
+                provider=self.provider,
+                model=model,
+            )
+        return APIConnectionError(
+            f"{self.provider}: connection failed ({type(exc).__name__}: {detail})",
+            provider=self.provider,
+            model=model,
+        )
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._client.aclose()
+
+
+_JSON_HEADERS = {"content-type": "application/json", "accept": "application/json"}
+_STREAM_HEADERS = {"content-type": "application/json", "accept": "text/event-stream"}
+
+
+def _dumps(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+async def iter_sse(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str, str]]:
+    """Server-sent events from decoded lines, as `(event, data)`; comments and keep-alive lines are skipped.
+
+    Follows the WHATWG event-stream rules that matter for LLM APIs: `data:` lines of one event join with
+    newlines, a blank line ends an event, `:` starts a comment, and an event cut off by the end of the stream is
+    still delivered.
+    """
+    event = ""
+    data: list[str] = []
+    async for line in lines:
+        if not line:
+            if data:
+                yield event or "message", "\n".join(data)
+            event, data = "", []
+            continue
+        if line[0] == ":":
+            continue
+        field, _, value = line.partition(":")
+        if value[:1] == " ":
+            value = value[1:]
+        if field == "data":
+            data.append(value)
+        elif field == "event":
+            event = value
+    if data:
+        yield event or "message", "\n".join(data)

@@ -1,0 +1,488 @@
+"""The OpenAI wire format: chat completions (plain and SSE-streamed), tools, embeddings.
+
+`OpenAIDriver` talks to api.openai.com; `OpenAICompatibleDriver` to any server that speaks the same format
+(vLLM, SGLang, LM Studio, Xinference, llama.cpp's server); `DeepSeekDriver` (deepseek.py) builds on it.
+API reference: https://platform.openai.com/docs/api-reference/chat
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+import numpy as np
+from pydantic import SecretStr, ValidationError
+
+from llmclient import tokens
+from llmclient._http import HTTPClient, Timeouts, Transport, iter_sse
+from llmclient.drivers import Capabilities
+from llmclient.errors import (
+    APIConnectionError,
+    APIError,
+    ConfigurationError,
+    MissingAPIKeyError,
+    ResponseFormatError,
+    StreamDecodeError,
+    StreamInterruptedError,
+)
+from llmclient.types import (
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    EmbedResponse,
+    FinishReason,
+    ImagePart,
+    Message,
+    TextPart,
+    TokenCount,
+    Tool,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
+
+_FINISH_REASONS: dict[str, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    "content_filter": "content_filter",
+    "insufficient_system_resource": "error",  # DeepSeek: the reply was cut by a server-side shortage
+}
+
+
+def validate_base_url(url: str, *, provider: str) -> str:
+    """A base URL must be http(s) with a host and carry no credentials, query or fragment."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(f"base_url for {provider} must be an http(s) URL with a host", provider=provider)
+    if parts.username or parts.password:
+        raise ConfigurationError(
+            f"base_url for {provider} must not carry credentials; pass api_key= instead", provider=provider
+        )
+    if parts.query or parts.fragment:
+        raise ConfigurationError(f"base_url for {provider} must not have a query or fragment", provider=provider)
+    return url.rstrip("/")
+
+
+class OpenAIDriver:
+    """OpenAI's API. Key from `api_key=` or `OPENAI_API_KEY`; base URL from `base_url=` or `OPENAI_BASE_URL`."""
+
+    name: ClassVar[str] = "openai"
+    default_base_url: ClassVar[str | None] = "https://api.openai.com/v1"
+    api_key_env: ClassVar[str] = "OPENAI_API_KEY"
+    base_url_env: ClassVar[str] = "OPENAI_BASE_URL"
+    requires_api_key: ClassVar[bool] = True
+    # OpenAI deprecated `max_tokens` for `max_completion_tokens`, which its reasoning models require
+    # (https://platform.openai.com/docs/api-reference/chat/create#chat-create-max_completion_tokens).
+    max_tokens_field: ClassVar[str] = "max_completion_tokens"
+    # base64 halves the body and skips float parsing; numpy decodes it directly.
+    embedding_encoding: ClassVar[str] = "base64"
+    capabilities = Capabilities(
+        embed=True,
+        exact_tokens=True,
+        params=frozenset({"temperature", "top_p", "max_tokens", "stop", "seed", "response_format"}),
+    )
+
+    def __init__(
+        self,
+        *,
+        api_key: str | SecretStr | None = None,
+        base_url: str | None = None,
+        organization: str | None = None,
+        project: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        transport: Transport | None = None,
+        timeouts: Timeouts | None = None,
+        provider: str | None = None,
+        tokenizer: str | os.PathLike[str] | Mapping[str, Any] | tokens.HFTokenizer | None = None,
+    ) -> None:
+        self.provider = provider or self.name
+        self._tokenizer = None if tokenizer is None else tokens.HFTokenizer.from_option(tokenizer)
+        self._tokenizers: dict[str, tuple[tokens.Tokenizer, bool]] = {}
+        # The environment speaks for the built-in provider only: a server added under a name of its own must not
+        # receive OPENAI_COMPATIBLE_API_KEY (or go to OPENAI_COMPATIBLE_BASE_URL) unless configured so.
+        environ = os.environ if self.provider == self.name else {}
+        key = api_key if api_key is not None else environ.get(self.api_key_env)
+        self.api_key: SecretStr | None = (
+            SecretStr(key) if isinstance(key, str) and key else (key if isinstance(key, SecretStr) else None)
+        )
+        url = base_url or environ.get(self.base_url_env) or self.default_base_url
+        if not url:
+            raise ConfigurationError(
+                f"{self.provider} needs a base_url: pass Client(providers={{{self.provider!r}: "
+                f"{{'base_url': 'http://host:port/v1'}}}}) or set {self.base_url_env}",
+                provider=self.provider,
+            )
+        self.base_url = validate_base_url(url, provider=self.provider)
+        wire_headers = dict(headers or {})
+        secret = self.api_key.get_secret_value() if self.api_key else ""
+        if secret:
+            wire_headers["authorization"] = f"Bearer {secret}"
+        if organization:
+            wire_headers["openai-organization"] = organization
+        if project:
+            wire_headers["openai-project"] = project
+        self._http = HTTPClient(
+            provider=self.provider,
+            base_url=self.base_url,
+            headers=wire_headers,
+            secrets=(secret,),
+            transport=transport,
+            timeouts=timeouts,
+            refine=self._refine_error,
+        )
+
+    def _check_key(self, model: str) -> None:
+        # Checked when a request is about to be sent, not at construction: counting tokens needs no key.
+        if self.api_key is None and self.requires_api_key:
+            raise MissingAPIKeyError(
+                f"{self.provider} needs an API key: set {self.api_key_env} or pass "
+                f"Client(providers={{{self.provider!r}: {{'api_key': ...}}}})",
+                provider=self.provider,
+                model=model,
+            )
+
+    def _refine_error(self, error: APIError) -> APIError:
+        """A hook for provider quirks in error answers; OpenAI's are mapped as they are."""
+        return error
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(provider={self.provider!r}, base_url={self.base_url!r})"
+
+    # -- chat ---------------------------------------------------------------------------------------------------
+
+    async def chat(self, request: ChatRequest) -> ChatResponse:
+        self._check_key(request.model)
+        data, request_id = await self._http.post_json(
+            "/chat/completions", self._to_wire(request, stream=False), model=request.model
+        )
+        try:
+            response = self._from_wire(data, request, request_id)
+        except (AttributeError, KeyError, IndexError, TypeError, ValueError, ValidationError) as exc:
+            raise ResponseFormatError(
+                f"{self.provider} returned a chat completion without the documented fields ({type(exc).__name__})",
+                provider=self.provider,
+                model=request.model,
+                request_id=request_id,
+                status=200,
+            ) from exc
+        if not data.get("usage"):  # some compatible servers omit usage: count it here, flagged estimated
+            generated = response.text + "".join(call.raw_arguments for call in response.tool_calls)
+            response.usage = await self._estimate_usage(request, generated)
+        return response
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        self._check_key(request.model)
+        body = self._to_wire(request, stream=True)
+        text: list[str] = []
+        finish_reason: FinishReason | None = None
+        usage: Usage | None = None
+        model = request.model
+        started = False
+        async with self._http.stream_lines("/chat/completions", body, model=request.model) as (
+            request_id,
+            lines,
+        ):
+            try:
+                async for event, data in iter_sse(lines):
+                    if data == "[DONE]":
+                        break
+                    payload = self._decode_event(data, event, text, request)
+                    try:
+                        model = payload.get("model") or model
+                        if payload.get("usage"):
+                            usage = self._usage_from_wire(payload["usage"])
+                        pairs = self._chunks_from_wire(payload)
+                    except (AttributeError, KeyError, TypeError, ValueError, ValidationError) as exc:
+                        raise StreamDecodeError(
+                            f"{self.provider} sent a stream event without the documented fields",
+                            partial_text="".join(text),
+                            provider=self.provider,
+                            model=request.model,
+                            request_id=request_id,
+                        ) from exc
+                    for chunk, reason in pairs:
+                        finish_reason = reason or finish_reason
+                        if chunk is not None:
+                            text.append(chunk.delta)
+                            started = True
+                            yield chunk
+            except APIConnectionError as exc:
+                if not started:
+                    raise
+                raise StreamInterruptedError(
+                    f"{self.provider} stream was cut: {exc.message}",
+                    partial_text="".join(text),
+                    provider=self.provider,
+                    model=request.model,
+                    request_id=request_id,
+                ) from exc
+        if finish_reason is None:
+            raise StreamInterruptedError(
+                f"{self.provider} stream ended before the reply finished",
+                partial_text="".join(text),
+                provider=self.provider,
+                model=request.model,
+                request_id=request_id,
+            )
+        if usage is None:  # the server sent no usage (llama-cpp-python's server never does): count it here
+            usage = await self._estimate_usage(request, "".join(text))
+        yield ChatChunk(finish_reason=finish_reason, usage=usage, model=model, request_id=request_id)
+
+    def _decode_event(self, data: str, event: str, text: list[str], request: ChatRequest) -> dict[str, Any]:
+        try:
+            payload = self._http.decode_json(data.encode(), model=request.model)
+        except ResponseFormatError as exc:
+            raise StreamDecodeError(
+                f"{self.provider} sent a stream event that is not JSON",
+                partial_text="".join(text),
+                provider=self.provider,
+                model=request.model,
+            ) from exc
+        if not isinstance(payload, dict):
+            raise StreamDecodeError(
+                f"{self.provider} sent a stream event that is not an object",
+                partial_text="".join(text),
+                provider=self.provider,
+                model=request.model,
+            )
+        if event == "error" or payload.get("error"):
+            error = payload.get("error", payload)
+            message = error.get("message") if isinstance(error, dict) else str(error)
+            raise StreamInterruptedError(
+                f"{self.provider} sent an error inside the stream: {self._http.redact(str(message))}",
+                partial_text="".join(text),
+                provider=self.provider,
+                model=request.model,
+            )
+        return payload
+
+    def _chunks_from_wire(self, payload: dict[str, Any]) -> list[tuple[ChatChunk | None, FinishReason | None]]:
+        out: list[tuple[ChatChunk | None, FinishReason | None]] = []
+        for choice in payload.get("choices") or ():
+            delta = choice.get("delta") or {}
+            content = delta.get("content") or ""
+            reasoning = delta.get("reasoning_content") or delta.get("reasoning") or ""
+            calls = delta.get("tool_calls")
+            chunk = None
+            if content or reasoning or calls:
+                chunk = ChatChunk(
+                    delta=content,
+                    reasoning_delta=reasoning,
+                    tool_call_deltas=[_tool_call_delta(call) for call in calls] if calls else [],
+                )
+            reason = choice.get("finish_reason")
+            out.append((chunk, _FINISH_REASONS.get(reason, "stop") if reason else None))
+        return out
+
+    # -- wire mapping -------------------------------------------------------------------------------------------
+
+    def _to_wire(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": request.model,
+            "messages": [_message_to_wire(message) for message in request.messages],
+        }
+        if request.tools:
+            body["tools"] = [tool.to_openai() for tool in request.tools]
+        if request.tool_choice is not None:
+            choice = request.tool_choice
+            body["tool_choice"] = (
+                choice if choice in ("auto", "none", "required") else {"type": "function", "function": {"name": choice}}
+            )
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        if request.top_p is not None:
+            body["top_p"] = request.top_p
+        if request.top_k is not None:
+            body["top_k"] = request.top_k
+        if request.max_tokens is not None:
+            body[self.max_tokens_field] = request.max_tokens
+        if request.stop:
+            body["stop"] = request.stop
+        if request.seed is not None:
+            body["seed"] = request.seed
+        if request.response_format is not None:
+            body["response_format"] = request.response_format
+        if stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+        if request.extra_body:
+            body.update(request.extra_body)
+        return body
+
+    def _from_wire(self, data: dict[str, Any], request: ChatRequest, request_id: str | None) -> ChatResponse:
+        choice = data["choices"][0]
+        wire = choice["message"]
+        calls = wire.get("tool_calls")
+        message = Message(
+            role="assistant",
+            content=wire.get("content"),
+            tool_calls=[ToolCall.model_validate(call) for call in calls] if calls else None,
+            reasoning=wire.get("reasoning_content") or wire.get("reasoning"),
+        )
+        reason = choice.get("finish_reason")
+        return ChatResponse(
+            message=message,
+            finish_reason=_FINISH_REASONS.get(reason, "stop") if reason else None,
+            usage=self._usage_from_wire(data["usage"]) if data.get("usage") else Usage(estimated=True),
+            model=data.get("model") or request.model,
+            provider=self.provider,
+            request_id=request_id or data.get("id"),
+            raw=data,
+        )
+
+    def _usage_from_wire(self, usage: dict[str, Any]) -> Usage:
+        prompt = int(usage.get("prompt_tokens") or 0)
+        cached = int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
+        reasoning = int((usage.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0)
+        return Usage(
+            input_tokens=max(0, prompt - cached),
+            cached_input_tokens=cached,
+            output_tokens=int(usage.get("completion_tokens") or 0),
+            reasoning_tokens=reasoning,
+        )
+
+    async def _estimate_usage(self, request: ChatRequest, output: str) -> Usage:
+        prompt = await self.count_tokens(request.model, request.messages, request.tools or [])
+        return Usage(
+            input_tokens=prompt.tokens,
+            output_tokens=(await self.count_text(request.model, output)).tokens,
+            estimated=True,
+        )
+
+    # -- embeddings and counting --------------------------------------------------------------------------------
+
+    async def embed(self, model: str, inputs: list[str]) -> EmbedResponse:
+        if not inputs:
+            return EmbedResponse(vectors=np.zeros((0, 0), dtype=np.float32), model=model, provider=self.provider)
+        self._check_key(model)
+        body = {"model": model, "input": inputs, "encoding_format": self.embedding_encoding}
+        data, request_id = await self._http.post_json("/embeddings", body, model=model)
+        try:
+            vectors = _vectors_from_wire(data["data"], len(inputs))
+            usage = Usage(input_tokens=int((data.get("usage") or {}).get("prompt_tokens") or 0))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ResponseFormatError(
+                f"{self.provider} returned embeddings without the documented fields: {exc}",
+                provider=self.provider,
+                model=model,
+                request_id=request_id,
+            ) from exc
+        return EmbedResponse(vectors=vectors, usage=usage, model=data.get("model") or model, provider=self.provider)
+
+    async def _configured_tokenizer(self) -> tokens.HFTokenizer | None:
+        tokenizer = self._tokenizer
+        if tokenizer is not None and not tokenizer.loaded:
+            await asyncio.to_thread(tokenizer.load)  # seconds for a GGUF: keep the event loop free
+        return tokenizer
+
+    def _default_tokenizer(self, model: str) -> tuple[tokens.Tokenizer, bool]:
+        """tiktoken: exact for OpenAI's models, an estimate for anything a compatible server serves."""
+        return tokens.tokenizer_for(model)
+
+    async def _tokenizer_for(self, model: str) -> tuple[tokens.Tokenizer, bool]:
+        found = self._tokenizers.get(model)
+        if found is None:
+            # The first load may read (or, online, download) an encoding file: do it off the event loop.
+            found = self._tokenizers[model] = await asyncio.to_thread(self._default_tokenizer, model)
+        return found
+
+    async def count_tokens(self, model: str, messages: list[Message], tools: list[Tool]) -> TokenCount:
+        configured = await self._configured_tokenizer()
+        if configured is not None:
+            rendered = configured.count_chat(messages, tools)
+            if rendered is not None:
+                return TokenCount(tokens=rendered, exact=True, tokenizer=configured.name)
+            return tokens.count_messages(messages, model, tools, tokenizer=configured, exact=False)
+        tokenizer, exact = await self._tokenizer_for(model)
+        return tokens.count_messages(messages, model, tools, tokenizer=tokenizer, exact=exact)
+
+    async def count_text(self, model: str, text: str) -> TokenCount:
+        """Tokens in plain text (no chat framing)."""
+        configured = await self._configured_tokenizer()
+        if configured is not None:
+            return tokens.count_text(text, model, tokenizer=configured, exact=True)
+        tokenizer, exact = await self._tokenizer_for(model)
+        return tokens.count_text(text, model, tokenizer=tokenizer, exact=exact)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+class OpenAICompatibleDriver(OpenAIDriver):
+    """Any server speaking OpenAI's chat format. `base_url=` is required; the API key is optional.
+
+    Servers differ from OpenAI in small ways: they take `max_tokens` (not `max_completion_tokens`), usually accept
+    `top_k`, may send no usage in streams (then usage is counted locally and flagged estimated), and may not
+    implement base64 embeddings.
+    """
+
+    name: ClassVar[str] = "openai-compatible"
+    default_base_url: ClassVar[str | None] = None
+    api_key_env: ClassVar[str] = "OPENAI_COMPATIBLE_API_KEY"
+    base_url_env: ClassVar[str] = "OPENAI_COMPATIBLE_BASE_URL"
+    requires_api_key: ClassVar[bool] = False
+    max_tokens_field: ClassVar[str] = "max_tokens"
+    embedding_encoding: ClassVar[str] = "float"
+    capabilities = Capabilities(embed=True, exact_tokens=False)
+
+
+def _message_to_wire(message: Message) -> dict[str, Any]:
+    wire: dict[str, Any] = {"role": message.role}
+    content = message.content
+    if isinstance(content, list):
+        wire["content"] = [_part_to_wire(part) for part in content]
+    else:
+        wire["content"] = content
+    if message.name is not None:
+        wire["name"] = message.name
+    if message.tool_calls:
+        wire["tool_calls"] = [call.to_openai() for call in message.tool_calls]
+    if message.tool_call_id is not None:
+        wire["tool_call_id"] = message.tool_call_id
+    # `reasoning` is never sent back: DeepSeek rejects reasoning_content in input messages
+    # (https://api-docs.deepseek.com/guides/reasoning_model).
+    return wire
+
+
+def _part_to_wire(part: TextPart | ImagePart) -> dict[str, Any]:
+    if isinstance(part, TextPart):
+        return {"type": "text", "text": part.text}
+    image: dict[str, Any] = {"url": part.image_url.url}
+    if part.image_url.detail is not None:
+        image["detail"] = part.image_url.detail
+    return {"type": "image_url", "image_url": image}
+
+
+def _tool_call_delta(call: dict[str, Any]) -> ToolCallDelta:
+    function = call.get("function") or {}
+    return ToolCallDelta(
+        index=int(call.get("index", 0)),
+        id=call.get("id"),
+        name=function.get("name"),
+        arguments=function.get("arguments") or "",
+    )
+
+
+def _vectors_from_wire(items: list[dict[str, Any]], expected: int) -> np.ndarray[Any, np.dtype[np.float32]]:
+    indices = [int(item["index"]) for item in items]
+    if sorted(indices) != list(range(expected)):
+        raise ValueError(f"embedding indices {sorted(indices)[:10]}… do not match {expected} inputs")
+    rows: list[np.ndarray[Any, np.dtype[np.float32]]] = [np.empty(0, dtype=np.float32)] * expected
+    for index, item in zip(indices, items, strict=True):
+        embedding = item["embedding"]
+        if isinstance(embedding, str):
+            rows[index] = np.frombuffer(base64.b64decode(embedding), dtype="<f4")
+        else:
+            rows[index] = np.asarray(embedding, dtype=np.float32)
+    if len({row.shape for row in rows}) != 1:
+        raise ValueError("embeddings have different dimensions")
+    return np.stack(rows).astype(np.float32, copy=False)
+
+
+__all__ = ["OpenAICompatibleDriver", "OpenAIDriver", "validate_base_url"]

@@ -1,0 +1,389 @@
+"""The one exception tree of llmclient, and the mapping from a provider's HTTP answer onto it.
+
+```
+LLMClientError
+ ├── ConfigurationError                  bad settings; nothing was sent
+ │    ├── UnknownProviderError
+ │    ├── MissingAPIKeyError
+ │    ├── MissingExtraError              says which `pip install 'llmclient[...]'`
+ │    ├── InvalidRequestError            the call's arguments are invalid (also a ValueError)
+ │    └── UnsupportedParameterError      a parameter the provider lacks, under strict_params=True
+ ├── UnsupportedCapabilityError          e.g. embeddings on DeepSeek
+ ├── APIError                            the provider answered with an error
+ │    ├── AuthenticationError            401
+ │    ├── PermissionDeniedError          403
+ │    ├── NotFoundError                  404
+ │    │    └── UnknownModelError         also DeepSeek's 400 "Model Not Exist"
+ │    ├── BadRequestError                400, 422
+ │    │    └── ContextWindowExceededError
+ │    ├── ConflictError                  409 (retried)
+ │    ├── RateLimitError                 429 (retried; honours retry_after)
+ │    ├── QuotaExceededError             OpenAI's insufficient_quota (not retried)
+ │    │    └── InsufficientBalanceError  402: prepaid balance used up (DeepSeek)
+ │    ├── ServerError                    408, 5xx (retried)
+ │    └── ResponseFormatError            a 2xx body that is not what the API documents
+ ├── APIConnectionError                  no answer: refused, reset, DNS (retried)
+ │    └── APITimeoutError                connect/read timeout or the call's deadline
+ ├── StreamError                         a stream that broke after it started (never retried)
+ │    ├── StreamInterruptedError         cut, or an error event in the stream
+ │    └── StreamDecodeError              a garbled event
+ ├── LocalEngineError                    in-process engines (transformers, llama.cpp)
+ │    └── OutOfMemoryError
+ ├── ToolError
+ └── BudgetExceededError
+```
+
+Every error carries `provider`, `model`, `status`, a bounded `message`, `request_id` where known and `retryable`.
+Low-level exceptions (httpx, json) are translated in `llmclient._http` with `raise ... from exc`; API keys never
+appear in a message (`redact`).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import html
+import json
+import re
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+MAX_MESSAGE_CHARS = 500
+
+_RAW_TEXT = re.compile(r"<(script|style)\b", re.IGNORECASE)
+# A tag, or one cut off by the next `<` or the end; `[^<>]*` cannot run past a `<`, so stripping is linear.
+_TAG = re.compile(r"<[A-Za-z/!?][^<>]*(?:>|(?=<)|\Z)")
+_SPACE = re.compile(r"\s+")
+# Key shapes that providers echo back; scrubbed even when the exact key is not known to the caller.
+_KEY_SHAPES = re.compile(r"\b(sk-[A-Za-z0-9_\-*]{6,}|Bearer\s+[A-Za-z0-9_\-.=*]{6,})")
+_CONTEXT_HINTS = ("maximum context length", "context length", "context window", "too many tokens")
+
+
+class LLMClientError(Exception):
+    """The root of every error llmclient raises."""
+
+    retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        model: str | None = None,
+        status: int | None = None,
+        request_id: str | None = None,
+        retryable: bool | None = None,
+    ) -> None:
+        self.message = bound(message)
+        self.provider = provider
+        self.model = model
+        self.status = status
+        self.request_id = request_id
+        if retryable is not None:
+            self.retryable = retryable
+        super().__init__(self.message)
+
+    def __str__(self) -> str:
+        where = "/".join(part for part in (self.provider, self.model) if part)
+        details = [
+            f"status {self.status}" if self.status else "",
+            where,
+            f"request {self.request_id}" if self.request_id else "",
+        ]
+        suffix = ", ".join(part for part in details if part)
+        return f"{self.message} ({suffix})" if suffix else self.message
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
+
+
+class ConfigurationError(LLMClientError):
+    """Settings are missing or wrong; nothing was sent."""
+
+
+class UnknownProviderError(ConfigurationError):
+    """A model id names a provider that no driver is registered for."""
+
+
+class MissingAPIKeyError(ConfigurationError):
+    """A provider needs an API key and none was given."""
+
+
+class MissingExtraError(ConfigurationError):
+    """An optional dependency is not installed; the message names the extra to install."""
+
+
+class InvalidRequestError(ConfigurationError, ValueError):
+    """The arguments of a call are invalid (an empty message list, temperature=5); nothing was sent."""
+
+
+class UnsupportedParameterError(ConfigurationError):
+    """A parameter the provider does not accept, raised instead of dropped under `strict_params=True`."""
+
+
+class UnsupportedCapabilityError(LLMClientError):
+    """The provider cannot do what was asked (embeddings on DeepSeek, tools on a model without them)."""
+
+
+class APIError(LLMClientError):
+    """The provider answered with an error status or an unusable body."""
+
+    def __init__(self, message: str, *, body: Any = None, error_code: str | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.body = body
+        self.error_code = error_code
+
+
+class AuthenticationError(APIError):
+    """401: the API key is missing, wrong or revoked."""
+
+
+class PermissionDeniedError(APIError):
+    """403: the key may not use this model or region."""
+
+
+class NotFoundError(APIError):
+    """404: the endpoint or resource does not exist."""
+
+
+class UnknownModelError(NotFoundError):
+    """The provider does not know the model."""
+
+
+class BadRequestError(APIError):
+    """400/422: the provider rejected the request as invalid."""
+
+
+class ContextWindowExceededError(BadRequestError):
+    """The prompt plus the requested output does not fit the model's context window."""
+
+
+class ConflictError(APIError):
+    """409: a conflicting concurrent operation; retried."""
+
+    retryable = True
+
+
+class RateLimitError(APIError):
+    """429: too many requests; retried after `retry_after` seconds when the provider says so."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class QuotaExceededError(APIError):
+    """Out of credit or quota (402, OpenAI's `insufficient_quota`); retrying cannot help."""
+
+
+class InsufficientBalanceError(QuotaExceededError):
+    """402: the account's prepaid balance is used up; top it up before retrying."""
+
+
+class ServerError(APIError):
+    """408 or 5xx: the provider failed; retried."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class ResponseFormatError(APIError):
+    """A successful status with a body that is not what the API documents (empty, truncated, wrong schema)."""
+
+
+class APIConnectionError(LLMClientError):
+    """The provider could not be reached or the connection broke before an answer."""
+
+    retryable = True
+
+
+class APITimeoutError(APIConnectionError):
+    """A connect or read timeout, or the call's overall deadline."""
+
+
+class StreamError(LLMClientError):
+    """A stream failed after it started. `partial_text` keeps what had arrived; never retried."""
+
+    def __init__(self, message: str, *, partial_text: str = "", **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.partial_text = partial_text
+
+
+class StreamInterruptedError(StreamError):
+    """The stream was cut, or the provider sent an error event inside it."""
+
+
+class StreamDecodeError(StreamError):
+    """An event in the stream could not be decoded."""
+
+
+class LocalEngineError(LLMClientError):
+    """An in-process engine (transformers, llama.cpp) failed."""
+
+
+class OutOfMemoryError(LocalEngineError):
+    """The local engine ran out of (GPU or CPU) memory."""
+
+
+class ToolError(LLMClientError):
+    """A tool could not be described, called or run."""
+
+
+class BudgetExceededError(LLMClientError):
+    """A call would exceed the budget; it was not sent."""
+
+
+def bound(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """Shorten `text` to at most `limit` characters, marking the cut."""
+    if len(text) <= limit:
+        return text
+    return text[: limit - 1] + "…"
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """Remove API keys from `text`: the given secrets exactly, and common key shapes (`sk-…`, `Bearer …`)."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "[REDACTED]")
+    return _KEY_SHAPES.sub("[REDACTED]", text)
+
+
+def strip_html(text: str) -> str:
+    """The readable text of an HTML page, whitespace folded."""
+    lowered, kept, position = text.lower(), [], 0
+    while (start := _RAW_TEXT.search(text, position)) is not None:
+        kept.append(text[position : start.start()])
+        end = lowered.find(f"</{start.group(1).lower()}", start.end())
+        if end < 0:  # unclosed: the script or style runs to the end of the page
+            position = len(text)
+            break
+        close = text.find(">", end)
+        position = len(text) if close < 0 else close + 1
+    kept.append(text[position:])
+    return _SPACE.sub(" ", html.unescape(_TAG.sub(" ", " ".join(kept)))).strip()
+
+
+def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
+    """Seconds to wait from `retry-after-ms`, or `retry-after` as seconds or an HTTP date; None if absent."""
+    millis = headers.get("retry-after-ms")
+    if millis is not None:
+        try:
+            return max(0.0, float(millis) / 1000.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def request_id_from(headers: Mapping[str, str]) -> str | None:
+    """The provider's request id header, where it sends one."""
+    for name in ("x-request-id", "request-id", "x-ds-trace-id", "cf-ray"):
+        value = headers.get(name)
+        if value:
+            return value
+    return None
+
+
+def error_from_response(
+    status: int,
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    provider: str,
+    model: str | None,
+    secrets: Iterable[str] = (),
+) -> APIError:
+    """Map an HTTP error answer (status, body in any of the shapes seen in the wild, headers) to an `APIError`."""
+    text = redact(body.decode("utf-8", errors="replace"), secrets)  # before any cut can split a key
+    message, error_type, code, parsed = _error_details(text)
+    message = bound(redact(message or f"HTTP {status}", secrets))
+    kind = _classify(status, message, error_type, code)
+    kwargs: dict[str, Any] = {
+        "provider": provider,
+        "model": model,
+        "status": status,
+        "request_id": request_id_from(headers),
+        "body": None if parsed is None else json.loads(redact(json.dumps(parsed), secrets)),
+        "error_code": code or error_type,
+    }
+    if kind in (RateLimitError, ServerError):
+        return kind(message, retry_after=parse_retry_after(headers), **kwargs)
+    return kind(message, **kwargs)
+
+
+def _error_details(text: str) -> tuple[str, str | None, str | None, Any]:
+    text = text.strip()
+    try:
+        parsed: Any = json.loads(text) if text else None
+    except ValueError:
+        parsed = None
+    if parsed is None:
+        looks_html = text[:200].lstrip().lower().startswith(("<!doctype", "<html")) or "</" in text[:2000]
+        plain = strip_html(text) if looks_html else text
+        return bound(plain), None, None, None
+    error = parsed.get("error", parsed) if isinstance(parsed, dict) else parsed
+    if isinstance(error, str):  # {"error": "model not found"} (Ollama, llama.cpp) or a bare JSON string
+        return error, None, None, _bounded_body(parsed)
+    if isinstance(error, dict):
+        message = error.get("message") or error.get("detail") or error.get("msg") or ""
+        code = error.get("code")
+        return (
+            str(message) if message else json.dumps(error)[:MAX_MESSAGE_CHARS],
+            _str_or_none(error.get("type")),
+            _str_or_none(code),
+            _bounded_body(parsed),
+        )
+    return bound(text), None, None, None
+
+
+def _str_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _bounded_body(parsed: Any) -> Any:
+    return parsed if len(json.dumps(parsed, default=str)) <= 4 * MAX_MESSAGE_CHARS else None
+
+
+def _classify(status: int, message: str, error_type: str | None, code: str | None) -> type[APIError]:
+    lowered = message.lower()
+    if code == "context_length_exceeded" or (
+        status in (400, 413, 422) and any(hint in lowered for hint in _CONTEXT_HINTS)
+    ):
+        return ContextWindowExceededError
+    if code in ("model_not_found",) or (status in (400, 404) and "model not exist" in lowered):
+        return UnknownModelError
+    if status == 402:
+        return InsufficientBalanceError
+    if code == "insufficient_quota" or error_type == "insufficient_quota":
+        return QuotaExceededError
+    by_status: dict[int, type[APIError]] = {
+        400: BadRequestError,
+        401: AuthenticationError,
+        403: PermissionDeniedError,
+        404: NotFoundError,
+        408: ServerError,
+        409: ConflictError,
+        413: BadRequestError,
+        422: BadRequestError,
+        429: RateLimitError,
+    }
+    if status in by_status:
+        return by_status[status]
+    if status >= 500:
+        return ServerError
+    return BadRequestError if 400 <= status < 500 else APIError

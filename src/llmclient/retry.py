@@ -1,0 +1,100 @@
+"""The retry policy: the only retry layer in llmclient, built on tenacity.
+
+Retried: errors whose `retryable` is true (408, 409, 429, 5xx, connection errors and timeouts). Never retried:
+400/401/403/404/422, quota and balance errors, and a stream after its first chunk. A `Retry-After` (or
+`retry-after-ms`) from the provider is honoured up to `max_retry_after`; a longer one ends the retries at once,
+since waiting minutes inside a call is worse than telling the caller.
+
+```python
+from llmclient import RetryPolicy
+
+policy = RetryPolicy(max_retries=3, initial_backoff=0.5, max_backoff=8.0)
+assert policy.backoff(1) <= 1.0
+```
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from llmclient.errors import LLMClientError
+
+if TYPE_CHECKING:
+    from tenacity import AsyncRetrying, RetryCallState
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how long to retry a call.
+
+    Args:
+        max_retries: Retries after the first attempt (so at most `max_retries + 1` requests).
+        initial_backoff: Seconds before the first retry, doubled each time.
+        max_backoff: The longest wait between attempts.
+        jitter: Spread waits randomly over [backoff/2, backoff] so clients do not retry in step.
+        max_retry_after: The longest provider-requested wait honoured; a longer one is not retried.
+    """
+
+    max_retries: int = 2
+    initial_backoff: float = 0.5
+    max_backoff: float = 8.0
+    jitter: bool = True
+    max_retry_after: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.max_retries < 0:
+            raise ValueError("max_retries must be >= 0")
+        if self.initial_backoff < 0 or self.max_backoff < 0:
+            raise ValueError("backoff must be >= 0")
+
+    def with_max_retries(self, max_retries: int | None) -> RetryPolicy:
+        """This policy with another retry count (None keeps it)."""
+        return self if max_retries is None else replace(self, max_retries=max_retries)
+
+    def backoff(self, attempt: int) -> float:
+        """The wait before retry number `attempt` (1-based), without any Retry-After."""
+        wait: float = min(self.max_backoff, self.initial_backoff * 2.0 ** (attempt - 1))
+        return wait * (0.5 + random.random() / 2) if self.jitter else wait
+
+    def should_retry(self, error: BaseException) -> bool:
+        """Whether `error` may be retried at all (the attempt count aside)."""
+        if not isinstance(error, LLMClientError) or not error.retryable:
+            return False
+        retry_after = getattr(error, "retry_after", None)
+        return retry_after is None or retry_after <= self.max_retry_after
+
+    def wait_for(self, attempt: int, error: BaseException | None) -> float:
+        """The wait before retry `attempt` after `error`: the provider's Retry-After when given, else backoff."""
+        retry_after = getattr(error, "retry_after", None)
+        if retry_after is not None:
+            return float(retry_after)
+        return self.backoff(attempt)
+
+    def retrying(self) -> AsyncRetrying:
+        """A tenacity `AsyncRetrying` that applies this policy; errors are re-raised as they are."""
+        from tenacity import AsyncRetrying  # imported on first use: `import llmclient` stays light
+
+        return AsyncRetrying(
+            stop=self._stop,
+            wait=self._wait,
+            retry=self._retry,
+            reraise=True,
+        )
+
+    def _stop(self, state: RetryCallState) -> bool:
+        return state.attempt_number > self.max_retries
+
+    def _retry(self, state: RetryCallState) -> bool:
+        outcome = state.outcome
+        return outcome is not None and outcome.failed and self.should_retry(_exception(state))
+
+    def _wait(self, state: RetryCallState) -> float:
+        return self.wait_for(state.attempt_number, _exception(state))
+
+
+def _exception(state: RetryCallState) -> BaseException:
+    outcome: Any = state.outcome
+    error: BaseException = outcome.exception()
+    return error

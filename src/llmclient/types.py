@@ -1,0 +1,377 @@
+"""Typed values that cross the public API: messages, tools, requests, responses, usage and cost.
+
+This module imports nothing else from llmclient, so every other module can depend on it.
+OpenAI-format dicts are accepted wherever a `Message`, `ToolCall` or `Tool` is expected:
+
+```python
+from llmclient import Message
+
+msg = Message.model_validate({"role": "user", "content": "Hello"})
+assert msg.text == "Hello"
+```
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    FloatMatrix = np.ndarray[Any, np.dtype[np.float32]]
+else:
+    FloatMatrix = Any  # numpy is imported on first use, keeping `import llmclient` light
+
+Role = Literal["system", "user", "assistant", "tool"]
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error", "cancelled"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+class TextPart(_Model):
+    """A text part of a message's content."""
+
+    type: Literal["text"] = "text"
+    text: str
+
+
+class ImageURL(_Model):
+    """An image given by URL or as a `data:` URL with base64 bytes."""
+
+    url: str
+    detail: Literal["auto", "low", "high"] | None = None
+
+
+class ImagePart(_Model):
+    """An image part of a message's content, in OpenAI's shape."""
+
+    type: Literal["image_url"] = "image_url"
+    image_url: ImageURL
+
+
+ContentPart = Annotated[TextPart | ImagePart, Field(discriminator="type")]
+
+
+class ToolCall(_Model):
+    """A call the model asks for: `arguments` parsed, `raw_arguments` exactly as the model sent them.
+
+    Accepts the OpenAI wire shape too:
+
+    ```python
+    from llmclient import ToolCall
+
+    call = ToolCall.model_validate(
+        {"id": "call_1", "type": "function", "function": {"name": "add", "arguments": '{"a": 1}'}}
+    )
+    assert call.arguments == {"a": 1}
+    ```
+    """
+
+    id: str
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    raw_arguments: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_wire(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        if "function" in data:  # OpenAI {"function": {"arguments": "<json>"}}, Ollama {"arguments": {...}}
+            function = data["function"]
+            data = {"id": data.get("id") or "", "name": function.get("name", ""), **_arguments(function)}
+        elif "arguments" in data:
+            data = {**data, **_arguments(data)}
+        return data
+
+    def to_openai(self) -> dict[str, Any]:
+        """This call in OpenAI's wire format (arguments as a JSON string)."""
+        raw = self.raw_arguments or json.dumps(self.arguments, ensure_ascii=False)
+        return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": raw}}
+
+
+def _arguments(data: dict[str, Any]) -> dict[str, Any]:
+    arguments = data.get("arguments")
+    if isinstance(arguments, str):
+        return {"arguments": _parse_arguments(arguments), "raw_arguments": arguments}
+    if isinstance(arguments, dict):
+        raw = data.get("raw_arguments") or json.dumps(arguments, ensure_ascii=False)
+        return {"arguments": arguments, "raw_arguments": raw}
+    return {"arguments": {}, "raw_arguments": data.get("raw_arguments", "")}
+
+
+def _parse_arguments(raw: str) -> dict[str, Any]:
+    # Malformed arguments are kept raw (and parsed as {}) so the tool loop can tell the model what was wrong.
+    if not raw.strip():
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+class Message(_Model):
+    """One chat message. `content` is text, a list of parts, or None (an assistant message with tool calls)."""
+
+    role: Role
+    content: str | list[ContentPart] | None = None
+    name: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
+    reasoning: str | None = None
+    """The model's reasoning (DeepSeek `reasoning_content`); kept for the reader, never sent back."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_openai(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "reasoning_content" in data:
+            data = dict(data)
+            data.setdefault("reasoning", data.pop("reasoning_content"))
+        return data
+
+    @property
+    def text(self) -> str:
+        """The text of the content, parts joined; empty when there is none."""
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(part.text for part in self.content if isinstance(part, TextPart))
+
+
+class Tool(_Model):
+    """A tool the model may call, described by a JSON schema of its parameters.
+
+    ```python
+    from llmclient import Tool
+
+    weather = Tool(
+        name="get_weather",
+        description="Current weather in a city.",
+        parameters={"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    )
+    assert weather.to_openai()["function"]["name"] == "get_weather"
+    ```
+    """
+
+    name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
+    description: str = ""
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+    strict: bool | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_openai(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("type") == "function" and "function" in data:
+            return data["function"]
+        return data
+
+    def to_openai(self) -> dict[str, Any]:
+        """The OpenAI function-tool shape: `{"type": "function", "function": {...}}`."""
+        function: dict[str, Any] = {"name": self.name, "description": self.description}
+        function["parameters"] = self.parameters
+        if self.strict is not None:
+            function["strict"] = self.strict
+        return {"type": "function", "function": function}
+
+
+ToolChoice = Literal["auto", "none", "required"] | str
+
+
+class ChatRequest(_Model):
+    """A validated chat request as a driver receives it (`model` without the provider prefix)."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    model: str
+    messages: list[Message]
+    tools: list[Tool] | None = None
+    tool_choice: ToolChoice | None = None
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    top_k: int | None = Field(default=None, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    stop: list[str] | None = None
+    seed: int | None = None
+    response_format: dict[str, Any] | None = None
+    extra_body: dict[str, Any] | None = None
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _stop_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("messages")
+    @classmethod
+    def _not_empty(cls, value: list[Message]) -> list[Message]:
+        if not value:
+            raise ValueError("messages must not be empty")
+        return value
+
+
+SAMPLING_PARAMS: tuple[str, ...] = (
+    "temperature",
+    "top_p",
+    "top_k",
+    "max_tokens",
+    "stop",
+    "seed",
+    "response_format",
+)
+"""The uniform parameters a driver may accept or lack (see `Capabilities.params`)."""
+
+
+class Usage(_Model):
+    """Tokens used by one call, normalised across providers.
+
+    `input_tokens` counts the prompt tokens that were *not* served from a cache; `cached_input_tokens` the ones
+    that were. Their sum is the whole prompt (`prompt_tokens`). `reasoning_tokens` are part of `output_tokens`.
+    `estimated` is true when any figure was counted locally instead of reported by the provider.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input_tokens: int = Field(default=0, ge=0)
+    cached_input_tokens: int = Field(default=0, ge=0)
+    output_tokens: int = Field(default=0, ge=0)
+    reasoning_tokens: int = Field(default=0, ge=0)
+    estimated: bool = False
+
+    @property
+    def prompt_tokens(self) -> int:
+        """Every prompt token, cached or not."""
+        return self.input_tokens + self.cached_input_tokens
+
+    @property
+    def total_tokens(self) -> int:
+        """Prompt plus output tokens."""
+        return self.input_tokens + self.cached_input_tokens + self.output_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            input_tokens=self.input_tokens + other.input_tokens,
+            cached_input_tokens=self.cached_input_tokens + other.cached_input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            reasoning_tokens=self.reasoning_tokens + other.reasoning_tokens,
+            estimated=self.estimated or other.estimated,
+        )
+
+
+class Cost(_Model):
+    """What a call cost, in `currency`, split by token kind, with the price entry that was used."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input: Decimal = Decimal(0)
+    cached_input: Decimal = Decimal(0)
+    output: Decimal = Decimal(0)
+    total: Decimal = Decimal(0)
+    currency: str = "USD"
+    price_model: str | None = None
+    price_source: str | None = None
+    price_checked: str | None = None
+    estimated: bool = False
+
+
+class TokenCount(_Model):
+    """The number of tokens some input takes, whether the count is exact, and the tokenizer that made it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tokens: int = Field(ge=0)
+    exact: bool
+    tokenizer: str
+
+    def __int__(self) -> int:
+        return self.tokens
+
+
+class ChatResponse(_Model):
+    """A complete reply: the assistant message plus what it cost and how it was made."""
+
+    message: Message
+    finish_reason: FinishReason | None = None
+    usage: Usage = Field(default_factory=Usage)
+    cost: Cost | None = None
+    model: str = ""
+    provider: str = ""
+    request_id: str | None = None
+    applied_params: dict[str, Any] = Field(default_factory=dict)
+    dropped_params: list[str] = Field(default_factory=list)
+    raw: dict[str, Any] | None = Field(default=None, repr=False)
+
+    @property
+    def text(self) -> str:
+        """The reply's text ("" when the model only called tools)."""
+        return self.message.text
+
+    @property
+    def tool_calls(self) -> list[ToolCall]:
+        """The tool calls the model asked for, in order (empty when none)."""
+        return self.message.tool_calls or []
+
+    @property
+    def reasoning(self) -> str | None:
+        """The model's reasoning text where the provider returns it (DeepSeek's reasoner)."""
+        return self.message.reasoning
+
+
+class ToolCallDelta(_Model):
+    """A fragment of a streamed tool call; fragments with the same `index` join into one `ToolCall`."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+class ChatChunk(_Model):
+    """One streamed piece of a reply. The last chunk carries `finish_reason` and `usage`."""
+
+    delta: str = ""
+    reasoning_delta: str = ""
+    tool_call_deltas: list[ToolCallDelta] = Field(default_factory=list)
+    finish_reason: FinishReason | None = None
+    usage: Usage | None = None
+    model: str | None = None
+    request_id: str | None = None
+
+
+class EmbedResponse(_Model):
+    """Embeddings for a list of inputs: `vectors` is a float32 array of shape (len(inputs), dimensions)."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    vectors: FloatMatrix
+    usage: Usage = Field(default_factory=Usage)
+    cost: Cost | None = None
+    model: str = ""
+    provider: str = ""
+
+    @field_validator("vectors", mode="before")
+    @classmethod
+    def _float32_matrix(cls, value: Any) -> FloatMatrix:
+        import numpy as np
+
+        array = np.asarray(value, dtype=np.float32)
+        if array.ndim != 2:
+            raise ValueError(f"vectors must be 2-D (n, d), got shape {array.shape}")
+        return array
+
+
+def to_messages(value: Any) -> list[Message]:
+    """A string (one user message), a Message, an OpenAI-format dict, or a list of those, as a list of messages."""
+    if isinstance(value, str):
+        return [Message(role="user", content=value)]
+    if isinstance(value, (Message, dict)):
+        return [Message.model_validate(value)]
+    if isinstance(value, (bytes, bytearray)):
+        raise TypeError("messages must be str, Message, dict or a list of those, not bytes; decode them first")
+    return [item if isinstance(item, Message) else Message.model_validate(item) for item in value]

@@ -1,0 +1,42 @@
+"""The fake driver behaves like a real one: scripted replies, errors, embeddings and exact word counts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from llmclient import Client, ConfigurationError, FakeDriver, RateLimitError, RetryPolicy
+
+
+async def test_script_then_exhaustion() -> None:
+    client = Client(providers={"fake": {"replies": ["one", {"content": "two"}]}})
+    assert (await client.chat("a", model="fake/x")).text == "one"
+    assert (await client.chat("b", model="fake/x")).text == "two"
+    with pytest.raises(ConfigurationError, match="script is used up"):
+        await client.chat("c", model="fake/x")
+
+
+async def test_scripted_errors_are_raised_and_retried_like_real_ones() -> None:
+    driver = FakeDriver(replies=[RateLimitError("slow down", status=429, retry_after=0.0), "ok"])
+    client = Client(providers={"fake": driver}, retry=RetryPolicy(initial_backoff=0))
+    assert (await client.chat("hi", model="fake/x")).text == "ok"
+    assert len(driver.requests) == 2
+
+
+async def test_embeddings_are_deterministic_unit_vectors() -> None:
+    client = Client(providers={"fake": {"embedding_dimensions": 16}})
+    first = await client.embed(["猫", "dog", "猫"], model="fake/e")
+    assert first.vectors.shape == (3, 16) and first.vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(first.vectors, axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_array_equal(first.vectors[0], first.vectors[2])
+    assert first.usage.input_tokens == 3
+
+
+async def test_counts_are_exact_words() -> None:
+    count = await Client().count_tokens([{"role": "user", "content": "three little words"}], model="fake/x")
+    assert (count.tokens, count.exact, count.tokenizer) == (3, True, "fake-words")
+
+
+async def test_max_tokens_caps_reported_output() -> None:
+    reply = await Client().chat("a b c d e f", model="fake/x", max_tokens=2)
+    assert reply.usage.output_tokens == 2

@@ -1,0 +1,136 @@
+"""Token counting: exact with tiktoken where the encoding is known and available, flagged estimates elsewhere."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+
+from llmclient import Message, TokenizerUnavailableWarning, tokens
+from llmclient.tokens import count_messages, count_text, encoding_name_for, estimate_tokens, load_encoding
+
+
+def test_openai_models_get_their_encoding() -> None:
+    assert encoding_name_for("gpt-4o-mini") == "o200k_base"
+    assert encoding_name_for("gpt-4.1-nano") == "o200k_base"
+    assert encoding_name_for("o3-mini") == "o200k_base"
+    assert encoding_name_for("gpt-5") == "o200k_base"
+    assert encoding_name_for("gpt-4-turbo") == "cl100k_base"
+    assert encoding_name_for("gpt-3.5-turbo") == "cl100k_base"
+    assert encoding_name_for("text-embedding-3-small") == "cl100k_base"
+    assert encoding_name_for("deepseek-chat") is None
+
+
+def test_cl100k_counts_are_exact_from_the_offline_wheel() -> None:
+    encoding = load_encoding("cl100k_base")
+    assert encoding is not None and encoding.name == "cl100k_base"  # loaded from the offline copy
+    count = count_text("tiktoken is great!", "gpt-4")
+    assert (count.tokens, count.exact, count.tokenizer) == (6, True, "cl100k_base")
+
+
+def test_other_models_are_estimated_and_flagged() -> None:
+    count = count_text("Hello there", "smollm2")
+    assert not count.exact and count.tokenizer == "cl100k_base (estimate)"
+    assert count_messages([Message(role="user", content="hi")], "smollm2").exact is False
+
+
+def test_unavailable_encoding_warns_once_naming_the_cache_variable() -> None:
+    load_encoding.cache_clear()
+    tokens._warned.discard("o200k_base")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first = count_text("Hello", "gpt-4o")
+        second = count_text("Hello", "gpt-4o")
+    relevant = [w for w in caught if w.category is TokenizerUnavailableWarning]
+    assert len(relevant) == 1
+    assert "TIKTOKEN_CACHE_DIR" in str(relevant[0].message)
+    assert not first.exact and first == second
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "猫が好きです",
+        "👨‍👩‍👧‍👦 family",
+        "e\u0301\u0301\u0301",
+        "a\x00b",
+        "lone \ud800 surrogate",
+        "<|endoftext|>",
+        " " * 50,
+    ],
+)
+def test_any_string_gives_a_deterministic_positive_count(text: str) -> None:
+    counts = {count_text(text, "gpt-4").tokens for _ in range(3)}
+    assert len(counts) == 1 and counts.pop() > 0
+    assert estimate_tokens(text) > 0
+
+
+def test_empty_is_zero_and_bytes_are_refused() -> None:
+    assert count_text("", "gpt-4").tokens == 0
+    assert estimate_tokens("") == 0
+    with pytest.raises(TypeError, match="bytes"):
+        count_text(b"abc", "gpt-4")  # type: ignore[arg-type]
+
+
+# openai-cookbook, "How to count tokens with tiktoken": 129 prompt tokens for gpt-3.5-turbo-0613 and gpt-4-0613, both
+# by its counting function and by the API's own usage.
+COOKBOOK_MESSAGES = [
+    {
+        "role": "system",
+        "content": "You are a helpful, pattern-following assistant that translates corporate jargon "
+        "into plain English.",
+    },
+    {"role": "system", "name": "example_user", "content": "New synergies will help drive top-line growth."},
+    {"role": "system", "name": "example_assistant", "content": "Things working well together will increase revenue."},
+    {
+        "role": "system",
+        "name": "example_user",
+        "content": "Let's circle back when we have more bandwidth to touch base on opportunities for "
+        "increased leverage.",
+    },
+    {
+        "role": "system",
+        "name": "example_assistant",
+        "content": "Let's talk later when we're less busy about how to do better.",
+    },
+    {
+        "role": "user",
+        "content": "This late pivot means we don't have time to boil the ocean for the client deliverable.",
+    },
+]
+
+
+@pytest.mark.parametrize("model", ["gpt-3.5-turbo-0613", "gpt-4-0613"])
+async def test_message_counts_match_openais_published_example(model: str) -> None:
+    from llmclient import Client
+
+    count = await Client().count_tokens(COOKBOOK_MESSAGES, model=f"openai/{model}")
+    assert (count.tokens, count.exact) == (129, True)
+
+
+async def test_counts_agree_across_1000_concurrent_tasks() -> None:
+    import asyncio
+
+    from llmclient import Client
+
+    client = Client()
+    texts = ["猫が好きです 👨‍👩‍👧‍👦", "plain English text", "e\u0301" * 9, "a\x00b\ud800c"]
+    expected = [(await client.count_tokens(text, model="openai/gpt-4")).tokens for text in texts]
+    results = await asyncio.gather(*(client.count_tokens(texts[i % 4], model="openai/gpt-4") for i in range(1000)))
+    assert [r.tokens for r in results] == [expected[i % 4] for i in range(1000)]
+
+
+async def test_deepseek_is_estimated_from_its_documented_ratios() -> None:
+    from llmclient import Client
+
+    client = Client()
+    english = await client.count_tokens("a" * 100, model="deepseek/deepseek-chat")
+    chinese = await client.count_tokens("字" * 100, model="deepseek/deepseek-chat")
+    assert (english.tokens, english.exact, english.tokenizer) == (30, False, "estimate (characters)")
+    assert chinese.tokens == 60
+
+
+def test_ratio_estimates_are_deterministic_and_positive() -> None:
+    assert estimate_tokens("hello") == 2  # ceil(5 × 0.3)
+    assert estimate_tokens("你好") == 2  # ceil(2 × 0.6)
+    assert estimate_tokens("\ud800") == 1
