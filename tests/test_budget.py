@@ -1,0 +1,144 @@
+"""Budgets reserve the worst case before sending, settle to the actual cost, and fail closed."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import respx
+
+from llmclient import BudgetExceededError, Client, FakeDriver, ServerError
+
+# 1 µ$ per input word, 2 µ$ per output word (the fake driver counts words).
+PAID = {"fake/paid": {"input_cost_per_token": "0.000001", "output_cost_per_token": "0.000002"}}
+
+
+async def test_a_call_that_does_not_fit_is_never_sent() -> None:
+    driver = FakeDriver()
+    client = Client(providers={"fake": driver}, prices=PAID)
+    async with client.budget(usd="0.00001") as budget:
+        with pytest.raises(BudgetExceededError, match="may cost up to"):
+            await client.chat("a b c", model="fake/paid", max_tokens=10)  # 3 + 20 µ$ > 10 µ$
+    assert driver.requests == []
+    assert len(client.ledger) == 0
+    assert (budget.spent, budget.reserved) == (0, 0)
+
+
+async def test_reservations_settle_to_the_actual_cost() -> None:
+    client = Client(prices=PAID)
+    async with client.budget(usd="1") as budget:
+        reply = await client.chat("a b c", model="fake/paid", max_tokens=100)
+    assert reply.cost is not None
+    assert budget.spent == reply.cost.total == Decimal("0.000003") + Decimal("0.000002") * 5
+    assert budget.reserved == 0 and budget.calls == 1
+
+
+@pytest.mark.parametrize("admitted", [1, 3, 7])
+async def test_a_budget_of_n_calls_admits_at_most_n_concurrent_calls(admitted: int) -> None:
+    # Each call reserves 2 µ$ input + 10 × 2 µ$ output = 22 µ$, and all are in flight at once.
+    class Slow(FakeDriver):
+        async def chat(self, request: Any) -> Any:
+            await asyncio.sleep(0.05)
+            return await super().chat(request)
+
+    client = Client(providers={"fake": Slow()}, prices=PAID)
+
+    async def call() -> bool:
+        try:
+            await client.chat("a b", model="fake/paid", max_tokens=10)
+        except BudgetExceededError:
+            return False
+        return True
+
+    async with client.budget(usd=Decimal("0.000022") * admitted + Decimal("0.000021")) as budget:
+        results = await asyncio.gather(*(call() for _ in range(50)))
+    assert sum(results) == admitted
+    assert budget.calls == admitted and budget.reserved == 0
+
+
+async def test_nested_budgets_both_apply_and_scopes_end() -> None:
+    client = Client(prices=PAID)
+    async with client.budget(usd="1") as outer:
+        async with client.budget(usd="0.00003") as inner:
+            await client.chat("a b", model="fake/paid", max_tokens=10)
+            with pytest.raises(BudgetExceededError):
+                await client.chat("a b", model="fake/paid", max_tokens=10)
+        await client.chat("a b", model="fake/paid", max_tokens=10)  # only the outer applies now
+    assert inner.calls == 1 and outer.calls == 2
+    await client.chat("a b", model="fake/paid", max_tokens=10)  # no budget at all
+    assert outer.calls == 2
+
+
+async def test_budgets_belong_to_their_client() -> None:
+    first, second = Client(prices=PAID), Client(prices=PAID)
+    async with first.budget(usd="0"):
+        await second.chat("a b", model="fake/paid", max_tokens=10)
+        with pytest.raises(BudgetExceededError):
+            await first.chat("a b", model="fake/paid", max_tokens=10)
+
+
+async def test_unknown_prices_fail_closed_unless_allowed() -> None:
+    client = Client(providers={"mystery": {"driver": "fake"}})
+    async with client.budget(usd="100"):
+        with pytest.raises(BudgetExceededError, match="no known price"):
+            await client.chat("hi", model="mystery/m")
+    assert len(client.ledger) == 0
+    async with client.budget(usd="100", allow_unknown_prices=True) as budget:
+        with pytest.warns(Warning, match="unknown is not free"):
+            await client.chat("hi", model="mystery/m")
+    assert budget.calls == 1 and budget.spent == 0
+
+
+async def test_without_max_tokens_the_models_maximum_output_is_reserved() -> None:
+    client = Client(providers={"openai": {"api_key": "k"}})
+    # gpt-4o: 16384 output tokens × $10/M = $0.16384 worst case.
+    async with respx.mock, client.budget(usd="0.1"):
+        route = respx.post("https://api.openai.com/v1/chat/completions")
+        with pytest.raises(BudgetExceededError):
+            await client.chat("hi", model="openai/gpt-4o")
+        assert not route.called
+
+
+async def test_failed_calls_release_their_reservation() -> None:
+    client = Client(providers={"fake": FakeDriver(replies=[ServerError("down", status=500)])}, prices=PAID, retry=0)
+    async with client.budget(usd="1") as budget:
+        with pytest.raises(ServerError):
+            await client.chat("a", model="fake/paid", max_tokens=5)
+    assert (budget.spent, budget.reserved, budget.calls) == (0, 0, 0)
+
+
+async def test_a_stream_that_overruns_its_reservation_stops() -> None:
+    # The fake stream ignores max_tokens, so its text can outgrow what was reserved for 2 output tokens.
+    client = Client(prices=PAID)
+    received: list[str] = []
+
+    async def consume() -> None:
+        async for chunk in client.stream("a b c d e f g h", model="fake/paid", max_tokens=2):
+            received.append(chunk.delta)
+
+    async with client.budget(usd="1") as budget:
+        with pytest.raises(BudgetExceededError, match="passed its reserved"):
+            await consume()
+    assert len(received) == 2  # stopped at the chunk that crossed the line
+    record = client.ledger.records[0]
+    assert record.error == "BudgetExceededError" and record.usage.estimated
+    assert budget.reserved == 0 and budget.spent == record.cost.total  # type: ignore[union-attr]
+
+
+async def test_a_client_wide_budget() -> None:
+    client = Client(prices=PAID, budget_usd="0.00004")  # each call reserves 22 µ$ and spends 12 µ$
+    await client.chat("a b", model="fake/paid", max_tokens=10)
+    await client.chat("a b", model="fake/paid", max_tokens=10)
+    with pytest.raises(BudgetExceededError):
+        await client.chat("a b", model="fake/paid", max_tokens=10)
+
+
+def test_budget_also_works_as_a_plain_with_block() -> None:
+    client = Client(prices=PAID)
+    with client.budget(usd="0") as budget, pytest.raises(BudgetExceededError):
+        asyncio.run(client.chat("a", model="fake/paid", max_tokens=1))
+    assert budget.limit == 0
+    with pytest.raises(ValueError, match="negative"):
+        client.budget(usd="-1")

@@ -1,0 +1,195 @@
+"""Prices with provenance and the cost formula: every token priced once, exactly, in Decimal."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+from hypothesis import given
+from hypothesis import strategies as st
+
+from llmclient import Client, Usage
+from llmclient.cost import PriceEntry, PriceTable, UnknownPriceWarning
+
+TABLE = PriceTable.default()
+
+
+def test_every_shipped_entry_is_sourced_dated_and_sane() -> None:
+    entries = list(TABLE)
+    providers = {entry.provider for entry in entries}
+    assert providers == {"openai", "deepseek"}
+    for entry in entries:
+        assert entry.source and entry.source.startswith("https://"), entry.model
+        assert entry.checked and len(entry.checked) == 10, entry.model
+        assert entry.input > 0, entry.model
+        if entry.mode == "chat":
+            assert entry.output >= entry.input, entry.model
+            assert entry.max_output_tokens, entry.model
+        if entry.cached_input is not None:
+            assert entry.cached_input < entry.input, entry.model
+    for model in ("gpt-4o", "gpt-4o-mini", "gpt-4.1", "o3", "gpt-5", "text-embedding-3-small"):
+        assert TABLE.lookup("openai", model) is not None, model
+    for model in ("deepseek-chat", "deepseek-reasoner"):
+        assert TABLE.lookup("deepseek", model) is not None, model
+
+
+def test_prices_read_as_published_per_million() -> None:
+    gpt4o = TABLE.lookup("openai", "gpt-4o")
+    assert gpt4o is not None
+    assert (gpt4o.input_per_million, gpt4o.output_per_million) == (Decimal("2.5"), Decimal("10"))
+    deepseek = TABLE.lookup("deepseek", "deepseek-chat")
+    assert deepseek is not None and deepseek.cached_input is not None
+    assert deepseek.cached_input * 1_000_000 == Decimal("0.028")
+    assert deepseek.source == "https://api-docs.deepseek.com/quick_start/pricing"
+
+
+def test_cached_tokens_are_priced_at_the_cached_rate_once() -> None:
+    entry = TABLE.lookup("openai", "gpt-4o-mini")
+    assert entry is not None
+    # The reasoning/cached fixture's shape: 86 uncached, 1920 cached, 300 output.
+    cost = entry.cost(Usage(input_tokens=86, cached_input_tokens=1920, output_tokens=300))
+    assert cost.input == Decimal("0.15") / 1_000_000 * 86
+    assert cost.cached_input == Decimal("0.075") / 1_000_000 * 1920
+    assert cost.output == Decimal("0.60") / 1_000_000 * 300
+    assert cost.total == cost.input + cost.cached_input + cost.output
+    assert cost.price_model == "openai/gpt-4o-mini"
+    assert cost.price_checked == entry.checked
+
+
+def test_reasoning_priced_apart_only_when_the_entry_says_so() -> None:
+    usage = Usage(input_tokens=10, output_tokens=100, reasoning_tokens=60)
+    same = PriceEntry.per_million("r", "p", input=1, output=4)
+    assert same.cost(usage).output == Decimal(4) / 1_000_000 * 100
+    apart = PriceEntry(model="r", provider="p", input=Decimal(0), output=Decimal(4), reasoning=Decimal(8))
+    assert apart.cost(usage).output == Decimal(4) * 40 + Decimal(8) * 60
+
+
+def test_dated_snapshots_find_their_base_model() -> None:
+    assert TABLE.lookup("openai", "gpt-4.1-2025-04-14") is TABLE.lookup("openai", "gpt-4.1")
+    assert TABLE.lookup("openai", "gpt-9") is None
+
+
+def test_local_providers_are_free_unless_priced() -> None:
+    for provider in ("transformers", "llamacpp", "ollama", "fake"):
+        entry = TABLE.lookup(provider, "anything")
+        assert entry is not None and entry.cost(Usage(input_tokens=10**6, output_tokens=10**6)).total == 0
+    table = PriceTable.default()
+    table.update({"ollama/qwen2:1.5b": {"input_cost_per_token": "0.0000001", "output_cost_per_token": "0.0000002"}})
+    assert table.cost("ollama", "qwen2:1.5b", Usage(input_tokens=10, output_tokens=10)).total == Decimal("0.000003")
+
+
+def test_unknown_models_cost_none_with_one_warning() -> None:
+    table = PriceTable.default()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert table.cost("openai-compatible", "mystery", Usage(input_tokens=5)) is None
+        assert table.cost("openai-compatible", "mystery", Usage(input_tokens=5)) is None
+    assert [w.category for w in caught] == [UnknownPriceWarning]
+    assert "unknown is not free" in str(caught[0].message)
+
+
+def test_overrides_wildcards_and_plain_numbers() -> None:
+    table = PriceTable.default()
+    table.update(
+        {
+            "openai/gpt-4o": {"input_cost_per_token": "0.000001", "output_cost_per_token": "0.000002"},
+            "openai-compatible/*": 0,
+            "vllm/llama-*": 3,  # USD per million, input and output
+        }
+    )
+    assert table.cost("openai", "gpt-4o", Usage(input_tokens=1)).total == Decimal("0.000001")
+    assert table.cost("openai-compatible", "x", Usage(input_tokens=9)).total == 0
+    assert table.cost("vllm", "llama-3-8b", Usage(output_tokens=1_000_000)).total == 3
+    assert table.lookup("vllm", "mistral") is None
+
+
+def test_a_litellm_file_can_be_loaded(tmp_path: Path) -> None:
+    litellm = {
+        "sample_spec": {"max_tokens": "LEGACY", "input_cost_per_token": 0.0},
+        "gpt-4o": {
+            "max_tokens": 16384,
+            "max_input_tokens": 128000,
+            "max_output_tokens": 16384,
+            "input_cost_per_token": 2.5e-06,
+            "output_cost_per_token": 1e-05,
+            "cache_read_input_token_cost": 1.25e-06,
+            "litellm_provider": "openai",
+            "mode": "chat",
+        },
+        "deepseek/deepseek-chat": {
+            "input_cost_per_token": 2.8e-07,
+            "output_cost_per_token": 4.2e-07,
+            "cache_read_input_token_cost": 2.8e-08,
+            "litellm_provider": "deepseek",
+            "mode": "chat",
+        },
+        "dall-e-3": {"litellm_provider": "openai", "mode": "image_generation", "output_cost_per_image": 0.04},
+    }
+    path = tmp_path / "model_prices_and_context_window.json"
+    path.write_text(json.dumps(litellm))
+    table = PriceTable.from_litellm(path)
+    assert len(table) == 2
+    gpt4o = table.lookup("openai", "gpt-4o")
+    assert gpt4o is not None
+    # Floats become the decimals they were written as, not their binary expansions.
+    assert (gpt4o.input, gpt4o.cached_input, gpt4o.max_output_tokens) == (
+        Decimal("0.0000025"),
+        Decimal("0.00000125"),
+        16384,
+    )
+    assert table.lookup("deepseek", "deepseek-chat") is not None
+    assert Client(prices=table).prices is table
+
+
+@given(
+    uncached=st.integers(0, 10**9),
+    cached=st.integers(0, 10**9),
+    output=st.integers(0, 10**8),
+    reasoning_share=st.floats(0, 1),
+    prices=st.tuples(*[st.decimals(0, 100, places=4, allow_nan=False, allow_infinity=False)] * 3),
+)
+def test_no_token_is_billed_twice(
+    uncached: int, cached: int, output: int, reasoning_share: float, prices: tuple[Decimal, Decimal, Decimal]
+) -> None:
+    entry = PriceEntry.per_million("m", "p", input=prices[0], cached_input=prices[1], output=prices[2])
+    usage = Usage(
+        input_tokens=uncached,
+        cached_input_tokens=cached,
+        output_tokens=output,
+        reasoning_tokens=int(output * reasoning_share),
+    )
+    cost = entry.cost(usage)
+    million = Decimal(1_000_000)
+    assert cost.input == prices[0] / million * uncached
+    assert cost.cached_input == prices[1] / million * cached
+    assert cost.output == prices[2] / million * output  # reasoning is inside output, not added again
+    assert cost.total == cost.input + cost.cached_input + cost.output
+
+
+@given(
+    a=st.tuples(st.integers(0, 10**6), st.integers(0, 10**6), st.integers(0, 10**6)),
+    b=st.tuples(st.integers(0, 10**6), st.integers(0, 10**6), st.integers(0, 10**6)),
+)
+def test_costs_add_up(a: tuple[int, int, int], b: tuple[int, int, int]) -> None:
+    entry = TABLE.lookup("deepseek", "deepseek-chat")
+    assert entry is not None
+    first = Usage(input_tokens=a[0], cached_input_tokens=a[1], output_tokens=a[2])
+    second = Usage(input_tokens=b[0], cached_input_tokens=b[1], output_tokens=b[2])
+    assert entry.cost(first + second).total == entry.cost(first).total + entry.cost(second).total
+
+
+async def test_responses_carry_their_priced_cost() -> None:
+    body = json.loads((Path(__file__).parent / "fixtures" / "deepseek" / "chat_reasoner.json").read_text())
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json=body))
+    async with Client(transport=transport, providers={"deepseek": {"api_key": "sk-x"}}) as client:
+        reply = await client.chat("9.11 和 9.8 哪个大？", model="deepseek/deepseek-reasoner")
+    usage = reply.usage
+    assert (usage.input_tokens, usage.cached_input_tokens, usage.output_tokens) == (68, 1152, 482)
+    assert reply.cost is not None
+    expected = (Decimal("0.28") * 68 + Decimal("0.028") * 1152 + Decimal("0.42") * 482) / 1_000_000
+    assert reply.cost.total == expected
+    assert reply.cost.price_source == "https://api-docs.deepseek.com/quick_start/pricing"
+    assert client.ledger.total() == expected

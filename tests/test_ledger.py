@@ -1,0 +1,158 @@
+"""The ledger: one record per logical call, exact totals under concurrency, exports, repricing and SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import sqlite3
+import subprocess
+import sys
+import threading
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import pytest
+
+from llmclient import Client, FakeDriver, ResponseFormatError, RetryPolicy, ServerError
+from llmclient.cost import CSV_COLUMNS, CostLedger, SQLiteLedger
+
+PAID = {"fake/paid": {"input_cost_per_token": "0.000001", "output_cost_per_token": "0.000002"}}
+
+
+async def test_groupings_totals_and_exports() -> None:
+    client = Client(prices=PAID)
+    await client.chat("one two three", model="fake/paid", tags=["a", "b"])
+    await client.chat("four", model="fake/paid", tags=["b"])
+    await client.chat("five six", model="fake/free")
+    ledger = client.ledger
+    # "one two three" → 3 in, "You said: one two three" → 5 out; "four" → 1 in, 3 out.
+    expected = Decimal("0.000001") * 4 + Decimal("0.000002") * 8
+    assert ledger.total() == expected
+    assert ledger.by_model()["fake/paid"].cost == expected
+    assert ledger.by_model()["fake/free"].cost == 0
+    assert ledger.by_provider()["fake"].calls == 3
+    assert {tag: s.calls for tag, s in ledger.by_tag().items()} == {"a": 1, "b": 2}
+    assert ledger.usage().input_tokens == 6
+    exported = json.loads(ledger.to_json())
+    assert [row["model"] for row in exported] == ["paid", "paid", "free"]
+    assert exported[0]["cost"]["total"] == str(Decimal("0.000001") * 3 + Decimal("0.000002") * 5)
+    rows = list(csv.DictReader(io.StringIO(ledger.to_csv())))
+    assert tuple(rows[0]) == CSV_COLUMNS
+    assert rows[1]["tags"] == "b" and rows[0]["tags"] == "a;b"
+
+
+async def test_reprice_shows_what_the_same_usage_would_cost_elsewhere() -> None:
+    client = Client()
+    await client.chat("a b c d", model="fake/x")
+    usage = client.ledger.usage()
+    on_deepseek = client.ledger.reprice("deepseek/deepseek-chat")
+    assert on_deepseek == (Decimal("0.28") * usage.input_tokens + Decimal("0.42") * usage.output_tokens) / 10**6
+    assert client.ledger.reprice("nowhere/model") is None
+
+
+async def test_unknown_prices_are_recorded_as_none_not_zero() -> None:
+    client = Client(providers={"mystery": {"driver": "fake"}})
+    with pytest.warns(Warning, match="unknown is not free"):
+        reply = await client.chat("hi", model="mystery/model")
+    assert reply.cost is None
+    assert client.ledger.records[0].cost is None
+    assert client.ledger.by_model()["mystery/model"].unpriced_calls == 1
+
+
+async def test_drift_between_the_local_count_and_the_reported_usage() -> None:
+    body = json.loads((Path(__file__).parent / "fixtures" / "openai" / "chat_completion.json").read_text())
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json=body))
+    async with Client(transport=transport, providers={"openai": {"api_key": "k"}}) as client:
+        await client.chat("Hello!", model="openai/gpt-3.5-turbo")
+    record = client.ledger.records[0]
+    # The local count of [user "Hello!"] is 3 + 1 + 2 + 3 = 9; the fixture reports 19.
+    assert record.counted_input_tokens == 9
+    assert record.input_drift == 10
+
+
+async def test_a_billed_200_that_cannot_be_parsed_is_still_recorded() -> None:
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json={"choices": []}))
+    async with Client(transport=transport, providers={"openai": {"api_key": "k"}}) as client:
+        with pytest.raises(ResponseFormatError):
+            await client.chat("Hello!", model="openai/gpt-4o-mini")
+        with pytest.raises(ServerError):  # not billed: nothing recorded
+            await Client(providers={"fake": FakeDriver(replies=[ServerError("x", status=500)])}, retry=0).chat(
+                "x", model="fake/x"
+            )
+    (record,) = client.ledger.records
+    assert record.error == "ResponseFormatError"
+    assert record.usage.estimated and record.usage.input_tokens == 9 and record.cost is not None
+
+
+async def test_1000_concurrent_calls_from_tasks_and_threads_with_retries_total_exactly() -> None:
+    ledger = CostLedger()
+    policy = RetryPolicy(max_retries=2, initial_backoff=0, jitter=False)
+
+    def make_client(flaky: bool) -> Client:
+        replies: list[object] = [ServerError("busy", status=503)] * (1 if flaky else 0) + ["w1 w2 w3"] * 400
+        return Client(providers={"fake": FakeDriver(replies=replies)}, ledger=ledger, retry=policy, prices=PAID)
+
+    async def run(client: Client, count: int) -> None:
+        await asyncio.gather(*(client.chat("a b", model="fake/paid") for _ in range(count)))
+
+    def thread_body() -> None:
+        asyncio.run(run(make_client(flaky=True), 100))
+
+    threads = [threading.Thread(target=thread_body) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    await asyncio.gather(run(make_client(flaky=True), 300), run(make_client(flaky=False), 300))
+    for thread in threads:
+        thread.join()
+    records = ledger.records
+    assert len(records) == 1000
+    assert sum(r.attempts for r in records) == 1000 + 5  # one injected retry per flaky client
+    per_call = Decimal("0.000001") * 2 + Decimal("0.000002") * 3
+    assert ledger.total() == per_call * 1000
+    assert ledger.usage().output_tokens == 3000
+
+
+def test_sqlite_ledger_persists_with_the_documented_schema(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+
+    async def calls() -> None:
+        client = Client(ledger=f"sqlite:///{path}", prices=PAID)
+        await client.chat("one two", model="fake/paid", tags=["batch"])
+        await client.chat("three", model="fake/free")
+
+    asyncio.run(calls())
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT provider, model, input_tokens, output_tokens, cost_usd, tags FROM calls").fetchall()
+    assert rows[0][:4] == ("fake", "paid", 2, 4) and Decimal(rows[0][4]) == Decimal("0.000010")
+    assert rows[0][5] == '["batch"]'
+    assert rows[1][4] == "0"
+    reopened = SQLiteLedger(path)
+    assert len(reopened) == 2
+    assert reopened.total() == Decimal("0.000010")
+    assert reopened.records[0].tags == ("batch",)
+    reopened.close()
+
+
+def test_several_processes_append_to_one_sqlite_file(tmp_path: Path) -> None:
+    path = tmp_path / "shared.db"
+    script = (
+        "import asyncio, sys\n"
+        "from llmclient import Client\n"
+        "async def main():\n"
+        f"    client = Client(ledger=r'sqlite:///{path}')\n"
+        "    await asyncio.gather(*(client.chat('x y', model='fake/x') for _ in range(50)))\n"
+        "asyncio.run(main())\n"
+    )
+    processes = [subprocess.Popen([sys.executable, "-c", script]) for _ in range(4)]
+    assert [p.wait(timeout=120) for p in processes] == [0, 0, 0, 0]
+    ledger = SQLiteLedger(path)
+    assert len(ledger) == 200
+    ledger.close()
+
+
+def test_unsupported_ledger_urls_are_refused() -> None:
+    with pytest.raises(ValueError, match="sqlite"):
+        Client(ledger="postgres://db/ledger")
