@@ -56,6 +56,10 @@ def _no_provider_env(monkeypatch: pytest.MonkeyPatch) -> None:
         "OPENAI_COMPATIBLE_API_KEY",
         "OPENAI_COMPATIBLE_BASE_URL",
         "LLMCLIENT_MODEL",
+        "LLMCLIENT_CONFIG",
+        "LLMCLIENT_LEDGER",
+        "OLLAMA_HOST",
+        "OLLAMA_API_KEY",
     ):
         monkeypatch.delenv(name, raising=False)
 

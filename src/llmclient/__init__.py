@@ -11,11 +11,15 @@ async with Client() as client:
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from llmclient._http import Timeouts
 from llmclient.client import ChatStream, Client, ParameterDroppedWarning
 from llmclient.cost import CostLedger, LedgerRecord
 from llmclient.drivers import Capabilities, Driver
 from llmclient.drivers.fake import FakeDriver
+from llmclient.embedding import EmbeddingCache, MemoryEmbeddingCache, SQLiteEmbeddingCache
 from llmclient.errors import (
     APIConnectionError,
     APIError,
@@ -26,10 +30,13 @@ from llmclient.errors import (
     ConfigurationError,
     ConflictError,
     ContextWindowExceededError,
+    DimensionMismatchError,
+    InputTooLongError,
     InsufficientBalanceError,
     InvalidRequestError,
     LLMClientError,
     LocalEngineError,
+    MaxStepsExceededError,
     MissingAPIKeyError,
     MissingExtraError,
     NotFoundError,
@@ -42,14 +49,19 @@ from llmclient.errors import (
     StreamDecodeError,
     StreamError,
     StreamInterruptedError,
+    StructuredOutputError,
+    ToolArgumentsError,
     ToolError,
+    ToolExecutionError,
     UnknownModelError,
     UnknownProviderError,
     UnsupportedCapabilityError,
     UnsupportedParameterError,
 )
 from llmclient.retry import RetryPolicy
+from llmclient.sync import SyncClient
 from llmclient.tokens import TokenizerUnavailableWarning
+from llmclient.tools import FunctionTool, RunResult, tool
 from llmclient.types import (
     ChatChunk,
     ChatRequest,
@@ -67,6 +79,27 @@ from llmclient.types import (
     ToolCallDelta,
     Usage,
 )
+
+if TYPE_CHECKING:
+    from llmclient.index import SearchResult, VectorIndex
+    from llmclient.similarity import ZeroVectorWarning
+
+# Names whose modules import numpy: loaded on first access, so `import llmclient` stays light.
+_LAZY = {
+    "SearchResult": "llmclient.index",
+    "VectorIndex": "llmclient.index",
+    "ZeroVectorWarning": "llmclient.similarity",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'llmclient' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __version__ = "0.1.0"
 
@@ -89,16 +122,22 @@ __all__ = [
     "ContextWindowExceededError",
     "Cost",
     "CostLedger",
+    "DimensionMismatchError",
     "Driver",
     "EmbedResponse",
+    "EmbeddingCache",
     "FakeDriver",
+    "FunctionTool",
     "ImagePart",
     "ImageURL",
+    "InputTooLongError",
     "InsufficientBalanceError",
     "InvalidRequestError",
     "LLMClientError",
     "LedgerRecord",
     "LocalEngineError",
+    "MaxStepsExceededError",
+    "MemoryEmbeddingCache",
     "Message",
     "MissingAPIKeyError",
     "MissingExtraError",
@@ -110,22 +149,32 @@ __all__ = [
     "RateLimitError",
     "ResponseFormatError",
     "RetryPolicy",
+    "RunResult",
+    "SQLiteEmbeddingCache",
+    "SearchResult",
     "ServerError",
     "StreamDecodeError",
     "StreamError",
     "StreamInterruptedError",
+    "StructuredOutputError",
+    "SyncClient",
     "TextPart",
     "Timeouts",
     "TokenCount",
     "TokenizerUnavailableWarning",
     "Tool",
+    "ToolArgumentsError",
     "ToolCall",
     "ToolCallDelta",
     "ToolError",
+    "ToolExecutionError",
     "UnknownModelError",
     "UnknownProviderError",
     "UnsupportedCapabilityError",
     "UnsupportedParameterError",
     "Usage",
+    "VectorIndex",
+    "ZeroVectorWarning",
     "__version__",
+    "tool",
 ]

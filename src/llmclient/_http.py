@@ -7,7 +7,6 @@ and translates every httpx and JSON failure into the llmclient error tree in one
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -28,6 +27,8 @@ from llmclient.errors import (
 )
 
 if TYPE_CHECKING:
+    import asyncio
+
     import httpx
 
     Transport = httpx.AsyncBaseTransport
@@ -49,7 +50,9 @@ class Timeouts:
     """
 
     connect: float = 10.0
-    read: float = 120.0
+    # As long as the whole call: a non-streamed reply from a reasoning model or a CPU-bound local server can take
+    # minutes before its first byte. A stream that keeps a connection alive by dripping bytes is stopped by `total`.
+    read: float = 600.0
     total: float | None = 600.0
 
     @classmethod
@@ -59,17 +62,21 @@ class Timeouts:
             return value
         if value is None:
             return cls(total=None)
-        return cls(connect=min(cls.connect, value), read=min(cls.read, value), total=value)
+        return cls(connect=min(cls.connect, value), read=value, total=value)
 
 
 def loop_time() -> float:
     """The running loop's clock, which deadlines are measured on."""
+    import asyncio  # imported on first use, like httpx: `import llmclient` stays light
+
     return asyncio.get_running_loop().time()
 
 
 if sys.version_info >= (3, 11):
 
     def _timeout_at(when: float) -> Any:
+        import asyncio
+
         return asyncio.timeout_at(when)
 
 else:  # pragma: no cover - Python 3.10
@@ -80,6 +87,8 @@ else:  # pragma: no cover - Python 3.10
             self._fired = False
 
         async def __aenter__(self) -> None:
+            import asyncio
+
             task = asyncio.current_task()
             assert task is not None
             self._handle = asyncio.get_running_loop().call_at(self._when, self._fire, task)
@@ -92,6 +101,8 @@ else:  # pragma: no cover - Python 3.10
             self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
         ) -> None:
             self._handle.cancel()
+            import asyncio
+
             if self._fired and kind is asyncio.CancelledError:
                 raise TimeoutError from exc
 
@@ -125,14 +136,19 @@ class HTTPClient:
         secrets: Iterable[str] = (),
         transport: Transport | None = None,
         timeouts: Timeouts | None = None,
-        refine: Callable[[APIError], APIError] | None = None,
+        refine: Callable[[APIError], LLMClientError] | None = None,
+        refine_connect: Callable[[APIConnectionError], LLMClientError] | None = None,
     ) -> None:
         global httpx
         import httpx
 
         timeouts = timeouts or Timeouts()
         self.provider = provider
+        # `refine` may turn an error answer into any llmclient error (a 400 that says a model lacks tools is an
+        # unsupported capability, not a bad request); `refine_connect` adds a provider's hint to a refused connection.
         self._refine = refine
+        self._refine_connect = refine_connect
+        self._urls: dict[str, httpx.URL] = {}
         self._secrets = tuple(secret for secret in secrets if secret)
         self._client = httpx.AsyncClient(
             base_url=base_url,
@@ -142,10 +158,17 @@ class HTTPClient:
             follow_redirects=False,
         )
 
+    def _url(self, path: str) -> httpx.URL:
+        # Joined once per path: httpx would otherwise merge and re-parse the base URL on every request.
+        url = self._urls.get(path)
+        if url is None:
+            url = self._urls[path] = httpx.URL(self._client.base_url).join(path.lstrip("/"))
+        return url
+
     async def post_json(self, path: str, body: dict[str, Any], *, model: str | None) -> tuple[Any, str | None]:
         """POST `body` as JSON; return the decoded JSON answer and the request id."""
         try:
-            response = await self._client.post(path, content=_dumps(body), headers=_JSON_HEADERS)
+            response = await self._client.post(self._url(path), content=_dumps(body), headers=_JSON_HEADERS)
         except httpx.HTTPError as exc:
             raise self._translate(exc, model) from exc
         request_id = request_id_from(response.headers)
@@ -158,7 +181,7 @@ class HTTPClient:
     async def get_json(self, path: str, *, model: str | None = None) -> Any:
         """GET `path` and decode its JSON answer."""
         try:
-            response = await self._client.get(path)
+            response = await self._client.get(self._url(path))
         except httpx.HTTPError as exc:
             raise self._translate(exc, model) from exc
         if response.status_code >= 400:
@@ -170,7 +193,22 @@ class HTTPClient:
         self, path: str, body: dict[str, Any], *, model: str | None
     ) -> AsyncIterator[tuple[str | None, AsyncIterator[str]]]:
         """POST `body` and yield the request id and an iterator over the answer's lines (decoded, unsplit)."""
-        request = self._client.build_request("POST", path, content=_dumps(body), headers=_STREAM_HEADERS)
+        async with self._stream(path, body, _STREAM_HEADERS, model) as response:
+            yield request_id_from(response.headers), self._lines(response, model)
+
+    @asynccontextmanager
+    async def stream_ndjson(
+        self, path: str, body: dict[str, Any], *, model: str | None
+    ) -> AsyncIterator[tuple[str | None, AsyncIterator[bytes]]]:
+        """POST `body` and yield the request id and an iterator over the answer's NDJSON lines (see `iter_ndjson`)."""
+        async with self._stream(path, body, _NDJSON_HEADERS, model) as response:
+            yield request_id_from(response.headers), iter_ndjson(self._bytes(response, model))
+
+    @asynccontextmanager
+    async def _stream(
+        self, path: str, body: dict[str, Any], headers: Mapping[str, str], model: str | None
+    ) -> AsyncIterator[httpx.Response]:
+        request = self._client.build_request("POST", self._url(path), content=_dumps(body), headers=headers)
         try:
             response = await self._client.send(request, stream=True)
         except httpx.HTTPError as exc:
@@ -182,7 +220,7 @@ class HTTPClient:
                 except httpx.HTTPError as exc:
                     raise self._translate(exc, model) from exc
                 raise self._error(response, content, model)
-            yield request_id_from(response.headers), self._lines(response, model)
+            yield response
         finally:
             await response.aclose()
 
@@ -190,6 +228,13 @@ class HTTPClient:
         try:
             async for line in response.aiter_lines():
                 yield line
+        except httpx.HTTPError as exc:
+            raise self._translate(exc, model) from exc
+
+    async def _bytes(self, response: httpx.Response, model: str | None) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in response.aiter_bytes():
+                yield chunk
         except httpx.HTTPError as exc:
             raise self._translate(exc, model) from exc
 
@@ -214,7 +259,7 @@ class HTTPClient:
                 status=status,
             ) from exc
 
-    def _error(self, response: httpx.Response, content: bytes, model: str | None) -> APIError:
+    def _error(self, response: httpx.Response, content: bytes, model: str | None) -> LLMClientError:
         error = error_from_response(
             response.status_code,
             content,
@@ -234,11 +279,12 @@ class HTTPClient:
             kind = "connect" if isinstance(exc, httpx.ConnectTimeout) else "read"
             return APITimeoutError(f"{self.provider}: {kind} timeout ({detail})", provider=self.provider, model=model)
         if isinstance(exc, httpx.ConnectError):
-            return APIConnectionError(
+            refused = APIConnectionError(
                 f"could not connect to {self.provider} at {self._client.base_url} ({detail})",
                 provider=self.provider,
                 model=model,
             )
+            return self._refine_connect(refused) if self._refine_connect else refused
         return APIConnectionError(
             f"{self.provider}: connection failed ({type(exc).__name__}: {detail})",
             provider=self.provider,
@@ -252,6 +298,7 @@ class HTTPClient:
 
 _JSON_HEADERS = {"content-type": "application/json", "accept": "application/json"}
 _STREAM_HEADERS = {"content-type": "application/json", "accept": "text/event-stream"}
+_NDJSON_HEADERS = {"content-type": "application/json", "accept": "application/x-ndjson"}
 
 
 def _dumps(body: dict[str, Any]) -> bytes:
@@ -284,3 +331,34 @@ async def iter_sse(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str, str]]:
             event = value
     if data:
         yield event or "message", "\n".join(data)
+
+
+async def iter_ndjson(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The lines of an NDJSON body as bytes, from chunks cut anywhere; blank lines are skipped.
+
+    Lines are split at `\\n` only, a byte that never occurs inside a multi-byte UTF-8 sequence, so a chunk that ends
+    mid-line or mid-character is safe and each line decodes whole (`json.loads` takes bytes; a trailing `\\r` is
+    whitespace to it). A last line without its newline is still delivered. Work is linear in the body size however
+    small the chunks are.
+    """
+    parts: list[bytes] = []
+    async for chunk in chunks:
+        if b"\n" not in chunk:
+            if chunk:
+                parts.append(chunk)
+            continue
+        lines = chunk.split(b"\n")
+        if parts:
+            parts.append(lines[0])
+            lines[0] = b"".join(parts)
+            parts = []
+        tail = lines.pop()
+        if tail:
+            parts.append(tail)
+        for line in lines:
+            if line.strip():
+                yield line
+    if parts:
+        line = b"".join(parts)
+        if line.strip():
+            yield line

@@ -12,8 +12,10 @@ async with Client(default_model="fake/echo") as client:
 
 from __future__ import annotations
 
-import asyncio
+import functools
+import json
 import os
+import re
 import time
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
@@ -21,11 +23,11 @@ from contextvars import ContextVar
 from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from pydantic import SecretStr, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 
-from llmclient import tokens
+from llmclient import embedding, tokens
 from llmclient._http import Timeouts, Transport, deadline, loop_time
 from llmclient.cost import Budget, CostLedger, LedgerRecord, PriceEntry, PriceTable, Reservation, open_ledger
 from llmclient.drivers import Driver, create_driver, is_known_provider, known_providers
@@ -34,14 +36,18 @@ from llmclient.errors import (
     BudgetExceededError,
     ConfigurationError,
     InvalidRequestError,
+    MaxStepsExceededError,
     ResponseFormatError,
     StreamError,
     StreamInterruptedError,
+    StructuredOutputError,
     UnknownProviderError,
     UnsupportedCapabilityError,
     UnsupportedParameterError,
 )
 from llmclient.retry import RetryPolicy
+from llmclient.tools import FunctionTool, RunResult, ToolRunner, to_tool, tool_messages
+from llmclient.tools import definitions as tool_definitions
 from llmclient.types import (
     ChatChunk,
     ChatRequest,
@@ -56,9 +62,19 @@ from llmclient.types import (
     to_messages,
 )
 
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    from llmclient.index import SearchResult
+    from llmclient.similarity import Metric
+
 T = TypeVar("T")
 
 Messages = str | Message | Mapping[str, Any] | Sequence[Message | Mapping[str, Any]]
+
+# Built-in drivers that speak HTTP get the client's transport and timeouts (a plugin opts in with "http": True).
+_HTTP_DRIVERS = frozenset({"openai", "openai-compatible", "deepseek", "ollama"})
 
 # Budgets opened with `client.budget(...)` in this task and its parents, each tagged with its client's id.
 _BUDGETS: ContextVar[tuple[tuple[int, Budget], ...]] = ContextVar("llmclient_budgets", default=())
@@ -88,6 +104,9 @@ class Client:
             USD per million tokens for input and output; wildcards such as `"openai-compatible/*"` allowed), or a
             whole `PriceTable`.
         budget_usd: A spending limit for every call of this client (see `budget` for scoped ones).
+        embedding_cache: Where `embed` keeps vectors so repeated texts are neither sent nor billed again: in memory
+            by default (LRU, 10,000 vectors), `"sqlite:///path.db"` or a path to keep them on disk, an
+            `EmbeddingCache` to share one, or False for none.
     """
 
     def __init__(
@@ -103,8 +122,10 @@ class Client:
         ledger: CostLedger | str | Path | None = None,
         prices: PriceTable | Mapping[str, Any] | None = None,
         budget_usd: Decimal | str | int | None = None,
+        embedding_cache: embedding.EmbeddingCache | str | Path | bool | None = None,
     ) -> None:
         self.default_model = default_model
+        self.embedding_cache = embedding.open_embedding_cache(embedding_cache)
         self.aliases = dict(aliases or {})
         self.retry = retry if isinstance(retry, RetryPolicy) else RetryPolicy().with_max_retries(retry)
         self.timeouts = Timeouts.from_value(timeout)
@@ -198,8 +219,7 @@ class Client:
             kind = options.get("driver", provider)
             if kind != provider:
                 options.setdefault("provider", provider)
-            if kind in ("openai", "openai-compatible", "deepseek") or options.get("http", False):
-                options.pop("http", None)
+            if kind in _HTTP_DRIVERS or options.pop("http", False):
                 options.setdefault("transport", self._transport)
                 options.setdefault("timeouts", self.timeouts)
             driver = create_driver(provider, options)
@@ -246,14 +266,14 @@ class Client:
         provider: str,
         model: str,
         messages: Any,
-        tools: Iterable[Tool | Mapping[str, Any]] | None,
+        tools: Iterable[Any] | None,
         tool_choice: str | None,
         params: dict[str, Any],
         extra_body: Mapping[str, Any] | None,
     ) -> tuple[ChatRequest, dict[str, Any], list[str]]:
         capabilities = driver.capabilities
         given = {key: value for key, value in params.items() if value is not None}
-        dropped = [key for key in given if key not in capabilities.params]
+        dropped = [key for key in given if key not in capabilities.params and key != "parallel_tool_calls"]
         if dropped:
             if self.strict_params:
                 raise UnsupportedParameterError(
@@ -266,15 +286,23 @@ class Client:
             )
             for key in dropped:
                 del given[key]
+        parallel = given.pop("parallel_tool_calls", None)
         try:
-            tool_list = [tool if isinstance(tool, Tool) else Tool.model_validate(tool) for tool in tools or ()]
+            tool_list = tool_definitions(tools)
             if tool_list and not capabilities.tools:
                 raise UnsupportedCapabilityError(f"{provider} does not support tools", provider=provider, model=model)
+            if tool_choice not in (None, "auto", "none", "required") and tool_choice not in {t.name for t in tool_list}:
+                raise InvalidRequestError(
+                    f"tool_choice {tool_choice!r} names no tool given; pass it in tools= or use auto/none/required",
+                    provider=provider,
+                    model=model,
+                )
             request = ChatRequest(
                 model=model,
                 messages=to_messages(messages),
                 tools=tool_list or None,
                 tool_choice=tool_choice,
+                parallel_tool_calls=parallel,
                 extra_body=dict(extra_body) if extra_body else None,
                 **given,
             )
@@ -286,7 +314,7 @@ class Client:
         self,
         model: str | None,
         messages: Any,
-        tools: Iterable[Tool | Mapping[str, Any]] | None,
+        tools: Iterable[Any] | None,
         tool_choice: str | None,
         params: dict[str, Any],
         extra_body: Mapping[str, Any] | None,
@@ -305,7 +333,7 @@ class Client:
         messages: Messages,
         *,
         model: str | None = None,
-        tools: Iterable[Tool | Mapping[str, Any]] | None = None,
+        tools: Iterable[Any] | None = None,
         tool_choice: str | None = None,
         temperature: float | None = None,
         top_p: float | None = None,
@@ -314,6 +342,9 @@ class Client:
         stop: str | Sequence[str] | None = None,
         seed: int | None = None,
         response_format: Mapping[str, Any] | None = None,
+        parallel_tool_calls: bool | None = None,
+        response_model: type[BaseModel] | None = None,
+        max_validation_retries: int = 2,
         extra_body: Mapping[str, Any] | None = None,
         max_retries: int | None = None,
         tags: Sequence[str] = (),
@@ -332,6 +363,11 @@ class Client:
             stop: A stop string or a list of them.
             seed: A seed for reproducible sampling where the provider supports it.
             response_format: The provider's response format object, e.g. `{"type": "json_object"}`.
+            parallel_tool_calls: Whether the model may call several tools in one reply (where supported).
+            response_model: A pydantic model the reply must be; `reply.parsed` holds the validated object. Each
+                provider's strongest mode is used (see the structured output page).
+            max_validation_retries: With `response_model`, how often an invalid reply is sent back with the
+                validation errors before `StructuredOutputError`.
             extra_body: Provider-specific fields merged into the request body as they are.
             max_retries: Overrides the client's retry count for this call.
             tags: Labels stored with the ledger record.
@@ -347,7 +383,13 @@ class Client:
             "stop": stop,
             "seed": seed,
             "response_format": dict(response_format) if response_format is not None else None,
+            "parallel_tool_calls": parallel_tool_calls,
         }
+        if response_model is not None:
+            return await self._structured(
+                response_model, max_validation_retries, model, messages, tools, tool_choice, params, extra_body,
+                max_retries, tags,
+            )  # fmt: skip
         call = self._build(model, messages, tools, tool_choice, params, extra_body, max_retries, tags)
         await call.admit()
         driver, request = call.driver, call.request
@@ -374,7 +416,7 @@ class Client:
         messages: Messages,
         *,
         model: str | None = None,
-        tools: Iterable[Tool | Mapping[str, Any]] | None = None,
+        tools: Iterable[Any] | None = None,
         tool_choice: str | None = None,
         temperature: float | None = None,
         top_p: float | None = None,
@@ -383,6 +425,7 @@ class Client:
         stop: str | Sequence[str] | None = None,
         seed: int | None = None,
         response_format: Mapping[str, Any] | None = None,
+        parallel_tool_calls: bool | None = None,
         extra_body: Mapping[str, Any] | None = None,
         max_retries: int | None = None,
         tags: Sequence[str] = (),
@@ -411,6 +454,7 @@ class Client:
             "stop": stop,
             "seed": seed,
             "response_format": dict(response_format) if response_format is not None else None,
+            "parallel_tool_calls": parallel_tool_calls,
         }
         # Built and validated now, so a bad call fails where it is written; admitted (counted, budgeted) and sent
         # when iterated.
@@ -419,20 +463,201 @@ class Client:
             raise UnsupportedCapabilityError(f"{call.provider} cannot stream", provider=call.provider, model=call.model)
         return ChatStream(call)
 
+    # -- structured output and the tool loop ---------------------------------------------------------------------
+
+    async def _structured(
+        self,
+        response_model: type[BaseModel],
+        max_validation_retries: int,
+        model: str | None,
+        messages: Any,
+        tools: Iterable[Any] | None,
+        tool_choice: str | None,
+        params: dict[str, Any],
+        extra_body: Mapping[str, Any] | None,
+        max_retries: int | None,
+        tags: Sequence[str],
+    ) -> ChatResponse:
+        provider, _ = self.resolve(model)
+        mode = self.driver(provider).capabilities.structured_output
+        transcript = to_messages(messages)
+        schema = strict_json_schema(response_model)
+        if mode == "json_schema":
+            params["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": response_model.__name__, "schema": schema, "strict": True},
+            }
+        else:  # JSON mode or plain prompting: the schema goes into the conversation
+            if mode == "json_object":
+                params["response_format"] = {"type": "json_object"}
+            instruction = "Reply with one JSON object only, no prose, that matches this JSON schema:\n" + json.dumps(
+                schema, ensure_ascii=False
+            )
+            transcript = [Message(role="system", content=instruction), *transcript]
+        reply: ChatResponse | None = None
+        for attempt in range(max_validation_retries + 1):
+            reply = await self.chat(
+                transcript, model=model, tools=tools, tool_choice=tool_choice, extra_body=extra_body,
+                max_retries=max_retries, tags=tags, **params,
+            )  # fmt: skip
+            try:
+                reply.parsed = response_model.model_validate_json(_json_text(reply.text))
+                return reply
+            except ValidationError as exc:
+                if attempt == max_validation_retries:
+                    raise StructuredOutputError(
+                        f"no valid {response_model.__name__} after {attempt + 1} replies: {_validation_message(exc)}",
+                        raw_text=reply.text,
+                        provider=provider,
+                        model=reply.model,
+                    ) from exc
+                feedback = (
+                    f"That reply is not a valid {response_model.__name__}: {_validation_message(exc)}. "
+                    "Reply again with the corrected JSON object only."
+                )
+                transcript = [*transcript, reply.message, Message(role="user", content=feedback)]
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def run(
+        self,
+        messages: Messages,
+        *,
+        tools: Iterable[Any],
+        model: str | None = None,
+        max_steps: int = 10,
+        tool_timeout: float | None = None,
+        on_tool_error: str = "message",
+        max_tool_retries: int = 2,
+        **chat_options: Any,
+    ) -> RunResult:
+        """Chat, run the tools the model asks for, send back their results, and repeat until it answers.
+
+        Async tools run concurrently, sync ones in worker threads; exactly one tool message per tool call id is
+        appended, in order. Invalid calls (unknown tool, bad JSON, failed validation) and tool exceptions become
+        error messages the model can act on; see the agents page for every rule.
+
+        Args:
+            messages: The conversation so far.
+            tools: Functions (or `FunctionTool`s, LangChain tools) the model may call.
+            model: The model id.
+            max_steps: The most model calls; past it, `MaxStepsExceededError` with the transcript so far.
+            tool_timeout: Seconds a tool may run before it is cancelled and reported to the model.
+            on_tool_error: "message" (report a tool's exception to the model) or "raise" (`ToolExecutionError`).
+            max_tool_retries: Invalid calls allowed per tool before `ToolArgumentsError`.
+            **chat_options: Anything `chat` takes (temperature, max_tokens, tool_choice, tags, …).
+
+        ```python
+        from llmclient import Client, ToolCall
+
+        def add(a: int, b: int) -> int:
+            \"\"\"Add two integers.\"\"\"
+            return a + b
+
+        client = Client(providers={"fake": {"replies": [
+            ToolCall(id="call_1", name="add", arguments={"a": 2, "b": 3}),
+            "2 + 3 = 5",
+        ]}})
+        result = await client.run("What is 2 + 3?", tools=[add], model="fake/agent")
+        assert result.response.text == "2 + 3 = 5"
+        assert [m.role for m in result.messages] == ["user", "assistant", "tool", "assistant"]
+        assert result.messages[2].content == "5" and result.steps == 2
+        ```
+        """
+        if on_tool_error not in ("message", "raise"):
+            raise InvalidRequestError('on_tool_error must be "message" or "raise"')
+        runnable: dict[str, FunctionTool] = {}
+        for item in tools:
+            converted = to_tool(item)
+            if not isinstance(converted, FunctionTool):
+                raise InvalidRequestError(
+                    f"run() needs tools it can execute; {converted.name!r} is a definition only (pass the function)"
+                )
+            runnable[converted.name] = converted
+        runner = ToolRunner(
+            runnable,
+            timeout=tool_timeout,
+            on_tool_error=on_tool_error,
+            max_retries=max_tool_retries,
+            secrets=self._secrets(),
+        )
+        transcript = to_messages(messages)
+        responses: list[ChatResponse] = []
+        for _ in range(max_steps):
+            # A budget, a provider error or a cancellation ends the run here, with each finished step in the ledger.
+            response = await self.chat(transcript, tools=list(runnable.values()), model=model, **chat_options)
+            responses.append(response)
+            transcript.append(response.message)
+            if not response.tool_calls:
+                return RunResult(transcript, responses)
+            transcript.extend(tool_messages(await runner.run(response.tool_calls)))
+        partial = RunResult(transcript, responses)
+        raise MaxStepsExceededError(
+            f"the model was still calling tools after {max_steps} steps",
+            messages=transcript,
+            usage=partial.usage,
+        )
+
+    def _secrets(self) -> list[str]:
+        secrets = [value.get_secret_value() for config in self._configs.values() for key, value in config.items()
+                   if key == "api_key" and isinstance(value, SecretStr)]  # fmt: skip
+        for driver in self._drivers.values():
+            key = getattr(driver, "api_key", None)
+            if isinstance(key, SecretStr):
+                secrets.append(key.get_secret_value())
+        return secrets
+
     # -- embeddings and counting --------------------------------------------------------------------------------
 
     async def embed(
-        self, inputs: str | Sequence[str], *, model: str | None = None, max_retries: int | None = None
+        self,
+        inputs: str | Sequence[str],
+        *,
+        model: str | None = None,
+        dimensions: int | None = None,
+        batch_size: int | None = None,
+        truncate: bool = False,
+        concurrency: int = 4,
+        progress: bool | None = None,
+        max_retries: int | None = None,
+        tags: Sequence[str] = (),
     ) -> EmbedResponse:
         """Embed one text or a list of texts; `vectors` is a float32 array of shape (len(inputs), dimensions).
+
+        Repeated texts (within the call, or found in the client's embedding cache) are neither sent nor billed;
+        `cached` on the response counts them. The rest are split into batches that fit the provider's limits
+        (OpenAI: 2048 inputs and 300,000 tokens per request), sent `concurrency` at a time, and put back in input
+        order. The call adds one ledger record (kind `"embed"`) summing its requests; `attempts` counts them.
 
         ```python
         from llmclient import Client
 
         async with Client() as client:
-            result = await client.embed(["cat", "dog"], model="fake/embedder")
-            assert result.vectors.shape == (2, 8)
+            result = await client.embed(["cat", "dog", "cat"], model="fake/embedder")
+            assert result.vectors.shape == (3, 8)
+            assert result.cached == 1  # the second "cat" was not sent
+            again = await client.embed("dog", model="fake/embedder")
+            assert (again.cached, again.usage.input_tokens, again.cost.total) == (1, 0, 0)
+            assert len(client.ledger) == 1  # a call answered from the cache adds no record
         ```
+
+        Args:
+            inputs: A text or a list of texts.
+            model: `"provider/model"` or an alias; else the client's default.
+            dimensions: Shorter vectors where the model supports it (OpenAI text-embedding-3: `dimensions`).
+            batch_size: The most inputs per request (the provider's limit when smaller).
+            truncate: Cut inputs over the model's token limit to fit (with the model's tokenizer where
+                llmclient has it) instead of raising `InputTooLongError`.
+            concurrency: The most requests in flight at once.
+            progress: A tqdm progress bar: None shows one for 1,000 inputs or more when stderr is a terminal and
+                tqdm is installed; True always (needs tqdm); False never.
+            max_retries: Overrides the client's retry count for each request.
+            tags: Labels stored with the ledger record.
+
+        Raises:
+            InputTooLongError: An input has more tokens than the model accepts (its index is on the error).
+            InvalidRequestError: An input is not a string, or is empty where the provider rejects that.
+            ResponseFormatError: A response with missing or repeated indices or vectors of the wrong shape.
+            LLMClientError: A subclass saying what else went wrong; requests answered before it are recorded.
         """
         provider, name = self.resolve(model)
         driver = self.driver(provider)
@@ -444,68 +669,268 @@ class Client:
                     provider=provider,
                     model=name,
                 )
+        for option, value in (("dimensions", dimensions), ("batch_size", batch_size), ("concurrency", concurrency)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise InvalidRequestError(
+                    f"{option} must be a positive int, got {value!r}", provider=provider, model=name
+                )
         if not driver.capabilities.embed:
             raise UnsupportedCapabilityError(
                 f"{provider} has no embeddings API; use one that does (e.g. openai/text-embedding-3-small)",
                 provider=provider,
                 model=name,
             )
-        if not texts:
-            return await driver.embed(name, texts)  # nothing to send, nothing to bill or record
-        reservation = None
-        budgets = self._active_budgets()
-        if budgets:
-            counted = sum([(await _count_text(driver, name, text)).tokens for text in texts])
-            entry = self.prices.lookup(provider, name)
-            amount = None if entry is None else entry.input * counted
-            reservation = Budget.reserve_all(budgets, amount, f"{provider}/{name}")
-        policy = self.retry.with_max_retries(max_retries)
+        options: dict[str, Any] = {} if dimensions is None else {"dimensions": dimensions}
+        if options:
+            import inspect  # only here: third-party drivers may predate the `dimensions` keyword
+
+            accepted = inspect.signature(driver.embed).parameters
+            if "dimensions" not in accepted and not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
+                raise UnsupportedParameterError(
+                    f"the {provider} driver does not take dimensions= for embeddings", provider=provider, model=name
+                )
+        if not texts:  # drivers answer [] with a (0, d) array and no I/O: nothing to bill or record
+            empty = await driver.embed(name, texts, **options)
+            empty.cost = Cost()
+            return empty
+        limits: embedding.EmbeddingLimits = getattr(driver, "embedding_limits", None) or embedding.DEFAULT_LIMITS
+        entry = self.prices.lookup(provider, name)
+        known = [n for n in (limits.max_input_tokens, entry.max_input_tokens if entry else None) if n]
+        max_input_tokens = min(known) if known else None
+        job = embedding.EmbedJob(texts, functools.partial(embedding.cache_key, provider, name, dimensions))
+        job.lookup(self.embedding_cache, truncated_to=max_input_tokens if truncate else None)
         started = time.perf_counter()
-        attempts = 0
+        budgets = self._active_budgets()
+        needs_counts = bool(job.pending) and bool(budgets or max_input_tokens or limits.max_tokens_per_request)
+        counted = await embedding.fit_to_limits(
+            job,
+            (lambda text: _count_text(driver, name, text)) if needs_counts else None,
+            limits=limits,
+            max_input_tokens=max_input_tokens,
+            truncate=truncate,
+            provider=provider,
+            model=name,
+        )
+        reservation = None
+        if budgets and job.pending:
+            amount = None if entry is None else entry.input * sum(counted)
+            reservation = Budget.reserve_all(budgets, amount, f"{provider}/{name}")
+        batches = embedding.plan_batches(
+            counted or [0] * len(job.pending),
+            min(batch_size or limits.max_inputs_per_request, limits.max_inputs_per_request),
+            limits.max_tokens_per_request,
+        )
+        policy = self.retry.with_max_retries(max_retries)
+        attempts, billed = 0, 0
+        usage, served_model = Usage(), ""
+        bar = embedding.progress_bar(progress, len(job.pending), f"embedding with {provider}/{name}")
 
-        async def attempt() -> EmbedResponse:
-            nonlocal attempts
-            attempts += 1
-            return await driver.embed(name, texts)
+        async def send(batch: range) -> EmbedResponse:
+            nonlocal attempts, billed, usage
+            chunk = job.sent[batch.start : batch.stop]
 
+            async def attempt() -> EmbedResponse:
+                nonlocal attempts
+                attempts += 1
+                return await driver.embed(name, chunk, **options)
+
+            try:
+                result = await _retrying(policy, attempt)
+            except ResponseFormatError as exc:
+                if exc.status is not None and exc.status < 300:  # answered, so billed, though unusable
+                    billed += 1
+                    tokens_sent = sum(counted[batch.start : batch.stop]) if counted else None
+                    if tokens_sent is None:
+                        tokens_sent = sum([(await _count_text(driver, name, text)).tokens for text in chunk])
+                    usage += Usage(input_tokens=tokens_sent, estimated=True)
+                raise
+            rows, width = result.vectors.shape
+            expected = dimensions or job.width or width
+            if rows != len(chunk) or width != expected:
+                billed += 1
+                usage += result.usage
+                raise ResponseFormatError(
+                    f"{provider} returned vectors of shape {result.vectors.shape} for {len(chunk)} inputs; expected "
+                    f"({len(chunk)}, {expected})",
+                    provider=provider,
+                    model=name,
+                    status=200,
+                )
+            return result
+
+        def done(batch: range, result: EmbedResponse) -> None:
+            nonlocal billed, usage, served_model
+            billed += 1
+            usage += result.usage
+            served_model = served_model or result.model
+            job.fill(batch, result.vectors)
+            if bar is not None:
+                bar.update(len(batch))
+
+        error: BaseException | None = None
         total = self.timeouts.total
         try:
             when = None if total is None else loop_time() + total
             async with deadline(when, total, provider=provider, model=name):
-                response = await _retrying(policy, attempt)
-        except BaseException:
+                await embedding.run_batches(batches, send, concurrency=concurrency, on_done=done)
+        except BaseException as exc:
+            error = exc
+        finally:
+            if bar is not None:
+                bar.close()
+        if self.embedding_cache is not None and job.fresh:  # kept even when a later batch failed: never paid twice
+            self.embedding_cache.put_many(job.fresh)
+        cost: Cost | None = Cost()
+        if billed:
+            cost = self.prices.cost(provider, name, usage)
             if reservation is not None:
-                reservation.release()
-            raise
-        response.cost = self.prices.cost(provider, name, response.usage)
-        if reservation is not None:
-            reservation.settle(response.cost)
-        self.ledger.add(
-            LedgerRecord(
-                provider=provider,
-                model=name,
-                kind="embed",
-                usage=response.usage,
-                cost=response.cost,
-                latency_s=time.perf_counter() - started,
-                attempts=attempts,
+                reservation.settle(cost)
+            self.ledger.add(
+                LedgerRecord(
+                    provider=provider,
+                    model=name,
+                    kind="embed",
+                    usage=usage,
+                    cost=cost,
+                    latency_s=time.perf_counter() - started,
+                    attempts=attempts,
+                    tags=tuple(tags),
+                    error=None if error is None else _error_name(error),
+                    counted_input_tokens=sum(counted) if counted and error is None else None,
+                )
             )
+        elif reservation is not None:
+            reservation.release()
+        if error is not None:
+            raise error
+        return EmbedResponse(
+            vectors=job.assemble(job.width or dimensions or 0),
+            usage=usage,
+            cost=cost,
+            model=served_model or name,
+            provider=provider,
+            cached=job.unsent,
         )
-        return response
+
+    async def similarity(
+        self,
+        a: str | Sequence[str] | npt.ArrayLike,
+        b: str | Sequence[str] | npt.ArrayLike,
+        *,
+        model: str | None = None,
+        metric: Metric = "cosine",
+        dimensions: int | None = None,
+        tags: Sequence[str] = (),
+    ) -> float | npt.NDArray[np.floating[Any]]:
+        """How similar `a` and `b` are: each a text, a list of texts, a vector or a matrix of vectors.
+
+        Texts are embedded in one `embed` call (through the cache; the cost lands in the ledger), vectors are used
+        as they are. The result follows the shapes: a float for two single items, a 1-D array for one item and a
+        list, a `(len(a), len(b))` matrix for two lists. See `llmclient.similarity` for the metrics.
+
+        ```python
+        from llmclient import Client
+
+        async with Client() as client:
+            assert round(await client.similarity("cat", "cat", model="fake/embedder"), 6) == 1.0
+            scores = await client.similarity("cat", ["cat", "dog"], model="fake/embedder")
+            assert scores.shape == (2,) and scores[0] > scores[1]
+            assert (await client.similarity(["a", "b"], ["c", "d", "e"], model="fake/embedder")).shape == (2, 3)
+        ```
+
+        Args:
+            a: A text, a list of texts, a vector (1-D) or vectors (2-D).
+            b: The same kinds as `a`.
+            model: The embedding model for texts.
+            metric: `"cosine"` (default), `"dot"` or `"euclidean"` (a distance: smaller is closer).
+            dimensions: Passed to `embed`.
+            tags: Labels stored with the ledger record of the embedding.
+
+        Raises:
+            DimensionMismatchError: Vectors of different lengths (e.g. given vectors from another model).
+            ValueError: NaN or Inf in given vectors, or an unknown metric.
+        """
+        from llmclient.similarity import METRICS, pairwise
+
+        if metric not in METRICS:
+            raise InvalidRequestError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
+        left, right = embedding.as_texts(a), embedding.as_texts(b)
+        texts = [*(left[0] if left else []), *(right[0] if right else [])]
+        vectors = (await self.embed(texts, model=model, dimensions=dimensions, tags=tags)).vectors if texts else None
+
+        def side(value: Any, parsed: tuple[list[str], bool] | None, offset: int) -> Any:
+            if parsed is None or vectors is None:
+                return value
+            rows = vectors[offset : offset + len(parsed[0])]
+            return rows[0] if parsed[1] else rows
+
+        first = side(a, left, 0)
+        second = side(b, right, len(left[0]) if left else 0)
+        return pairwise(first, second, metric=metric)
+
+    async def search(
+        self,
+        query: str,
+        corpus: Sequence[str],
+        *,
+        k: int = 10,
+        model: str | None = None,
+        metric: Metric = "cosine",
+        dimensions: int | None = None,
+        tags: Sequence[str] = (),
+    ) -> list[SearchResult]:
+        """The `k` texts of `corpus` most similar to `query`, best first, for corpora that fit in one call.
+
+        Query and corpus are embedded together in one `embed` call, so a repeated search sends only what the
+        cache lacks. For a corpus you search many times, keep its vectors in a `VectorIndex`.
+
+        ```python
+        from llmclient import Client
+
+        async with Client() as client:
+            hits = await client.search("cats", ["dogs", "cats", "birds"], k=2, model="fake/embedder")
+            assert (hits[0].index, hits[0].text, round(hits[0].score, 6)) == (1, "cats", 1.0)
+            assert len(hits) == 2
+        ```
+
+        Returns:
+            `SearchResult`s with `index` (position in `corpus`), `score` and `text`; cosine and dot scores are
+            largest first, euclidean distances smallest first.
+        """
+        from llmclient.index import SearchResult
+        from llmclient.similarity import METRICS, top_k
+
+        if not isinstance(query, str):
+            raise InvalidRequestError(f"search() takes a text query, not {type(query).__name__}")
+        if isinstance(corpus, str):
+            raise InvalidRequestError("search() takes a list of texts as the corpus; wrap a single text in a list")
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise InvalidRequestError(f"k must be a positive int, got {k!r}")
+        if metric not in METRICS:
+            raise InvalidRequestError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
+        texts = list(corpus)
+        if not texts:
+            return []
+        vectors = (await self.embed([query, *texts], model=model, dimensions=dimensions, tags=tags)).vectors
+        found = top_k(vectors[0], vectors[1:], k, metric=metric)
+        return [
+            SearchResult(index=index, score=score, text=texts[index])
+            for index, score in zip(found.indices.tolist(), found.scores.tolist(), strict=True)
+        ]
 
     async def count_tokens(
         self,
         messages: Messages,
         *,
         model: str | None = None,
-        tools: Iterable[Tool | Mapping[str, Any]] | None = None,
+        tools: Iterable[Any] | None = None,
     ) -> TokenCount:
         """Count the tokens a string (text alone) or messages (with the chat framing) take on `model`."""
         provider, name = self.resolve(model)
         driver = self.driver(provider)
         if isinstance(messages, (bytes, bytearray)):
             raise TypeError("count_tokens() takes str or messages, not bytes; decode them first")
-        tool_list = [tool if isinstance(tool, Tool) else Tool.model_validate(tool) for tool in tools or ()]
+        tool_list = tool_definitions(tools)
         if isinstance(messages, str) and not tool_list:
             return await _count_text(driver, name, messages)
         return await _count_messages(driver, name, to_messages(messages), tool_list)
@@ -832,9 +1257,51 @@ async def _count_text(driver: Driver, model: str, text: str) -> TokenCount:
 
 
 async def _retrying(policy: RetryPolicy, attempt: Callable[[], Awaitable[T]]) -> T:
-    async for retry_state in policy.retrying():
+    # The first attempt runs bare: building tenacity's machinery costs tens of microseconds per call, and most calls
+    # succeed at once. Only after a retryable failure does tenacity take over, under the same policy.
+    try:
+        return await attempt()
+    except Exception as error:
+        if policy.max_retries == 0 or not policy.should_retry(error):
+            raise
+        import asyncio
+
+        await asyncio.sleep(policy.wait_for(1, error))
+    async for retry_state in policy.retrying(previous_attempts=1):
         with retry_state:
             result = await attempt()
+    return result
+
+
+_FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
+
+
+def _json_text(text: str) -> str:
+    """The JSON in a reply, unwrapped from a Markdown fence if the model added one."""
+    match = _FENCE.match(text)
+    return match.group(1) if match else text.strip()
+
+
+def strict_json_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """A model's JSON schema in the form OpenAI's strict structured outputs accept.
+
+    Every object lists all its properties as required and forbids others; optional fields stay nullable
+    (https://platform.openai.com/docs/guides/structured-outputs#supported-schemas).
+    """
+    schema = model.model_json_schema()
+
+    def visit(node: Any) -> Any:
+        if isinstance(node, dict):
+            node = {key: visit(value) for key, value in node.items() if key != "default"}
+            if node.get("type") == "object" and "properties" in node:
+                node["required"] = list(node["properties"])
+                node["additionalProperties"] = False
+            return node
+        if isinstance(node, list):
+            return [visit(item) for item in node]
+        return node
+
+    result: dict[str, Any] = visit(schema)
     return result
 
 
@@ -842,6 +1309,8 @@ def _error_name(error: BaseException) -> str:
     """How a stream ended, for the ledger: closed by the caller, cancelled, or the error's class."""
     if isinstance(error, GeneratorExit):
         return "closed"
+    import asyncio
+
     if isinstance(error, asyncio.CancelledError):
         return "cancelled"
     return type(error).__name__

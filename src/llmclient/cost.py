@@ -20,19 +20,16 @@ prices them apart. Unknown models cost `None` — unknown is not free — and bu
 from __future__ import annotations
 
 import contextlib
-import csv
 import fnmatch
 import io
 import json
 import re
-import sqlite3
 import threading
 import time
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +97,8 @@ class PriceEntry:
         """The most a call can cost: every input token uncached and the whole output allowance used."""
         output = max_output_tokens if max_output_tokens is not None else self.max_output_tokens
         if output is None:
-            return None
+            # Without a bound on the output only free output is boundable (local models).
+            return self.input * input_tokens if self.output == 0 and not self.reasoning else None
         return self.input * input_tokens + max(self.output, self.reasoning or Decimal(0)) * output
 
     @classmethod
@@ -262,6 +260,8 @@ _SHIPPED: list[PriceEntry] | None = None
 def _shipped_entries() -> list[PriceEntry]:
     global _SHIPPED
     if _SHIPPED is None:
+        from importlib import resources
+
         text = resources.files("llmclient").joinpath("prices.json").read_text(encoding="utf-8")
         _SHIPPED = _entries_from_json(json.loads(text))
     return _SHIPPED
@@ -361,7 +361,7 @@ class CostLedger:
         for record in self.records:
             for name in key(record):
                 groups.setdefault(name, []).append(record)
-        return {name: _summarise(records) for name, records in groups.items()}
+        return {name: summarise(records) for name, records in groups.items()}
 
     def by_model(self) -> dict[str, Summary]:
         """Totals per `provider/model`."""
@@ -390,6 +390,8 @@ class CostLedger:
     def to_csv(self) -> str:
         """Every record as CSV, one row per call, usage and cost flattened."""
         buffer = io.StringIO()
+        import csv
+
         writer = csv.writer(buffer)
         writer.writerow(CSV_COLUMNS)
         for r in self.records:
@@ -429,7 +431,8 @@ CSV_COLUMNS = (
 )
 
 
-def _summarise(records: Sequence[LedgerRecord]) -> Summary:
+def summarise(records: Sequence[LedgerRecord]) -> Summary:
+    """Calls, usage and cost of some records."""
     return Summary(
         calls=len(records),
         usage=sum((r.usage for r in records), Usage()),
@@ -476,6 +479,8 @@ class SQLiteLedger(CostLedger):
     """
 
     def __init__(self, path: str | Path) -> None:
+        import sqlite3  # stdlib, but only ledgers that persist need it
+
         super().__init__()
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -499,6 +504,8 @@ class SQLiteLedger(CostLedger):
 
     def close(self) -> None:
         """Close the database file."""
+        import sqlite3
+
         with self._lock, contextlib.suppress(sqlite3.ProgrammingError):
             self._db.close()
 

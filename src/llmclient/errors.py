@@ -7,6 +7,7 @@ LLMClientError
  │    ├── MissingAPIKeyError
  │    ├── MissingExtraError              says which `pip install 'llmclient[...]'`
  │    ├── InvalidRequestError            the call's arguments are invalid (also a ValueError)
+ │    │    └── InputTooLongError         an embedding input over the model's token limit (names its index)
  │    └── UnsupportedParameterError      a parameter the provider lacks, under strict_params=True
  ├── UnsupportedCapabilityError          e.g. embeddings on DeepSeek
  ├── APIError                            the provider answered with an error
@@ -29,8 +30,13 @@ LLMClientError
  │    └── StreamDecodeError              a garbled event
  ├── LocalEngineError                    in-process engines (transformers, llama.cpp)
  │    └── OutOfMemoryError
- ├── ToolError
- └── BudgetExceededError
+ ├── ToolError                           a tool could not be described, called or run
+ │    ├── ToolArgumentsError             the model kept sending invalid calls (after the retry budget)
+ │    ├── ToolExecutionError             a tool raised, under on_tool_error="raise"
+ │    └── MaxStepsExceededError          the tool loop hit max_steps (carries the transcript so far)
+ ├── StructuredOutputError               no valid `response_model` object after the retries (keeps the text)
+ ├── BudgetExceededError
+ └── DimensionMismatchError              vectors of different lengths compared (also a ValueError)
 ```
 
 Every error carries `provider`, `model`, `status`, a bounded `message`, `request_id` where known and `retryable`.
@@ -40,7 +46,6 @@ appear in a message (`redact`).
 
 from __future__ import annotations
 
-import email.utils
 import html
 import json
 import re
@@ -115,6 +120,20 @@ class MissingExtraError(ConfigurationError):
 
 class InvalidRequestError(ConfigurationError, ValueError):
     """The arguments of a call are invalid (an empty message list, temperature=5); nothing was sent."""
+
+
+class InputTooLongError(InvalidRequestError):
+    """An input to `embed` has more tokens than the model accepts; nothing was sent.
+
+    `index` is its position in the inputs, `tokens` its count and `limit` the model's limit. Shorten it, split it,
+    or pass `truncate=True` to cut it to the limit.
+    """
+
+    def __init__(self, message: str, *, index: int, tokens: int, limit: int, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.index = index
+        self.tokens = tokens
+        self.limit = limit
 
 
 class UnsupportedParameterError(ConfigurationError):
@@ -234,8 +253,37 @@ class ToolError(LLMClientError):
     """A tool could not be described, called or run."""
 
 
+class ToolArgumentsError(ToolError):
+    """A tool call's name or arguments were invalid more often than the retry budget allows."""
+
+
+class ToolExecutionError(ToolError):
+    """A tool raised and `on_tool_error="raise"` was chosen; the cause is chained."""
+
+
+class MaxStepsExceededError(ToolError):
+    """The tool loop reached `max_steps`; `messages` and `usage` hold the transcript and usage so far."""
+
+    def __init__(self, message: str, *, messages: Any = None, usage: Any = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.messages = messages
+        self.usage = usage
+
+
+class StructuredOutputError(LLMClientError):
+    """The model gave no valid `response_model` object after the retries; `raw_text` is its last reply."""
+
+    def __init__(self, message: str, *, raw_text: str = "", **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.raw_text = raw_text
+
+
 class BudgetExceededError(LLMClientError):
     """A call would exceed the budget; it was not sent."""
+
+
+class DimensionMismatchError(LLMClientError, ValueError):
+    """Vectors of different lengths were compared (e.g. from two models); nothing is broadcast."""
 
 
 def bound(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
@@ -284,6 +332,8 @@ def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -
     except ValueError:
         pass
     try:
+        import email.utils  # only for the rare HTTP-date form
+
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None

@@ -72,26 +72,25 @@ class RetryPolicy:
             return float(retry_after)
         return self.backoff(attempt)
 
-    def retrying(self) -> AsyncRetrying:
-        """A tenacity `AsyncRetrying` that applies this policy; errors are re-raised as they are."""
+    def retrying(self, previous_attempts: int = 0) -> AsyncRetrying:
+        """A tenacity `AsyncRetrying` that applies this policy; errors are re-raised as they are.
+
+        Args:
+            previous_attempts: Attempts already made (and failed) before this retrying loop starts.
+        """
         from tenacity import AsyncRetrying  # imported on first use: `import llmclient` stays light
 
-        return AsyncRetrying(
-            stop=self._stop,
-            wait=self._wait,
-            retry=self._retry,
-            reraise=True,
-        )
+        def stop(state: RetryCallState) -> bool:
+            return state.attempt_number + previous_attempts > self.max_retries
 
-    def _stop(self, state: RetryCallState) -> bool:
-        return state.attempt_number > self.max_retries
+        def wait(state: RetryCallState) -> float:
+            return self.wait_for(state.attempt_number + previous_attempts, _exception(state))
+
+        return AsyncRetrying(stop=stop, wait=wait, retry=self._retry, reraise=True)
 
     def _retry(self, state: RetryCallState) -> bool:
         outcome = state.outcome
         return outcome is not None and outcome.failed and self.should_retry(_exception(state))
-
-    def _wait(self, state: RetryCallState) -> float:
-        return self.wait_for(state.attempt_number, _exception(state))
 
 
 def _exception(state: RetryCallState) -> BaseException:

@@ -14,6 +14,7 @@ assert msg.text == "Hello"
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -31,7 +32,8 @@ FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error"
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=False)
+    # defer_build: validators are built on first use, not at import (about 15 ms of `import llmclient`).
+    model_config = ConfigDict(extra="forbid", frozen=False, defer_build=True)
 
 
 class TextPart(_Model):
@@ -126,7 +128,8 @@ class Message(_Model):
     tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
     reasoning: str | None = None
-    """The model's reasoning (DeepSeek `reasoning_content`); kept for the reader, never sent back."""
+    """The model's reasoning (DeepSeek's `reasoning_content`, Ollama's `thinking`). Each driver sends it back only
+    where its provider asks for it: never to DeepSeek (which rejects it), as `thinking` to Ollama (for tool loops)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -173,6 +176,25 @@ class Tool(_Model):
             return data["function"]
         return data
 
+    @classmethod
+    def from_function(
+        cls, function: Callable[..., Any], *, name: str | None = None, description: str | None = None
+    ) -> Tool:
+        """The tool definition of a Python function: schema from its type hints, text from its docstring.
+
+        See `llmclient.tool` for a runnable tool; this returns the definition only.
+        """
+        from llmclient.tools import FunctionTool  # deferred: tools builds on these types
+
+        return FunctionTool(function, name=name, description=description).tool
+
+    @classmethod
+    def from_model(cls, model: type[BaseModel], *, name: str | None = None, description: str | None = None) -> Tool:
+        """A tool whose parameters are a pydantic model's fields (its name and docstring by default)."""
+        from llmclient.tools import tool_from_model  # deferred: tools builds on these types
+
+        return tool_from_model(model, name=name, description=description)
+
     def to_openai(self) -> dict[str, Any]:
         """The OpenAI function-tool shape: `{"type": "function", "function": {...}}`."""
         function: dict[str, Any] = {"name": self.name, "description": self.description}
@@ -201,6 +223,7 @@ class ChatRequest(_Model):
     stop: list[str] | None = None
     seed: int | None = None
     response_format: dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
     extra_body: dict[str, Any] | None = None
 
     @field_validator("stop", mode="before")
@@ -305,6 +328,8 @@ class ChatResponse(_Model):
     request_id: str | None = None
     applied_params: dict[str, Any] = Field(default_factory=dict)
     dropped_params: list[str] = Field(default_factory=list)
+    parsed: Any = None
+    """The validated `response_model` object when one was asked for."""
     raw: dict[str, Any] | None = Field(default=None, repr=False)
 
     @property
@@ -345,7 +370,11 @@ class ChatChunk(_Model):
 
 
 class EmbedResponse(_Model):
-    """Embeddings for a list of inputs: `vectors` is a float32 array of shape (len(inputs), dimensions)."""
+    """Embeddings for a list of inputs: `vectors` is a float32 array of shape (len(inputs), dimensions).
+
+    `usage` and `cost` cover only what was sent; `cached` counts the inputs answered without a request (found in
+    the embedding cache, or repeating an earlier input of the same call), which cost nothing.
+    """
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
@@ -354,6 +383,7 @@ class EmbedResponse(_Model):
     cost: Cost | None = None
     model: str = ""
     provider: str = ""
+    cached: int = Field(default=0, ge=0)
 
     @field_validator("vectors", mode="before")
     @classmethod

@@ -29,7 +29,8 @@ async def test_embeddings_are_deterministic_unit_vectors() -> None:
     assert first.vectors.shape == (3, 16) and first.vectors.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(first.vectors, axis=1), 1.0, rtol=1e-6)
     np.testing.assert_array_equal(first.vectors[0], first.vectors[2])
-    assert first.usage.input_tokens == 3
+    # The repeated "猫" is sent once (Client.embed deduplicates): two words billed, one input not sent.
+    assert (first.usage.input_tokens, first.cached) == (2, 1)
 
 
 async def test_counts_are_exact_words() -> None:

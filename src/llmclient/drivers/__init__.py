@@ -16,7 +16,6 @@ from __future__ import annotations
 import importlib
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from llmclient.errors import ConfigurationError, UnknownProviderError
@@ -33,6 +32,9 @@ class Capabilities:
     embed: bool = False
     exact_tokens: bool = False
     stream_usage: bool = True
+    structured_output: str = "json_schema"
+    """How `response_model` is enforced: "json_schema" (the provider validates a schema), "json_object" (JSON
+    mode plus the schema in the prompt), or "prompt" (the schema in the prompt only)."""
     params: frozenset[str] = field(
         default_factory=lambda: frozenset(
             {"temperature", "top_p", "top_k", "max_tokens", "stop", "seed", "response_format"}
@@ -55,8 +57,14 @@ class Driver(Protocol):
         """The reply as chunks; the last carries `finish_reason` (and `usage` where the backend reports it)."""
         ...
 
-    async def embed(self, model: str, inputs: list[str]) -> EmbedResponse:
-        """One vector per input, in input order."""
+    async def embed(self, model: str, inputs: list[str], *, dimensions: int | None = None) -> EmbedResponse:
+        """One vector per input, in input order; `dimensions` shortens them where the model supports it.
+
+        An empty `inputs` returns a (0, d) array without any I/O (d = the model's length where known, else 0).
+        The `Client` batches, caches, prices and records; a driver may declare `embedding_limits`
+        (`llmclient.embedding.EmbeddingLimits`) so that batches fit its provider, and is passed `dimensions` only
+        when the caller gives it.
+        """
         ...
 
     async def count_tokens(self, model: str, messages: list[Message], tools: list[Tool]) -> TokenCount:
@@ -72,6 +80,9 @@ _BUILTINS: dict[str, str] = {
     "openai": "llmclient.drivers.openai:OpenAIDriver",
     "deepseek": "llmclient.drivers.deepseek:DeepSeekDriver",
     "openai-compatible": "llmclient.drivers.openai:OpenAICompatibleDriver",
+    "ollama": "llmclient.drivers.ollama:OllamaDriver",
+    "transformers": "llmclient.drivers.hf:TransformersDriver",
+    "llamacpp": "llmclient.drivers.llamacpp:LlamaCppDriver",
     "fake": "llmclient.drivers.fake:FakeDriver",
 }
 
@@ -79,6 +90,8 @@ ENTRY_POINT_GROUP = "llmclient.drivers"
 
 
 def _entry_points() -> dict[str, Any]:
+    from importlib.metadata import entry_points  # slow to import; only needed for names that are not built in
+
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 

@@ -35,6 +35,7 @@ class DeepSeekDriver(OpenAIDriver):
     max_tokens_field: ClassVar[str] = "max_tokens"
     capabilities = Capabilities(
         embed=False,
+        structured_output="json_object",  # JSON mode only: https://api-docs.deepseek.com/guides/json_mode
         params=frozenset({"temperature", "top_p", "max_tokens", "stop", "response_format"}),
     )
 
@@ -70,7 +71,7 @@ class DeepSeekDriver(OpenAIDriver):
             reasoning_tokens=reasoning,
         )
 
-    async def embed(self, model: str, inputs: list[str]) -> EmbedResponse:
+    async def embed(self, model: str, inputs: list[str], *, dimensions: int | None = None) -> EmbedResponse:
         raise UnsupportedCapabilityError(
             "DeepSeek has no embeddings API; use another provider for embeddings "
             "(e.g. openai/text-embedding-3-small or a local transformers model)",

@@ -82,6 +82,8 @@ class FakeDriver:
         self.embedding_dimensions = embedding_dimensions
         self.requests: list[ChatRequest] = []
         """Every request received, in order, so tests can assert what was sent."""
+        self.embed_requests: list[list[str]] = []
+        """Every embedding batch received, in order."""
 
     def add_replies(self, *replies: Reply) -> None:
         """Append to the script."""
@@ -144,13 +146,16 @@ class FakeDriver:
             request_id=f"fake-{len(self.requests)}",
         )
 
-    async def embed(self, model: str, inputs: list[str]) -> EmbedResponse:
+    async def embed(self, model: str, inputs: list[str], *, dimensions: int | None = None) -> EmbedResponse:
         import numpy as np
 
+        width = dimensions or self.embedding_dimensions
+        if inputs:
+            self.embed_requests.append(list(inputs))
         vectors = (
-            np.stack([_hash_vector(text, self.embedding_dimensions) for text in inputs])
+            np.stack([_hash_vector(text, width) for text in inputs])
             if inputs
-            else (np.zeros((0, self.embedding_dimensions), dtype=np.float32))
+            else (np.zeros((0, width), dtype=np.float32))
         )
         usage = Usage(input_tokens=sum(count_words(text) for text in inputs))
         return EmbedResponse(vectors=vectors, usage=usage, model=model, provider=self.provider)

@@ -20,6 +20,7 @@ from pydantic import SecretStr, ValidationError
 from llmclient import tokens
 from llmclient._http import HTTPClient, Timeouts, Transport, iter_sse
 from llmclient.drivers import Capabilities
+from llmclient.embedding import EmbeddingLimits
 from llmclient.errors import (
     APIConnectionError,
     APIError,
@@ -82,6 +83,12 @@ class OpenAIDriver:
     max_tokens_field: ClassVar[str] = "max_completion_tokens"
     # base64 halves the body and skips float parsing; numpy decodes it directly.
     embedding_encoding: ClassVar[str] = "base64"
+    # https://platform.openai.com/docs/api-reference/embeddings/create: at most 2048 inputs per request, none empty,
+    # 8192 tokens per input and 300,000 tokens summed over one request's inputs. The model pages (and prices.json's
+    # max_input_tokens) say 8191 per input for text-embedding-3-* and ada-002; Client.embed uses the smaller.
+    embedding_limits: ClassVar[EmbeddingLimits] = EmbeddingLimits(
+        max_inputs_per_request=2048, max_tokens_per_request=300_000, max_input_tokens=8192, allow_empty_inputs=False
+    )
     capabilities = Capabilities(
         embed=True,
         exact_tokens=True,
@@ -289,6 +296,8 @@ class OpenAIDriver:
         }
         if request.tools:
             body["tools"] = [tool.to_openai() for tool in request.tools]
+        if request.parallel_tool_calls is not None and request.tools:
+            body["parallel_tool_calls"] = request.parallel_tool_calls
         if request.tool_choice is not None:
             choice = request.tool_choice
             body["tool_choice"] = (
@@ -357,11 +366,14 @@ class OpenAIDriver:
 
     # -- embeddings and counting --------------------------------------------------------------------------------
 
-    async def embed(self, model: str, inputs: list[str]) -> EmbedResponse:
-        if not inputs:
-            return EmbedResponse(vectors=np.zeros((0, 0), dtype=np.float32), model=model, provider=self.provider)
+    async def embed(self, model: str, inputs: list[str], *, dimensions: int | None = None) -> EmbedResponse:
+        if not inputs:  # nothing to send: an empty (0, d) result, d where known
+            width = dimensions or _EMBEDDING_DIMENSIONS.get(model, 0)
+            return EmbedResponse(vectors=np.zeros((0, width), dtype=np.float32), model=model, provider=self.provider)
         self._check_key(model)
-        body = {"model": model, "input": inputs, "encoding_format": self.embedding_encoding}
+        body: dict[str, Any] = {"model": model, "input": inputs, "encoding_format": self.embedding_encoding}
+        if dimensions is not None:  # text-embedding-3 and later shorten their vectors to this length
+            body["dimensions"] = dimensions
         data, request_id = await self._http.post_json("/embeddings", body, model=model)
         try:
             vectors = _vectors_from_wire(data["data"], len(inputs))
@@ -372,6 +384,7 @@ class OpenAIDriver:
                 provider=self.provider,
                 model=model,
                 request_id=request_id,
+                status=200,  # a 2xx answer: billed even though unusable
             ) from exc
         return EmbedResponse(vectors=vectors, usage=usage, model=data.get("model") or model, provider=self.provider)
 
@@ -429,7 +442,13 @@ class OpenAICompatibleDriver(OpenAIDriver):
     requires_api_key: ClassVar[bool] = False
     max_tokens_field: ClassVar[str] = "max_tokens"
     embedding_encoding: ClassVar[str] = "float"
+    # Each server sets its own limits (and rejects what breaks them); batches stay at OpenAI's 2048 inputs.
+    embedding_limits: ClassVar[EmbeddingLimits] = EmbeddingLimits()
     capabilities = Capabilities(embed=True, exact_tokens=False)
+
+
+# Default vector lengths (https://platform.openai.com/docs/guides/embeddings#embedding-models), for empty results.
+_EMBEDDING_DIMENSIONS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072, "text-embedding-ada-002": 1536}
 
 
 def _message_to_wire(message: Message) -> dict[str, Any]:

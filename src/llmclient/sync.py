@@ -1,0 +1,196 @@
+"""`SyncClient`: the async `Client` for scripts and notebooks, without asyncio in sight.
+
+It runs one `Client` on a private event loop in a background thread. That makes it safe to call from plain code,
+from inside a running event loop (a Jupyter cell), and from several threads at once.
+
+```python
+from llmclient import SyncClient
+
+with SyncClient(default_model="fake/echo") as client:
+    reply = client.chat("Hello")
+    assert reply.text == "You said: Hello"
+    assert "".join(chunk.delta for chunk in client.stream("one two")) == "You said: one two"
+    assert len(client.ledger) == 2
+```
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextvars
+import threading
+from collections.abc import Coroutine, Iterable, Iterator
+from decimal import Decimal
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from llmclient.client import BudgetScope, ChatStream, Client
+from llmclient.cost import CostLedger
+from llmclient.tools import RunResult
+from llmclient.types import ChatChunk, ChatResponse, EmbedResponse, TokenCount
+
+if TYPE_CHECKING:
+    import asyncio
+
+T = TypeVar("T")
+
+
+class LoopThread:
+    """A private event loop on a daemon thread; `run` executes a coroutine there from any thread and waits.
+
+    The caller's context variables travel with the coroutine, so a budget opened with `with client.budget(...)`
+    in the calling thread applies to the calls it makes.
+    """
+
+    def __init__(self, name: str = "llmclient") -> None:
+        import asyncio
+
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
+        self._thread.start()
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run `coroutine` on the private loop and return its result (or raise its error) in this thread."""
+        if threading.current_thread() is self._thread:
+            coroutine.close()
+            raise RuntimeError("SyncClient was called from its own event loop; use the async Client there")
+        context = contextvars.copy_context()
+        outcome: concurrent.futures.Future[T] = concurrent.futures.Future()
+        tasks: list[asyncio.Task[T]] = []
+
+        def start() -> None:
+            task = context.run(self.loop.create_task, coroutine)
+            tasks.append(task)
+            task.add_done_callback(lambda done: _copy_outcome(done, outcome))
+
+        self.loop.call_soon_threadsafe(start)
+        try:
+            return outcome.result()
+        except BaseException:
+            # Interrupted while waiting (Ctrl-C): stop the work on the loop too.
+            if not outcome.done():
+                self.loop.call_soon_threadsafe(lambda: [task.cancel() for task in tasks])
+            raise
+
+    def close(self) -> None:
+        """Stop the loop and its thread."""
+        if self.loop.is_closed():
+            return
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
+        self.loop.close()
+
+
+def _copy_outcome(task: asyncio.Task[T], outcome: concurrent.futures.Future[T]) -> None:
+    if task.cancelled():
+        outcome.cancel()
+    elif (error := task.exception()) is not None:
+        outcome.set_exception(error)
+    else:
+        outcome.set_result(task.result())
+
+
+class SyncClient:
+    """The `Client`'s calls, blocking. Takes the same arguments as `Client` (or a ready `client=`).
+
+    Use it as a context manager, or call `close()` when done.
+    """
+
+    def __init__(self, *, client: Client | None = None, **options: Any) -> None:
+        self._runner = LoopThread()
+        self.client = client if client is not None else self._runner.run(_make(options))
+
+    def __repr__(self) -> str:
+        return f"SyncClient({self.client!r})"
+
+    def __enter__(self) -> SyncClient:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the client's connections and models, then the private loop."""
+        if not self._runner.loop.is_closed():
+            self._runner.run(self.client.aclose())
+            self._runner.close()
+
+    @property
+    def ledger(self) -> CostLedger:
+        """Every call's record (see `CostLedger`)."""
+        return self.client.ledger
+
+    def budget(self, usd: Decimal | str | int, *, allow_unknown_prices: bool = False) -> BudgetScope:
+        """A spending limit for the calls made inside `with client.budget(...):` (see `Client.budget`)."""
+        return self.client.budget(usd, allow_unknown_prices=allow_unknown_prices)
+
+    def chat(self, messages: Any, **options: Any) -> ChatResponse:
+        """`Client.chat`, blocking."""
+        return self._runner.run(self.client.chat(messages, **options))
+
+    def stream(self, messages: Any, **options: Any) -> SyncStream:
+        """`Client.stream` as a plain iterator of chunks; `.response` holds the assembled reply at the end."""
+        return SyncStream(self._runner, self.client.stream(messages, **options))
+
+    def embed(self, inputs: Any, **options: Any) -> EmbedResponse:
+        """`Client.embed`, blocking."""
+        return self._runner.run(self.client.embed(inputs, **options))
+
+    def count_tokens(self, messages: Any, **options: Any) -> TokenCount:
+        """`Client.count_tokens`, blocking."""
+        return self._runner.run(self.client.count_tokens(messages, **options))
+
+    def similarity(self, a: Any, b: Any, **options: Any) -> Any:
+        """`Client.similarity`, blocking."""
+        return self._runner.run(self.client.similarity(a, b, **options))
+
+    def search(self, query: Any, corpus: Any, **options: Any) -> Any:
+        """`Client.search`, blocking."""
+        return self._runner.run(self.client.search(query, corpus, **options))
+
+    def run(self, messages: Any, *, tools: Iterable[Any], **options: Any) -> RunResult:
+        """`Client.run` (the tool loop), blocking."""
+        return self._runner.run(self.client.run(messages, tools=tools, **options))
+
+
+class SyncStream:
+    """A streamed reply as a plain iterator; chunks are fetched from the private loop one at a time."""
+
+    def __init__(self, runner: LoopThread, stream: ChatStream) -> None:
+        self._runner = runner
+        self._stream = stream
+        self._iterator = stream.__aiter__()
+
+    def __iter__(self) -> Iterator[ChatChunk]:
+        try:
+            while True:
+                try:
+                    yield self._runner.run(_next(self._iterator))
+                except StopAsyncIteration:
+                    return
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop the stream early and close its connection."""
+        self._runner.run(self._stream.aclose())
+
+    @property
+    def response(self) -> ChatResponse:
+        """The assembled reply, once the stream has ended."""
+        return self._stream.response
+
+    def __enter__(self) -> SyncStream:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+
+async def _make(options: dict[str, Any]) -> Client:
+    return Client(**options)
+
+
+async def _next(iterator: Any) -> ChatChunk:
+    chunk: ChatChunk = await iterator.__anext__()
+    return chunk

@@ -1,0 +1,493 @@
+"""Tools from ordinary Python: JSON schemas from type hints and docstrings, validated calls, the tool-call loop.
+
+```python
+from typing import Literal
+from llmclient import tool
+
+@tool
+def get_weather(city: str, unit: Literal["c", "f"] = "c") -> str:
+    \"\"\"Current weather in a city.
+
+    Args:
+        city: The city's name, e.g. "Paris".
+        unit: Celsius or Fahrenheit.
+    \"\"\"
+    return f"18°{unit.upper()} in {city}"
+
+schema = get_weather.tool.to_openai()
+assert schema["function"]["parameters"]["properties"]["city"]["description"] == 'The city\\'s name, e.g. "Paris".'
+assert get_weather("Paris") == "18°C in Paris"       # still an ordinary function
+```
+
+Schemas equal what LangChain's `convert_to_openai_tool` produces for the same function, so agents built on either
+library can share them. Tool names are resolved only against the tools given — never through getattr, eval or import.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, get_type_hints
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic.fields import FieldInfo
+
+from llmclient.errors import ToolArgumentsError, ToolError, ToolExecutionError, bound, redact
+from llmclient.types import Message, Tool, ToolCall, Usage
+
+# -- docstrings -------------------------------------------------------------------------------------------------
+
+_GOOGLE_SECTION = re.compile(r"^(Args|Arguments|Parameters|Returns|Return|Raises|Yields|Examples?|Notes?)\s*:\s*$")
+_NUMPY_UNDERLINE = re.compile(r"^-{3,}\s*$")
+_SPHINX_PARAM = re.compile(r"^:param\s+(?:[^:]*\s)?(\w+)\s*:\s*(.*)$")
+
+
+def parse_docstring(doc: str | None) -> tuple[str, dict[str, str]]:
+    """The description and per-parameter descriptions of a Google, NumPy or Sphinx style docstring.
+
+    The description is the text before the first section (paragraphs joined with a space, as LangChain does).
+    """
+    if not doc:
+        return "", {}
+    lines = inspect.cleandoc(doc).splitlines()
+    description: list[str] = []
+    params: dict[str, str] = {}
+    index = 0
+    while index < len(lines):
+        line = lines[index]
+        stripped = line.strip()
+        is_numpy = index + 1 < len(lines) and _NUMPY_UNDERLINE.match(lines[index + 1].strip()) and stripped
+        if _GOOGLE_SECTION.match(stripped) or is_numpy or _SPHINX_PARAM.match(stripped) or stripped.startswith(":"):
+            break
+        description.append(line)
+        index += 1
+    rest = lines[index:]
+    params.update(_google_params(rest))
+    params.update(_numpy_params(rest))
+    params.update(_sphinx_params(rest))
+    paragraphs = "\n".join(description).strip().split("\n\n")
+    return " ".join(paragraph.strip() for paragraph in paragraphs if paragraph.strip()), params
+
+
+def _google_params(lines: list[str]) -> dict[str, str]:
+    params: dict[str, str] = {}
+    inside = False
+    current: str | None = None
+    indent: int | None = None
+    for line in lines:
+        stripped = line.strip()
+        if re.match(r"^(Args|Arguments)\s*:\s*$", stripped):
+            inside, current, indent = True, None, None
+            continue
+        if not inside:
+            continue
+        if stripped and not line.startswith((" ", "\t")):
+            break  # the next section
+        if not stripped:
+            continue
+        line_indent = len(line) - len(line.lstrip())
+        match = re.match(r"^\*{0,2}(\w+)\s*(?:\(.*?\))?\s*:\s*(.*)$", stripped)
+        if match and (indent is None or line_indent <= indent):
+            indent = line_indent
+            current = match.group(1)
+            params[current] = match.group(2).strip()
+        elif current is not None:
+            params[current] = f"{params[current]} {stripped}".strip()
+    return params
+
+
+def _numpy_params(lines: list[str]) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for start in range(len(lines) - 1):
+        if lines[start].strip() in ("Parameters", "Args", "Arguments") and _NUMPY_UNDERLINE.match(
+            lines[start + 1].strip()
+        ):
+            current: str | None = None
+            for line in lines[start + 2 :]:
+                if not line.strip():
+                    continue
+                if not line.startswith((" ", "\t")):
+                    if _NUMPY_UNDERLINE.match(line.strip()):
+                        break
+                    current = line.split(":")[0].strip()
+                    if current in params or " " in current:  # a new section header follows
+                        break
+                    params[current] = ""
+                elif current is not None:
+                    params[current] = f"{params[current]} {line.strip()}".strip()
+            if params and "" in params.values():
+                params = {k: v for k, v in params.items() if v}
+            break
+    return params
+
+
+def _sphinx_params(lines: list[str]) -> dict[str, str]:
+    params: dict[str, str] = {}
+    current: str | None = None
+    for line in lines:
+        stripped = line.strip()
+        match = _SPHINX_PARAM.match(stripped)
+        if match:
+            current = match.group(1)
+            params[current] = match.group(2).strip()
+        elif stripped.startswith(":"):
+            current = None
+        elif current is not None and stripped:
+            params[current] = f"{params[current]} {stripped}"
+    return params
+
+
+# -- schemas ----------------------------------------------------------------------------------------------------
+
+
+def arguments_model(fn: Callable[..., Any], descriptions: Mapping[str, str] | None = None) -> type[BaseModel]:
+    """A pydantic model of a function's parameters (self/cls, *args and **kwargs left out)."""
+    hints = get_type_hints(fn, include_extras=True)
+    signature = inspect.signature(fn)
+    in_class = "." in getattr(fn, "__qualname__", "")
+    fields: dict[str, Any] = {}
+    for position, (name, parameter) in enumerate(signature.parameters.items()):
+        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+            continue
+        if position == 0 and in_class and name in ("self", "cls"):
+            continue
+        annotation = hints.get(name, Any)
+        default: Any = ... if parameter.default is parameter.empty else parameter.default
+        description = (descriptions or {}).get(name)
+        if description is not None:
+            fields[name] = (annotation, Field(default, description=description))
+        else:
+            fields[name] = (annotation, default)
+    # No extra="forbid" here: it would add additionalProperties to the schema, which LangChain's does not have;
+    # unknown arguments are rejected in FunctionTool.validate instead.
+    model: type[BaseModel] = create_model(
+        _model_name(fn), __config__=ConfigDict(arbitrary_types_allowed=True), **fields
+    )
+    return model
+
+
+def _model_name(fn: Callable[..., Any]) -> str:
+    return getattr(fn, "__name__", type(fn).__name__)
+
+
+def schema_of(model: type[BaseModel]) -> dict[str, Any]:
+    """A model's JSON schema as tool parameters: references inlined, titles removed (as LangChain does)."""
+    schema = model.model_json_schema()
+    definitions = schema.pop("$defs", {})
+    schema = _inline_refs(schema, definitions)
+    schema.pop("title", None)
+    schema.pop("description", None)
+    return _without_titles(schema)
+
+
+def _inline_refs(node: Any, definitions: Mapping[str, Any]) -> Any:
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            target = dict(definitions[ref.rsplit("/", 1)[1]])
+            extra = {key: value for key, value in node.items() if key != "$ref"}
+            return _inline_refs({**target, **extra}, definitions)
+        return {key: _inline_refs(value, definitions) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_inline_refs(item, definitions) for item in node]
+    return node
+
+
+def _without_titles(node: dict[str, Any], parent: str = "") -> dict[str, Any]:
+    cleaned: dict[str, Any] = {}
+    for key, value in node.items():
+        if key == "title" and not (isinstance(value, dict) and parent == "properties"):
+            continue
+        if isinstance(value, dict):
+            cleaned[key] = _without_titles(value, key)
+        elif isinstance(value, list):
+            cleaned[key] = [_without_titles(item, key) if isinstance(item, dict) else item for item in value]
+        else:
+            cleaned[key] = value
+    return cleaned
+
+
+def _annotated_descriptions(fn: Callable[..., Any]) -> dict[str, str]:
+    descriptions: dict[str, str] = {}
+    for name, hint in get_type_hints(fn, include_extras=True).items():
+        for meta in getattr(hint, "__metadata__", ()):
+            if isinstance(meta, str):
+                descriptions[name] = meta
+                break
+            if isinstance(meta, FieldInfo) and meta.description:
+                descriptions[name] = meta.description
+                break
+    return descriptions
+
+
+class FunctionTool:
+    """A Python function (sync or async) offered to a model as a tool, with its arguments validated first.
+
+    Calling a `FunctionTool` calls the function itself, so decorated functions keep working as before.
+    """
+
+    def __init__(self, fn: Callable[..., Any], *, name: str | None = None, description: str | None = None) -> None:
+        if not callable(fn):
+            raise ToolError(f"a tool must be callable, not {type(fn).__name__}")
+        doc_description, doc_params = parse_docstring(inspect.getdoc(fn))
+        descriptions = {**doc_params, **_annotated_descriptions(fn)}
+        self.fn = fn
+        self.arguments_model = arguments_model(fn, descriptions)
+        self.is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
+        self.tool = Tool(
+            name=name or _model_name(fn),
+            description=description if description is not None else doc_description,
+            parameters=schema_of(self.arguments_model),
+        )
+        functools.update_wrapper(self, fn)
+
+    @property
+    def name(self) -> str:
+        """The tool's name as the model sees it."""
+        return self.tool.name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"FunctionTool({self.name!r})"
+
+    def validate(self, arguments: Mapping[str, Any]) -> dict[str, Any]:
+        """The arguments checked and converted against the signature, or `ToolArgumentsError` saying why not."""
+        unknown = sorted(set(arguments) - set(self.arguments_model.model_fields))
+        if unknown:
+            expected = ", ".join(self.arguments_model.model_fields) or "none"
+            raise ToolArgumentsError(f"unknown arguments for {self.name}: {', '.join(unknown)} (expected: {expected})")
+        try:
+            validated = self.arguments_model.model_validate(dict(arguments))
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in error['loc']) or 'arguments'}: {error['msg']}" for error in exc.errors()[:8]
+            )
+            raise ToolArgumentsError(f"invalid arguments for {self.name}: {problems}") from exc
+        return {name: getattr(validated, name) for name in type(validated).model_fields}
+
+    async def invoke(self, kwargs: Mapping[str, Any]) -> Any:
+        """Run with validated arguments: async functions on the loop, sync ones in a worker thread."""
+        if self.is_async:
+            return await self.fn(**kwargs)
+        import asyncio
+
+        return await asyncio.to_thread(self.fn, **kwargs)
+
+    async def acall(self, arguments: Mapping[str, Any]) -> Any:
+        """Validate, then run."""
+        return await self.invoke(self.validate(arguments))
+
+
+class LangChainTool(FunctionTool):
+    """A LangChain `BaseTool` (or `@tool` object) used as an llmclient tool: its own schema and validation."""
+
+    def __init__(self, wrapped: Any) -> None:
+        from langchain_core.utils.function_calling import convert_to_openai_tool
+
+        self.fn = wrapped
+        self.wrapped = wrapped
+        self.is_async = True
+        self.tool = Tool.model_validate(convert_to_openai_tool(wrapped))
+        schema = getattr(wrapped, "args_schema", None)
+        self.arguments_model = schema if isinstance(schema, type) and issubclass(schema, BaseModel) else BaseModel
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.wrapped.invoke(*args, **kwargs)
+
+    def validate(self, arguments: Mapping[str, Any]) -> dict[str, Any]:
+        if self.arguments_model is not BaseModel:
+            super().validate(arguments)  # report bad arguments the same way; LangChain re-validates on invoke
+        return dict(arguments)
+
+    async def invoke(self, kwargs: Mapping[str, Any]) -> Any:
+        return await self.wrapped.ainvoke(dict(kwargs))
+
+
+def tool(fn: Callable[..., Any] | None = None, *, name: str | None = None, description: str | None = None) -> Any:
+    """Turn a function into a `FunctionTool` (usable bare, `@tool`, or with overrides, `@tool(name="x")`)."""
+    if fn is None:
+        return lambda inner: FunctionTool(inner, name=name, description=description)
+    return FunctionTool(fn, name=name, description=description)
+
+
+def tool_from_model(model: type[BaseModel], *, name: str | None = None, description: str | None = None) -> Tool:
+    """A tool whose parameters are a pydantic model's fields (its name and docstring by default)."""
+    return Tool(
+        name=name or model.__name__,
+        description=description if description is not None else inspect.cleandoc(model.__doc__ or ""),
+        parameters=schema_of(model),
+    )
+
+
+def to_tool(item: Any) -> Tool | FunctionTool:
+    """A `Tool` (definition only) or `FunctionTool` (runnable) from anything `tools=` accepts.
+
+    Functions, `FunctionTool`s, `Tool`s, pydantic model classes, OpenAI tool dicts and LangChain tools.
+    """
+    if isinstance(item, (Tool, FunctionTool)):
+        return item
+    if isinstance(item, Mapping):
+        return Tool.model_validate(dict(item))
+    if isinstance(item, type) and issubclass(item, BaseModel):
+        return tool_from_model(item)
+    if _is_langchain_tool(item):
+        return LangChainTool(item)
+    if callable(item):
+        return FunctionTool(item)
+    raise ToolError(f"cannot make a tool from {type(item).__name__}")
+
+
+def definitions(items: Iterable[Any] | None) -> list[Tool]:
+    """The tool definitions to send, from anything `tools=` accepts."""
+    return [entry.tool if isinstance(entry, FunctionTool) else entry for entry in map(to_tool, items or ())]
+
+
+def _is_langchain_tool(item: Any) -> bool:
+    return hasattr(item, "ainvoke") and hasattr(item, "args_schema") and hasattr(item, "name")
+
+
+# -- the loop -----------------------------------------------------------------------------------------------------
+
+
+MAX_TOOL_MESSAGE_CHARS = 2000
+
+
+@dataclass
+class ToolResult:
+    """What running one tool call gave: its message for the model, and the error if it failed."""
+
+    call: ToolCall
+    content: str
+    error: str | None = None
+
+
+@dataclass
+class ToolRunner:
+    """Runs tool calls against the tools given, turning every failure into a message the model can act on.
+
+    Args:
+        tools: The runnable tools by name.
+        timeout: Seconds a tool may run before it is cancelled and reported.
+        on_tool_error: "message" reports a tool's exception to the model; "raise" raises `ToolExecutionError`.
+        max_retries: How many invalid calls (unknown name, bad JSON, failed validation) each tool may receive
+            before `ToolArgumentsError` ends the run.
+        secrets: Strings scrubbed from error text sent to the model.
+    """
+
+    tools: Mapping[str, FunctionTool]
+    timeout: float | None = None
+    on_tool_error: str = "message"
+    max_retries: int = 2
+    secrets: Sequence[str] = ()
+    failures: dict[str, int] = field(default_factory=dict)
+
+    async def run(self, calls: Sequence[ToolCall]) -> list[ToolResult]:
+        """Run every call concurrently; results come back in the calls' order, one per call id."""
+        import asyncio
+
+        return list(await asyncio.gather(*(self._run_one(call) for call in calls)))
+
+    async def _run_one(self, call: ToolCall) -> ToolResult:
+        import asyncio
+
+        function = self.tools.get(call.name)
+        if function is None:
+            known = ", ".join(sorted(self.tools)) or "none"
+            return self._invalid(call, f"unknown tool {call.name!r}; the available tools are: {known}")
+        arguments = _parsed_arguments(call)
+        if arguments is None:
+            return self._invalid(call, f"the arguments for {call.name} are not a JSON object: {call.raw_arguments!r}")
+        try:
+            kwargs = function.validate(arguments)
+        except ToolArgumentsError as exc:
+            return self._invalid(call, exc.message)
+        try:
+            result = await asyncio.wait_for(function.invoke(kwargs), self.timeout)
+        except asyncio.TimeoutError:
+            # A sync tool's thread cannot be killed; it is abandoned and the model is told.
+            return ToolResult(call, f"Error: {call.name} timed out after {self.timeout:g} s", error="timeout")
+        except Exception as exc:  # CancelledError and KeyboardInterrupt are BaseException: they propagate
+            if self.on_tool_error == "raise":
+                raise ToolExecutionError(f"tool {call.name} raised {type(exc).__name__}") from exc
+            text = bound(redact(str(exc), self.secrets), MAX_TOOL_MESSAGE_CHARS)
+            return ToolResult(call, f"Error: {type(exc).__name__}: {text}", error=type(exc).__name__)
+        return ToolResult(call, _as_text(result))
+
+    def _invalid(self, call: ToolCall, reason: str) -> ToolResult:
+        count = self.failures[call.name] = self.failures.get(call.name, 0) + 1
+        if count > self.max_retries:
+            raise ToolArgumentsError(f"{reason} (after {count} invalid calls)")
+        text = bound(f"Error: {reason}. Fix the call and try again.", MAX_TOOL_MESSAGE_CHARS)
+        return ToolResult(call, text, error="invalid_call")
+
+
+def _parsed_arguments(call: ToolCall) -> dict[str, Any] | None:
+    if call.arguments or not call.raw_arguments.strip():
+        return call.arguments
+    try:
+        value = json.loads(call.raw_arguments)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _as_text(result: Any) -> str:
+    if isinstance(result, str):
+        return result
+    if isinstance(result, BaseModel):
+        return result.model_dump_json()
+    try:
+        return json.dumps(result, ensure_ascii=False, default=str)
+    except (TypeError, ValueError):
+        return str(result)
+
+
+def tool_messages(results: Sequence[ToolResult]) -> list[Message]:
+    """One tool message per tool call id, in the calls' order."""
+    return [
+        Message(role="tool", tool_call_id=result.call.id, name=result.call.name, content=result.content)
+        for result in results
+    ]
+
+
+class RunResult:
+    """The outcome of `client.run`: the final reply, the whole transcript, and usage and cost over every step."""
+
+    def __init__(self, messages: list[Message], responses: list[Any]) -> None:
+        self.messages = messages
+        """The full transcript: the input, each assistant reply, and every tool result."""
+        self.responses = responses
+        """Each step's `ChatResponse`, in order (each also has its own ledger record)."""
+
+    @property
+    def response(self) -> Any:
+        """The last reply (the answer, when the run completed)."""
+        return self.responses[-1]
+
+    @property
+    def steps(self) -> int:
+        """How many model calls were made."""
+        return len(self.responses)
+
+    @property
+    def usage(self) -> Usage:
+        """Usage summed over every step."""
+        return sum((response.usage for response in self.responses), Usage())
+
+    @property
+    def cost(self) -> Any:
+        """Cost in USD summed over every step; None if any step's price was unknown."""
+        costs = [response.cost for response in self.responses]
+        if any(cost is None for cost in costs):
+            return None
+        return sum((cost.total for cost in costs), Decimal(0))
+
+    def __repr__(self) -> str:
+        return f"RunResult(steps={self.steps}, usage={self.usage!r})"
