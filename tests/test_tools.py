@@ -318,3 +318,10 @@ async def test_against_an_openai_format_server_one_tool_message_per_call_id() ->
     assert result.response.text == "3 and 7"
     assert (result.usage.input_tokens, result.usage.output_tokens) == (140, 24)
     assert result.cost is not None and result.cost > 0
+
+
+async def test_a_forced_tool_choice_applies_to_the_first_step_only() -> None:
+    client, driver = client_with(call("add", {"a": 1, "b": 1}), "2")
+    result = await client.run("1+1?", tools=[add], model="fake/agent", tool_choice="required")
+    assert result.response.text == "2"
+    assert [request.tool_choice for request in driver.requests] == ["required", "auto"]

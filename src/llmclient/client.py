@@ -544,7 +544,8 @@ class Client:
             tool_timeout: Seconds a tool may run before it is cancelled and reported to the model.
             on_tool_error: "message" (report a tool's exception to the model) or "raise" (`ToolExecutionError`).
             max_tool_retries: Invalid calls allowed per tool before `ToolArgumentsError`.
-            **chat_options: Anything `chat` takes (temperature, max_tokens, tool_choice, tags, …).
+            **chat_options: Anything `chat` takes (temperature, max_tokens, tags, …), for every step. A forcing
+                `tool_choice` ("required" or a tool's name) applies to the first step only, then "auto".
 
         ```python
         from llmclient import Client, ToolCall
@@ -585,6 +586,10 @@ class Client:
         for _ in range(max_steps):
             # A budget, a provider error or a cancellation ends the run here, with each finished step in the ledger.
             response = await self.chat(transcript, tools=list(runnable.values()), model=model, **chat_options)
+            if chat_options.get("tool_choice") not in (None, "auto", "none"):
+                # A forced call applies to the first step only, or the model could never answer (as the OpenAI
+                # Agents SDK's reset_tool_choice does).
+                chat_options = {**chat_options, "tool_choice": "auto"}
             responses.append(response)
             transcript.append(response.message)
             if not response.tool_calls:
