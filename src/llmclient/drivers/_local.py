@@ -160,6 +160,8 @@ def minilm_folder() -> Path:
 _HERMES = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.DOTALL)
 _MISTRAL = re.compile(r"\[TOOL_CALLS\]\s*(.*)$", re.DOTALL)
 _PYTHON_TAG = "<|python_tag|>"
+TOOL_CALL_MARKERS = ("<tool_call>", "[TOOL_CALLS]", _PYTHON_TAG)
+"""Where a reply may start a tool call in the formats `parse_tool_calls` reads."""
 
 
 def parse_tool_calls(text: str, *, id_prefix: str = "call") -> tuple[str, list[ToolCall]]:
@@ -248,3 +250,46 @@ def _call(body: str, index: int, id_prefix: str) -> ToolCall:
 def _broken(body: str, index: int, id_prefix: str) -> ToolCall:
     name = re.search(r'"name"\s*:\s*"([^"]*)"', body)
     return ToolCall(id=f"{id_prefix}_{index}", name=name.group(1) if name else "", raw_arguments=body)
+
+
+class HeldToolText:
+    """Streams a reply's text, holding back from where a tool call in a format `parse_tool_calls` reads may start.
+
+    Args:
+        watch: Whether the reply may contain calls (tools were given and tool_choice is not "none").
+        forced: Whether the whole reply is a call (a grammar forced one): nothing is shown.
+    """
+
+    def __init__(self, *, watch: bool, forced: bool = False) -> None:
+        self.watch = watch
+        self.forced = forced
+        self.text = ""
+        self.sent = 0
+        self.holding = False
+
+    def feed(self, piece: str) -> str:
+        """The part of the text so far that can be shown now."""
+        self.text += piece
+        if not self.watch:
+            self.sent = len(self.text)
+            return piece
+        if self.forced or self.holding or (self.sent == 0 and not self.text.strip()):
+            return ""
+        if self.sent == 0 and self.text.lstrip().startswith("{"):  # Llama 3 writes a call as a bare JSON object
+            self.holding = True
+            return ""
+        found = [index for index in (self.text.find(marker, self.sent) for marker in TOOL_CALL_MARKERS) if index != -1]
+        self.holding = bool(found)
+        # Up to a marker, or short of a suffix that may begin one.
+        partial = (k for marker in TOOL_CALL_MARKERS for k in range(1, len(marker)) if self.text.endswith(marker[:k]))
+        cut = min(found) if found else len(self.text) - max(partial, default=0)
+        visible = self.text[self.sent : cut]
+        self.sent = max(self.sent, cut)
+        return visible
+
+    def rest(self, content: str, called: bool) -> str:
+        """What to send once the reply is complete: the text not yet sent, without any tool calls in it."""
+        if not called:
+            return self.text[self.sent :]
+        sent = self.text[: self.sent]
+        return content[len(sent) :] if content.startswith(sent) else ""
