@@ -137,8 +137,14 @@ def dequantized_folder(gguf_path: Path) -> Path:
 
 
 def _from_pretrained(loader: Any, source: Source, options: ModelOptions, **kwargs: Any) -> Any:
+    hf_logging: Any = importlib.import_module("transformers.utils.logging")
+
     if source.subfolder:
         kwargs["subfolder"] = source.subfolder
+    # transformers draws a "Loading weights" bar on stderr; a library call should not, so it is off while loading
+    # and restored afterwards (the user's own setting stands).
+    bar_was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
     try:
         return loader.from_pretrained(
             source.location,
@@ -153,6 +159,9 @@ def _from_pretrained(loader: Any, source: Source, options: ModelOptions, **kwarg
             provider="transformers",
             model=source.location,
         ) from exc
+    finally:
+        if bar_was_on:
+            hf_logging.enable_progress_bar()
 
 
 def build_dequantized(source: Source, options: ModelOptions) -> Path:
