@@ -375,16 +375,7 @@ class Client:
         Raises:
             LLMClientError: A subclass saying what went wrong (see the errors page).
         """
-        params = {
-            "temperature": temperature,
-            "top_p": top_p,
-            "top_k": top_k,
-            "max_tokens": max_tokens,
-            "stop": stop,
-            "seed": seed,
-            "response_format": dict(response_format) if response_format is not None else None,
-            "parallel_tool_calls": parallel_tool_calls,
-        }
+        params = _params(temperature, top_p, top_k, max_tokens, stop, seed, response_format, parallel_tool_calls)
         if response_model is not None:
             return await self._structured(
                 response_model, max_validation_retries, model, messages, tools, tool_choice, params, extra_body,
@@ -446,16 +437,7 @@ class Client:
             assert stream.response.usage.output_tokens == 5
         ```
         """
-        params = {
-            "temperature": temperature,
-            "top_p": top_p,
-            "top_k": top_k,
-            "max_tokens": max_tokens,
-            "stop": stop,
-            "seed": seed,
-            "response_format": dict(response_format) if response_format is not None else None,
-            "parallel_tool_calls": parallel_tool_calls,
-        }
+        params = _params(temperature, top_p, top_k, max_tokens, stop, seed, response_format, parallel_tool_calls)
         # Built and validated now, so a bad call fails where it is written; admitted (counted, budgeted) and sent
         # when iterated.
         call = self._build(model, messages, tools, tool_choice, params, extra_body, max_retries, tags)
@@ -1240,6 +1222,29 @@ class _Assembler:
             provider=provider,
             request_id=self.request_id,
         )
+
+
+def _params(
+    temperature: float | None,
+    top_p: float | None,
+    top_k: int | None,
+    max_tokens: int | None,
+    stop: str | Sequence[str] | None,
+    seed: int | None,
+    response_format: Mapping[str, Any] | None,
+    parallel_tool_calls: bool | None,
+) -> dict[str, Any]:
+    """The uniform request parameters of `chat` and `stream`, by name (None means not given)."""
+    return {
+        "temperature": temperature,
+        "top_p": top_p,
+        "top_k": top_k,
+        "max_tokens": max_tokens,
+        "stop": stop,
+        "seed": seed,
+        "response_format": dict(response_format) if response_format is not None else None,
+        "parallel_tool_calls": parallel_tool_calls,
+    }
 
 
 async def _count_messages(driver: Driver, model: str, messages: list[Message], tools: list[Tool]) -> TokenCount:
