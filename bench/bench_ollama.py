@@ -40,6 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from run import update_markdown
+
 HOST = "127.0.0.1"  # loopback only: the server has no auth
 MODEL = "bench"
 PROMPT = "hi"
@@ -47,7 +49,6 @@ REPLY_TEXT = "Hello! How can I help you today?"
 TARGET = 1.0
 OUTPUT = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
 SECTION = "ollama"
-HEADER = "# Benchmarks\n\nEach benchmark rewrites only its own section, between its markers.\n"
 
 
 # -- the server ----------------------------------------------------------------------------------------------------
@@ -342,20 +343,6 @@ def markdown(results: dict[str, dict[str, list[float]]], settings: Settings, com
     )
 
 
-def update_markdown(section: str, path: Path = OUTPUT) -> None:
-    """Replace (or append) only this benchmark's marked section."""
-    text = path.read_text(encoding="utf-8") if path.exists() else HEADER
-    start, end = f"<!-- bench:{SECTION} -->", f"<!-- /bench:{SECTION} -->"
-    block = f"{start}\n{section.strip()}\n{end}"
-    begin = text.find(start)
-    finish = text.find(end, begin) if begin >= 0 else -1
-    if begin >= 0 and finish >= 0:
-        text = text[:begin] + block + text[finish + len(end) :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(text, encoding="utf-8")
-
-
 async def _profiled(host: str, calls: int, profile: cProfile.Profile) -> None:
     caller = LLMClientCaller(host)
     try:
@@ -399,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     section = markdown(results, settings, command, split is not None)
     print(section)
     if not args.quick:
-        update_markdown(section)
+        update_markdown(OUTPUT, {SECTION: section})
         print(f"updated {OUTPUT}")
     return 0
 

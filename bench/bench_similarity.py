@@ -33,13 +33,13 @@ from sklearn.metrics.pairwise import cosine_similarity
 
 from llmclient import similarity
 from llmclient.similarity import DEFAULT_CHUNK_BYTES, EINSUM_FOR_ONE_QUERY, SCRATCH_BYTES_PER_ROW, cosine, top_k
+from run import update_markdown
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "BENCHMARKS.md"
 SECTION = "similarity"
 TARGET = 1.20
 K = 10
-HEADER = "# Benchmarks\n\nEach benchmark rewrites only its own section, between its `<!-- bench:NAME -->` markers.\n"
 
 
 def once(function: Callable[[], Any]) -> float:
@@ -219,20 +219,6 @@ def environment() -> str:
     )
 
 
-def update_markdown(path: Path, body: str) -> None:
-    """Replace this benchmark's section between its markers, or append it."""
-    text = path.read_text(encoding="utf-8") if path.exists() else HEADER
-    start, end = f"<!-- bench:{SECTION} -->", f"<!-- /bench:{SECTION} -->"
-    block = f"{start}\n{body.strip()}\n{end}"
-    begin = text.find(start)
-    finish = text.find(end, begin) if begin >= 0 else -1
-    if begin >= 0 and finish >= 0:
-        text = text[:begin] + block + text[finish + len(end) :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(text, encoding="utf-8")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -259,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(body)
     if not (options.quick or options.no_write):
-        update_markdown(options.output, body)
+        update_markdown(options.output, {SECTION: body})
         print(f"wrote the {SECTION} section of {options.output}")
     return 0 if top_ok and pair_ok else 1
 

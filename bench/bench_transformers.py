@@ -30,9 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from run import update_markdown
+
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "BENCHMARKS.md"
-HEADER = "# Benchmarks\n\nEach benchmark rewrites only its own section, between its `<!-- bench:NAME -->` markers.\n"
 PROMPTS = [
     "What is the capital of France?",
     "Write a haiku about the sea.",
@@ -223,20 +224,6 @@ def section(title: str, command: str, env: str, results: list[Comparison], notes
     return "\n".join(lines)
 
 
-def update_markdown(name: str, text: str, path: Path = OUTPUT) -> None:
-    """Replace (or append) only the `name` section of BENCHMARKS.md."""
-    current = path.read_text(encoding="utf-8") if path.exists() else HEADER
-    start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
-    block = f"{start}\n{text.strip()}\n{end}"
-    begin = current.find(start)
-    finish = current.find(end, begin) if begin >= 0 else -1
-    if begin >= 0 and finish >= 0:
-        current = current[:begin] + block + current[finish + len(end) :]
-    else:
-        current = current.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(current, encoding="utf-8")
-
-
 CPU_NOTES = (
     "Single stream and embeddings compare the same work on the same model object (same weights, device and "
     "threads); llmclient's side includes the Client (prompt counting, ledger), the batching window (10 ms), the "
@@ -275,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(text)
     if not args.quick:
-        update_markdown("transformers", text)
+        update_markdown(OUTPUT, {"transformers": text})
     return 0
 
 
