@@ -14,7 +14,6 @@ assert message.usage_metadata["input_tokens"] == 1
 
 from __future__ import annotations
 
-import asyncio
 import os
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
@@ -23,6 +22,7 @@ from typing import Any, TypeVar
 
 from llmclient.client import Client
 from llmclient.errors import MissingExtraError
+from llmclient.sync import LoopThread
 from llmclient.tools import FunctionTool, to_tool
 from llmclient.types import ChatChunk, ChatResponse, ImagePart, ImageURL, Message, TextPart, ToolCall, Usage
 
@@ -164,18 +164,6 @@ def _chunk_message(chunk: ChatChunk) -> AIMessageChunk:
 # -- the chat model -----------------------------------------------------------------------------------------------
 
 
-class _LoopThread:
-    """A private event loop on a daemon thread, so LangChain's sync calls can drive the async client."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="llmclient-langchain", daemon=True)
-        self.thread.start()
-
-    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
-
-
 _CALL_OPTIONS = ("tools", "tool_choice", "parallel_tool_calls", "response_format", "seed", "top_p", "top_k")
 
 
@@ -207,7 +195,7 @@ class ChatLLMClient(BaseChatModel):
 
     _async_client: Client | None = PrivateAttr(default=None)
     _sync_client: Client | None = PrivateAttr(default=None)
-    _loop: _LoopThread | None = PrivateAttr(default=None)
+    _loop: LoopThread | None = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     @property
@@ -270,7 +258,7 @@ class ChatLLMClient(BaseChatModel):
     def _run_sync(self, make: Callable[[Client], Coroutine[Any, Any, T]]) -> T:
         with self._lock:
             if self._loop is None:
-                self._loop = _LoopThread()
+                self._loop = LoopThread("llmclient-langchain")
             if self._sync_client is None:
                 ledger = self.client.ledger if self.client is not None else None
                 self._sync_client = self._new_client(ledger=ledger)
