@@ -9,6 +9,7 @@ import pytest
 
 import llmclient.drivers as registry
 from llmclient import (
+    BaseDriver,
     Capabilities,
     ChatRequest,
     ChatResponse,
@@ -51,13 +52,14 @@ async def test_default_model_from_argument_then_environment(monkeypatch: pytest.
     assert (await Client(default_model="fake/from-arg").chat("hi")).model == "from-arg"
 
 
-class EchoUpper:
+class EchoUpper(BaseDriver):
     """A third-party driver, registered through an entry point."""
 
     name: ClassVar[str] = "upper"
     capabilities = Capabilities(params=frozenset({"temperature"}))
 
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, *, provider: str | None = None, **options: Any) -> None:
+        super().__init__(provider=provider)
         self.options = options
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
@@ -214,3 +216,34 @@ async def test_repr_shows_configuration_but_no_keys() -> None:
     assert "sk-very-secret" not in repr(client)
     assert "openai" in repr(client)
     assert "sk-very-secret" not in repr(client.driver("openai"))
+
+
+class HTTPPlugin(BaseDriver):
+    """A third-party driver that speaks HTTP: its capabilities say so, and it gets the client's transport."""
+
+    name: ClassVar[str] = "plugin-http"
+    capabilities = Capabilities(http=True)
+
+    def __init__(self, *, provider: str | None = None, transport: Any = None, timeouts: Any = None) -> None:
+        super().__init__(provider=provider)
+        self.transport, self.timeouts = transport, timeouts
+
+
+async def test_an_entry_point_driver_that_speaks_http_gets_the_clients_transport(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class _HTTPEntryPoint:
+        name = "plugin-http"
+
+        def load(self) -> type[HTTPPlugin]:
+            return HTTPPlugin
+
+    monkeypatch.setattr(registry, "_entry_points", lambda: {"plugin-http": _HTTPEntryPoint()})
+    transport = object()
+    client = Client(transport=transport, timeout=7)  # type: ignore[arg-type]
+    driver = client.driver("plugin-http")
+    assert isinstance(driver, HTTPPlugin)
+    assert driver.transport is transport and driver.timeouts == client.timeouts
+    assert driver.provider == "plugin-http"
+    # A driver that does not speak HTTP is built without them (EchoUpper would reject unknown options otherwise).
+    assert "transport" not in EchoUpper(provider="upper").options

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from llmclient import Client, Usage
 from llmclient.cost import PriceEntry, PriceTable, UnknownPriceWarning
+from llmclient.drivers import is_self_hosted
 
 TABLE = PriceTable.default()
 
@@ -74,7 +75,7 @@ def test_dated_snapshots_find_their_base_model() -> None:
 
 def test_local_providers_are_free_unless_priced() -> None:
     for provider in ("transformers", "llamacpp", "ollama", "fake"):
-        entry = TABLE.lookup(provider, "anything")
+        entry = TABLE.lookup(provider, "anything", self_hosted=is_self_hosted(provider))
         assert entry is not None and entry.cost(Usage(input_tokens=10**6, output_tokens=10**6)).total == 0
     table = PriceTable.default()
     table.update({"ollama/qwen2:1.5b": {"input_cost_per_token": "0.0000001", "output_cost_per_token": "0.0000002"}})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 import sys
 from decimal import Decimal
@@ -342,6 +343,8 @@ async def test_bad_options_are_invalid_requests(bad: dict[str, Any]) -> None:
 
 async def test_a_driver_without_the_dimensions_keyword_says_so() -> None:
     class Old(FakeDriver):
+        capabilities = dataclasses.replace(FakeDriver.capabilities, embed_dimensions=False)
+
         async def embed(self, model: str, inputs: list[str]) -> Any:  # type: ignore[override]
             return await super().embed(model, inputs)
 

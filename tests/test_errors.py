@@ -62,7 +62,6 @@ def test_error_codes_beat_status_codes() -> None:
         ContextWindowExceededError
     )
     assert type(mapped(404, b'{"error": {"message": "x", "code": "model_not_found"}}')) is UnknownModelError
-    assert type(mapped(400, b'{"error": {"message": "Model Not Exist"}}')) is UnknownModelError
 
 
 @pytest.mark.parametrize(

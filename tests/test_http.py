@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
-import pytest
-
-from llmclient import APITimeoutError, Timeouts
-from llmclient._http import deadline, iter_sse, loop_time
+from llmclient import Timeouts
+from llmclient._http import iter_sse
 
 
 async def lines(*items: str) -> AsyncIterator[str]:
@@ -28,14 +25,6 @@ async def test_sse_events_follow_the_event_stream_rules() -> None:
     assert await events("data: line1", "data:line2", "") == [("message", "line1\nline2")]
     assert await events("data: cut off at the end") == [("message", "cut off at the end")]
     assert await events("", "", ": keep-alive", "", "id: 7", "retry: 10") == []
-
-
-async def test_deadline_raises_a_typed_timeout() -> None:
-    with pytest.raises(APITimeoutError, match=r"0\.05 s deadline"):
-        async with deadline(loop_time() + 0.05, 0.05):
-            await asyncio.sleep(5)
-    async with deadline(None, None):
-        await asyncio.sleep(0)
 
 
 def test_timeouts_from_a_number() -> None:

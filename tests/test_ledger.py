@@ -156,3 +156,11 @@ def test_several_processes_append_to_one_sqlite_file(tmp_path: Path) -> None:
 def test_unsupported_ledger_urls_are_refused() -> None:
     with pytest.raises(ValueError, match="sqlite"):
         Client(ledger="postgres://db/ledger")
+
+
+async def test_reprice_accepts_every_model_id_form_the_client_does() -> None:
+    client = Client()
+    await client.chat("one two three", model="fake:echo")
+    assert client.ledger.reprice("openai:gpt-4o-mini") == client.ledger.reprice("openai/gpt-4o-mini")
+    assert client.ledger.reprice("openai:gpt-4o-mini") is not None
+    assert client.ledger.reprice("ollama:llama3.2") == 0  # self-hosted: free unless priced

@@ -15,9 +15,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from llmclient._http import Timeouts
-from llmclient.client import ChatStream, Client, ParameterDroppedWarning
-from llmclient.cost import CostLedger, LedgerRecord
-from llmclient.drivers import Capabilities, Driver
+from llmclient.budget import Budget, BudgetScope
+from llmclient.client import Client
+from llmclient.drivers import BaseDriver, Capabilities, Driver
 from llmclient.drivers.fake import FakeDriver
 from llmclient.embedding import EmbeddingCache, MemoryEmbeddingCache, SQLiteEmbeddingCache
 from llmclient.errors import (
@@ -58,8 +58,13 @@ from llmclient.errors import (
     UnsupportedCapabilityError,
     UnsupportedParameterError,
 )
+from llmclient.ledger import CostLedger, LedgerRecord, SQLiteLedger, Summary
+from llmclient.model_ids import ModelId
+from llmclient.pipeline.request import ParameterDroppedWarning
+from llmclient.prices import PriceEntry, PriceTable, UnknownPriceWarning
 from llmclient.retry import RetryPolicy
-from llmclient.sync import SyncClient
+from llmclient.streaming import ChatStream
+from llmclient.sync import SyncClient, SyncStream
 from llmclient.tokens import TokenizerUnavailableWarning
 from llmclient.tools import FunctionTool, RunResult, tool
 from llmclient.types import (
@@ -109,7 +114,10 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "BaseDriver",
+    "Budget",
     "BudgetExceededError",
+    "BudgetScope",
     "Capabilities",
     "ChatChunk",
     "ChatRequest",
@@ -141,23 +149,29 @@ __all__ = [
     "Message",
     "MissingAPIKeyError",
     "MissingExtraError",
+    "ModelId",
     "NotFoundError",
     "OutOfMemoryError",
     "ParameterDroppedWarning",
     "PermissionDeniedError",
+    "PriceEntry",
+    "PriceTable",
     "QuotaExceededError",
     "RateLimitError",
     "ResponseFormatError",
     "RetryPolicy",
     "RunResult",
     "SQLiteEmbeddingCache",
+    "SQLiteLedger",
     "SearchResult",
     "ServerError",
     "StreamDecodeError",
     "StreamError",
     "StreamInterruptedError",
     "StructuredOutputError",
+    "Summary",
     "SyncClient",
+    "SyncStream",
     "TextPart",
     "Timeouts",
     "TokenCount",
@@ -169,6 +183,7 @@ __all__ = [
     "ToolError",
     "ToolExecutionError",
     "UnknownModelError",
+    "UnknownPriceWarning",
     "UnknownProviderError",
     "UnsupportedCapabilityError",
     "UnsupportedParameterError",

@@ -1,18 +1,16 @@
 """HTTP plumbing: the only module that imports httpx.
 
 It builds the `httpx.AsyncClient` for a driver, offers the transport seam (`transport=` takes any
-`httpx.AsyncBaseTransport`, e.g. `httpx.MockTransport`), reads SSE events and NDJSON lines, enforces deadlines,
+`httpx.AsyncBaseTransport`, e.g. `httpx.MockTransport`), reads SSE events and NDJSON lines,
 and translates every httpx and JSON failure into the llmclient error tree in one place.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from llmclient.errors import (
@@ -27,8 +25,6 @@ from llmclient.errors import (
 )
 
 if TYPE_CHECKING:
-    import asyncio
-
     import httpx
 
     Transport = httpx.AsyncBaseTransport
@@ -63,86 +59,6 @@ class Timeouts:
         if value is None:
             return cls(total=None)
         return cls(connect=min(cls.connect, value), read=value, total=value)
-
-
-def loop_time() -> float:
-    """The running loop's clock, which deadlines are measured on."""
-    import asyncio  # imported on first use, like httpx: `import llmclient` stays light
-
-    return asyncio.get_running_loop().time()
-
-
-if sys.version_info >= (3, 11):
-
-    def _timeout_at(when: float) -> Any:
-        import asyncio
-
-        return asyncio.timeout_at(when)
-
-else:  # pragma: no cover - Python 3.10
-
-    class _timeout_at:
-        def __init__(self, when: float) -> None:
-            self._when = when
-            self._fired = False
-
-        async def __aenter__(self) -> None:
-            import asyncio
-
-            task = asyncio.current_task()
-            assert task is not None
-            self._handle = asyncio.get_running_loop().call_at(self._when, self._fire, task)
-
-        def _fire(self, task: asyncio.Task[Any]) -> None:
-            self._fired = True
-            task.cancel()
-
-        async def __aexit__(
-            self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-        ) -> None:
-            self._handle.cancel()
-            import asyncio
-
-            if self._fired and kind is asyncio.CancelledError:
-                raise TimeoutError from exc
-
-
-class deadline:  # lower case: it reads like the function it replaced, `async with deadline(...)`
-    """Run the block until loop time `when`; past it, raise `APITimeoutError` naming the `total` seconds.
-
-    A plain class rather than `@asynccontextmanager`: it runs on every call, and the generator machinery costs
-    several microseconds each time.
-    """
-
-    __slots__ = ("_model", "_provider", "_timeout", "_total", "_when")
-
-    def __init__(
-        self, when: float | None, total: float | None, *, provider: str | None = None, model: str | None = None
-    ) -> None:
-        self._when = when
-        self._total = total
-        self._provider = provider
-        self._model = model
-        self._timeout: Any = None
-
-    async def __aenter__(self) -> None:
-        if self._when is not None:
-            self._timeout = _timeout_at(self._when)
-            await self._timeout.__aenter__()
-
-    async def __aexit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._timeout is None:
-            return
-        try:
-            await self._timeout.__aexit__(kind, exc, tb)
-        except TimeoutError as timeout:
-            raise APITimeoutError(
-                f"the call did not finish within its {self._total:g} s deadline",
-                provider=self._provider,
-                model=self._model,
-            ) from timeout
 
 
 class HTTPClient:

@@ -26,8 +26,8 @@ from typing import Any, TextIO
 
 from llmclient.client import Client
 from llmclient.config import client_options, config_path
-from llmclient.cost import LedgerRecord, SQLiteLedger, summarise
 from llmclient.errors import LLMClientError
+from llmclient.ledger import LedgerRecord, SQLiteLedger, summarise
 from llmclient.types import Message, to_messages
 
 

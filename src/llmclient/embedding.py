@@ -367,15 +367,6 @@ def _tokens_of(count: Callable[[str], Awaitable[TokenCount]]) -> Callable[[str],
     return tokens
 
 
-def as_texts(value: object) -> tuple[list[str], bool] | None:
-    """`(texts, single)` when `value` is a text or a list/tuple of texts; None when it holds vectors instead."""
-    if isinstance(value, str):
-        return [value], True
-    if isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
-        return list(value), False
-    return None
-
-
 def plan_batches(counts: Sequence[int], max_inputs: int, max_tokens: int | None) -> list[range]:
     """Split inputs with these token counts into consecutive batches within both limits.
 
@@ -493,7 +484,6 @@ __all__ = [
     "EmbeddingLimits",
     "MemoryEmbeddingCache",
     "SQLiteEmbeddingCache",
-    "as_texts",
     "cache_key",
     "fit_to_limits",
     "open_embedding_cache",

@@ -14,7 +14,7 @@ LLMClientError
  │    ├── AuthenticationError            401
  │    ├── PermissionDeniedError          403
  │    ├── NotFoundError                  404
- │    │    └── UnknownModelError         also DeepSeek's 400 "Model Not Exist"
+ │    │    └── UnknownModelError         `model_not_found` (drivers refine their providers' own forms)
  │    ├── BadRequestError                400, 422
  │    │    └── ContextWindowExceededError
  │    ├── ConflictError                  409 (retried)
@@ -119,7 +119,10 @@ class MissingExtraError(ConfigurationError):
 
 
 class InvalidRequestError(ConfigurationError, ValueError):
-    """The arguments of a call are invalid (an empty message list, temperature=5); nothing was sent."""
+    """llmclient refused the call's arguments before sending anything (an empty message list, temperature=5).
+
+    Compare `BadRequestError`: the provider received the request and rejected it.
+    """
 
 
 class InputTooLongError(InvalidRequestError):
@@ -170,7 +173,10 @@ class UnknownModelError(NotFoundError):
 
 
 class BadRequestError(APIError):
-    """400/422: the provider rejected the request as invalid."""
+    """400/422: the provider received the request and rejected it as invalid.
+
+    Compare `InvalidRequestError`: llmclient refused the arguments before anything was sent.
+    """
 
 
 class ContextWindowExceededError(BadRequestError):
@@ -415,7 +421,7 @@ def _classify(status: int, message: str, error_type: str | None, code: str | Non
         status in (400, 413, 422) and any(hint in lowered for hint in _CONTEXT_HINTS)
     ):
         return ContextWindowExceededError
-    if code in ("model_not_found",) or (status in (400, 404) and "model not exist" in lowered):
+    if code == "model_not_found":
         return UnknownModelError
     if status == 402:
         return InsufficientBalanceError

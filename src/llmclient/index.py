@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from llmclient.errors import DimensionMismatchError
+from llmclient.errors import DimensionMismatchError, InvalidRequestError
 from llmclient.similarity import METRICS, Metric, ZeroVectorWarning, top_k
 
 EmbedFunction = Callable[[list[str]], Awaitable[Any]]
@@ -424,3 +424,31 @@ def _unit_rows(rows: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
 
 
 __all__ = ["EmbedFunction", "IndexRecord", "SearchResult", "VectorIndex"]
+
+
+async def search_texts(
+    query: str,
+    corpus: Sequence[str],
+    embed: Callable[[list[str]], Awaitable[npt.NDArray[np.float32]]],
+    *,
+    k: int = 10,
+    metric: Metric = "cosine",
+) -> list[SearchResult]:
+    """The `k` texts of `corpus` most similar to `query`, embedding both in one `embed` call (`Client.search`)."""
+    if not isinstance(query, str):
+        raise InvalidRequestError(f"search() takes a text query, not {type(query).__name__}")
+    if isinstance(corpus, str):
+        raise InvalidRequestError("search() takes a list of texts as the corpus; wrap a single text in a list")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise InvalidRequestError(f"k must be a positive int, got {k!r}")
+    if metric not in METRICS:
+        raise InvalidRequestError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
+    texts = list(corpus)
+    if not texts:
+        return []
+    vectors = await embed([query, *texts])
+    found = top_k(vectors[0], vectors[1:], k, metric=metric)
+    return [
+        SearchResult(index=position, score=score, text=texts[position])
+        for position, score in zip(found.indices.tolist(), found.scores.tolist(), strict=True)
+    ]

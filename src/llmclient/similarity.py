@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
-from llmclient.errors import DimensionMismatchError
+from llmclient.errors import DimensionMismatchError, InvalidRequestError
 
 Metric = Literal["cosine", "dot", "euclidean"]
 """`cosine` and `dot`: larger is more similar; `euclidean`: a distance, smaller is more similar."""
@@ -431,3 +432,37 @@ __all__ = [
     "pairwise",
     "top_k",
 ]
+
+
+def as_texts(value: object) -> tuple[list[str], bool] | None:
+    """`(texts, single)` when `value` is a text or a list/tuple of texts; None when it holds vectors instead."""
+    if isinstance(value, str):
+        return [value], True
+    if isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
+        return list(value), False
+    return None
+
+
+async def of_texts_or_vectors(
+    a: Any, b: Any, embed: Callable[[list[str]], Awaitable[FloatArray]], *, metric: Metric = "cosine"
+) -> float | FloatArray:
+    """`pairwise(a, b)` where each side may be texts (embedded together in one `embed` call) or vectors.
+
+    A single text on a side is one vector there, so two single texts give a float (what `Client.similarity`
+    returns).
+    """
+    if metric not in METRICS:
+        raise InvalidRequestError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
+    left, right = as_texts(a), as_texts(b)
+    texts = [*(left[0] if left else []), *(right[0] if right else [])]
+    vectors = await embed(texts) if texts else None
+
+    def side(value: Any, parsed: tuple[list[str], bool] | None, offset: int) -> Any:
+        if parsed is None or vectors is None:
+            return value
+        rows = vectors[offset : offset + len(parsed[0])]
+        return rows[0] if parsed[1] else rows
+
+    first = side(a, left, 0)
+    second = side(b, right, len(left[0]) if left else 0)
+    return pairwise(first, second, metric=metric)

@@ -18,21 +18,25 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextvars
+import functools
 import threading
-from collections.abc import Coroutine, Iterable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from decimal import Decimal
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
-from llmclient.client import BudgetScope, ChatStream, Client
-from llmclient.cost import CostLedger
-from llmclient.tools import RunResult
-from llmclient.types import ChatChunk, ChatResponse, EmbedResponse, TokenCount
+from llmclient.budget import BudgetScope
+from llmclient.client import Client
+from llmclient.ledger import CostLedger
+from llmclient.streaming import ChatStream
+from llmclient.types import ChatChunk, ChatResponse
 
 if TYPE_CHECKING:
     import asyncio
 
 T = TypeVar("T")
+R = TypeVar("R")
+P = ParamSpec("P")
 
 
 class LoopThread:
@@ -90,6 +94,30 @@ def _copy_outcome(task: asyncio.Task[T], outcome: concurrent.futures.Future[T]) 
         outcome.set_result(task.result())
 
 
+def _blocking(
+    method: Callable[Concatenate[Client, P], Coroutine[Any, Any, R]],
+) -> Callable[Concatenate[SyncClient, P], R]:
+    """`Client.<method>` as a blocking `SyncClient` method with the same typed signature (derived, not copied)."""
+
+    @functools.wraps(method)
+    def blocking(self: SyncClient, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self._runner.run(method(self.client, *args, **kwargs))
+
+    return blocking
+
+
+def _streaming(
+    method: Callable[Concatenate[Client, P], ChatStream],
+) -> Callable[Concatenate[SyncClient, P], SyncStream]:
+    """`Client.stream` as a plain iterator of chunks (`.response` holds the assembled reply at the end)."""
+
+    @functools.wraps(method)
+    def streaming(self: SyncClient, /, *args: P.args, **kwargs: P.kwargs) -> SyncStream:
+        return SyncStream(self._runner, method(self.client, *args, **kwargs))
+
+    return streaming
+
+
 class SyncClient:
     """The `Client`'s calls, blocking. Takes the same arguments as `Client` (or a ready `client=`).
 
@@ -124,33 +152,14 @@ class SyncClient:
         """A spending limit for the calls made inside `with client.budget(...):` (see `Client.budget`)."""
         return self.client.budget(usd, allow_unknown_prices=allow_unknown_prices)
 
-    def chat(self, messages: Any, **options: Any) -> ChatResponse:
-        """`Client.chat`, blocking."""
-        return self._runner.run(self.client.chat(messages, **options))
+    chat = _blocking(Client.chat)
+    embed = _blocking(Client.embed)
+    count_tokens = _blocking(Client.count_tokens)
+    similarity = _blocking(Client.similarity)
+    search = _blocking(Client.search)
+    run = _blocking(Client.run)
 
-    def stream(self, messages: Any, **options: Any) -> SyncStream:
-        """`Client.stream` as a plain iterator of chunks; `.response` holds the assembled reply at the end."""
-        return SyncStream(self._runner, self.client.stream(messages, **options))
-
-    def embed(self, inputs: Any, **options: Any) -> EmbedResponse:
-        """`Client.embed`, blocking."""
-        return self._runner.run(self.client.embed(inputs, **options))
-
-    def count_tokens(self, messages: Any, **options: Any) -> TokenCount:
-        """`Client.count_tokens`, blocking."""
-        return self._runner.run(self.client.count_tokens(messages, **options))
-
-    def similarity(self, a: Any, b: Any, **options: Any) -> Any:
-        """`Client.similarity`, blocking."""
-        return self._runner.run(self.client.similarity(a, b, **options))
-
-    def search(self, query: Any, corpus: Any, **options: Any) -> Any:
-        """`Client.search`, blocking."""
-        return self._runner.run(self.client.search(query, corpus, **options))
-
-    def run(self, messages: Any, *, tools: Iterable[Any], **options: Any) -> RunResult:
-        """`Client.run` (the tool loop), blocking."""
-        return self._runner.run(self.client.run(messages, tools=tools, **options))
+    stream = _streaming(Client.stream)
 
 
 class SyncStream:

@@ -887,3 +887,16 @@ async def test_embed_through_the_client_with_dimensions_batches_and_cache() -> N
     again = await client.embed(["dog"], model="ollama/all-minilm", dimensions=3)
     assert again.cached == 1 and route.call_count == 1  # served from the cache, not re-sent or re-billed
     assert client.ledger.records[-1].cost is not None and client.ledger.total() == 0
+
+
+async def test_a_second_ollama_server_under_its_own_name_is_free_and_budgetable(show: respx.Route) -> None:
+    # Self-hosted is the driver's capability, not the provider's name: "gpu-box" costs 0, warns nothing (warnings
+    # are errors in this suite), and a budget admits it.
+    respx.post(f"{HOST}/api/chat").respond(200, json=body_of("chat.json"))
+    client = Client(providers={"gpu-box": {"driver": "ollama", "host": HOST}}, retry=0)
+    async with client.budget(usd="0.01") as budget:
+        reply = await client.chat("why is the sky blue?", model="gpu-box/llama3.2", max_tokens=64)
+    assert reply.provider == "gpu-box"
+    assert reply.cost is not None and reply.cost.total == 0
+    assert (budget.calls, budget.spent) == (1, 0)
+    assert client.ledger.records[0].provider == "gpu-box"

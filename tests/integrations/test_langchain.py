@@ -140,3 +140,11 @@ def test_serialized_models_keep_no_secret_and_load_back() -> None:
             secrets_map={"LLMCLIENT_API_KEY": "sk-other"},
         )
     assert isinstance(loaded, ChatLLMClient) and loaded.temperature == 0.2
+
+
+def test_model_ids_in_colon_form_name_their_provider() -> None:
+    model = ChatLLMClient(model="openai:gpt-4o-mini", api_key="sk-test-key")
+    assert model._get_ls_params()["ls_provider"] == "openai"
+    client = model._new_client()
+    assert client.driver("openai").api_key is not None
+    assert client.resolve(model.model) == ("openai", "gpt-4o-mini")

@@ -1,8 +1,32 @@
-"""The driver protocol, the one seam between the `Client` and a backend, and the registry of drivers.
+"""The driver contract, the one seam between the call pipeline and a backend, and the registry of drivers.
 
 A driver turns a `ChatRequest` into its backend's wire format and back (`_to_wire` / `_from_wire`) and raises
-typed errors. It never retries, prices or records: the `Client` does those once, for every driver.
+typed errors. It never retries, prices, records, limits or routes: the pipeline does those once, for every driver.
+Subclass `BaseDriver` and implement `chat` (and whatever else the backend has); its `capabilities` tell the
+pipeline what the driver can do and how to treat it:
 
+```python
+from llmclient import ChatRequest, ChatResponse, Message, Usage
+from llmclient.drivers import BaseDriver, Capabilities
+
+
+class Shout(BaseDriver):
+    name = "shout"
+    capabilities = Capabilities(self_hosted=True, params=frozenset({"max_tokens"}))
+
+    async def chat(self, request: ChatRequest) -> ChatResponse:
+        text = request.messages[-1].text.upper()
+        return ChatResponse(
+            message=Message(role="assistant", content=text),
+            finish_reason="stop",
+            usage=Usage(input_tokens=1, output_tokens=1),
+            model=request.model,
+            provider=self.provider,
+        )
+```
+
+A driver is constructed as `cls(provider=name, **options)`, where `options` are the user's
+`Client(providers={name: {...}})` entry, plus `transport=` and `timeouts=` when its capabilities say `http`.
 Third-party drivers register under the entry-point group `llmclient.drivers`:
 
 ```toml
@@ -16,38 +40,71 @@ from __future__ import annotations
 import importlib
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 
-from llmclient.errors import ConfigurationError, UnknownProviderError
-from llmclient.types import ChatChunk, ChatRequest, ChatResponse, EmbedResponse, Message, TokenCount, Tool
+from llmclient import tokens
+from llmclient.embedding import DEFAULT_LIMITS, EmbeddingLimits
+from llmclient.errors import ConfigurationError, UnknownProviderError, UnsupportedCapabilityError
+from llmclient.types import (
+    SAMPLING_PARAMS,
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    EmbedResponse,
+    Message,
+    TokenCount,
+    Tool,
+    ToolCallDelta,
+)
+
+if TYPE_CHECKING:
+    from pydantic import SecretStr
+
+StructuredOutputMode = Literal["json_schema", "json_object", "prompt"]
 
 
 @dataclass(frozen=True)
 class Capabilities:
-    """What a driver can do, and which uniform sampling parameters its backend accepts."""
+    """What a driver can do; the pipeline decides from these, never from a provider's name.
 
-    chat: bool = True
+    Args:
+        http: The driver speaks HTTP: it is built with the client's `transport=` and `timeouts=`.
+        self_hosted: It runs models on the user's own hardware or server, so an unpriced model costs 0 (not None)
+            and budgets admit it.
+        stream: It streams replies (else `stream` raises `UnsupportedCapabilityError` before sending).
+        tools: It accepts tool definitions.
+        embed: It has an embeddings API.
+        embed_dimensions: Its `embed` honours `dimensions=` (else the client refuses the option).
+        structured_output: How `response_model` is enforced: "json_schema" (the backend validates a schema),
+            "json_object" (JSON mode plus the schema in the prompt), or "prompt" (the schema in the prompt only).
+        params: The uniform sampling parameters (`llmclient.types.SAMPLING_PARAMS`) the backend accepts; others
+            are dropped with a warning, or refused under `strict_params`.
+    """
+
+    http: bool = False
+    self_hosted: bool = False
     stream: bool = True
     tools: bool = True
     embed: bool = False
-    exact_tokens: bool = False
-    stream_usage: bool = True
-    structured_output: str = "json_schema"
-    """How `response_model` is enforced: "json_schema" (the provider validates a schema), "json_object" (JSON
-    mode plus the schema in the prompt), or "prompt" (the schema in the prompt only)."""
-    params: frozenset[str] = field(
-        default_factory=lambda: frozenset(
-            {"temperature", "top_p", "top_k", "max_tokens", "stop", "seed", "response_format"}
-        )
-    )
+    embed_dimensions: bool = True
+    structured_output: StructuredOutputMode = "json_schema"
+    params: frozenset[str] = field(default_factory=lambda: frozenset(SAMPLING_PARAMS))
 
 
 @runtime_checkable
 class Driver(Protocol):
-    """The interface every backend implements."""
+    """The interface every backend implements; `BaseDriver` supplies the defaults."""
 
     name: ClassVar[str]
+    """The provider name the driver registers as (`"ollama"`)."""
     capabilities: Capabilities
+    """Read from the class (`http`, when building the driver) and from the instance (everything else)."""
+    embedding_limits: ClassVar[EmbeddingLimits]
+    """What one embeddings request may hold; the client splits batches to fit."""
+    provider: str
+    """The provider name this instance serves (the driver's name, or the user's own: `"gpu-box"`)."""
+    api_key: SecretStr | None
+    """The key the driver sends, if any: the client redacts it from tool errors and messages."""
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
         """One complete reply."""
@@ -61,9 +118,7 @@ class Driver(Protocol):
         """One vector per input, in input order; `dimensions` shortens them where the model supports it.
 
         An empty `inputs` returns a (0, d) array without any I/O (d = the model's length where known, else 0).
-        The `Client` batches, caches, prices and records; a driver may declare `embedding_limits`
-        (`llmclient.embedding.EmbeddingLimits`) so that batches fit its provider, and is passed `dimensions` only
-        when the caller gives it.
+        The client batches (within `embedding_limits`), caches, prices and records.
         """
         ...
 
@@ -71,9 +126,67 @@ class Driver(Protocol):
         """The prompt tokens `messages` and `tools` would take on `model`."""
         ...
 
+    async def count_text(self, model: str, text: str) -> TokenCount:
+        """The tokens of plain text on `model` (no chat framing)."""
+        ...
+
     async def aclose(self) -> None:
         """Release connections, models and threads."""
         ...
+
+
+class BaseDriver:
+    """Defaults for every part of the contract but `chat`: no embeddings, tiktoken-estimated counts, a stream of
+    one chunk made from `chat`, nothing to close.
+
+    Args:
+        provider: The provider name this instance serves (defaults to the driver's `name`).
+    """
+
+    name: ClassVar[str] = "base"
+    capabilities: Capabilities = Capabilities()
+    embedding_limits: ClassVar[EmbeddingLimits] = DEFAULT_LIMITS
+    api_key: SecretStr | None = None
+
+    def __init__(self, *, provider: str | None = None) -> None:
+        self.provider = provider or self.name
+
+    async def chat(self, request: ChatRequest) -> ChatResponse:
+        """One complete reply; every driver implements this."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement chat()")
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        """The reply of `chat` as one chunk: drivers whose backend streams override this."""
+        response = await self.chat(request)
+        yield ChatChunk(
+            delta=response.text,
+            reasoning_delta=response.message.reasoning,
+            tool_call_deltas=[
+                ToolCallDelta(index=i, id=c.id, name=c.name, arguments=c.raw_arguments)
+                for i, c in enumerate(response.tool_calls)
+            ],
+            finish_reason=response.finish_reason,
+            usage=response.usage,
+            model=response.model,
+            request_id=response.request_id,
+        )
+
+    async def embed(self, model: str, inputs: list[str], *, dimensions: int | None = None) -> EmbedResponse:
+        """No embeddings unless the driver has them."""
+        raise UnsupportedCapabilityError(f"{self.provider} has no embeddings API", provider=self.provider, model=model)
+
+    async def count_tokens(self, model: str, messages: list[Message], tools: list[Tool]) -> TokenCount:
+        """tiktoken's count with OpenAI's chat framing, flagged as an estimate."""
+        estimate = tokens.count_messages(messages, model, tools)
+        return TokenCount(tokens=estimate.tokens, exact=False, tokenizer=estimate.tokenizer)
+
+    async def count_text(self, model: str, text: str) -> TokenCount:
+        """tiktoken's count of `text`, or the character-ratio estimate without tiktoken's files."""
+        return tokens.count_text(text, model)
+
+    async def aclose(self) -> None:
+        """Nothing to release."""
+        return None
 
 
 _BUILTINS: dict[str, str] = {
@@ -122,11 +235,27 @@ def driver_class(name: str) -> type[Any]:
     return loaded
 
 
-def create_driver(name: str, options: Mapping[str, Any]) -> Driver:
-    """Build the driver for provider `name` from its options (`Client(providers={name: options})`)."""
+def is_self_hosted(provider: str) -> bool:
+    """Whether a registered provider's driver runs models the user hosts (False for unknown names)."""
+    try:
+        return bool(driver_class(provider).capabilities.self_hosted)
+    except (UnknownProviderError, ImportError):
+        return False
+
+
+def create_driver(name: str, options: Mapping[str, Any], *, transport: Any = None, timeouts: Any = None) -> Driver:
+    """Build the driver for provider `name` from its options (`Client(providers={name: options})`).
+
+    `options["driver"]` names the registered driver when `name` is the user's own (`"gpu-box"`); a driver whose
+    capabilities say `http` also receives the client's `transport` and `timeouts` unless the options set them.
+    """
     options = dict(options)
     kind = options.pop("driver", name)
     cls = driver_class(kind)
+    options.setdefault("provider", name)
+    if cls.capabilities.http:
+        options.setdefault("transport", transport)
+        options.setdefault("timeouts", timeouts)
     try:
         driver: Driver = cls(**options)
     except TypeError as exc:

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 from llmclient import tokens
 from llmclient.drivers import Capabilities
 from llmclient.drivers.openai import OpenAIDriver
-from llmclient.errors import APIError, UnknownModelError, UnsupportedCapabilityError
+from llmclient.errors import APIError, BadRequestError, NotFoundError, UnknownModelError, UnsupportedCapabilityError
 from llmclient.types import EmbedResponse, Usage
 
 DEEPSEEK_MODELS = ("deepseek-chat", "deepseek-reasoner")
@@ -34,6 +34,7 @@ class DeepSeekDriver(OpenAIDriver):
     base_url_env: ClassVar[str] = "DEEPSEEK_BASE_URL"
     max_tokens_field: ClassVar[str] = "max_tokens"
     capabilities = Capabilities(
+        http=True,
         embed=False,
         structured_output="json_object",  # JSON mode only: https://api-docs.deepseek.com/guides/json_mode
         params=frozenset({"temperature", "top_p", "max_tokens", "stop", "response_format"}),
@@ -45,6 +46,17 @@ class DeepSeekDriver(OpenAIDriver):
         return tokens.RATIO_ESTIMATOR, False
 
     def _refine_error(self, error: APIError) -> APIError:
+        if isinstance(error, (BadRequestError, NotFoundError)) and "model not exist" in error.message.lower():
+            # An unknown model is a 400 "Model Not Exist" (https://api-docs.deepseek.com/quick_start/error_codes).
+            error = UnknownModelError(
+                error.message,
+                provider=error.provider,
+                model=error.model,
+                status=error.status,
+                request_id=error.request_id,
+                body=error.body,
+                error_code=error.error_code,
+            )
         if isinstance(error, UnknownModelError):
             return UnknownModelError(
                 f"{error.message}; DeepSeek's models are: {', '.join(DEEPSEEK_MODELS)}",

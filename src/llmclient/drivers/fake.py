@@ -25,9 +25,10 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from llmclient.drivers import Capabilities
+from llmclient.drivers import BaseDriver, Capabilities
 from llmclient.errors import ConfigurationError
 from llmclient.types import (
     ChatChunk,
@@ -56,17 +57,18 @@ def count_words(text: str) -> int:
     return len(text.split())
 
 
-class FakeDriver:
+class FakeDriver(BaseDriver):
     """Replies from a script (text, tool calls, messages, or exceptions to raise), then echoes.
 
     Args:
         replies: What successive calls return, in order. A `BaseException` instance is raised instead.
         embedding_dimensions: Length of the vectors `embed` returns.
         provider: The provider name reported on responses.
+        self_hosted: Price it as a self-hosted provider (unpriced is free): by default only under its own name.
     """
 
     name: ClassVar[str] = "fake"
-    capabilities = Capabilities(embed=True, exact_tokens=True)
+    capabilities = Capabilities(self_hosted=True, embed=True)
 
     def __init__(
         self,
@@ -74,9 +76,14 @@ class FakeDriver:
         replies: Sequence[Reply] = (),
         embedding_dimensions: int = 8,
         provider: str | None = None,
+        self_hosted: bool | None = None,
         **_: Any,
     ) -> None:
-        self.provider = provider or self.name
+        super().__init__(provider=provider)
+        # Under its own name the fake is free; standing in for another provider (`{"mystery": {"driver": "fake"}}`)
+        # it is priced as an unknown provider would be, unless told it is self-hosted.
+        hosted = self.provider == self.name if self_hosted is None else self_hosted
+        self.capabilities = replace(self.capabilities, self_hosted=hosted)
         self._script: list[Reply] = list(replies)
         self._scripted = bool(self._script)
         self.embedding_dimensions = embedding_dimensions

@@ -22,7 +22,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Se
 from dataclasses import replace
 from typing import Any, ClassVar
 
-from llmclient.drivers import Capabilities
+from llmclient.drivers import BaseDriver, Capabilities
 from llmclient.drivers._device import Accelerator
 from llmclient.drivers._hf_generate import Batcher, Job, RowResult, engine_error, settings_for
 from llmclient.drivers._hf_models import (
@@ -68,7 +68,7 @@ _TOOL_PROMPT = (
 )
 
 
-class TransformersDriver:
+class TransformersDriver(BaseDriver):
     """Hugging Face models in this process (`pip install 'llmclient[transformers]'`).
 
     Args:
@@ -84,8 +84,8 @@ class TransformersDriver:
 
     name: ClassVar[str] = PROVIDER
     capabilities = Capabilities(
+        self_hosted=True,
         embed=True,
-        exact_tokens=True,
         structured_output="prompt",
         params=frozenset({"temperature", "top_p", "top_k", "max_tokens", "stop", "seed"}),
     )

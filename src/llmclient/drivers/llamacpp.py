@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
-from llmclient.drivers import Capabilities
+from llmclient.drivers import BaseDriver, Capabilities
 from llmclient.drivers._local import Finished, HeldToolText, ModelWorker, Stop, parse_tool_calls, smollm2_gguf
 from llmclient.errors import (
     ConfigurationError,
@@ -128,7 +128,7 @@ class _Engine:
         self.native_tools = llama.chat_format == "chat_template.default" and "tools" in template
 
 
-class LlamaCppDriver:
+class LlamaCppDriver(BaseDriver):
     """GGUF models in-process with llama-cpp-python (`pip install 'llmclient[llamacpp]'`).
 
     Args:
@@ -139,7 +139,7 @@ class LlamaCppDriver:
     """
 
     name: ClassVar[str] = "llamacpp"
-    capabilities = Capabilities(embed=True, exact_tokens=True, structured_output="json_schema")
+    capabilities = Capabilities(self_hosted=True, embed=True, structured_output="json_schema")
 
     def __init__(
         self, *, models: Mapping[str, Mapping[str, Any]] | None = None, provider: str | None = None, **options: Any

@@ -24,7 +24,7 @@ from pydantic import SecretStr, ValidationError
 
 from llmclient import tokens
 from llmclient._http import HTTPClient, Timeouts, Transport
-from llmclient.drivers import Capabilities
+from llmclient.drivers import BaseDriver, Capabilities
 from llmclient.drivers.openai import validate_base_url
 from llmclient.errors import (
     APIConnectionError,
@@ -93,7 +93,7 @@ def parse_host(host: str | None) -> str:
     return validate_base_url(value, provider="ollama")
 
 
-class OllamaDriver:
+class OllamaDriver(BaseDriver):
     """Ollama's native API. Host from `host=`, `OLLAMA_HOST` or http://localhost:11434; no key needed.
 
     Args:
@@ -118,7 +118,7 @@ class OllamaDriver:
     """
 
     name: ClassVar[str] = "ollama"
-    capabilities = Capabilities(embed=True)
+    capabilities = Capabilities(http=True, self_hosted=True, embed=True)
 
     def __init__(
         self,
@@ -145,6 +145,7 @@ class OllamaDriver:
         self.host = parse_host(host or environ.get("OLLAMA_HOST"))
         key = api_key if api_key is not None else environ.get("OLLAMA_API_KEY")
         secret = key.get_secret_value() if isinstance(key, SecretStr) else (key or "")
+        self.api_key = SecretStr(secret) if secret else None
         self.options = {**(options or {}), **({"num_ctx": num_ctx} if num_ctx else {})}
         self.keep_alive, self.think, self.dimensions, self.truncate = keep_alive, think, dimensions, truncate
         self.context_guard, self.min_num_ctx, self.output_reserve = context_guard, min_num_ctx, output_reserve

@@ -19,7 +19,7 @@ from pydantic import SecretStr, ValidationError
 
 from llmclient import tokens
 from llmclient._http import HTTPClient, Timeouts, Transport, iter_sse
-from llmclient.drivers import Capabilities
+from llmclient.drivers import BaseDriver, Capabilities
 from llmclient.embedding import EmbeddingLimits
 from llmclient.errors import (
     APIConnectionError,
@@ -70,7 +70,7 @@ def validate_base_url(url: str, *, provider: str) -> str:
     return url.rstrip("/")
 
 
-class OpenAIDriver:
+class OpenAIDriver(BaseDriver):
     """OpenAI's API. Key from `api_key=` or `OPENAI_API_KEY`; base URL from `base_url=` or `OPENAI_BASE_URL`."""
 
     name: ClassVar[str] = "openai"
@@ -90,8 +90,8 @@ class OpenAIDriver:
         max_inputs_per_request=2048, max_tokens_per_request=300_000, max_input_tokens=8192, allow_empty_inputs=False
     )
     capabilities = Capabilities(
+        http=True,
         embed=True,
-        exact_tokens=True,
         params=frozenset({"temperature", "top_p", "max_tokens", "stop", "seed", "response_format"}),
     )
 
@@ -444,7 +444,7 @@ class OpenAICompatibleDriver(OpenAIDriver):
     embedding_encoding: ClassVar[str] = "float"
     # Each server sets its own limits (and rejects what breaks them); batches stay at OpenAI's 2048 inputs.
     embedding_limits: ClassVar[EmbeddingLimits] = EmbeddingLimits()
-    capabilities = Capabilities(embed=True, exact_tokens=False)
+    capabilities = Capabilities(http=True, embed=True)
 
 
 # Default vector lengths (https://platform.openai.com/docs/guides/embeddings#embedding-models), for empty results.

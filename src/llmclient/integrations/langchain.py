@@ -21,7 +21,8 @@ from operator import itemgetter
 from typing import Any, TypeVar
 
 from llmclient.client import Client
-from llmclient.errors import MissingExtraError
+from llmclient.errors import MissingExtraError, UnknownProviderError
+from llmclient.model_ids import ModelId
 from llmclient.sync import LoopThread
 from llmclient.tools import FunctionTool, to_tool
 from llmclient.types import ChatChunk, ChatResponse, ImagePart, ImageURL, Message, TextPart, ToolCall, Usage
@@ -220,9 +221,7 @@ class ChatLLMClient(BaseChatModel):
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         model = kwargs.get("model", self.model)
-        params = LangSmithParams(
-            ls_provider=model.partition("/")[0] or "llmclient", ls_model_name=model, ls_model_type="chat"
-        )
+        params = LangSmithParams(ls_provider=_provider(model) or "llmclient", ls_model_name=model, ls_model_type="chat")
         if (temperature := kwargs.get("temperature", self.temperature)) is not None:
             params["ls_temperature"] = temperature
         if (max_tokens := kwargs.get("max_tokens", self.max_tokens)) is not None:
@@ -234,7 +233,7 @@ class ChatLLMClient(BaseChatModel):
     # clients -----------------------------------------------------------------------------------------------------
 
     def _new_client(self, ledger: Any = None) -> Client:
-        provider = self.model.partition("/")[0]
+        provider = _provider(self.model)
         options: dict[str, Any] = {}
         if self.api_key is not None:
             options["api_key"] = self.api_key.get_secret_value()
@@ -430,3 +429,11 @@ def _register_for_load() -> None:
 _register_for_load()
 
 __all__ = ["ChatLLMClient", "to_langchain_tool", "to_messages", "usage_metadata"]
+
+
+def _provider(model: str) -> str | None:
+    """The provider of a model id in any form a `Client` accepts ("openai/gpt-4o-mini", "openai:gpt-4o-mini")."""
+    try:
+        return ModelId.parse(model).provider
+    except UnknownProviderError:
+        return None

@@ -1,0 +1,187 @@
+"""One `Client.embed` call as a job: cache lookups, limits, batches sent concurrently, one ledger record.
+
+Repeated texts (within the call, or found in the cache) are neither sent nor billed. The rest are checked against
+the provider's limits, split into batches, sent `concurrency` at a time under the call's retry policy and deadline,
+and put back in input order. The job is one logical call of the pipeline: budgets reserve its input cost before
+anything is sent, and every billed request adds to its single record, even when a later batch fails.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from llmclient import embedding
+from llmclient.embedding import EmbeddingCache, EmbedJob
+from llmclient.errors import InvalidRequestError, ResponseFormatError, UnsupportedCapabilityError
+from llmclient.pipeline import Call, Deadline, Outcome, Pipeline, Pricing
+from llmclient.streaming import ended_by
+from llmclient.types import Cost, EmbedResponse, Usage
+
+if TYPE_CHECKING:
+    from llmclient.budget import Budget
+
+
+@dataclass(frozen=True)
+class EmbedOptions:
+    """What the caller asked of one `embed` call (see `Client.embed` for each)."""
+
+    dimensions: int | None = None
+    batch_size: int | None = None
+    truncate: bool = False
+    concurrency: int = 4
+    progress: bool | None = None
+
+    def check(self, call: Call) -> None:
+        """Refuse bad options and options the driver lacks, before anything is sent."""
+        for option, value in (
+            ("dimensions", self.dimensions),
+            ("batch_size", self.batch_size),
+            ("concurrency", self.concurrency),
+        ):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise InvalidRequestError(
+                    f"{option} must be a positive int, got {value!r}", provider=call.provider, model=call.model
+                )
+        capabilities = call.driver.capabilities
+        if not capabilities.embed:
+            raise UnsupportedCapabilityError(
+                f"{call.provider} has no embeddings API; use one that does (e.g. openai/text-embedding-3-small)",
+                provider=call.provider,
+                model=call.model,
+            )
+        if self.dimensions is not None and not capabilities.embed_dimensions:
+            from llmclient.errors import UnsupportedParameterError
+
+            raise UnsupportedParameterError(
+                f"the {call.provider} driver does not take dimensions= for embeddings",
+                provider=call.provider,
+                model=call.model,
+            )
+
+
+async def run_embed_job(
+    call: Call,
+    texts: list[str],
+    options: EmbedOptions,
+    *,
+    pipeline: Pipeline,
+    pricing: Pricing,
+    budgets: list[Budget],
+    cache: EmbeddingCache | None,
+    deadline_s: float | None,
+) -> EmbedResponse:
+    """Embed `texts` for `call` (kind "embed"); see the module docstring for what happens on the way."""
+    driver, provider, name = call.driver, call.provider, call.model
+    for index, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise InvalidRequestError(
+                f"embed() inputs must be str; item {index} is {type(text).__name__}", provider=provider, model=name
+            )
+    options.check(call)
+    dimensions = options.dimensions
+    # Passed only when given, so a driver written before `dimensions=` existed still embeds.
+    extra = {} if dimensions is None else {"dimensions": dimensions}
+    if not texts:  # drivers answer [] with a (0, d) array and no I/O: nothing to bill or record
+        empty = await driver.embed(name, texts, **extra)
+        empty.cost = Cost()
+        return empty
+    limits = driver.embedding_limits
+    entry = pricing.entry(call)
+    known = [n for n in (limits.max_input_tokens, entry.max_input_tokens if entry else None) if n]
+    max_input_tokens = min(known) if known else None
+    job = EmbedJob(texts, functools.partial(embedding.cache_key, provider, name, dimensions))
+    job.lookup(cache, truncated_to=max_input_tokens if options.truncate else None)
+    needs_counts = bool(job.pending) and bool(budgets or max_input_tokens or limits.max_tokens_per_request)
+    counted = await embedding.fit_to_limits(
+        job,
+        (lambda text: driver.count_text(name, text)) if needs_counts else None,
+        limits=limits,
+        max_input_tokens=max_input_tokens,
+        truncate=options.truncate,
+        provider=provider,
+        model=name,
+    )
+    if job.pending:
+        call.worst_case_input_tokens = sum(counted)
+        await pipeline.admit(call)
+    batches = embedding.plan_batches(
+        counted or [0] * len(job.pending),
+        min(options.batch_size or limits.max_inputs_per_request, limits.max_inputs_per_request),
+        limits.max_tokens_per_request,
+    )
+    billed = 0
+    usage, served_model = Usage(), ""
+    bar = embedding.progress_bar(options.progress, len(job.pending), f"embedding with {call.model_id}")
+
+    async def send(batch: range) -> EmbedResponse:
+        nonlocal billed, usage
+        chunk = job.sent[batch.start : batch.stop]
+
+        async def attempt() -> EmbedResponse:
+            call.attempts += 1
+            return await driver.embed(name, chunk, **extra)
+
+        try:
+            result = await call.policy.run(attempt)
+        except ResponseFormatError as exc:
+            if exc.status is not None and exc.status < 300:  # answered, so billed, though unusable
+                billed += 1
+                tokens_sent = sum(counted[batch.start : batch.stop]) if counted else None
+                if tokens_sent is None:
+                    tokens_sent = sum([(await driver.count_text(name, text)).tokens for text in chunk])
+                usage += Usage(input_tokens=tokens_sent, estimated=True)
+            raise
+        rows, width = result.vectors.shape
+        expected = dimensions or job.width or width
+        if rows != len(chunk) or width != expected:
+            billed += 1
+            usage += result.usage
+            raise ResponseFormatError(
+                f"{provider} returned vectors of shape {result.vectors.shape} for {len(chunk)} inputs; expected "
+                f"({len(chunk)}, {expected})",
+                provider=provider,
+                model=name,
+                status=200,
+            )
+        return result
+
+    def done(batch: range, result: EmbedResponse) -> None:
+        nonlocal billed, usage, served_model
+        billed += 1
+        usage += result.usage
+        served_model = served_model or result.model
+        job.fill(batch, result.vectors)
+        if bar is not None:
+            bar.update(len(batch))
+
+    error: BaseException | None = None
+    try:
+        async with Deadline(deadline_s).scope(provider=provider, model=name):
+            await embedding.run_batches(batches, send, concurrency=options.concurrency, on_done=done)
+    except BaseException as exc:
+        error = exc
+    finally:
+        if bar is not None:
+            bar.close()
+    if cache is not None and job.fresh:  # kept even when a later batch failed: never paid twice
+        cache.put_many(job.fresh)
+    cost: Cost | None = Cost()
+    if billed:
+        call.counted_input_tokens = sum(counted) if counted and error is None else None
+        outcome = Outcome(usage, error=None if error is None else ended_by(error))
+        pipeline.finish(call, outcome)
+        cost = outcome.cost
+    else:
+        pipeline.release(call, error)
+    if error is not None:
+        raise error
+    return EmbedResponse(
+        vectors=job.assemble(job.width or dimensions or 0),
+        usage=usage,
+        cost=cost,
+        model=served_model or name,
+        provider=provider,
+        cached=job.unsent,
+    )

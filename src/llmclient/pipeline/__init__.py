@@ -1,0 +1,35 @@
+"""The call path as small named steps, each in a module that says what it is.
+
+```
+Client.chat(...)
+  resolve   model_ids.ModelResolver → pipeline.resolve.Drivers          a ModelId and its driver
+  build     pipeline.request.chat_request                              a validated ChatRequest
+  admit     Pipeline.admit: CountPrompt, BudgetAdmission, …            refuse with nothing sent
+  send      pipeline.send.send: RetryPolicy.run under a Deadline       driver.chat / driver.stream
+  finish    Pipeline.finish: Pricing → BudgetAdmission (settle) → LedgerRecording, exactly once
+```
+
+Streaming (`llmclient.streaming`), structured output (`llmclient.structured`), the tool loop
+(`llmclient.tool_loop`) and embedding jobs (`llmclient.embed_job`) drive the same steps. A new cross-cutting
+behaviour (rate limits, routing, tracing, shared budgets) is one more `Step` added to `Client.pipeline`.
+"""
+
+from __future__ import annotations
+
+from llmclient.pipeline.budgets import BudgetAdmission
+from llmclient.pipeline.call import Call, CallKind, Outcome
+from llmclient.pipeline.deadline import Deadline
+from llmclient.pipeline.steps import CountPrompt, LedgerRecording, Pipeline, Pricing, Step
+
+__all__ = [
+    "BudgetAdmission",
+    "Call",
+    "CallKind",
+    "CountPrompt",
+    "Deadline",
+    "LedgerRecording",
+    "Outcome",
+    "Pipeline",
+    "Pricing",
+    "Step",
+]

@@ -1,0 +1,95 @@
+"""One logical call as the pipeline's steps see it, and what it ended with."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from llmclient import tokens
+from llmclient.types import ChatRequest, TokenCount, Usage
+
+if TYPE_CHECKING:
+    from llmclient.budget import Reservation
+    from llmclient.drivers import Driver
+    from llmclient.model_ids import ModelId
+    from llmclient.prices import PriceEntry
+    from llmclient.retry import RetryPolicy
+    from llmclient.types import Cost
+
+CallKind = Literal["chat", "stream", "embed"]
+
+
+@dataclass(eq=False)
+class Call:
+    """The state of one logical call, from admission to its single ledger record.
+
+    Steps read what they need and write what they own: admission sets `reservation` and `price_entry`, sending
+    counts `attempts`, and the record is written once (`recorded`).
+    """
+
+    kind: CallKind
+    model_id: ModelId
+    driver: Driver
+    policy: RetryPolicy
+    tags: tuple[str, ...] = ()
+    request: ChatRequest | None = None
+    applied: dict[str, Any] = field(default_factory=dict)
+    """The sampling parameters sent, by name."""
+    dropped: list[str] = field(default_factory=list)
+    """The parameters the provider does not accept, dropped with a warning."""
+    worst_case_input_tokens: int = 0
+    """For jobs without a `request` (embeddings): the tokens the budget reserves for."""
+    attempts: int = 0
+    counted_input_tokens: int | None = None
+    reservation: Reservation | None = None
+    price_entry: PriceEntry | None = None
+    started: float = field(default_factory=time.perf_counter)
+    recorded: bool = False
+
+    @property
+    def provider(self) -> str:
+        """The provider name of the model id (the user's own for a second server: `"gpu-box"`)."""
+        return self.model_id.provider
+
+    @property
+    def model(self) -> str:
+        """The model name the provider knows."""
+        return self.model_id.model
+
+    async def count_prompt(self) -> int:
+        """The prompt's tokens with the driver's tokenizer, counted once and kept."""
+        if self.counted_input_tokens is None:
+            if self.request is None:
+                return self.worst_case_input_tokens
+            request = self.request
+            counted = await self.driver.count_tokens(self.model, request.messages, request.tools or [])
+            self.counted_input_tokens = counted.tokens
+        return self.counted_input_tokens
+
+    async def count_text(self, text: str) -> TokenCount:
+        """Tokens of plain text on this call's model (the driver's tokenizer, else a flagged estimate)."""
+        return await self.driver.count_text(self.model, text)
+
+    async def estimate_output(self, text: str) -> int:
+        """Output tokens of text already generated; a tokenizer-free estimate if counting is cancelled again."""
+        try:
+            return (await self.count_text(text)).tokens
+        except BaseException:  # cancelled while counting: the estimate needs no tokenizer
+            return tokens.estimate_tokens(text)
+
+
+@dataclass
+class Outcome:
+    """How a call ended, as the finishing steps (price, settle, record) see it.
+
+    `cost` is filled in by the pricing step; `error` names how a failed or cut call ended (`"closed"`,
+    `"cancelled"` or the error's class) and is None on success.
+    """
+
+    usage: Usage
+    request_id: str | None = None
+    served_model: str | None = None
+    error: str | None = None
+    cost: Cost | None = None
+    priced: bool = False

@@ -1,0 +1,92 @@
+"""Building a request: inputs normalised to typed messages and tools, parameters checked against the driver.
+
+The uniform sampling parameters are declared once, as fields of `ChatRequest` (their types and ranges) listed in
+`llmclient.types.SAMPLING_PARAMS`; each driver's `Capabilities.params` says which it accepts. A parameter the
+provider lacks is dropped with a `ParameterDroppedWarning` (or refused under `strict_params`), and the response
+reports what was applied and dropped.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from llmclient.drivers import Driver
+from llmclient.errors import InvalidRequestError, UnsupportedCapabilityError, UnsupportedParameterError
+from llmclient.model_ids import ModelId
+from llmclient.tools import definitions as tool_definitions
+from llmclient.types import ChatRequest, to_messages
+
+
+class ParameterDroppedWarning(UserWarning):
+    """A sampling parameter was dropped because the provider does not accept it."""
+
+
+def chat_request(
+    driver: Driver,
+    model_id: ModelId,
+    messages: Any,
+    *,
+    tools: Iterable[Any] | None,
+    tool_choice: str | None,
+    params: Mapping[str, Any],
+    extra_body: Mapping[str, Any] | None,
+    strict_params: bool,
+) -> tuple[ChatRequest, dict[str, Any], list[str]]:
+    """The validated `ChatRequest`, the parameters applied, and those dropped.
+
+    Raises:
+        InvalidRequestError: A malformed message, tool or parameter value (nothing is sent).
+        UnsupportedParameterError: Under `strict_params`, a parameter the provider lacks.
+        UnsupportedCapabilityError: Tools for a driver without them.
+    """
+    provider, model = model_id
+    capabilities = driver.capabilities
+    given = {key: value for key, value in params.items() if value is not None}
+    dropped = [key for key in given if key not in capabilities.params and key != "parallel_tool_calls"]
+    if dropped:
+        if strict_params:
+            raise UnsupportedParameterError(
+                f"{provider} does not accept {', '.join(dropped)}", provider=provider, model=model
+            )
+        warnings.warn(
+            f"{provider} does not accept {', '.join(dropped)}; dropped (strict_params=True raises instead)",
+            ParameterDroppedWarning,
+            stacklevel=4,
+        )
+        for key in dropped:
+            del given[key]
+    parallel = given.pop("parallel_tool_calls", None)
+    try:
+        tool_list = tool_definitions(tools)
+        if tool_list and not capabilities.tools:
+            raise UnsupportedCapabilityError(f"{provider} does not support tools", provider=provider, model=model)
+        if tool_choice not in (None, "auto", "none", "required") and tool_choice not in {t.name for t in tool_list}:
+            raise InvalidRequestError(
+                f"tool_choice {tool_choice!r} names no tool given; pass it in tools= or use auto/none/required",
+                provider=provider,
+                model=model,
+            )
+        request = ChatRequest(
+            model=model,
+            messages=to_messages(messages),
+            tools=tool_list or None,
+            tool_choice=tool_choice,
+            parallel_tool_calls=parallel,
+            extra_body=dict(extra_body) if extra_body else None,
+            **given,
+        )
+    except ValidationError as exc:
+        raise InvalidRequestError(validation_message(exc), provider=provider, model=model) from exc
+    return request, given, dropped
+
+
+def validation_message(exc: ValidationError) -> str:
+    """A pydantic error as one line naming at most five problems."""
+    problems = [
+        f"{'.'.join(str(p) for p in error['loc']) or exc.title.lower()}: {error['msg']}" for error in exc.errors()[:5]
+    ]
+    return "invalid request: " + "; ".join(problems)

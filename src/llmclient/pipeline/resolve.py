@@ -1,0 +1,77 @@
+"""Resolution: from a model id to the driver that serves it, built once per provider from the user's options."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from pydantic import SecretStr
+
+from llmclient._http import Timeouts, Transport
+from llmclient.drivers import Driver, create_driver
+
+
+class Drivers:
+    """The drivers of one client: configured options per provider, and the instances made from them.
+
+    Args:
+        providers: `Client(providers=...)`: options per provider (API keys are held as `SecretStr`), or ready
+            driver instances.
+        transport: The httpx transport every driver whose capabilities say `http` receives.
+        timeouts: The timeouts those drivers receive.
+    """
+
+    def __init__(
+        self,
+        providers: Mapping[str, Mapping[str, Any] | Driver] | None,
+        *,
+        transport: Transport | None,
+        timeouts: Timeouts,
+    ) -> None:
+        self._transport = transport
+        self._timeouts = timeouts
+        self._options: dict[str, dict[str, Any]] = {}
+        self._instances: dict[str, Driver] = {}
+        for name, config in (providers or {}).items():
+            if isinstance(config, Mapping):
+                self._options[name] = {
+                    key: SecretStr(value) if key == "api_key" and isinstance(value, str) else value
+                    for key, value in config.items()
+                }
+            else:
+                self._instances[name] = config
+
+    def names(self) -> list[str]:
+        """The providers configured by name (their own or built-in names)."""
+        return sorted({*self._options, *self._instances})
+
+    def get(self, provider: str) -> Driver:
+        """The driver for `provider`, created on first use from its options."""
+        driver = self._instances.get(provider)
+        if driver is None:
+            options = dict(self._options.get(provider, {}))
+            if isinstance(options.get("api_key"), SecretStr):
+                options["api_key"] = options["api_key"].get_secret_value()
+            driver = create_driver(provider, options, transport=self._transport, timeouts=self._timeouts)
+            self._instances[provider] = driver
+        return driver
+
+    def __iter__(self) -> Iterator[Driver]:
+        return iter(list(self._instances.values()))
+
+    def secrets(self) -> list[str]:
+        """Every API key configured or in use, so tool errors and messages can be scrubbed of them."""
+        keys = [
+            value.get_secret_value()
+            for options in self._options.values()
+            for key, value in options.items()
+            if key == "api_key" and isinstance(value, SecretStr)
+        ]
+        keys += [driver.api_key.get_secret_value() for driver in self if driver.api_key is not None]
+        return keys
+
+    async def aclose(self) -> None:
+        """Close every driver made so far (connection pools, loaded models); they are made again on next use."""
+        drivers, self._instances = list(self._instances.values()), {}
+        for driver in drivers:
+            await driver.aclose()

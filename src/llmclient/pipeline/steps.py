@@ -1,0 +1,167 @@
+"""The steps every call passes through around sending, and the `Pipeline` that runs them in order.
+
+A step sees a call twice: `admit` before anything is sent (raise to refuse: nothing is sent), then either
+`finish` (the call was, or may have been, billed: it has an `Outcome` to price, settle and record) or `release`
+(nothing was billed). Cross-cutting behaviour is one more step:
+
+```python
+from llmclient import Client
+from llmclient.pipeline import Call, Outcome, Step
+
+
+class CountCalls(Step):
+    def __init__(self) -> None:
+        self.finished: list[str] = []
+
+    def finish(self, call: Call, outcome: Outcome) -> None:
+        self.finished.append(f"{call.model_id} cost {outcome.cost.total}")
+
+
+counter = CountCalls()
+async with Client() as client:
+    client.pipeline.add(counter)
+    await client.chat("hi", model="fake/echo")
+assert counter.finished == ["fake/echo cost 0"]
+```
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from llmclient.errors import ResponseFormatError
+from llmclient.ledger import CostLedger, LedgerRecord
+from llmclient.pipeline.call import Call, Outcome
+from llmclient.prices import PriceTable
+from llmclient.types import Cost, Usage
+
+if TYPE_CHECKING:
+    from llmclient.prices import PriceEntry
+
+
+class Step:
+    """One stage of every call; override the hooks you need (each does nothing by default)."""
+
+    async def admit(self, call: Call) -> None:
+        """Before anything is sent; raise an `LLMClientError` to refuse the call."""
+
+    def finish(self, call: Call, outcome: Outcome) -> None:
+        """After a call that was or may have been billed (steps run in order: price, settle, record, …)."""
+
+    def release(self, call: Call, error: BaseException | None) -> None:
+        """After a call that ended with nothing billed (`error` says why, when it failed): give back what `admit`
+        took."""
+
+
+class Pipeline:
+    """The ordered steps of a client's calls: admission in order, then exactly one `finish` or `release`."""
+
+    def __init__(self, steps: Sequence[Step]) -> None:
+        self.steps = list(steps)
+
+    def add(self, step: Step, *, before: type[Step] | None = None) -> None:
+        """Add a step at the end, or before the first step of type `before` (e.g. before `LedgerRecording`)."""
+        index = next((i for i, s in enumerate(self.steps) if before and isinstance(s, before)), len(self.steps))
+        self.steps.insert(index, step)
+
+    async def admit(self, call: Call) -> None:
+        """Run every step's admission; if one refuses, release those already admitted, and raise."""
+        admitted: list[Step] = []
+        try:
+            for step in self.steps:
+                await step.admit(call)
+                admitted.append(step)
+        except BaseException as error:
+            for step in reversed(admitted):
+                step.release(call, error)
+            raise
+        call.started = time.perf_counter()
+
+    def finish(self, call: Call, outcome: Outcome) -> None:
+        """Price, settle and record a billed call, once however often it is called."""
+        if call.recorded:
+            return
+        call.recorded = True
+        for step in self.steps:
+            step.finish(call, outcome)
+
+    def release(self, call: Call, error: BaseException | None) -> None:
+        """Release what admission took for a call that was not billed."""
+        if call.recorded:
+            return
+        for step in self.steps:
+            step.release(call, error)
+
+    def fail(self, call: Call, error: BaseException) -> None:
+        """A call that ended in an error: a 2xx we could not use was billed, so it is recorded as an estimate;
+        anything else is released."""
+        if isinstance(error, ResponseFormatError) and error.status is not None and error.status < 300:
+            usage = Usage(input_tokens=call.counted_input_tokens or 0, estimated=True)
+            self.finish(call, Outcome(usage, request_id=error.request_id, error=type(error).__name__))
+        else:
+            self.release(call, error)
+
+
+class CountPrompt(Step):
+    """Count the prompt before sending, so the ledger can show how far the count was from the billed usage."""
+
+    async def admit(self, call: Call) -> None:
+        if call.request is not None:
+            await call.count_prompt()
+
+
+class Pricing(Step):
+    """Price the outcome's usage: by the requested model, else by the model the provider says served it.
+
+    Self-hosted providers (their driver's `Capabilities.self_hosted`) cost 0 unless priced; any other unknown
+    model costs None, with one `UnknownPriceWarning` per model.
+    """
+
+    def __init__(self, prices: PriceTable) -> None:
+        self.prices = prices
+
+    def entry(self, call: Call, served_model: str | None = None) -> PriceEntry | None:
+        """The price entry for a call's model (or the served one), None when unknown."""
+        self_hosted = call.driver.capabilities.self_hosted
+        entry = self.prices.lookup(call.provider, call.model, self_hosted=self_hosted)
+        if entry is None and served_model and served_model != call.model:
+            entry = self.prices.lookup(call.provider, served_model, self_hosted=self_hosted)
+        return entry
+
+    def cost(self, call: Call, usage: Usage, served_model: str | None = None) -> Cost | None:
+        """What `usage` cost on the call's model; None (warned once) when unknown."""
+        entry = self.entry(call, served_model)
+        if entry is None:
+            return self.prices.cost(call.provider, call.model, usage)  # None, with one warning per model
+        return entry.cost(usage)
+
+    def finish(self, call: Call, outcome: Outcome) -> None:
+        if not outcome.priced:
+            outcome.cost = self.cost(call, outcome.usage, outcome.served_model)
+            outcome.priced = True
+
+
+class LedgerRecording(Step):
+    """Write one ledger record per logical call."""
+
+    def __init__(self, ledger: CostLedger) -> None:
+        self.ledger = ledger
+
+    def finish(self, call: Call, outcome: Outcome) -> None:
+        self.ledger.add(
+            LedgerRecord(
+                provider=call.provider,
+                model=call.model,
+                kind=call.kind,
+                usage=outcome.usage,
+                cost=outcome.cost,
+                latency_s=time.perf_counter() - call.started,
+                attempts=call.attempts,
+                request_id=outcome.request_id,
+                tags=call.tags,
+                error=outcome.error,
+                counted_input_tokens=call.counted_input_tokens,
+            )
+        )

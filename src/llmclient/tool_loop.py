@@ -1,0 +1,67 @@
+"""The tool loop behind `Client.run`: chat, run the tools the model asks for, send back their results, repeat.
+
+Async tools run concurrently, sync ones in worker threads; exactly one tool message per tool call id is appended,
+in order. Invalid calls (unknown tool, bad JSON, failed validation) and tool exceptions become error messages the
+model can act on (see `llmclient.tools.ToolRunner`). Each step is one `chat` call with its own ledger record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from llmclient.errors import InvalidRequestError, MaxStepsExceededError
+from llmclient.tools import FunctionTool, RunResult, ToolRunner, to_tool, tool_messages
+from llmclient.types import ChatResponse, Message
+
+
+def runnable_tools(tools: Iterable[Any]) -> dict[str, FunctionTool]:
+    """The tools by name, each one llmclient can execute; a bare definition is refused."""
+    runnable: dict[str, FunctionTool] = {}
+    for item in tools:
+        converted = to_tool(item)
+        if not isinstance(converted, FunctionTool):
+            raise InvalidRequestError(
+                f"run() needs tools it can execute; {converted.name!r} is a definition only (pass the function)"
+            )
+        runnable[converted.name] = converted
+    return runnable
+
+
+async def run_tools(
+    chat: Callable[[list[Message], dict[str, Any]], Awaitable[ChatResponse]],
+    messages: list[Message],
+    runner: ToolRunner,
+    *,
+    max_steps: int,
+    chat_options: dict[str, Any],
+) -> RunResult:
+    """Loop until the model answers without calling a tool, or `max_steps` model calls were made.
+
+    Args:
+        chat: Sends the transcript with the given options (tools included) as one `chat` call.
+        messages: The conversation so far (appended to in place).
+        runner: Executes the model's tool calls.
+        max_steps: The most model calls; past it, `MaxStepsExceededError` with the transcript so far.
+        chat_options: Options for every step. A forcing `tool_choice` ("required" or a tool's name) applies to the
+            first step only, then "auto" (as the OpenAI Agents SDK's reset_tool_choice does), or the model could
+            never answer.
+    """
+    transcript = messages
+    responses: list[ChatResponse] = []
+    for _ in range(max_steps):
+        # A budget, a provider error or a cancellation ends the run here, with each finished step in the ledger.
+        response = await chat(transcript, chat_options)
+        if chat_options.get("tool_choice") not in (None, "auto", "none"):
+            chat_options = {**chat_options, "tool_choice": "auto"}
+        responses.append(response)
+        transcript.append(response.message)
+        if not response.tool_calls:
+            return RunResult(transcript, responses)
+        transcript.extend(tool_messages(await runner.run(response.tool_calls)))
+    partial = RunResult(transcript, responses)
+    raise MaxStepsExceededError(
+        f"the model was still calling tools after {max_steps} steps",
+        messages=transcript,
+        usage=partial.usage,
+    )
