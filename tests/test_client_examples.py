@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
+
 from llmclient import BudgetExceededError, Client, ToolCall
 
 
@@ -12,10 +14,9 @@ async def test_budget_reserves_the_worst_case_and_settles_to_the_actual_cost() -
     async with client.budget(usd=Decimal("0.05")) as budget:
         # Reserves 2 × 0.001 + 10 × 0.002 = 0.022; the echo costs 2 × 0.001 + 4 × 0.002 = 0.010.
         await client.chat("one two", model="fake/paid", max_tokens=10)
-        try:  # would reserve 40 × 0.001 + 10 × 0.002 = 0.06, more than the 0.04 left: not sent
+        # Would reserve 40 × 0.001 + 10 × 0.002 = 0.06, more than the 0.04 left: not sent.
+        with pytest.raises(BudgetExceededError):
             await client.chat("x " * 40, model="fake/paid", max_tokens=10)
-        except BudgetExceededError:
-            pass
     assert (budget.spent, budget.calls, len(client.ledger)) == (Decimal("0.010"), 1, 1)
 
 

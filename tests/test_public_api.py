@@ -126,6 +126,7 @@ LAYERS = {
     "tools": 1,
     "_http": 1,
     "config": 1,
+    "options": 1,
     "drivers": 2,
     "index": 2,
     "model_ids": 3,

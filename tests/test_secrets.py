@@ -71,7 +71,7 @@ def chain(error: BaseException) -> Iterator[BaseException]:
 
 def everything_printable(client: Client, error: BaseException, caplog: pytest.LogCaptureFixture) -> str:
     texts = [repr(client)]
-    for driver in client._drivers:
+    for driver in client._resolver.drivers:
         texts += [str(driver), repr(driver)]
     for exc in chain(error):
         texts += [str(exc), repr(exc), repr(exc.args)]

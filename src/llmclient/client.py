@@ -17,7 +17,7 @@ output, the tool loop and embedding jobs live in their own modules.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
@@ -30,35 +30,32 @@ from llmclient._http import Timeouts, Transport
 from llmclient.budget import Budget, BudgetScope, open_budgets
 from llmclient.drivers import Driver
 from llmclient.embed_job import EmbedOptions, run_embed_job
-from llmclient.errors import InvalidRequestError, UnsupportedCapabilityError
+from llmclient.errors import UnsupportedCapabilityError
 from llmclient.ledger import CostLedger, open_ledger
 from llmclient.model_ids import ModelId, ModelResolver
+from llmclient.options import ChatOptions, RunStepOptions
 from llmclient.pipeline import (
     BudgetAdmission,
-    Call,
-    CallKind,
     CountPrompt,
-    Deadline,
     LedgerRecording,
-    Outcome,
     Pipeline,
     Pricing,
 )
-from llmclient.pipeline.request import chat_request
-from llmclient.pipeline.resolve import Drivers
-from llmclient.pipeline.send import send
+from llmclient.pipeline import send as pipeline_send
+from llmclient.pipeline.request import count_tokens
+from llmclient.pipeline.resolve import Drivers, Resolver
 from llmclient.prices import PriceTable
 from llmclient.retry import RetryPolicy
 from llmclient.streaming import ChatStream
 from llmclient.structured import structured_chat
-from llmclient.tool_loop import run_tools, runnable_tools
-from llmclient.tools import RunResult, ToolRunner
-from llmclient.tools import definitions as tool_definitions
+from llmclient.tool_loop import run_tools
+from llmclient.tools import RunResult
 from llmclient.types import ChatResponse, EmbedResponse, Message, TokenCount, to_messages
 
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
+    from typing_extensions import Unpack
 
     from llmclient.index import SearchResult
     from llmclient.similarity import Metric
@@ -111,12 +108,14 @@ class Client:
         self.strict_params = strict_params
         self.embedding_cache = embedding.open_embedding_cache(embedding_cache)
         self.ledger = open_ledger(ledger)
-        self.prices = prices if isinstance(prices, PriceTable) else PriceTable.default()
-        if not isinstance(prices, PriceTable):
-            self.prices.update(prices or {})
+        self.prices = PriceTable.from_option(prices)
         self._client_budget = None if budget_usd is None else Budget(budget_usd, name="the client's budget")
-        self._models = ModelResolver(aliases=aliases, default_model=default_model, providers=providers or {})
-        self._drivers = Drivers(providers, transport=transport, timeouts=self.timeouts)
+        self._resolver = Resolver(
+            ModelResolver(aliases=aliases, default_model=default_model, providers=providers or {}),
+            Drivers(providers, transport=transport, timeouts=self.timeouts),
+            retry=self.retry,
+            strict_params=strict_params,
+        )
         self._pricing = Pricing(self.prices)
         self.pipeline = Pipeline(
             [CountPrompt(), self._pricing, BudgetAdmission(self._budgets, self._pricing), LedgerRecording(self.ledger)]
@@ -125,7 +124,7 @@ class Client:
 
     def __repr__(self) -> str:
         return (
-            f"Client(default_model={self.default_model!r}, providers={self._drivers.names()}, "
+            f"Client(default_model={self.default_model!r}, providers={self._resolver.drivers.names()}, "
             f"retry={self.retry.max_retries}, timeout={self.timeouts.total})"
         )
 
@@ -139,25 +138,25 @@ class Client:
 
     async def aclose(self) -> None:
         """Close every driver this client opened (connection pools, loaded models)."""
-        await self._drivers.aclose()
+        await self._resolver.drivers.aclose()
 
     @property
     def default_model(self) -> str | None:
         """The model used when a call names none."""
-        return self._models.default_model
+        return self._resolver.models.default_model
 
     @property
     def aliases(self) -> dict[str, str]:
         """Short names for model ids."""
-        return self._models.aliases
+        return self._resolver.models.aliases
 
     def resolve(self, model: str | None) -> ModelId:
         """Split a model id (or alias, or None for the default) into `(provider, model)`; see the model-id rules."""
-        return self._models.resolve(model)
+        return self._resolver.models.resolve(model)
 
     def driver(self, provider: str) -> Driver:
         """The driver for `provider`, created on first use from its options."""
-        return self._drivers.get(provider)
+        return self._resolver.drivers.get(provider)
 
     def budget(self, usd: Decimal | str | int, *, allow_unknown_prices: bool = False) -> BudgetScope:
         """A spending limit for the calls this client makes inside the block (`async with` or `with`).
@@ -172,177 +171,94 @@ class Client:
         budgets = open_budgets(id(self))
         return budgets if self._client_budget is None else [*budgets, self._client_budget]
 
-    def _call(self, kind: CallKind, model: str | None, max_retries: int | None, tags: Sequence[str]) -> Call:
-        model_id = self.resolve(model)
-        driver = self.driver(model_id.provider)
-        return Call(kind, model_id, driver, self.retry.with_max_retries(max_retries), tuple(tags))
-
-    def _chat_call(self, kind: CallKind, messages: Any, options: dict[str, Any]) -> Call:
-        call = self._call(kind, options.pop("model"), options.pop("max_retries"), options.pop("tags"))
-        call.request, call.applied, call.dropped = chat_request(
-            call.driver,
-            call.model_id,
-            messages,
-            tools=options.pop("tools"),
-            tool_choice=options.pop("tool_choice"),
-            extra_body=options.pop("extra_body"),
-            params=options,
-            strict_params=self.strict_params,
-        )
-        return call
-
     async def chat(
         self,
         messages: Messages,
         *,
-        model: str | None = None,
-        tools: Iterable[Any] | None = None,
-        tool_choice: str | None = None,
-        temperature: float | None = None,
-        top_p: float | None = None,
-        top_k: int | None = None,
-        max_tokens: int | None = None,
-        stop: str | Sequence[str] | None = None,
-        seed: int | None = None,
-        response_format: Mapping[str, Any] | None = None,
-        parallel_tool_calls: bool | None = None,
         response_model: type[BaseModel] | None = None,
         max_validation_retries: int = 2,
-        extra_body: Mapping[str, Any] | None = None,
-        max_retries: int | None = None,
-        tags: Sequence[str] = (),
+        **options: Unpack[ChatOptions],
     ) -> ChatResponse:
         """Send messages and return the complete reply, its usage and its cost.
 
         Args:
             messages: A string (one user message), a `Message`, an OpenAI-format dict, or a list of those.
-            model: `"provider/model"`, `"provider:model"` or an alias; else the client's default.
-            tools: `Tool`s, functions or OpenAI tool dicts the model may call.
-            tool_choice: `"auto"`, `"none"`, `"required"` or the name of one tool.
-            temperature: Sampling temperature (0–2).
-            top_p: Nucleus sampling mass (0–1].
-            top_k: Sample from the k most likely tokens (dropped where the provider lacks it).
-            max_tokens: The most tokens to generate.
-            stop: A stop string or a list of them.
-            seed: A seed for reproducible sampling where the provider supports it.
-            response_format: The provider's response format object, e.g. `{"type": "json_object"}`.
-            parallel_tool_calls: Whether the model may call several tools in one reply (where supported).
             response_model: A pydantic model the reply must be; `reply.parsed` holds the validated object.
             max_validation_retries: With `response_model`, how often an invalid reply is sent back.
-            extra_body: Provider-specific fields merged into the request body as they are.
-            max_retries: Overrides the client's retry count for this call.
-            tags: Labels stored with the ledger record.
+            **options: `ChatOptions`: `model` (else the client's default), `tools`, `tool_choice`, the sampling
+                parameters (`temperature`, `top_p`, `top_k`, `max_tokens`, `stop`, `seed`, `response_format`,
+                `parallel_tool_calls`), `extra_body`, `max_retries` and `tags`.
 
         Raises:
             LLMClientError: A subclass saying what went wrong (see the errors page).
         """
-        options = dict(locals())  # every parameter by name: the signature is the one list of them
-        del options["self"], options["messages"], options["response_model"], options["max_validation_retries"]
         if response_model is not None:
-            provider = self.resolve(model).provider
 
-            async def attempt(transcript: list[Message], params: dict[str, Any]) -> ChatResponse:
-                return await self.chat(transcript, **{**options, **params})
+            async def attempt(transcript: list[Message], wire_format: dict[str, Any] | None) -> ChatResponse:
+                step: ChatOptions = {**options, "response_format": wire_format}
+                return await self.chat(transcript, **step)
 
-            params = {"response_format": None if response_format is None else dict(response_format)}
             return await structured_chat(
                 attempt,
                 to_messages(messages),
                 response_model,
-                mode=self.driver(provider).capabilities.structured_output,
-                params=params,
+                driver=self.driver(self.resolve(options.get("model")).provider),
+                response_format=options.get("response_format"),
                 max_validation_retries=max_validation_retries,
-                provider=provider,
             )
-        call = self._chat_call("chat", messages, options)
-        request = call.request
-        assert request is not None
-        await self.pipeline.admit(call)
-        try:
-            response = await send(call, Deadline(self.timeouts.total), lambda: call.driver.chat(request))
-        except BaseException as exc:
-            self.pipeline.fail(call, exc)
-            raise
-        response.applied_params = call.applied
-        response.dropped_params = call.dropped
-        outcome = Outcome(response.usage, request_id=response.request_id, served_model=response.model)
-        self.pipeline.finish(call, outcome)
-        response.cost = outcome.cost
-        return response
+        call = self._resolver.chat_call("chat", messages, options)
+        return await pipeline_send.chat(call, self.pipeline, self.timeouts.total)
 
-    def stream(
-        self,
-        messages: Messages,
-        *,
-        model: str | None = None,
-        tools: Iterable[Any] | None = None,
-        tool_choice: str | None = None,
-        temperature: float | None = None,
-        top_p: float | None = None,
-        top_k: int | None = None,
-        max_tokens: int | None = None,
-        stop: str | Sequence[str] | None = None,
-        seed: int | None = None,
-        response_format: Mapping[str, Any] | None = None,
-        parallel_tool_calls: bool | None = None,
-        extra_body: Mapping[str, Any] | None = None,
-        max_retries: int | None = None,
-        tags: Sequence[str] = (),
-    ) -> ChatStream:
+    def stream(self, messages: Messages, **options: Unpack[ChatOptions]) -> ChatStream:
         """Stream the reply as `ChatChunk`s; the assembled `ChatResponse` is `stream.response` at the end.
 
-        Takes the same arguments as `chat`. A failure before the first chunk is retried; after it, never (the
-        error is a `StreamError` that keeps the partial text). The last chunk carries `finish_reason` and `usage`.
-        The request is validated here; nothing is sent until the stream is iterated.
+        Takes the same options as `chat`. A failure before the first chunk is retried; after it, never (the error
+        is a `StreamError` that keeps the partial text). The last chunk carries `finish_reason` and `usage`. The
+        request is validated here; nothing is sent until the stream is iterated.
         """
-        options = dict(locals())
-        del options["self"], options["messages"]
-        call = self._chat_call("stream", messages, options)
+        call = self._resolver.chat_call("stream", messages, options)
         if not call.driver.capabilities.stream:
             raise UnsupportedCapabilityError(f"{call.provider} cannot stream", provider=call.provider, model=call.model)
         return ChatStream(call, self.pipeline, self.timeouts.total)
 
     async def run(
         self,
-        /,  # **chat_options may not capture "self"; SyncClient derives its signature from this one
         messages: Messages,
         *,
         tools: Iterable[Any],
-        model: str | None = None,
         max_steps: int = 10,
         tool_timeout: float | None = None,
         on_tool_error: str = "message",
         max_tool_retries: int = 2,
-        **chat_options: Any,
+        **chat_options: Unpack[RunStepOptions],
     ) -> RunResult:
         """Chat, run the tools the model asks for, send back their results, and repeat until it answers.
 
         Args:
             messages: The conversation so far.
             tools: Functions (or `FunctionTool`s, LangChain tools) the model may call.
-            model: The model id.
             max_steps: The most model calls; past it, `MaxStepsExceededError` with the transcript so far.
             tool_timeout: Seconds a tool may run before it is cancelled and reported to the model.
             on_tool_error: "message" (report a tool's exception to the model) or "raise" (`ToolExecutionError`).
             max_tool_retries: Invalid calls allowed per tool before `ToolArgumentsError`.
-            **chat_options: Anything `chat` takes (temperature, max_tokens, tags, …), for every step. A forcing
-                `tool_choice` ("required" or a tool's name) applies to the first step only, then "auto".
+            **chat_options: What `chat` takes but `tools` (model, temperature, max_tokens, tags, …), for every
+                step. A forcing `tool_choice` ("required" or a tool's name) applies to the first step only.
         """
-        if on_tool_error not in ("message", "raise"):
-            raise InvalidRequestError('on_tool_error must be "message" or "raise"')
-        runnable = runnable_tools(tools)
-        runner = ToolRunner(
-            runnable,
-            timeout=tool_timeout,
-            on_tool_error=on_tool_error,
-            max_retries=max_tool_retries,
-            secrets=self._drivers.secrets(),
-        )
 
         async def step(transcript: list[Message], options: dict[str, Any]) -> ChatResponse:
-            return await self.chat(transcript, tools=list(runnable.values()), model=model, **options)
+            return await self.chat(transcript, **options)
 
-        return await run_tools(step, to_messages(messages), runner, max_steps=max_steps, chat_options=chat_options)
+        return await run_tools(
+            step,
+            to_messages(messages),
+            tools,
+            max_steps=max_steps,
+            tool_timeout=tool_timeout,
+            on_tool_error=on_tool_error,
+            max_tool_retries=max_tool_retries,
+            secrets=self._resolver.drivers.secrets(),
+            chat_options=dict(chat_options),
+        )
 
     async def embed(
         self,
@@ -359,10 +275,9 @@ class Client:
     ) -> EmbedResponse:
         """Embed one text or a list of texts; `vectors` is a float32 array of shape (len(inputs), dimensions).
 
-        Repeated texts (within the call, or found in the client's embedding cache) are neither sent nor billed;
-        `cached` on the response counts them. The rest are split into batches that fit the provider's limits,
-        sent `concurrency` at a time, and put back in input order. The call adds one ledger record (kind
-        `"embed"`) summing its requests; `attempts` counts them.
+        Repeated texts (within the call, or in the client's embedding cache) are neither sent nor billed (`cached`
+        counts them); the rest go in batches that fit the provider's limits, `concurrency` at a time, and come back
+        in input order. One ledger record (kind `"embed"`) sums the requests; `attempts` counts them.
 
         Args:
             inputs: A text or a list of texts.
@@ -371,19 +286,16 @@ class Client:
             batch_size: The most inputs per request (the provider's limit when smaller).
             truncate: Cut inputs over the model's token limit to fit instead of raising `InputTooLongError`.
             concurrency: The most requests in flight at once.
-            progress: A tqdm progress bar: None shows one for 1,000 inputs or more when stderr is a terminal and
-                tqdm is installed; True always (needs tqdm); False never.
+            progress: A tqdm bar: None shows one for 1,000+ inputs on a terminal (if tqdm is installed).
             max_retries: Overrides the client's retry count for each request.
             tags: Labels stored with the ledger record.
 
         Raises:
             InputTooLongError: An input has more tokens than the model accepts (its index is on the error).
-            InvalidRequestError: An input is not a string, or is empty where the provider rejects that.
-            ResponseFormatError: A response with missing or repeated indices or vectors of the wrong shape.
             LLMClientError: A subclass saying what else went wrong; requests answered before it are recorded.
         """
         return await run_embed_job(
-            self._call("embed", model, max_retries, tags),
+            self._resolver.call("embed", model, max_retries=max_retries, tags=tags),
             [inputs] if isinstance(inputs, str) else list(inputs),
             EmbedOptions(dimensions, batch_size, truncate, concurrency, progress),
             pipeline=self.pipeline,
@@ -413,10 +325,7 @@ class Client:
 
         from llmclient.similarity import of_texts_or_vectors  # numpy: imported on first use
 
-        async def embed(texts: list[str]) -> Any:
-            return (await self.embed(texts, model=model, dimensions=dimensions, tags=tags)).vectors
-
-        return await of_texts_or_vectors(a, b, embed, metric=metric)
+        return await of_texts_or_vectors(a, b, self._vectors(model, dimensions, tags), metric=metric)
 
     async def search(
         self,
@@ -438,10 +347,15 @@ class Client:
 
         from llmclient.index import search_texts  # numpy: imported on first use
 
-        async def embed(texts: list[str]) -> Any:
+        return await search_texts(query, corpus, self._vectors(model, dimensions, tags), k=k, metric=metric)
+
+    def _vectors(
+        self, model: str | None, dimensions: int | None, tags: Sequence[str]
+    ) -> Callable[[list[str]], Awaitable[Any]]:
+        async def vectors(texts: list[str]) -> Any:
             return (await self.embed(texts, model=model, dimensions=dimensions, tags=tags)).vectors
 
-        return await search_texts(query, corpus, embed, k=k, metric=metric)
+        return vectors
 
     async def count_tokens(
         self,
@@ -452,10 +366,4 @@ class Client:
     ) -> TokenCount:
         """Count the tokens a string (text alone) or messages (with the chat framing) take on `model`."""
         provider, name = self.resolve(model)
-        driver = self.driver(provider)
-        if isinstance(messages, (bytes, bytearray)):
-            raise TypeError("count_tokens() takes str or messages, not bytes; decode them first")
-        tool_list = tool_definitions(tools)
-        if isinstance(messages, str) and not tool_list:
-            return await driver.count_text(name, messages)
-        return await driver.count_tokens(name, to_messages(messages), tool_list)
+        return await count_tokens(self.driver(provider), name, messages, tools)

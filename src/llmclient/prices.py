@@ -173,6 +173,15 @@ class PriceTable:
         return cls(_shipped_entries())
 
     @classmethod
+    def from_option(cls, prices: PriceTable | Mapping[str, Any] | None) -> PriceTable:
+        """`Client(prices=...)`: a whole table as it is, else the shipped table with these overrides."""
+        if isinstance(prices, PriceTable):
+            return prices
+        table = cls.default()
+        table.update(prices or {})
+        return table
+
+    @classmethod
     def from_litellm(cls, path: str | Path) -> PriceTable:
         """A table from a LiteLLM `model_prices_and_context_window.json`, for a newer set of prices."""
         return cls(_entries_from_json(json.loads(Path(path).read_text(encoding="utf-8"))))

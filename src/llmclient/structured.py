@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from llmclient.drivers import StructuredOutputMode
+from llmclient.drivers import Driver
 from llmclient.errors import StructuredOutputError
 from llmclient.pipeline.request import validation_message
 from llmclient.types import ChatResponse, Message
@@ -25,43 +25,42 @@ _FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
 
 
 async def structured_chat(
-    chat: Callable[[list[Message], dict[str, Any]], Awaitable[ChatResponse]],
+    chat: Callable[[list[Message], dict[str, Any] | None], Awaitable[ChatResponse]],
     messages: list[Message],
     response_model: type[ModelT],
     *,
-    mode: StructuredOutputMode,
-    params: dict[str, Any],
+    driver: Driver,
+    response_format: Mapping[str, Any] | None,
     max_validation_retries: int,
-    provider: str,
 ) -> ChatResponse:
     """Chat until a reply validates as `response_model`; the reply's `parsed` holds the object.
 
     Args:
-        chat: Sends a transcript with the given parameters (one logical call each, each in the ledger).
+        chat: Sends a transcript with a response format (one logical call each, each in the ledger).
         messages: The conversation.
         response_model: The pydantic model the reply must be.
-        mode: The driver's structured-output mode.
-        params: The call's parameters; the response format is added here.
+        driver: The driver that serves the model; its `capabilities.structured_output` picks the mode.
+        response_format: The caller's own response format, kept in the "prompt" mode.
         max_validation_retries: Invalid replies sent back before `StructuredOutputError`.
-        provider: For the error.
     """
+    mode = driver.capabilities.structured_output
     schema = strict_json_schema(response_model)
-    params = dict(params)
     transcript = list(messages)
+    wire_format = None if response_format is None else dict(response_format)
     if mode == "json_schema":
-        params["response_format"] = {
+        wire_format = {
             "type": "json_schema",
             "json_schema": {"name": response_model.__name__, "schema": schema, "strict": True},
         }
     else:  # JSON mode or plain prompting: the schema goes into the conversation
         if mode == "json_object":
-            params["response_format"] = {"type": "json_object"}
+            wire_format = {"type": "json_object"}
         instruction = "Reply with one JSON object only, no prose, that matches this JSON schema:\n" + json.dumps(
             schema, ensure_ascii=False
         )
         transcript = [Message(role="system", content=instruction), *transcript]
     for attempt in range(max_validation_retries + 1):
-        reply = await chat(transcript, params)
+        reply = await chat(transcript, wire_format)
         try:
             reply.parsed = response_model.model_validate_json(json_text(reply.text))
             return reply
@@ -70,7 +69,7 @@ async def structured_chat(
                 raise StructuredOutputError(
                     f"no valid {response_model.__name__} after {attempt + 1} replies: {validation_message(exc)}",
                     raw_text=reply.text,
-                    provider=provider,
+                    provider=driver.provider,
                     model=reply.model,
                 ) from exc
             feedback = (

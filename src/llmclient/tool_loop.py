@@ -31,9 +31,13 @@ def runnable_tools(tools: Iterable[Any]) -> dict[str, FunctionTool]:
 async def run_tools(
     chat: Callable[[list[Message], dict[str, Any]], Awaitable[ChatResponse]],
     messages: list[Message],
-    runner: ToolRunner,
+    tools: Iterable[Any],
     *,
     max_steps: int,
+    tool_timeout: float | None,
+    on_tool_error: str,
+    max_tool_retries: int,
+    secrets: list[str],
     chat_options: dict[str, Any],
 ) -> RunResult:
     """Loop until the model answers without calling a tool, or `max_steps` model calls were made.
@@ -41,19 +45,30 @@ async def run_tools(
     Args:
         chat: Sends the transcript with the given options (tools included) as one `chat` call.
         messages: The conversation so far (appended to in place).
-        runner: Executes the model's tool calls.
+        tools: What the model may call; each must be executable.
         max_steps: The most model calls; past it, `MaxStepsExceededError` with the transcript so far.
+        tool_timeout: Seconds a tool may run before it is cancelled and reported to the model.
+        on_tool_error: "message" (report a tool's exception to the model) or "raise" (`ToolExecutionError`).
+        max_tool_retries: Invalid calls allowed per tool before `ToolArgumentsError`.
+        secrets: Strings scrubbed from tool errors before the model sees them (the API keys in use).
         chat_options: Options for every step. A forcing `tool_choice` ("required" or a tool's name) applies to the
             first step only, then "auto" (as the OpenAI Agents SDK's reset_tool_choice does), or the model could
             never answer.
     """
+    if on_tool_error not in ("message", "raise"):
+        raise InvalidRequestError('on_tool_error must be "message" or "raise"')
+    runnable = runnable_tools(tools)
+    runner = ToolRunner(
+        runnable, timeout=tool_timeout, on_tool_error=on_tool_error, max_retries=max_tool_retries, secrets=secrets
+    )
+    options = {**chat_options, "tools": list(runnable.values())}
     transcript = messages
     responses: list[ChatResponse] = []
     for _ in range(max_steps):
         # A budget, a provider error or a cancellation ends the run here, with each finished step in the ledger.
-        response = await chat(transcript, chat_options)
-        if chat_options.get("tool_choice") not in (None, "auto", "none"):
-            chat_options = {**chat_options, "tool_choice": "auto"}
+        response = await chat(transcript, options)
+        if options.get("tool_choice") not in (None, "auto", "none"):
+            options = {**options, "tool_choice": "auto"}
         responses.append(response)
         transcript.append(response.message)
         if not response.tool_calls:

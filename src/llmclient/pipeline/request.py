@@ -18,7 +18,7 @@ from llmclient.drivers import Driver
 from llmclient.errors import InvalidRequestError, UnsupportedCapabilityError, UnsupportedParameterError
 from llmclient.model_ids import ModelId
 from llmclient.tools import definitions as tool_definitions
-from llmclient.types import ChatRequest, to_messages
+from llmclient.types import ChatRequest, TokenCount, to_messages
 
 
 class ParameterDroppedWarning(UserWarning):
@@ -82,6 +82,16 @@ def chat_request(
     except ValidationError as exc:
         raise InvalidRequestError(validation_message(exc), provider=provider, model=model) from exc
     return request, given, dropped
+
+
+async def count_tokens(driver: Driver, model: str, messages: Any, tools: Iterable[Any] | None) -> TokenCount:
+    """`Client.count_tokens`: plain text alone, or messages (and tools) with the chat framing, on `model`."""
+    if isinstance(messages, (bytes, bytearray)):
+        raise TypeError("count_tokens() takes str or messages, not bytes; decode them first")
+    tool_list = tool_definitions(tools)
+    if isinstance(messages, str) and not tool_list:
+        return await driver.count_text(model, messages)
+    return await driver.count_tokens(model, to_messages(messages), tool_list)
 
 
 def validation_message(exc: ValidationError) -> str:

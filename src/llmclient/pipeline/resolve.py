@@ -1,14 +1,20 @@
-"""Resolution: from a model id to the driver that serves it, built once per provider from the user's options."""
+"""Resolution: from what a call names to its `ModelId`, the driver that serves it (built once per provider from the
+user's options), and the `Call` the other steps work on."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from pydantic import SecretStr
 
 from llmclient._http import Timeouts, Transport
 from llmclient.drivers import Driver, create_driver
+from llmclient.model_ids import ModelResolver
+from llmclient.options import chat_options
+from llmclient.pipeline.call import Call, CallKind
+from llmclient.pipeline.request import chat_request
+from llmclient.retry import RetryPolicy
 
 
 class Drivers:
@@ -75,3 +81,42 @@ class Drivers:
         drivers, self._instances = list(self._instances.values()), {}
         for driver in drivers:
             await driver.aclose()
+
+
+class Resolver:
+    """The resolve and build steps: what a call names → `ModelId` → driver → a `Call` with a validated request.
+
+    Args:
+        models: Turns ids, aliases and the default into `ModelId`s.
+        drivers: The drivers per provider.
+        retry: The client's retry policy (a call may override its count).
+        strict_params: Refuse parameters a provider lacks instead of dropping them.
+    """
+
+    def __init__(self, models: ModelResolver, drivers: Drivers, *, retry: RetryPolicy, strict_params: bool) -> None:
+        self.models = models
+        self.drivers = drivers
+        self.retry = retry
+        self.strict_params = strict_params
+
+    def call(self, kind: CallKind, model: str | None, *, max_retries: int | None, tags: Sequence[str]) -> Call:
+        """A call to `model` (an id, an alias, or None for the default) with its driver and retry policy."""
+        model_id = self.models.resolve(model)
+        driver = self.drivers.get(model_id.provider)
+        return Call(kind, model_id, driver, self.retry.with_max_retries(max_retries), tuple(tags))
+
+    def chat_call(self, kind: CallKind, messages: Any, options: Mapping[str, Any]) -> Call:
+        """A chat or stream call with its request built from `Client.chat`'s `ChatOptions`."""
+        params = chat_options(kind, options)
+        call = self.call(kind, params.pop("model"), max_retries=params.pop("max_retries"), tags=params.pop("tags"))
+        call.request, call.applied, call.dropped = chat_request(
+            call.driver,
+            call.model_id,
+            messages,
+            tools=params.pop("tools"),
+            tool_choice=params.pop("tool_choice"),
+            extra_body=params.pop("extra_body"),
+            params=params,
+            strict_params=self.strict_params,
+        )
+        return call
