@@ -13,14 +13,14 @@ import asyncio
 import functools
 import json
 import secrets
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
 from llmclient.drivers import Capabilities
-from llmclient.drivers._local import Finished, HeldToolText, ModelWorker, Stop, parse_tool_calls, smollm2_gguf
+from llmclient.drivers._local import Finished, ModelWorker, Stop, smollm2_gguf
+from llmclient.drivers._local_templates import HeldToolText, Reply, template_inputs, watches_tools
 from llmclient.errors import (
     ConfigurationError,
     ContextWindowExceededError,
@@ -32,7 +32,6 @@ from llmclient.errors import (
     OutOfMemoryError,
     UnsupportedCapabilityError,
 )
-from llmclient.tokens import template_message
 from llmclient.types import (
     ChatChunk,
     ChatRequest,
@@ -43,8 +42,6 @@ from llmclient.types import (
     Message,
     TokenCount,
     Tool,
-    ToolCall,
-    ToolCallDelta,
     Usage,
 )
 
@@ -55,13 +52,6 @@ _EXTRA_SAMPLING = frozenset(
     {*_NEUTRAL_SAMPLING, "presence_penalty", "frequency_penalty", "mirostat_mode", "mirostat_tau", "mirostat_eta"}
 )
 _POOLING = ("mean", "cls", "last")
-# Qwen2.5's tool prompt (Hermes format), given to models whose chat template has no tools of its own.
-_TOOLS_PROMPT = (
-    "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
-    "You are provided with function signatures within <tools></tools> XML tags:\n<tools>\n{tools}\n</tools>\n\n"
-    "For each function call, return a json object with function name and arguments within <tool_call></tool_call> "
-    'XML tags:\n<tool_call>\n{{"name": <function-name>, "arguments": <args-json-object>}}\n</tool_call>'
-)
 
 
 @dataclass(frozen=True)
@@ -190,12 +180,20 @@ class LlamaCppDriver:
     async def chat(self, request: ChatRequest) -> ChatResponse:
         engine = await self._engine(request.model)
         result = await engine.worker.run(lambda stop: self._generate(engine, request, stop, None))
-        content, calls = _reply(request, result.text)
-        return self._response(request, result, content, calls)
+        reply = Reply.parse(request, result.text, forced=_forced(request))
+        return ChatResponse(
+            message=reply.message(),
+            finish_reason=reply.finish_reason(_finish_reason(result)),
+            usage=_usage(result),
+            model=request.model,
+            provider=self.provider,
+            request_id=result.request_id,
+            raw=result.raw,
+        )
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         engine = await self._engine(request.model)
-        held = HeldToolText(watch=bool(request.tools) and request.tool_choice != "none", forced=_forced(request))
+        held = HeldToolText(watch=watches_tools(request), forced=_forced(request))
         result: _Run | None = None
         chunks = engine.worker.stream(lambda stop, emit: self._generate(engine, request, stop, emit))
         try:
@@ -207,31 +205,12 @@ class LlamaCppDriver:
         finally:
             await chunks.aclose()  # type: ignore[attr-defined]
         assert result is not None  # the worker ends every stream with Finished or raises
-        content, calls = _reply(request, result.text)
-        if rest := held.rest(content, bool(calls)):
-            yield ChatChunk(delta=rest)
-        if calls:
-            deltas = [
-                ToolCallDelta(index=i, id=c.id, name=c.name, arguments=c.raw_arguments) for i, c in enumerate(calls)
-            ]
-            yield ChatChunk(tool_call_deltas=deltas)
-        final = self._response(request, result, content, calls)
-        yield ChatChunk(
-            finish_reason=final.finish_reason, usage=final.usage, model=request.model, request_id=result.request_id
+        reply = Reply.parse(request, result.text, forced=_forced(request))
+        end = reply.stream_end(
+            held, finish=_finish_reason(result), usage=_usage(result), model=request.model, request_id=result.request_id
         )
-
-    def _response(self, request: ChatRequest, result: _Run, content: str, calls: list[ToolCall]) -> ChatResponse:
-        finish: FinishReason = "tool_calls" if calls else "length" if result.finish_reason == "length" else "stop"
-        message = Message(role="assistant", content=content if content or not calls else None, tool_calls=calls or None)
-        return ChatResponse(
-            message=message,
-            finish_reason=finish,
-            usage=Usage(input_tokens=result.prompt_tokens, output_tokens=result.completion_tokens),
-            model=request.model,
-            provider=self.provider,
-            request_id=result.request_id,
-            raw=result.raw,
-        )
+        for chunk in end:
+            yield chunk
 
     def _generate(self, engine: _Engine, request: ChatRequest, stop: Stop, emit: Callable[[str], None] | None) -> _Run:
         """One completion on the worker thread; `emit` receives text pieces when streaming."""
@@ -534,48 +513,27 @@ def _count_prompt(engine: _Engine, messages: list[Message], tools: list[Tool]) -
 
 def _prompt_inputs(engine: _Engine, messages: list[Message], tools: list[Tool]) -> dict[str, Any]:
     """The messages (and tools) for the chat template. Templates without tools get them as Hermes-format text."""
-    wire: list[dict[str, Any]] = []
     for message in messages:
         if isinstance(message.content, list) and any(isinstance(part, ImagePart) for part in message.content):
             raise UnsupportedCapabilityError("the llamacpp driver takes text only", provider="llamacpp")
-        if engine.native_tools:
-            wire.append(template_message(message))
-        elif message.role == "tool":
-            wire.append({"role": "user", "content": f"<tool_response>\n{message.text}\n</tool_response>"})
-        else:
-            calls = [
-                f'<tool_call>\n{{"name": {json.dumps(call.name)}, "arguments": {call.raw_arguments or "{}"}}}\n'
-                "</tool_call>"
-                for call in message.tool_calls or []
-            ]
-            wire.append({"role": message.role, "content": "\n".join(filter(None, [message.text, *calls]))})
-    if not tools:
-        return {"messages": wire}
-    if engine.native_tools:
-        return {"messages": wire, "tools": [tool.to_openai() for tool in tools]}
-    prompt = _TOOLS_PROMPT.format(tools="\n".join(json.dumps(tool.to_openai(), ensure_ascii=False) for tool in tools))
-    if wire and wire[0]["role"] == "system":
-        wire[0] = {**wire[0], "content": f"{wire[0]['content']}\n\n{prompt}"}
-    else:
-        wire.insert(0, {"role": "system", "content": prompt})
-    return {"messages": wire}
+    wire, definitions = template_inputs(messages, tools, native=engine.native_tools)
+    return {"messages": wire} if definitions is None else {"messages": wire, "tools": definitions}
 
 
-# -- tool calls in replies -----------------------------------------------------------------------------------------
+# -- replies ------------------------------------------------------------------------------------------------------
 
 
 def _forced(request: ChatRequest) -> bool:
+    """Whether the grammar makes the whole reply a call (`_grammar`)."""
     return bool(request.tools) and request.tool_choice not in (None, "auto", "none")
 
 
-def _reply(request: ChatRequest, text: str) -> tuple[str, list[ToolCall]]:
-    """The reply's text and tool calls: a forced call is the grammar's JSON, others are parsed from the text."""
-    if not request.tools or request.tool_choice == "none":
-        return text, []
-    content, calls = parse_tool_calls(text, id_prefix=f"call_{uuid.uuid4().hex[:12]}")
-    if _forced(request) and not calls:  # cut short (max_tokens) before its name: the tool loop reports it
-        return "", [ToolCall(id=f"call_{uuid.uuid4().hex[:12]}_0", name="", raw_arguments=text)]
-    return content, calls
+def _finish_reason(result: _Run) -> FinishReason:
+    return "length" if result.finish_reason == "length" else "stop"
+
+
+def _usage(result: _Run) -> Usage:
+    return Usage(input_tokens=result.prompt_tokens, output_tokens=result.completion_tokens)
 
 
 __all__ = ["LlamaCppDriver", "ModelSettings"]
