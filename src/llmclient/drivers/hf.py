@@ -23,12 +23,12 @@ from typing import Any, ClassVar
 
 from llmclient.drivers import Capabilities
 from llmclient.drivers._device import Accelerator
+from llmclient.drivers._hf_encoder import Encoder
 from llmclient.drivers._hf_generate import Batcher, Job, RowResult, engine_error, settings_for
 from llmclient.drivers._hf_models import (
     BUILTIN_MODELS,
     OPTION_NAMES,
     BatchStats,
-    Encoder,
     LocalModel,
     merge_options,
 )
