@@ -14,7 +14,7 @@ from typing import Any
 
 from llmclient.drivers._openai_wire import call_deltas
 from llmclient.tokens import template_message
-from llmclient.types import ChatChunk, ChatRequest, FinishReason, Message, Tool, ToolCall, Usage
+from llmclient.types import ChatChunk, ChatRequest, ChatResponse, FinishReason, Message, Tool, ToolCall, Usage
 
 # Qwen2.5's own tool prompt (its chat template), for templates that have no tool support: the model is asked to
 # answer in the Hermes `<tool_call>` format, which `parse_tool_calls` reads.
@@ -104,6 +104,27 @@ class Reply:
     def finish_reason(self, engine: FinishReason) -> FinishReason:
         """`engine`'s reason, unless the reply called tools."""
         return "tool_calls" if self.calls else engine
+
+    def response(
+        self,
+        *,
+        finish: FinishReason,
+        usage: Usage,
+        model: str,
+        provider: str,
+        request_id: str | None = None,
+        raw: dict[str, Any] | None = None,
+    ) -> ChatResponse:
+        """The complete response; `finish` is why the engine stopped."""
+        return ChatResponse(
+            message=self.message(),
+            finish_reason=self.finish_reason(finish),
+            usage=usage,
+            model=model,
+            provider=provider,
+            request_id=request_id,
+            raw=raw,
+        )
 
     def stream_end(
         self, held: HeldToolText, *, finish: FinishReason, usage: Usage, model: str, request_id: str | None = None

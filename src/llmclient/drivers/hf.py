@@ -173,10 +173,8 @@ class TransformersDriver:
                 if isinstance(item, RowResult):
                     result = item
         assert result is not None
-        reply = Reply.parse(request, result.text)
-        return ChatResponse(
-            message=reply.message(),
-            finish_reason=reply.finish_reason(result.finish),
+        return Reply.parse(request, result.text).response(
+            finish=result.finish,
             usage=result.usage,
             model=request.model,
             provider=self.provider,

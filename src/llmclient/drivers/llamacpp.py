@@ -125,10 +125,8 @@ class LlamaCppDriver:
     async def chat(self, request: ChatRequest) -> ChatResponse:
         engine = await self._engine(request.model)
         result = await engine.worker.run(lambda stop: self._generate(engine, request, stop, None))
-        reply = Reply.parse(request, result.text, forced=_forced(request))
-        return ChatResponse(
-            message=reply.message(),
-            finish_reason=reply.finish_reason(result.finish),
+        return Reply.parse(request, result.text, forced=_forced(request)).response(
+            finish=result.finish,
             usage=result.usage,
             model=request.model,
             provider=self.provider,
