@@ -32,7 +32,8 @@ from llmclient import (
     OutOfMemoryError,
     Tool,
 )
-from llmclient.drivers._hf_models import ModelOptions, _pool, dequantized_folder, read_sentence_config, resolve_source
+from llmclient.drivers._hf_encoder import _pool, read_sentence_config
+from llmclient.drivers._hf_models import ModelOptions, dequantized_folder, resolve_source
 from llmclient.drivers._local import minilm_folder, smollm2_gguf
 from llmclient.drivers.hf import TransformersDriver
 from llmclient.types import ChatRequest

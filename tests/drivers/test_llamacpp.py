@@ -34,7 +34,8 @@ from llmclient import (
     ToolCall,
     UnsupportedCapabilityError,
 )
-from llmclient.drivers._local import HeldToolText, parse_tool_calls, smollm2_gguf
+from llmclient.drivers._local import smollm2_gguf
+from llmclient.drivers._local_templates import HeldToolText, parse_tool_calls
 from llmclient.drivers.llamacpp import LlamaCppDriver
 
 MODEL = "llamacpp/smollm2"

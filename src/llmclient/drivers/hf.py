@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import secrets
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import replace
@@ -24,48 +23,37 @@ from typing import Any, ClassVar
 
 from llmclient.drivers import BaseDriver, Capabilities
 from llmclient.drivers._device import Accelerator
+from llmclient.drivers._hf_encoder import Encoder
 from llmclient.drivers._hf_generate import Batcher, Job, RowResult, engine_error, settings_for
 from llmclient.drivers._hf_models import (
     BUILTIN_MODELS,
     OPTION_NAMES,
     BatchStats,
-    Encoder,
     LocalModel,
     merge_options,
 )
-from llmclient.drivers._local import HeldToolText, ModelWorker, Stop, parse_tool_calls
+from llmclient.drivers._local import ModelWorker, Stop
+from llmclient.drivers._local_templates import HeldToolText, Reply, template_inputs, watches_tools
 from llmclient.errors import (
     ConfigurationError,
     ContextWindowExceededError,
     InvalidRequestError,
     LLMClientError,
 )
-from llmclient.tokens import template_message
 from llmclient.types import (
     ChatChunk,
     ChatRequest,
     ChatResponse,
     EmbedResponse,
-    FinishReason,
     Message,
     TokenCount,
     Tool,
-    ToolCallDelta,
     Usage,
 )
 
 PROVIDER = "transformers"
 DEFAULT_MAX_TOKENS = 4096
 """The reply limit of a model whose config states no context length, when a call gives no `max_tokens`."""
-
-# Qwen2.5's own tool prompt (its chat template), for templates that have no tool support: the model is asked to
-# answer in the Hermes `<tool_call>` format, which `parse_tool_calls` reads.
-_TOOL_PROMPT = (
-    "# Tools\n\nYou may call one or more functions to assist with the user query.\n\nYou are provided with function "
-    "signatures within <tools></tools> XML tags:\n<tools>\n{tools}\n</tools>\n\nFor each function call, return a json "
-    "object with function name and arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n"
-    '{{"name": <function-name>, "arguments": <args-json-object>}}\n</tool_call>'
-)
 
 
 class TransformersDriver(BaseDriver):
@@ -185,12 +173,8 @@ class TransformersDriver(BaseDriver):
                 if isinstance(item, RowResult):
                     result = item
         assert result is not None
-        content, calls = _split_calls(result.text, request)
-        return ChatResponse(
-            message=Message(
-                role="assistant", content=content if content or not calls else None, tool_calls=calls or None
-            ),
-            finish_reason="tool_calls" if calls else result.finish,
+        return Reply.parse(request, result.text).response(
+            finish=result.finish,
             usage=result.usage,
             model=request.model,
             provider=self.provider,
@@ -198,7 +182,7 @@ class TransformersDriver(BaseDriver):
         )
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
-        hold = HeldToolText(watch=bool(request.tools) and request.tool_choice != "none")
+        hold = HeldToolText(watch=watches_tools(request))
         result: RowResult | None = None
         async with contextlib.aclosing(self._generate(request)) as events:
             async for item in events:
@@ -209,17 +193,9 @@ class TransformersDriver(BaseDriver):
                 if delta:
                     yield ChatChunk(delta=delta)
         assert result is not None
-        content, calls = _split_calls(result.text, request)
-        tail = hold.rest(content, bool(calls))
-        if tail:
-            yield ChatChunk(delta=tail)
-        if calls:
-            deltas = [
-                ToolCallDelta(index=i, id=c.id, name=c.name, arguments=c.raw_arguments) for i, c in enumerate(calls)
-            ]
-            yield ChatChunk(tool_call_deltas=deltas)
-        finish: FinishReason = "tool_calls" if calls else result.finish
-        yield ChatChunk(finish_reason=finish, usage=result.usage, model=request.model)
+        reply = Reply.parse(request, result.text)
+        for chunk in reply.stream_end(hold, finish=result.finish, usage=result.usage, model=request.model):
+            yield chunk
 
     async def _generate(self, request: ChatRequest) -> AsyncGenerator[str | RowResult, None]:
         """Text deltas of one request's row, then its `RowResult`; leaving early cancels the row."""
@@ -304,37 +280,7 @@ def render_prompt(tokenizer: Any, messages: Sequence[Message], tools: Sequence[T
             model=model,
         )
     native = "tools" in (template if isinstance(template, str) else str(template))
-    shaped = [template_message(message) if native else _plain_message(message) for message in messages]
-    definitions = [tool.to_openai() for tool in tools]
-    if definitions and not native:
-        import json
-
-        text = _TOOL_PROMPT.format(tools="\n".join(json.dumps(d, ensure_ascii=False) for d in definitions))
-        if shaped and shaped[0]["role"] == "system":
-            shaped[0] = {**shaped[0], "content": f"{shaped[0]['content']}\n\n{text}"}
-        else:
-            shaped.insert(0, {"role": "system", "content": text})
-    rendered = tokenizer.apply_chat_template(
-        shaped, tools=definitions if native and definitions else None, add_generation_prompt=True, tokenize=True
-    )
+    shaped, definitions = template_inputs(messages, tools, native=native)
+    rendered = tokenizer.apply_chat_template(shaped, tools=definitions, add_generation_prompt=True, tokenize=True)
     ids = rendered["input_ids"] if hasattr(rendered, "keys") else rendered
     return [int(token) for token in ids]
-
-
-def _plain_message(message: Message) -> dict[str, Any]:
-    """A message for a template without tool support: calls and results written as Hermes text."""
-    import json
-
-    if message.role == "tool":
-        return {"role": "user", "content": f"<tool_response>\n{message.text}\n</tool_response>"}
-    text = message.text
-    for call in message.tool_calls or []:
-        body = json.dumps({"name": call.name, "arguments": call.arguments}, ensure_ascii=False)
-        text += f"\n<tool_call>\n{body}\n</tool_call>"
-    return {"role": message.role, "content": text.strip() if message.tool_calls else text}
-
-
-def _split_calls(text: str, request: ChatRequest) -> tuple[str, list[Any]]:
-    if not request.tools or request.tool_choice == "none":
-        return text, []
-    return parse_tool_calls(text, id_prefix=f"call_{secrets.token_hex(4)}")

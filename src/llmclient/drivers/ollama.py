@@ -9,14 +9,10 @@ API reference: https://github.com/ollama/ollama/blob/main/docs/api.md
 
 from __future__ import annotations
 
-import asyncio
-import json
 import math
 import os
 import re
-import warnings
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -25,12 +21,29 @@ from pydantic import SecretStr, ValidationError
 from llmclient import tokens
 from llmclient._http import HTTPClient, Timeouts, Transport
 from llmclient.drivers import BaseDriver, Capabilities
+from llmclient.drivers._ollama_context import (
+    ContextGuard,
+    OllamaTruncationWarning,
+    Sent,
+    list_models,
+    pull_model,
+    warn_if_truncated,
+)
+from llmclient.drivers._openai_wire import (
+    TokenCounting,
+    finish_from_wire,
+    ollama_chunk,
+    ollama_format,
+    ollama_messages,
+    ollama_tool_call,
+    stream_error,
+    stream_payload,
+)
 from llmclient.drivers.openai import validate_base_url
 from llmclient.errors import (
     APIConnectionError,
     APIError,
     ContextWindowExceededError,
-    InvalidRequestError,
     LLMClientError,
     ResponseFormatError,
     StreamDecodeError,
@@ -44,14 +57,9 @@ from llmclient.types import (
     ChatRequest,
     ChatResponse,
     EmbedResponse,
-    FinishReason,
-    ImagePart,
     Message,
-    TextPart,
     TokenCount,
     Tool,
-    ToolCall,
-    ToolCallDelta,
     Usage,
 )
 
@@ -61,23 +69,6 @@ DEFAULT_PORT = 11434
 _MODEL_NOT_FOUND = re.compile(r"""model ["']([^"']+)["'] not found""")
 _CONTEXT_ERRORS = ("exceed_context_size_error", "context size", "context length")
 _PARSE_ERRORS = (AttributeError, KeyError, IndexError, TypeError, ValueError, ValidationError)
-
-
-class OllamaTruncationWarning(UserWarning):
-    """Ollama evaluated clearly fewer prompt tokens than were counted locally: it probably cut the prompt."""
-
-
-@dataclass(frozen=True)
-class _ModelInfo:
-    context_length: int | None
-    capabilities: frozenset[str] | None  # None: an Ollama too old to list them
-
-
-@dataclass(frozen=True)
-class _Sent:
-    body: dict[str, Any]
-    counted: TokenCount
-    num_ctx: int | None
 
 
 def parse_host(host: str | None) -> str:
@@ -149,10 +140,8 @@ class OllamaDriver(BaseDriver):
         self.options = {**(options or {}), **({"num_ctx": num_ctx} if num_ctx else {})}
         self.keep_alive, self.think, self.dimensions, self.truncate = keep_alive, think, dimensions, truncate
         self.context_guard, self.min_num_ctx, self.output_reserve = context_guard, min_num_ctx, output_reserve
-        self._tokenizer = None if tokenizer is None else tokens.HFTokenizer.from_option(tokenizer)
-        self._estimator: tokens.Tokenizer | None = None
-        self._models: dict[str, asyncio.Future[_ModelInfo]] = {}
-        self._num_ctx: dict[str, int] = {}
+        configured = None if tokenizer is None else tokens.HFTokenizer.from_option(tokenizer)
+        self._counting = TokenCounting(configured, _estimate)
         self._http = HTTPClient(
             provider=self.provider,
             base_url=self.host,
@@ -165,6 +154,7 @@ class OllamaDriver(BaseDriver):
             refine=self._refine_error,
             refine_connect=self._refine_connect,
         )
+        self._guard = ContextGuard(self._http, self.provider)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(provider={self.provider!r}, host={self.host!r})"
@@ -198,7 +188,7 @@ class OllamaDriver(BaseDriver):
         data, request_id = await self._http.post_json("/api/chat", sent.body, model=request.model)
         try:
             wire = data["message"]
-            calls = [_tool_call(call, index) for index, call in enumerate(wire.get("tool_calls") or ())]
+            calls = [ollama_tool_call(call, index) for index, call in enumerate(wire.get("tool_calls") or ())]
             content = wire.get("content") or ""
             message = Message(
                 role="assistant",
@@ -216,7 +206,7 @@ class OllamaDriver(BaseDriver):
         generated = content + "".join(call.raw_arguments for call in calls)
         return ChatResponse(
             message=message,
-            finish_reason=_finish_reason(data.get("done_reason"), bool(calls)),
+            finish_reason=finish_from_wire(data.get("done_reason"), called=bool(calls)),
             usage=await self._usage(data, sent, request, generated),
             model=data.get("model") or request.model,
             provider=self.provider,
@@ -233,10 +223,10 @@ class OllamaDriver(BaseDriver):
         async with self._http.stream_ndjson("/api/chat", sent.body, model=request.model) as (request_id, lines):
             try:
                 async for line in lines:
-                    payload = self._decode_line(line, text, request)
+                    payload = self._line_payload(line, text, request)
                     model = payload.get("model") or model
                     try:
-                        chunk = _chunk(payload["message"], calls) if "message" in payload else None
+                        chunk = ollama_chunk(payload["message"], calls) if "message" in payload else None
                     except _PARSE_ERRORS as exc:
                         raise self._stream_error(
                             StreamDecodeError, "sent a chunk it does not document", text, request
@@ -257,111 +247,40 @@ class OllamaDriver(BaseDriver):
         if final is None:
             raise self._stream_error(StreamInterruptedError, "stream ended before `done`", text, request)
         usage = await self._usage(final, sent, request, "".join(text))
-        reason = _finish_reason(final.get("done_reason"), calls > 0)
+        reason = finish_from_wire(final.get("done_reason"), called=calls > 0)
         yield ChatChunk(finish_reason=reason, usage=usage, model=model, request_id=request_id)
 
-    def _decode_line(self, line: bytes, text: list[str], request: ChatRequest) -> dict[str, Any]:
-        try:
-            payload = json.loads(line)
-        except ValueError as exc:
-            raise self._stream_error(StreamDecodeError, "sent a line that is not JSON", text, request) from exc
-        if not isinstance(payload, dict):
-            raise self._stream_error(StreamDecodeError, "sent a line that is not an object", text, request)
+    def _line_payload(self, line: bytes, text: list[str], request: ChatRequest) -> dict[str, Any]:
+        payload = stream_payload(line, unit="line", provider=self.provider, model=request.model, partial=text)
         if "error" in payload:  # an error after the 200 arrives as a line of its own (docs/api/errors.mdx)
             what = f"sent an error inside the stream: {self._http.redact(str(payload['error']))}"
             raise self._stream_error(StreamInterruptedError, what, text, request)
         return payload
 
     def _stream_error(self, kind: type[StreamError], what: str, text: list[str], request: ChatRequest) -> StreamError:
-        return kind(f"{self.provider} {what}", partial_text="".join(text), provider=self.provider, model=request.model)
+        return stream_error(kind, what, provider=self.provider, model=request.model, partial=text)
 
-    # -- the context guard --------------------------------------------------------------------------------------
-
-    async def _prepare(self, request: ChatRequest, *, stream: bool) -> _Sent:
-        """Count the prompt; under the guard, check that it fits and size `num_ctx`; build the body."""
+    async def _prepare(self, request: ChatRequest, *, stream: bool) -> Sent:
+        """Count the prompt; under the context guard, check that it fits and size `num_ctx`; build the body."""
         tools = request.tools if request.tool_choice != "none" else None  # "none" sends no tools
         counted = await self.count_tokens(request.model, request.messages, tools or [])
         if not self.context_guard:
-            return _Sent(self._to_wire(request, stream=stream), counted, None)
-        info = await self._model_info(request.model)
-        if tools and info.capabilities is not None and "tools" not in info.capabilities:
-            raise UnsupportedCapabilityError(
-                f"{request.model} does not support tools; it can do: {', '.join(sorted(info.capabilities))}",
-                provider=self.provider,
-                model=request.model,
-            )
+            return Sent(self._to_wire(request, stream=stream), counted, None)
         fixed = ((request.extra_body or {}).get("options") or {}).get("num_ctx") or self.options.get("num_ctx")
-        window = min((size for size in (fixed, info.context_length) if size), default=None)
-        if window is not None and counted.tokens >= window:
-            how = "" if counted.exact else f" (estimated with {counted.tokenizer}; tokenizer= counts exactly)"
-            limit = f"num_ctx={fixed}" if window == fixed else f"a context window of {window} tokens"
-            raise ContextWindowExceededError(
-                f"the prompt takes {counted.tokens} tokens{how} but {request.model} has {limit}; nothing was sent",
-                provider=self.provider,
-                model=request.model,
-            )
-        num_ctx = None if fixed else self._size_num_ctx(request, counted, info.context_length)
-        return _Sent(self._to_wire(request, stream=stream, num_ctx=num_ctx), counted, num_ctx or fixed)
-
-    def _size_num_ctx(self, request: ChatRequest, counted: TokenCount, limit: int | None) -> int:
-        # An estimate gets a quarter more room: local tokenizers split some text (code, non-English) finer.
-        prompt = counted.tokens if counted.exact else math.ceil(counted.tokens * 1.25)
-        need = prompt + (request.max_tokens or self.output_reserve)
-        # Powers of two that only grow, per model: each new num_ctx makes Ollama reload the model.
-        size = max(self.min_num_ctx, 1 << (need - 1).bit_length(), self._num_ctx.get(request.model, 0))
-        self._num_ctx[request.model] = size = min(size, limit) if limit else size
-        return size
-
-    async def _model_info(self, model: str) -> _ModelInfo:
-        """Context length and capabilities from `/api/show`: one request per model, shared by concurrent calls."""
-        task = self._models.get(model)
-        if task is None:
-            task = self._models[model] = asyncio.ensure_future(self._show(model))
-        try:
-            return await asyncio.shield(task)
-        except BaseException:
-            if task.done() and self._models.get(model) is task:  # failed: the next call asks again
-                del self._models[model]
-            raise
-
-    async def _show(self, model: str) -> _ModelInfo:
-        data, _ = await self._http.post_json("/api/show", {"model": model}, model=model)
-        info = data.get("model_info") or {}
-        length = info.get(f"{info.get('general.architecture')}.context_length")
-        if length is None:  # an architecture that does not name itself: any `<arch>.context_length` will do
-            length = next((value for key, value in info.items() if key.endswith(".context_length")), None)
-        capabilities = data.get("capabilities")  # absent from older versions
-        return _ModelInfo(
-            int(length) if length else None, frozenset(capabilities) if isinstance(capabilities, list) else None
+        num_ctx = await self._guard.fit(
+            request,
+            counted,
+            tools=bool(tools),
+            fixed=fixed,
+            min_num_ctx=self.min_num_ctx,
+            output_reserve=self.output_reserve,
         )
-
-    def _check_truncation(self, request: ChatRequest, sent: _Sent, reported: int) -> None:
-        def clearly_fewer(local: int) -> bool:
-            return reported < 0.8 * local and local - reported >= 32
-
-        if not clearly_fewer(sent.counted.tokens):
-            return
-        # An estimate must also beat a lower bound: messages' text only (an image costs 1 to 2000+ tokens by model,
-        # tool schemas render differently by template) by the smaller of cl100k and the character ratio (cl100k
-        # overcounts dense tokenizers: Chinese on Qwen).
-        text_only = [m.model_copy(update={"content": m.text}) for m in request.messages]
-        low = min(
-            tokens.count_messages(text_only, request.model, [], tokenizer=counter, exact=False).tokens
-            for counter in (tokens.RATIO_ESTIMATOR, self._estimator or tokens.RATIO_ESTIMATOR)
-        )
-        if sent.counted.exact or clearly_fewer(low):
-            window = f"num_ctx={sent.num_ctx}" if sent.num_ctx else "the server's default num_ctx"
-            warnings.warn(
-                f"Ollama evaluated {reported} prompt tokens of {request.model} where {sent.counted.tokens} were "
-                f"counted locally ({sent.counted.tokenizer}): it probably cut the prompt to fit {window}",
-                OllamaTruncationWarning,
-                stacklevel=4,
-            )
+        return Sent(self._to_wire(request, stream=stream, num_ctx=num_ctx), counted, num_ctx or fixed)
 
     # -- wire mapping -------------------------------------------------------------------------------------------
 
     def _to_wire(self, request: ChatRequest, *, stream: bool, num_ctx: int | None = None) -> dict[str, Any]:
-        body: dict[str, Any] = {"model": request.model, "messages": _messages(request.messages), "stream": stream}
+        body: dict[str, Any] = {"model": request.model, "messages": ollama_messages(request.messages), "stream": stream}
         if request.tools and request.tool_choice != "none":  # no tool_choice in Ollama: "none" sends no tools
             if request.tool_choice not in (None, "auto"):
                 raise UnsupportedCapabilityError(
@@ -385,7 +304,7 @@ class OllamaDriver(BaseDriver):
         options.update(extra.pop("options", None) or {})
         if options:
             body["options"] = options
-        if request.response_format is not None and (wire_format := _format(request.response_format)) is not None:
+        if request.response_format is not None and (wire_format := ollama_format(request.response_format)) is not None:
             body["format"] = wire_format
         if self.keep_alive is not None:
             body["keep_alive"] = self.keep_alive
@@ -396,10 +315,10 @@ class OllamaDriver(BaseDriver):
         body.update(extra)
         return body
 
-    async def _usage(self, data: dict[str, Any], sent: _Sent, request: ChatRequest, generated: str) -> Usage:
+    async def _usage(self, data: dict[str, Any], sent: Sent, request: ChatRequest, generated: str) -> Usage:
         prompt, output = data.get("prompt_eval_count"), data.get("eval_count")
         if prompt is not None:
-            self._check_truncation(request, sent, int(prompt))
+            warn_if_truncated(request, sent, int(prompt), self._counting.fallback(request.model))
         cached = int(data.get("prompt_eval_cached_count") or 0) if prompt is not None else 0
         if output is None:
             output = (await self.count_text(request.model, generated)).tokens
@@ -447,135 +366,33 @@ class OllamaDriver(BaseDriver):
 
     async def list_models(self) -> list[dict[str, Any]]:
         """The server's models (`/api/tags`): dicts with `name`, `size`, `modified_at`, `details`, …"""
-        data = await self._http.get_json("/api/tags")
-        models = data.get("models") if isinstance(data, dict) else None
-        if not isinstance(models, list):
-            raise ResponseFormatError(f"{self.provider} listed no `models` array", provider=self.provider, status=200)
-        return models
+        return await list_models(self._http, self.provider)
 
     async def pull(self, model: str, *, insecure: bool = False) -> AsyncIterator[dict[str, Any]]:
         """Download `model` (`/api/pull`), yielding Ollama's progress dicts (`status`, `total`, `completed`)."""
-        status = None
-        body = {"model": model, "insecure": insecure, "stream": True}
-        async with self._http.stream_ndjson("/api/pull", body, model=model) as (_, lines):
-            async for line in lines:
-                try:
-                    progress = json.loads(line)
-                    status, error = progress.get("status"), progress.get("error")
-                except (ValueError, AttributeError) as exc:
-                    raise StreamDecodeError(
-                        f"ollama pull {model} sent garbled progress", provider=self.provider
-                    ) from exc
-                if error is not None:
-                    message = f"ollama pull {model} failed: {self._http.redact(str(error))}"
-                    # `pull model manifest: file does not exist` is the registry saying it has no such model.
-                    kind = UnknownModelError if "does not exist" in message or "not found" in message else APIError
-                    raise kind(message, provider=self.provider, model=model)
-                yield progress
-        if status != "success":
-            raise StreamInterruptedError(
-                f"ollama pull {model} ended before it reported success", provider=self.provider
-            )
+        async for progress in pull_model(self._http, self.provider, model, insecure=insecure):
+            yield progress
 
     # -- counting -----------------------------------------------------------------------------------------------
 
-    async def _counter(self) -> tuple[tokens.Tokenizer, bool]:
-        configured = self._tokenizer
-        if configured is not None:
-            if not configured.loaded:
-                await asyncio.to_thread(configured.load)  # seconds for a GGUF: keep the event loop free
-            return configured, True
-        if self._estimator is None:
-            self._estimator = await asyncio.to_thread(tokens.load_encoding, "cl100k_base") or tokens.RATIO_ESTIMATOR
-        return self._estimator, False
-
     async def count_tokens(self, model: str, messages: list[Message], tools: list[Tool]) -> TokenCount:
         """Prompt tokens: exact by a configured tokenizer's chat template, else a flagged cl100k estimate."""
-        tokenizer, exact = await self._counter()
-        if exact and isinstance(tokenizer, tokens.HFTokenizer):
-            rendered = tokenizer.count_chat(messages, tools)
-            if rendered is not None:
-                return TokenCount(tokens=rendered, exact=True, tokenizer=tokenizer.name)
-        return tokens.count_messages(messages, model, tools, tokenizer=tokenizer, exact=False)
+        return await self._counting.count_tokens(model, messages, tools)
 
     async def count_text(self, model: str, text: str) -> TokenCount:
         """Tokens in plain text (no chat framing)."""
-        tokenizer, exact = await self._counter()
-        return tokens.count_text(text, model, tokenizer=tokenizer, exact=exact)
+        return await self._counting.count_text(model, text)
 
     async def aclose(self) -> None:
         await self._http.aclose()
 
 
+def _estimate(model: str) -> tuple[tokens.Tokenizer, bool]:
+    """Without a configured tokenizer every model is estimated with cl100k (or the character ratio offline)."""
+    return tokens.load_encoding("cl100k_base") or tokens.RATIO_ESTIMATOR, False
+
+
 _OPTION_NAMES = ("temperature", "top_p", "top_k", "num_predict", "stop", "seed", "num_ctx")
-
-
-def _messages(messages: list[Message]) -> list[dict[str, Any]]:
-    wire: list[dict[str, Any]] = []
-    names: dict[str, str] = {}  # tool-call id → tool name: Ollama matches a result by `tool_name`, not by id
-    for message in messages:
-        item: dict[str, Any] = {"role": message.role}
-        content = message.content
-        parts = content if isinstance(content, list) else ()
-        text = "".join(part.text for part in parts if isinstance(part, TextPart)) if parts else (content or "")
-        if text:
-            item["content"] = text
-        if message.reasoning and message.role == "assistant":
-            # Sent back: Ollama asks for thinking in tool-loop history (docs/capabilities/streaming.mdx).
-            item["thinking"] = message.reasoning
-        if images := [_image(part) for part in parts if isinstance(part, ImagePart)]:
-            item["images"] = images
-        if message.tool_calls:
-            item["tool_calls"] = [{"function": {"name": c.name, "arguments": c.arguments}} for c in message.tool_calls]
-            names.update((call.id, call.name) for call in message.tool_calls)
-        if message.role == "tool" and (tool_name := message.name or names.get(message.tool_call_id or "")):
-            item["tool_name"] = tool_name
-        wire.append(item)
-    return wire
-
-
-def _image(part: ImagePart) -> str:
-    header, found, data = part.image_url.url.partition(",")
-    if not (header.startswith("data:") and header.endswith(";base64") and found):
-        # Ollama takes base64 image bytes only (docs/api.md, "Chat request (with images)"); nothing is downloaded.
-        raise InvalidRequestError("Ollama takes images as base64 data: URLs (data:image/png;base64,...)")
-    return data
-
-
-def _format(response_format: dict[str, Any]) -> str | dict[str, Any] | None:
-    kind = response_format.get("type")
-    if kind == "json_schema":
-        schema = (response_format.get("json_schema") or {}).get("schema")
-        if not isinstance(schema, dict):
-            raise InvalidRequestError("a json_schema response_format needs json_schema.schema", provider="ollama")
-        return schema
-    if kind in ("json_object", "text"):
-        return "json" if kind == "json_object" else None
-    return response_format  # Ollama's own form: a JSON schema given as it is
-
-
-def _tool_call(call: dict[str, Any], index: int) -> ToolCall:
-    # Newer Ollama sends ids (`call_p7o2gz50`); older ones do not, so calls are numbered here.
-    return ToolCall.model_validate({"id": call.get("id") or f"call_{index}", "function": call["function"]})
-
-
-def _chunk(message: dict[str, Any], calls_so_far: int) -> ChatChunk | None:
-    content, thinking = message.get("content") or "", message.get("thinking") or ""
-    # Ollama streams each tool call whole, in one chunk, with arguments as an object.
-    parsed = [_tool_call(call, calls_so_far + n) for n, call in enumerate(message.get("tool_calls") or ())]
-    if not (content or thinking or parsed):
-        return None
-    deltas = [
-        ToolCallDelta(index=calls_so_far + n, id=call.id, name=call.name, arguments=call.raw_arguments)
-        for n, call in enumerate(parsed)
-    ]
-    return ChatChunk(delta=content, reasoning_delta=thinking, tool_call_deltas=deltas)
-
-
-def _finish_reason(done_reason: Any, called: bool) -> FinishReason:
-    if done_reason == "length":
-        return "length"
-    return "tool_calls" if called else "stop"  # Ollama says "stop" after tool calls too
 
 
 __all__ = ["OllamaDriver", "OllamaTruncationWarning", "parse_host"]

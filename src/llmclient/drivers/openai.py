@@ -7,19 +7,25 @@ API reference: https://platform.openai.com/docs/api-reference/chat
 
 from __future__ import annotations
 
-import asyncio
-import base64
 import os
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-import numpy as np
 from pydantic import SecretStr, ValidationError
 
 from llmclient import tokens
 from llmclient._http import HTTPClient, Timeouts, Transport, iter_sse
 from llmclient.drivers import BaseDriver, Capabilities
+from llmclient.drivers._openai_wire import (
+    TokenCounting,
+    chunks_from_wire,
+    finish_from_wire,
+    message_to_wire,
+    stream_error,
+    stream_payload,
+    vectors_from_wire,
+)
 from llmclient.embedding import EmbeddingLimits
 from llmclient.errors import (
     APIConnectionError,
@@ -28,6 +34,7 @@ from llmclient.errors import (
     MissingAPIKeyError,
     ResponseFormatError,
     StreamDecodeError,
+    StreamError,
     StreamInterruptedError,
 )
 from llmclient.types import (
@@ -36,24 +43,12 @@ from llmclient.types import (
     ChatResponse,
     EmbedResponse,
     FinishReason,
-    ImagePart,
     Message,
-    TextPart,
     TokenCount,
     Tool,
     ToolCall,
-    ToolCallDelta,
     Usage,
 )
-
-_FINISH_REASONS: dict[str, FinishReason] = {
-    "stop": "stop",
-    "length": "length",
-    "tool_calls": "tool_calls",
-    "function_call": "tool_calls",
-    "content_filter": "content_filter",
-    "insufficient_system_resource": "error",  # DeepSeek: the reply was cut by a server-side shortage
-}
 
 
 def validate_base_url(url: str, *, provider: str) -> str:
@@ -109,8 +104,8 @@ class OpenAIDriver(BaseDriver):
         tokenizer: str | os.PathLike[str] | Mapping[str, Any] | tokens.HFTokenizer | None = None,
     ) -> None:
         self.provider = provider or self.name
-        self._tokenizer = None if tokenizer is None else tokens.HFTokenizer.from_option(tokenizer)
-        self._tokenizers: dict[str, tuple[tokens.Tokenizer, bool]] = {}
+        configured = None if tokenizer is None else tokens.HFTokenizer.from_option(tokenizer)
+        self._counting = TokenCounting(configured, self._default_tokenizer)
         # The environment speaks for the built-in provider only: a server added under a name of its own must not
         # receive OPENAI_COMPATIBLE_API_KEY (or go to OPENAI_COMPATIBLE_BASE_URL) unless configured so.
         environ = os.environ if self.provider == self.name else {}
@@ -199,20 +194,15 @@ class OpenAIDriver(BaseDriver):
                 async for event, data in iter_sse(lines):
                     if data == "[DONE]":
                         break
-                    payload = self._decode_event(data, event, text, request)
+                    payload = self._event_payload(data, event, text, request)
                     try:
                         model = payload.get("model") or model
                         if payload.get("usage"):
                             usage = self._usage_from_wire(payload["usage"])
-                        pairs = self._chunks_from_wire(payload)
+                        pairs = chunks_from_wire(payload)
                     except (AttributeError, KeyError, TypeError, ValueError, ValidationError) as exc:
-                        raise StreamDecodeError(
-                            f"{self.provider} sent a stream event without the documented fields",
-                            partial_text="".join(text),
-                            provider=self.provider,
-                            model=request.model,
-                            request_id=request_id,
-                        ) from exc
+                        what = "sent a stream event without the documented fields"
+                        raise self._stream_error(StreamDecodeError, what, text, request, request_id) from exc
                     for chunk, reason in pairs:
                         finish_reason = reason or finish_reason
                         if chunk is not None:
@@ -222,77 +212,38 @@ class OpenAIDriver(BaseDriver):
             except APIConnectionError as exc:
                 if not started:
                     raise
-                raise StreamInterruptedError(
-                    f"{self.provider} stream was cut: {exc.message}",
-                    partial_text="".join(text),
-                    provider=self.provider,
-                    model=request.model,
-                    request_id=request_id,
-                ) from exc
+                what = f"stream was cut: {exc.message}"
+                raise self._stream_error(StreamInterruptedError, what, text, request, request_id) from exc
         if finish_reason is None:
-            raise StreamInterruptedError(
-                f"{self.provider} stream ended before the reply finished",
-                partial_text="".join(text),
-                provider=self.provider,
-                model=request.model,
-                request_id=request_id,
-            )
+            what = "stream ended before the reply finished"
+            raise self._stream_error(StreamInterruptedError, what, text, request, request_id)
         if usage is None:  # the server sent no usage (llama-cpp-python's server never does): count it here
             usage = await self._estimate_usage(request, "".join(text))
         yield ChatChunk(finish_reason=finish_reason, usage=usage, model=model, request_id=request_id)
 
-    def _decode_event(self, data: str, event: str, text: list[str], request: ChatRequest) -> dict[str, Any]:
-        try:
-            payload = self._http.decode_json(data.encode(), model=request.model)
-        except ResponseFormatError as exc:
-            raise StreamDecodeError(
-                f"{self.provider} sent a stream event that is not JSON",
-                partial_text="".join(text),
-                provider=self.provider,
-                model=request.model,
-            ) from exc
-        if not isinstance(payload, dict):
-            raise StreamDecodeError(
-                f"{self.provider} sent a stream event that is not an object",
-                partial_text="".join(text),
-                provider=self.provider,
-                model=request.model,
-            )
+    def _event_payload(self, data: str, event: str, text: list[str], request: ChatRequest) -> dict[str, Any]:
+        where: dict[str, Any] = {"provider": self.provider, "model": request.model, "partial": text}
+        payload = stream_payload(data.encode(), unit="stream event", **where)
         if event == "error" or payload.get("error"):
             error = payload.get("error", payload)
             message = error.get("message") if isinstance(error, dict) else str(error)
-            raise StreamInterruptedError(
-                f"{self.provider} sent an error inside the stream: {self._http.redact(str(message))}",
-                partial_text="".join(text),
-                provider=self.provider,
-                model=request.model,
-            )
+            what = f"sent an error inside the stream: {self._http.redact(str(message))}"
+            raise stream_error(StreamInterruptedError, what, **where)
         return payload
 
-    def _chunks_from_wire(self, payload: dict[str, Any]) -> list[tuple[ChatChunk | None, FinishReason | None]]:
-        out: list[tuple[ChatChunk | None, FinishReason | None]] = []
-        for choice in payload.get("choices") or ():
-            delta = choice.get("delta") or {}
-            content = delta.get("content") or ""
-            reasoning = delta.get("reasoning_content") or delta.get("reasoning") or ""
-            calls = delta.get("tool_calls")
-            chunk = None
-            if content or reasoning or calls:
-                chunk = ChatChunk(
-                    delta=content,
-                    reasoning_delta=reasoning,
-                    tool_call_deltas=[_tool_call_delta(call) for call in calls] if calls else [],
-                )
-            reason = choice.get("finish_reason")
-            out.append((chunk, _FINISH_REASONS.get(reason, "stop") if reason else None))
-        return out
+    def _stream_error(
+        self, kind: type[StreamError], what: str, text: list[str], request: ChatRequest, request_id: str | None
+    ) -> StreamError:
+        return stream_error(
+            kind, what, provider=self.provider, model=request.model, partial=text, request_id=request_id
+        )
 
     # -- wire mapping -------------------------------------------------------------------------------------------
 
     def _to_wire(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": request.model,
-            "messages": [_message_to_wire(message) for message in request.messages],
+            "messages": [message_to_wire(message) for message in request.messages],
         }
         if request.tools:
             body["tools"] = [tool.to_openai() for tool in request.tools]
@@ -337,7 +288,7 @@ class OpenAIDriver(BaseDriver):
         reason = choice.get("finish_reason")
         return ChatResponse(
             message=message,
-            finish_reason=_FINISH_REASONS.get(reason, "stop") if reason else None,
+            finish_reason=finish_from_wire(reason) if reason else None,
             usage=self._usage_from_wire(data["usage"]) if data.get("usage") else Usage(estimated=True),
             model=data.get("model") or request.model,
             provider=self.provider,
@@ -368,6 +319,8 @@ class OpenAIDriver(BaseDriver):
 
     async def embed(self, model: str, inputs: list[str], *, dimensions: int | None = None) -> EmbedResponse:
         if not inputs:  # nothing to send: an empty (0, d) result, d where known
+            import numpy as np  # only embeddings need it: a chat does not import numpy
+
             width = dimensions or _EMBEDDING_DIMENSIONS.get(model, 0)
             return EmbedResponse(vectors=np.zeros((0, width), dtype=np.float32), model=model, provider=self.provider)
         self._check_key(model)
@@ -376,7 +329,7 @@ class OpenAIDriver(BaseDriver):
             body["dimensions"] = dimensions
         data, request_id = await self._http.post_json("/embeddings", body, model=model)
         try:
-            vectors = _vectors_from_wire(data["data"], len(inputs))
+            vectors = vectors_from_wire(data["data"], len(inputs))
             usage = Usage(input_tokens=int((data.get("usage") or {}).get("prompt_tokens") or 0))
         except (KeyError, TypeError, ValueError) as exc:
             raise ResponseFormatError(
@@ -388,40 +341,16 @@ class OpenAIDriver(BaseDriver):
             ) from exc
         return EmbedResponse(vectors=vectors, usage=usage, model=data.get("model") or model, provider=self.provider)
 
-    async def _configured_tokenizer(self) -> tokens.HFTokenizer | None:
-        tokenizer = self._tokenizer
-        if tokenizer is not None and not tokenizer.loaded:
-            await asyncio.to_thread(tokenizer.load)  # seconds for a GGUF: keep the event loop free
-        return tokenizer
-
     def _default_tokenizer(self, model: str) -> tuple[tokens.Tokenizer, bool]:
         """tiktoken: exact for OpenAI's models, an estimate for anything a compatible server serves."""
         return tokens.tokenizer_for(model)
 
-    async def _tokenizer_for(self, model: str) -> tuple[tokens.Tokenizer, bool]:
-        found = self._tokenizers.get(model)
-        if found is None:
-            # The first load may read (or, online, download) an encoding file: do it off the event loop.
-            found = self._tokenizers[model] = await asyncio.to_thread(self._default_tokenizer, model)
-        return found
-
     async def count_tokens(self, model: str, messages: list[Message], tools: list[Tool]) -> TokenCount:
-        configured = await self._configured_tokenizer()
-        if configured is not None:
-            rendered = configured.count_chat(messages, tools)
-            if rendered is not None:
-                return TokenCount(tokens=rendered, exact=True, tokenizer=configured.name)
-            return tokens.count_messages(messages, model, tools, tokenizer=configured, exact=False)
-        tokenizer, exact = await self._tokenizer_for(model)
-        return tokens.count_messages(messages, model, tools, tokenizer=tokenizer, exact=exact)
+        return await self._counting.count_tokens(model, messages, tools)
 
     async def count_text(self, model: str, text: str) -> TokenCount:
         """Tokens in plain text (no chat framing)."""
-        configured = await self._configured_tokenizer()
-        if configured is not None:
-            return tokens.count_text(text, model, tokenizer=configured, exact=True)
-        tokenizer, exact = await self._tokenizer_for(model)
-        return tokens.count_text(text, model, tokenizer=tokenizer, exact=exact)
+        return await self._counting.count_text(model, text)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -449,59 +378,6 @@ class OpenAICompatibleDriver(OpenAIDriver):
 
 # Default vector lengths (https://platform.openai.com/docs/guides/embeddings#embedding-models), for empty results.
 _EMBEDDING_DIMENSIONS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072, "text-embedding-ada-002": 1536}
-
-
-def _message_to_wire(message: Message) -> dict[str, Any]:
-    wire: dict[str, Any] = {"role": message.role}
-    content = message.content
-    if isinstance(content, list):
-        wire["content"] = [_part_to_wire(part) for part in content]
-    else:
-        wire["content"] = content
-    if message.name is not None:
-        wire["name"] = message.name
-    if message.tool_calls:
-        wire["tool_calls"] = [call.to_openai() for call in message.tool_calls]
-    if message.tool_call_id is not None:
-        wire["tool_call_id"] = message.tool_call_id
-    # `reasoning` is never sent back: DeepSeek rejects reasoning_content in input messages
-    # (https://api-docs.deepseek.com/guides/reasoning_model).
-    return wire
-
-
-def _part_to_wire(part: TextPart | ImagePart) -> dict[str, Any]:
-    if isinstance(part, TextPart):
-        return {"type": "text", "text": part.text}
-    image: dict[str, Any] = {"url": part.image_url.url}
-    if part.image_url.detail is not None:
-        image["detail"] = part.image_url.detail
-    return {"type": "image_url", "image_url": image}
-
-
-def _tool_call_delta(call: dict[str, Any]) -> ToolCallDelta:
-    function = call.get("function") or {}
-    return ToolCallDelta(
-        index=int(call.get("index", 0)),
-        id=call.get("id"),
-        name=function.get("name"),
-        arguments=function.get("arguments") or "",
-    )
-
-
-def _vectors_from_wire(items: list[dict[str, Any]], expected: int) -> np.ndarray[Any, np.dtype[np.float32]]:
-    indices = [int(item["index"]) for item in items]
-    if sorted(indices) != list(range(expected)):
-        raise ValueError(f"embedding indices {sorted(indices)[:10]}… do not match {expected} inputs")
-    rows: list[np.ndarray[Any, np.dtype[np.float32]]] = [np.empty(0, dtype=np.float32)] * expected
-    for index, item in zip(indices, items, strict=True):
-        embedding = item["embedding"]
-        if isinstance(embedding, str):
-            rows[index] = np.frombuffer(base64.b64decode(embedding), dtype="<f4")
-        else:
-            rows[index] = np.asarray(embedding, dtype=np.float32)
-    if len({row.shape for row in rows}) != 1:
-        raise ValueError("embeddings have different dimensions")
-    return np.stack(rows).astype(np.float32, copy=False)
 
 
 __all__ = ["OpenAICompatibleDriver", "OpenAIDriver", "validate_base_url"]
