@@ -65,7 +65,7 @@ async def test_unknown_prices_are_recorded_as_none_not_zero() -> None:
 async def test_drift_between_the_local_count_and_the_reported_usage() -> None:
     body = json.loads((Path(__file__).parent / "fixtures" / "openai" / "chat_completion.json").read_text())
     transport = httpx.MockTransport(lambda request: httpx.Response(200, json=body))
-    async with Client(transport=transport, providers={"openai": {"api_key": "k"}}) as client:
+    async with Client(transport=transport, providers={"openai": {"api_key": "k"}}, track_drift=True) as client:
         await client.chat("Hello!", model="openai/gpt-3.5-turbo")
     record = client.ledger.records[0]
     # The local count of [user "Hello!"] is 3 + 1 + 2 + 3 = 9; the fixture reports 19.

@@ -40,7 +40,8 @@ async def test_count_equals_the_servers_prompt_tokens(
     llama_server: str, smollm2_tokenizer: HFTokenizer, messages: list[dict[str, str]]
 ) -> None:
     options = {"base_url": llama_server, "tokenizer": smollm2_tokenizer}
-    async with Client(providers={"openai-compatible": options}, prices={"openai-compatible/*": 0}) as client:
+    prices = {"openai-compatible/*": 0}
+    async with Client(providers={"openai-compatible": options}, prices=prices, track_drift=True) as client:
         count = await client.count_tokens(messages, model="openai-compatible/smollm2")
         reply = await client.chat(messages, model="openai-compatible/smollm2", max_tokens=4, temperature=0)
     assert count.exact and count.tokenizer == smollm2_tokenizer.name

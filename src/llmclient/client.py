@@ -69,9 +69,8 @@ class Client:
     Args:
         default_model: The model used when a call names none (else the `LLMCLIENT_MODEL` environment variable).
         aliases: Short names for model ids, e.g. `{"fast": "ollama/qwen2:1.5b"}`.
-        providers: Options per provider, e.g. `{"openai": {"api_key": "sk-…"}}`. A provider with a name of its own
-            and `"driver": "openai-compatible"` (or any driver) adds another server: `{"vllm": {"driver":
-            "openai-compatible", "base_url": "http://gpu-box:8000/v1"}}`. A value may also be a ready driver.
+        providers: Options per provider (`{"openai": {"api_key": "sk-…"}}`), or a ready driver. A name of your own
+            with `"driver"` adds another server: `{"vllm": {"driver": "openai-compatible", "base_url": ...}}`.
         retry: A `RetryPolicy`, or an int for `max_retries` with the default backoff.
         timeout: The overall deadline of a call in seconds (retries and streaming included), or `Timeouts` for
             connect/read/total separately; None for no deadline.
@@ -79,13 +78,13 @@ class Client:
         transport: An httpx transport for every driver that speaks HTTP (e.g. `httpx.MockTransport` in tests).
         ledger: A `CostLedger` to record into (e.g. another client's, to share one), or `"sqlite:///path.db"` to
             persist every record; in memory by default.
-        prices: Price overrides, `{"provider/model": {...LiteLLM fields...} | PriceEntry | number}` (a number is
-            USD per million tokens for input and output; wildcards such as `"openai-compatible/*"` allowed), or a
-            whole `PriceTable`.
+        prices: Overrides, `{"provider/model": {...LiteLLM fields...} | PriceEntry | number}` (a number: USD per
+            million tokens in and out; wildcards such as `"openai-compatible/*"` allowed), or a whole `PriceTable`.
         budget_usd: A spending limit for every call of this client (see `budget` for scoped ones).
-        embedding_cache: Where `embed` keeps vectors so repeated texts are neither sent nor billed again: in memory
-            by default (LRU, 10,000 vectors), `"sqlite:///path.db"` or a path to keep them on disk, an
-            `EmbeddingCache` to share one, or False for none.
+        embedding_cache: Where `embed` keeps vectors so repeated texts are not sent or billed again: memory (LRU,
+            10,000 vectors) by default, `"sqlite:///path.db"` or a path, an `EmbeddingCache`, or False for none.
+        track_drift: Count every prompt locally before sending, so each ledger record shows how far the count
+            was from the provider's usage (`input_drift`). Off by default: counting costs CPU on every call.
     """
 
     def __init__(
@@ -102,6 +101,7 @@ class Client:
         prices: PriceTable | Mapping[str, Any] | None = None,
         budget_usd: Decimal | str | int | None = None,
         embedding_cache: embedding.EmbeddingCache | str | Path | bool | None = None,
+        track_drift: bool = False,
     ) -> None:
         self.retry = retry if isinstance(retry, RetryPolicy) else RetryPolicy().with_max_retries(retry)
         self.timeouts = Timeouts.from_value(timeout)
@@ -117,16 +117,15 @@ class Client:
             strict_params=strict_params,
         )
         self._pricing = Pricing(self.prices)
+        admission = [CountPrompt()] if track_drift else []
         self.pipeline = Pipeline(
-            [CountPrompt(), self._pricing, BudgetAdmission(self._budgets, self._pricing), LedgerRecording(self.ledger)]
+            [*admission, self._pricing, BudgetAdmission(self._budgets, self._pricing), LedgerRecording(self.ledger)]
         )
         """The steps every call goes through; `pipeline.add(step)` adds cross-cutting behaviour."""
 
     def __repr__(self) -> str:
-        return (
-            f"Client(default_model={self.default_model!r}, providers={self._resolver.drivers.names()}, "
-            f"retry={self.retry.max_retries}, timeout={self.timeouts.total})"
-        )
+        settings = f"providers={self._resolver.drivers.names()}, retry={self.retry.max_retries}"
+        return f"Client(default_model={self.default_model!r}, {settings}, timeout={self.timeouts.total})"
 
     async def __aenter__(self) -> Client:
         return self
@@ -159,11 +158,10 @@ class Client:
         return self._resolver.drivers.get(provider)
 
     def budget(self, usd: Decimal | str | int, *, allow_unknown_prices: bool = False) -> BudgetScope:
-        """A spending limit for the calls this client makes inside the block (`async with` or `with`).
+        """A spending limit for this client's calls inside the block (`async with` or `with`); nested ones all apply.
 
-        Each call reserves its worst case first (counted input × input price + max_tokens × output price, the
-        model's maximum output when max_tokens is unset) and raises `BudgetExceededError` with nothing sent when
-        that does not fit; afterwards it settles to the actual cost. Nested budgets all apply.
+        Each call reserves its worst case first (counted input and `max_tokens`, else the model's maximum output)
+        and raises `BudgetExceededError` with nothing sent when that does not fit, then settles to the actual cost.
         """
         return BudgetScope(id(self), Budget(usd, allow_unknown_prices=allow_unknown_prices))
 
@@ -317,12 +315,9 @@ class Client:
     ) -> float | npt.NDArray[np.floating[Any]]:
         """How similar `a` and `b` are: each a text, a list of texts, a vector or a matrix of vectors.
 
-        Texts are embedded in one `embed` call (through the cache; the cost lands in the ledger), vectors are used
-        as they are. The result follows the shapes: a float for two single items, a 1-D array for one item and a
-        list, a `(len(a), len(b))` matrix for two lists. `metric` is "cosine" (default), "dot" or "euclidean" (a
-        distance: smaller is closer); see `llmclient.similarity`.
+        Texts are embedded in one `embed` call (cached, recorded), vectors used as they are. Two single items give a
+        float, one and a list a 1-D array, two lists a matrix. `metric`: "cosine", "dot" or "euclidean" (distance).
         """
-
         from llmclient.similarity import of_texts_or_vectors  # numpy: imported on first use
 
         return await of_texts_or_vectors(a, b, self._vectors(model, dimensions, tags), metric=metric)
@@ -338,13 +333,10 @@ class Client:
         dimensions: int | None = None,
         tags: Sequence[str] = (),
     ) -> list[SearchResult]:
-        """The `k` texts of `corpus` most similar to `query`, best first, for corpora that fit in one call.
+        """The `k` texts of `corpus` most similar to `query`, best first (`index`, `score`, `text` each).
 
-        Query and corpus are embedded together in one `embed` call, so a repeated search sends only what the
-        cache lacks. For a corpus you search many times, keep its vectors in a `VectorIndex`. Results carry
-        `index` (position in `corpus`), `score` and `text`.
+        Query and corpus are embedded in one `embed` call; for a corpus searched often, use a `VectorIndex`.
         """
-
         from llmclient.index import search_texts  # numpy: imported on first use
 
         return await search_texts(query, corpus, self._vectors(model, dimensions, tags), k=k, metric=metric)

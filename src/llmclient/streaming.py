@@ -128,7 +128,7 @@ class ChatStream:
             return
         text = "".join(assembler.text) + "".join("".join(c["arguments"]) for c in assembler.calls.values())
         output = await call.estimate_output(text)
-        usage = Usage(input_tokens=call.counted_input_tokens or 0, output_tokens=output, estimated=True)
+        usage = Usage(input_tokens=await call.prompt_tokens(), output_tokens=output, estimated=True)
         self._pipeline.finish(call, Outcome(usage, request_id=assembler.request_id, error=ended_by(error)))
 
 

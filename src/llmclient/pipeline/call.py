@@ -67,6 +67,15 @@ class Call:
             self.counted_input_tokens = counted.tokens
         return self.counted_input_tokens
 
+    async def prompt_tokens(self) -> int:
+        """The prompt's tokens for a record that has no reported usage: counted now if it was not before, else (when
+        counting fails or is cancelled again) a tokenizer-free estimate."""
+        try:
+            return await self.count_prompt()
+        except BaseException:  # the call is already failing; its own error is what the caller sees
+            text = "" if self.request is None else "".join(message.text for message in self.request.messages)
+            return tokens.estimate_tokens(text)
+
     async def count_text(self, text: str) -> TokenCount:
         """Tokens of plain text on this call's model (the driver's tokenizer, else a flagged estimate)."""
         return await self.driver.count_text(self.model, text)

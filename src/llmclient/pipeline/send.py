@@ -36,7 +36,7 @@ async def chat(call: Call, pipeline: Pipeline, deadline_s: float | None) -> Chat
     try:
         response = await send(call, Deadline(deadline_s), lambda: call.driver.chat(request))
     except BaseException as exc:
-        pipeline.fail(call, exc)
+        await pipeline.fail(call, exc)
         raise
     response.applied_params = call.applied
     response.dropped_params = call.dropped

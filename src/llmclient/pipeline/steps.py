@@ -94,18 +94,20 @@ class Pipeline:
         for step in self.steps:
             step.release(call, error)
 
-    def fail(self, call: Call, error: BaseException) -> None:
-        """A call that ended in an error: a 2xx we could not use was billed, so it is recorded as an estimate;
-        anything else is released."""
+    async def fail(self, call: Call, error: BaseException) -> None:
+        """A call that ended in an error: a 2xx we could not use was billed, so it is recorded with its prompt counted
+        (an estimate); anything else is released."""
         if isinstance(error, ResponseFormatError) and error.status is not None and error.status < 300:
-            usage = Usage(input_tokens=call.counted_input_tokens or 0, estimated=True)
+            usage = Usage(input_tokens=await call.prompt_tokens(), estimated=True)
             self.finish(call, Outcome(usage, request_id=error.request_id, error=type(error).__name__))
         else:
             self.release(call, error)
 
 
 class CountPrompt(Step):
-    """Count the prompt before sending, so the ledger can show how far the count was from the billed usage."""
+    """Count every prompt before sending, so the ledger shows how far the count was from the billed usage
+    (`Client(track_drift=True)`). Without it a prompt is counted only when something needs the number: a budget's
+    reservation, or a record of a failed or cut call that has no reported usage."""
 
     async def admit(self, call: Call) -> None:
         if call.request is not None:
