@@ -177,3 +177,14 @@ def test_only_http_module_imports_httpx() -> None:
     for path in SRC.rglob("*.py"):
         if path.name != "_http.py":
             assert "import httpx" not in path.read_text(), path
+
+
+def test_the_01_cost_module_still_exports_what_it_had() -> None:
+    from llmclient import budget, cost, ledger, prices
+
+    assert (cost.PriceTable, cost.PriceEntry, cost.UnknownPriceWarning) == (
+        prices.PriceTable,
+        prices.PriceEntry,
+        prices.UnknownPriceWarning,
+    )
+    assert (cost.CostLedger, cost.SQLiteLedger, cost.Budget) == (ledger.CostLedger, ledger.SQLiteLedger, budget.Budget)

@@ -160,7 +160,7 @@ class BaseDriver:
         response = await self.chat(request)
         yield ChatChunk(
             delta=response.text,
-            reasoning_delta=response.message.reasoning,
+            reasoning_delta=response.message.reasoning or "",
             tool_call_deltas=[
                 ToolCallDelta(index=i, id=c.id, name=c.name, arguments=c.raw_arguments)
                 for i, c in enumerate(response.tool_calls)
@@ -181,7 +181,8 @@ class BaseDriver:
         return TokenCount(tokens=estimate.tokens, exact=False, tokenizer=estimate.tokenizer)
 
     async def count_text(self, model: str, text: str) -> TokenCount:
-        """tiktoken's count of `text`, or the character-ratio estimate without tiktoken's files."""
+        """tiktoken's count of `text` with the encoding its model name implies (OpenAI's own models count exactly),
+        or the flagged character-ratio estimate for other names or without tiktoken's files."""
         return tokens.count_text(text, model)
 
     async def aclose(self) -> None:
@@ -201,6 +202,19 @@ _BUILTINS: dict[str, str] = {
 
 ENTRY_POINT_GROUP = "llmclient.drivers"
 
+# Drivers registered in this process with `register_driver` (an application's own, or a test's).
+_REGISTERED: dict[str, type[Any]] = {}
+
+
+def register_driver(cls: type[Any], *, name: str | None = None) -> type[Any]:
+    """Make a driver class available under `name` (its `name` attribute by default) in this process.
+
+    The in-process twin of the `llmclient.drivers` entry point, for a driver that lives in an application rather
+    than in a package; it may also replace a built-in. Returns the class, so it works as a decorator.
+    """
+    _REGISTERED[name or cls.name] = cls
+    return cls
+
 
 def _entry_points() -> dict[str, Any]:
     from importlib.metadata import entry_points  # slow to import; only needed for names that are not built in
@@ -209,17 +223,19 @@ def _entry_points() -> dict[str, Any]:
 
 
 def known_providers() -> list[str]:
-    """Every provider name a model id may start with: built-ins plus installed entry points."""
-    return sorted({*_BUILTINS, *_entry_points()})
+    """Every provider name a model id may start with: built-ins, registered drivers and installed entry points."""
+    return sorted({*_BUILTINS, *_REGISTERED, *_entry_points()})
 
 
 def is_known_provider(name: str) -> bool:
-    """Whether `name` is a built-in or installed provider."""
-    return name in _BUILTINS or name in _entry_points()
+    """Whether `name` is a built-in, registered or installed provider."""
+    return name in _BUILTINS or name in _REGISTERED or name in _entry_points()
 
 
 def driver_class(name: str) -> type[Any]:
     """The driver class registered as `name` (imported on first use, so heavy libraries load only when needed)."""
+    if name in _REGISTERED:
+        return _REGISTERED[name]
     target = _BUILTINS.get(name)
     if target is not None:
         module_name, _, attr = target.partition(":")

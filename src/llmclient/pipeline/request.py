@@ -9,16 +9,16 @@ reports what was applied and dropped.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from pydantic import ValidationError
 
-from llmclient.drivers import Driver
+from llmclient.drivers import Driver, driver_class
 from llmclient.errors import InvalidRequestError, UnsupportedCapabilityError, UnsupportedParameterError
 from llmclient.model_ids import ModelId
 from llmclient.tools import definitions as tool_definitions
-from llmclient.types import ChatRequest, TokenCount, to_messages
+from llmclient.types import SAMPLING_PARAMS, ChatRequest, TokenCount, to_messages
 
 
 class ParameterDroppedWarning(UserWarning):
@@ -100,3 +100,26 @@ def validation_message(exc: ValidationError) -> str:
         f"{'.'.join(str(p) for p in error['loc']) or exc.title.lower()}: {error['msg']}" for error in exc.errors()[:5]
     ]
     return "invalid request: " + "; ".join(problems)
+
+
+def parameters_table(providers: Sequence[str]) -> str:
+    """The uniform sampling parameters as a Markdown table: each one's range (from `ChatRequest`'s fields) and
+    which providers' drivers accept it (their `Capabilities.params`). The docs' table is this output, checked by a
+    test, so the declaration, validation, dropping and the docs cannot drift apart."""
+    rows = [
+        "| parameter | range | " + " | ".join(providers) + " |",
+        "|---|---|" + "---|" * len(providers),
+    ]
+    accepted = {name: driver_class(name).capabilities.params for name in providers}
+    for name in SAMPLING_PARAMS:
+        bounds = {
+            key: value
+            for constraint in ChatRequest.model_fields[name].metadata
+            for key in ("ge", "gt", "le")
+            if (value := getattr(constraint, key, None)) is not None
+        }
+        low = f"[{bounds['ge']:g}" if "ge" in bounds else (f"({bounds['gt']:g}" if "gt" in bounds else "")
+        span = f"{low}, {bounds['le']:g}]" if "le" in bounds else (f"≥ {bounds['ge']:g}" if "ge" in bounds else "")
+        marks = " | ".join("✓" if name in accepted[provider] else "–" for provider in providers)
+        rows.append(f"| `{name}` | {span} | {marks} |")
+    return "\n".join(rows)
