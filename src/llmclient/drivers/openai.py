@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from pydantic import SecretStr, ValidationError
 
 from llmclient import tokens
-from llmclient._http import HTTPClient, Timeouts, Transport, iter_sse
+from llmclient._http import HTTPClient, HTTPOptions, Timeouts, Transport, iter_sse
 from llmclient.drivers import BaseDriver, Capabilities
 from llmclient.drivers._openai_wire import (
     TokenCounting,
@@ -100,6 +100,7 @@ class OpenAIDriver(BaseDriver):
         headers: Mapping[str, str] | None = None,
         transport: Transport | None = None,
         timeouts: Timeouts | None = None,
+        http: HTTPOptions | Mapping[str, Any] | None = None,
         provider: str | None = None,
         tokenizer: str | os.PathLike[str] | Mapping[str, Any] | tokens.HFTokenizer | None = None,
     ) -> None:
@@ -136,6 +137,7 @@ class OpenAIDriver(BaseDriver):
             secrets=(secret,),
             transport=transport,
             timeouts=timeouts,
+            options=http,
             refine=self._refine_error,
         )
 
