@@ -54,8 +54,9 @@ class AiohttpBackend:
         connect = _seconds(timeouts.connect)
         self._timeout = aiohttp.ClientTimeout(
             total=None,  # the call's deadline is the pipeline's, around retries and the whole stream
-            # aiohttp's `connect` covers waiting for a pooled connection and opening it; `sock_connect` the opening.
-            connect=None if pool is None or connect is None else pool + connect,
+            # aiohttp's `connect` covers waiting for a free connection and opening one (so `pool` bounds both);
+            # `sock_connect` bounds the opening alone.
+            connect=pool,
             sock_connect=connect,
             sock_read=read,
         )
