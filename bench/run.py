@@ -56,9 +56,11 @@ IMPORT_CASES = (
     ("from llmclient import Client", "from llmclient import Client"),
 )
 # Timed inside the fresh interpreter, so interpreter start-up (the same for every case) is left out.
-_TIMED = "import time\n_t = time.perf_counter()\n{statement}\nprint(time.perf_counter() - _t)"
+# The checkout's own source first (python -I ignores PYTHONPATH), so a worktree measures itself, not the venv's install.
+_SOURCE = f"import sys\nsys.path.insert(0, {str(ROOT / 'src')!r})\n"
+_TIMED = _SOURCE + "import time\n_t = time.perf_counter()\n{statement}\nprint(time.perf_counter() - _t)"
 _MODULES = (
-    "import json, sys\n{statement}\n"
+    _SOURCE + "import json, sys\n{statement}\n"
     "print(json.dumps({{'heavy': [m for m in {heavy!r} if m in sys.modules], "
     "'notable': [m for m in {notable!r} if m in sys.modules]}}))"
 )
