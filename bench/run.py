@@ -32,6 +32,7 @@ from pathlib import Path
 
 import embedjob
 import overhead
+import prompt_length
 from clients import LLMClient
 from harness import FULL, QUICK, ROOT, Settings, bench_server, environment_line
 
@@ -40,7 +41,7 @@ IMPORT_TARGET = 1.30
 HEAVY_MODULES = ("torch", "transformers", "llama_cpp", "langchain_core")
 # Not forbidden, but worth seeing: what a bare `import llmclient` pulls in, and which HTTP backend a driver loads.
 NOTABLE_MODULES = ("pydantic", "aiohttp", "httpx", "numpy", "tiktoken", "openai")
-BENCHMARKS = ("overhead", "import", "embedjob")
+BENCHMARKS = ("overhead", "import", "embedjob", "prompt")
 MARKDOWN_HEADER = """# Benchmarks
 
 Produced by `make bench` (`bench/run.py`, with `bench/server.py` as the loopback server). Each benchmark rewrites
@@ -262,6 +263,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  llmclient {job.ratio():.2f}× the plain loop's texts/s")
         if job.ratio() < embedjob.TARGET:
             missed.append("embedjob")
+    if "prompt" in args.only:
+        print("prompt: a long prompt against a short one, no budget", flush=True)
+        lengths = prompt_length.run(settings)
+        sections["prompt"] = prompt_length.markdown(lengths, command)
+        print(f"  llmclient long/short {lengths.ratio('llmclient'):.2f}×")
+        if lengths.ratio("llmclient") > prompt_length.TARGET:
+            missed.append("prompt")
     output = args.output or (None if args.quick else DEFAULT_OUTPUT)
     if output is not None and not args.no_write:
         update_markdown(output, sections)
