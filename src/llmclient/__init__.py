@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from llmclient._http import Timeouts
+from llmclient._http import InsecureURLWarning, Limits, Timeouts
 from llmclient.budget import Budget, BudgetScope
 from llmclient.client import Client
 from llmclient.drivers import BaseDriver, Capabilities, Driver
@@ -44,6 +44,7 @@ from llmclient.errors import (
     PermissionDeniedError,
     QuotaExceededError,
     RateLimitError,
+    RedirectError,
     ResponseFormatError,
     ServerError,
     StreamDecodeError,
@@ -139,10 +140,12 @@ __all__ = [
     "ImagePart",
     "ImageURL",
     "InputTooLongError",
+    "InsecureURLWarning",
     "InsufficientBalanceError",
     "InvalidRequestError",
     "LLMClientError",
     "LedgerRecord",
+    "Limits",
     "LocalEngineError",
     "MaxStepsExceededError",
     "MemoryEmbeddingCache",
@@ -158,6 +161,7 @@ __all__ = [
     "PriceTable",
     "QuotaExceededError",
     "RateLimitError",
+    "RedirectError",
     "ResponseFormatError",
     "RetryPolicy",
     "RunResult",

@@ -10,6 +10,7 @@ from pydantic import SecretStr
 
 from llmclient._http import Timeouts, Transport
 from llmclient.drivers import Driver, create_driver
+from llmclient.errors import InvalidRequestError
 from llmclient.model_ids import ModelResolver
 from llmclient.options import chat_options
 from llmclient.pipeline.call import Call, CallKind
@@ -83,6 +84,15 @@ class Drivers:
             await driver.aclose()
 
 
+def checked_timeout(value: Any) -> float | None:
+    """A call's `timeout=`: None (the client's), or a positive number of seconds; else `InvalidRequestError`."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise InvalidRequestError(f"timeout must be a positive number of seconds, not {value!r}")
+    return float(value)
+
+
 class Resolver:
     """The resolve and build steps: what a call names → `ModelId` → driver → a `Call` with a validated request.
 
@@ -109,6 +119,7 @@ class Resolver:
         """A chat or stream call with its request built from `Client.chat`'s `ChatOptions`."""
         params = chat_options(kind, options)
         call = self.call(kind, params.pop("model"), max_retries=params.pop("max_retries"), tags=params.pop("tags"))
+        call.timeout = checked_timeout(params.pop("timeout"))
         call.request, call.applied, call.dropped = chat_request(
             call.driver,
             call.model_id,
