@@ -15,7 +15,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from llmclient._http import InsecureURLWarning, Limits, Timeouts
-from llmclient.budget import Budget, BudgetScope
+from llmclient.budget import Budget, BudgetOvershootWarning, BudgetScope
 from llmclient.client import Client
 from llmclient.drivers import BaseDriver, Capabilities, Driver
 from llmclient.drivers.fake import FakeDriver
@@ -118,6 +118,7 @@ __all__ = [
     "BaseDriver",
     "Budget",
     "BudgetExceededError",
+    "BudgetOvershootWarning",
     "BudgetScope",
     "Capabilities",
     "ChatChunk",
