@@ -19,7 +19,7 @@ import warnings
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from llmclient._sanitize import api_key_problem, base_url_problem, is_public_host, scrub_transport_logs
@@ -215,7 +215,11 @@ class HTTPClient:
         try:
             response = await self._client.send(request, stream=True)
         except Exception as exc:
-            self._raise_translated(exc, model)
+            failure: LLMClientError | None = self._translated(exc, model)
+        else:
+            failure = None
+        if failure is not None:  # raised outside the `except`, so a foreign exception is not chained as context
+            raise failure
         try:
             if response.status_code >= 300:
                 content = await self._read(response, model)
@@ -233,6 +237,7 @@ class HTTPClient:
         declared = response.headers.get("content-length", "")
         chunks: list[bytes] = []
         size = int(declared) if declared.isdigit() else 0
+        failure: LLMClientError | None = None
         try:
             if size <= limit:
                 size = 0
@@ -242,7 +247,9 @@ class HTTPClient:
                         break
                     chunks.append(chunk)
         except Exception as exc:
-            self._raise_translated(exc, model)
+            failure = self._translated(exc, model)
+        if failure is not None:
+            raise failure
         if size > limit:
             raise ResponseFormatError(
                 f"{self.provider} sent a response body over the {limit:,} byte limit "
@@ -275,29 +282,41 @@ class HTTPClient:
         from httpx._decoders import LineDecoder  # httpx's own splitting, as `aiter_lines` does, bounded here
 
         decoder, pending, limit = LineDecoder(), 0, self.limits.max_event_bytes
-        try:
-            async for text in response.aiter_text():
-                lines = decoder.decode(text)
-                pending = pending + len(text) if not lines else sum(map(len, decoder.buffer))
-                if pending > limit or any(len(line) > limit for line in lines):
-                    raise self._too_long(model)
-                for line in lines:
-                    yield line
-            for line in decoder.flush():
+        texts = response.aiter_text()
+        while True:
+            try:
+                text = await texts.__anext__()
+            except StopAsyncIteration:
+                break
+            except Exception as exc:
+                failure: LLMClientError | None = self._translated(exc, model)
+            else:
+                failure = None
+            if failure is not None:  # raised outside the `except`: a foreign exception is not kept as context
+                raise failure
+            lines = decoder.decode(text)
+            pending = pending + len(text) if not lines else sum(map(len, decoder.buffer))
+            if pending > limit or any(len(line) > limit for line in lines):
+                raise self._too_long(model)
+            for line in lines:
                 yield line
-        except (LLMClientError, GeneratorExit):
-            raise
-        except Exception as exc:
-            self._raise_translated(exc, model)
+        for line in decoder.flush():
+            yield line
 
     async def _bytes(self, response: httpx.Response, model: str | None) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in response.aiter_bytes():
-                yield chunk
-        except GeneratorExit:
-            raise
-        except Exception as exc:
-            self._raise_translated(exc, model)
+        chunks = response.aiter_bytes()
+        while True:
+            try:
+                chunk = await chunks.__anext__()
+            except StopAsyncIteration:
+                return
+            except Exception as exc:
+                failure: LLMClientError | None = self._translated(exc, model)
+            else:
+                failure = None
+            if failure is not None:  # raised outside the `except`: a foreign exception is not kept as context
+                raise failure
+            yield chunk
 
     async def _guarded(self, lines: AsyncIterator[bytes], model: str | None) -> AsyncIterator[bytes]:
         try:
@@ -314,22 +333,28 @@ class HTTPClient:
             model=model,
         )
 
-    def _raise_translated(self, exc: Exception, model: str | None) -> NoReturn:
+    def _translated(self, exc: Exception, model: str | None) -> LLMClientError:
+        """The llmclient error for a failure while sending or reading; raise it outside the `except` block.
+
+        An httpx error is chained as the cause (its text redacted). A custom transport's own exception, or any
+        other, may hold the key or a body in its text, arguments or attributes: it is summarised, redacted, and
+        not chained at all.
+        """
         if isinstance(exc, LLMClientError):
-            raise exc
+            return exc
         if isinstance(exc, httpx.HTTPError):
-            raise self._translate(exc, model) from exc
-        # A custom transport's own exception (or an encoding failure): its text may hold the key or a body, so
-        # it is summarised, redacted, and not chained.
+            error = self._translate(exc, model)
+            error.__cause__ = exc
+            return error
         detail = self.redact(str(exc))[:200]
-        raise detached(
+        return detached(
             APIConnectionError(
                 f"{self.provider}: the transport failed ({type(exc).__name__}: {detail})",
                 provider=self.provider,
                 model=model,
                 retryable=False,
             )
-        ) from None
+        )
 
     def redact(self, text: str) -> str:
         """`text` without this client's API key or anything shaped like one."""

@@ -380,7 +380,8 @@ def error_from_response(
         "model": model,
         "status": status,
         "request_id": request_id_from(headers),
-        "body": None if parsed is None else json.loads(redact(json.dumps(parsed), secrets)),
+        # ensure_ascii=False: a masked echo (`tok_AB…YZ`) must stay visible to `redact`, not become `\u2026`.
+        "body": None if parsed is None else json.loads(redact(json.dumps(parsed, ensure_ascii=False), secrets)),
         "error_code": code or error_type,
     }
     if should_retry in ("true", "false"):

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from llmclient import tokens
-from llmclient.errors import InvalidRequestError, StreamDecodeError, StreamError, detached, loads
+from llmclient.errors import InvalidRequestError, StreamDecodeError, StreamError, loads
 from llmclient.types import (
     ChatChunk,
     FinishReason,
@@ -201,9 +201,13 @@ def stream_payload(data: bytes, *, unit: str, provider: str, model: str, partial
     """One stream event (`unit`: "stream event", "line") as a JSON object, else `StreamDecodeError`."""
     try:
         payload = loads(data)
-    except ValueError as exc:  # not chained: the decoder's exception would hold the whole event
-        what = f"sent a {unit} that is not JSON ({exc})"
-        raise detached(stream_error(StreamDecodeError, what, provider=provider, model=model, partial=partial)) from None
+    except ValueError as exc:
+        problem: str | None = str(exc)
+    else:
+        problem = None
+    if problem is not None:  # raised outside the `except`: nothing that holds the event is chained
+        what = f"sent a {unit} that is not JSON ({problem})"
+        raise stream_error(StreamDecodeError, what, provider=provider, model=model, partial=partial)
     if not isinstance(payload, dict):
         what = f"sent a {unit} that is not an object"
         raise stream_error(StreamDecodeError, what, provider=provider, model=model, partial=partial)

@@ -39,6 +39,8 @@ class Drivers:
         self._timeouts = timeouts
         self._options: dict[str, dict[str, Any]] = {}
         self._instances: dict[str, Driver] = {}
+        self._given: set[str] = set()
+        self._loops: dict[str, object] = {}
         for name, config in (providers or {}).items():
             if isinstance(config, Mapping):
                 self._options[name] = {
@@ -47,20 +49,30 @@ class Drivers:
                 }
             else:
                 self._instances[name] = config
+                self._given.add(name)
 
     def names(self) -> list[str]:
         """The providers configured by name (their own or built-in names)."""
         return sorted({*self._options, *self._instances})
 
     def get(self, provider: str) -> Driver:
-        """The driver for `provider`, created on first use from its options."""
+        """The driver for `provider`, created on first use from its options, and again on a new event loop.
+
+        A script or notebook may run one client under several `asyncio.run()` calls; connection pools belong to the
+        loop that opened them, so a driver this client made is made afresh on a new loop (the old loop is closed,
+        and its connections with it).
+        """
+        loop = _running_loop()
         driver = self._instances.get(provider)
+        if driver is not None and provider not in self._given and self._loops.get(provider, loop) is not loop:
+            driver = None
         if driver is None:
             options = dict(self._options.get(provider, {}))
             if isinstance(options.get("api_key"), SecretStr):
                 options["api_key"] = options["api_key"].get_secret_value()
             driver = create_driver(provider, options, transport=self._transport, timeouts=self._timeouts)
             self._instances[provider] = driver
+            self._loops[provider] = loop
         return driver
 
     def __iter__(self) -> Iterator[Driver]:
@@ -82,6 +94,15 @@ class Drivers:
         drivers, self._instances = list(self._instances.values()), {}
         for driver in drivers:
             await driver.aclose()
+
+
+def _running_loop() -> object:
+    import asyncio
+
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:  # `Client.driver()` called outside a loop: the driver stays with the loop it has
+        return None
 
 
 def checked_timeout(value: Any) -> float | None:
