@@ -90,10 +90,16 @@ class Drivers:
         return keys
 
     async def aclose(self) -> None:
-        """Close every driver made so far (connection pools, loaded models); they are made again on next use."""
-        drivers, self._instances = list(self._instances.values()), {}
-        for driver in drivers:
-            await driver.aclose()
+        """Close every driver made so far (connection pools, loaded models); they are made again on next use.
+
+        A driver this client made on another event loop is dropped, not closed: its connections belong to that loop,
+        which has ended.
+        """
+        loop = _running_loop()
+        drivers, self._instances = dict(self._instances), {}
+        for provider, driver in drivers.items():
+            if provider in self._given or self._loops.get(provider, loop) is loop:
+                await driver.aclose()
 
 
 def _running_loop() -> object:
