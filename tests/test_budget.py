@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import respx
 
-from llmclient import BudgetExceededError, Client, FakeDriver, ServerError
+from llmclient import BudgetExceededError, BudgetOvershootWarning, Client, FakeDriver, ServerError
 
 # 1 µ$ per input word, 2 µ$ per output word (the fake driver counts words).
 PAID = {"fake/paid": {"input_cost_per_token": "0.000001", "output_cost_per_token": "0.000002"}}
@@ -119,12 +119,14 @@ async def test_a_stream_that_overruns_its_reservation_stops() -> None:
             received.append(chunk.delta)
 
     async with client.budget(usd="1") as budget:
-        with pytest.raises(BudgetExceededError, match="passed its reserved"):
+        # The chunk that crossed the line was generated, so billed: its excess is the budget's overshoot.
+        with pytest.raises(BudgetExceededError, match="passed its reserved"), pytest.warns(BudgetOvershootWarning):
             await consume()
     assert len(received) == 2  # stopped at the chunk that crossed the line
     record = client.ledger.records[0]
     assert record.error == "BudgetExceededError" and record.usage.estimated
     assert budget.reserved == 0 and budget.spent == record.cost.total  # type: ignore[union-attr]
+    assert budget.overshoot == budget.spent - (Decimal("0.000008") + Decimal("0.000004"))
 
 
 async def test_a_client_wide_budget() -> None:

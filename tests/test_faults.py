@@ -425,7 +425,9 @@ async def test_keep_alive_drip_on_stream_hits_the_deadline(serve: Callable[..., 
     assert elapsed < 5.0
     assert server.count == 1
     assert server.bodies[0].closed
-    assert len(client.ledger) == 0  # nothing arrived, nothing to bill
+    # The request left, so the provider may bill what it generated: one record, cost unknown (docs/costs.md).
+    [record] = client.ledger.records
+    assert (record.cost, record.attempts, record.error) == (None, 1, "APITimeoutError")
 
 
 async def test_drip_after_the_first_chunk_keeps_the_partial_text(serve: Callable[..., Server]) -> None:
@@ -547,7 +549,6 @@ async def test_broken_html_error_page_is_mapped_quickly(serve: Callable[..., Ser
         pytest.param(b'{"choices": [{"message": "hi"}]}', id="message-string"),
         pytest.param(b'{"choices": [{"message": {"content": 5}}]}', id="content-number"),
         pytest.param(b'{"choices": [{"message": {"content": "hi"}}], "usage": "lots"}', id="usage-string"),
-        pytest.param(b'{"choices": [{"message": {"content": "hi"}}], "usage": {"prompt_tokens": "x"}}', id="usage-nan"),
     ],
 )
 async def test_unusable_2xx_body_is_a_response_format_error(serve: Callable[..., Server], content: bytes) -> None:

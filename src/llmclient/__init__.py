@@ -14,8 +14,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from llmclient._http import HTTPOptions, Timeouts
-from llmclient.budget import Budget, BudgetScope
+from llmclient._http import HTTPOptions, InsecureURLWarning, Limits, Timeouts
+from llmclient.budget import Budget, BudgetOvershootWarning, BudgetScope
 from llmclient.client import Client
 from llmclient.drivers import BaseDriver, Capabilities, Driver
 from llmclient.drivers.fake import FakeDriver
@@ -44,6 +44,7 @@ from llmclient.errors import (
     PermissionDeniedError,
     QuotaExceededError,
     RateLimitError,
+    RedirectError,
     ResponseFormatError,
     ServerError,
     StreamDecodeError,
@@ -117,6 +118,7 @@ __all__ = [
     "BaseDriver",
     "Budget",
     "BudgetExceededError",
+    "BudgetOvershootWarning",
     "BudgetScope",
     "Capabilities",
     "ChatChunk",
@@ -140,10 +142,12 @@ __all__ = [
     "ImagePart",
     "ImageURL",
     "InputTooLongError",
+    "InsecureURLWarning",
     "InsufficientBalanceError",
     "InvalidRequestError",
     "LLMClientError",
     "LedgerRecord",
+    "Limits",
     "LocalEngineError",
     "MaxStepsExceededError",
     "MemoryEmbeddingCache",
@@ -159,6 +163,7 @@ __all__ = [
     "PriceTable",
     "QuotaExceededError",
     "RateLimitError",
+    "RedirectError",
     "ResponseFormatError",
     "RetryPolicy",
     "RunResult",

@@ -19,9 +19,10 @@ import aiohttp
 from multidict import CIMultiDictProxy
 from yarl import URL
 
+from llmclient.errors import LLMClientError
+
 if TYPE_CHECKING:
     from llmclient._http import FailureKind, HTTPClient
-    from llmclient.errors import LLMClientError
 
 
 @dataclass(frozen=True)
@@ -97,16 +98,36 @@ class AiohttpBackend:
     async def request(
         self, method: str, path: str, body: bytes | None, headers: Mapping[str, str], model: str | None
     ) -> Answer:
-        """Send one request and read its whole answer."""
+        """Send one request and read its whole answer, up to `Limits.max_response_bytes`."""
         session = self._open()
+        failure: LLMClientError | None = None
         try:
             async with session.request(
                 method, self._url(path), data=body, headers=headers, proxy=self._proxy, allow_redirects=False
             ) as response:
-                content = await response.read()
+                content = await self._read(response, model)
         except aiohttp.ClientError as exc:
             raise self._failure(exc, model) from exc
+        except LLMClientError:
+            raise
+        except Exception as exc:  # anything else may hold the key or a body: summarised, never chained
+            failure = self._owner.foreign(exc, model)
+        if failure is not None:
+            raise failure
         return Answer(response.status, response.headers, content)
+
+    async def _read(self, response: aiohttp.ClientResponse, model: str | None) -> bytes:
+        limit = self._owner.limits.max_response_bytes
+        answer = Answer(response.status, response.headers, b"")
+        if response.content_length is not None and response.content_length > limit:
+            raise self._owner.too_large(answer, model)
+        chunks, size = [], 0
+        async for chunk in response.content.iter_any():
+            size += len(chunk)
+            if size > limit:
+                raise self._owner.too_large(answer, model)
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     @asynccontextmanager
     async def stream(
@@ -121,12 +142,12 @@ class AiohttpBackend:
         except aiohttp.ClientError as exc:
             raise self._failure(exc, model) from exc
         try:
-            if response.status >= 400:
+            if response.status >= 300:  # an error answer, or a redirect (never followed: the key would go along)
                 try:
-                    content = await response.read()
+                    content = await self._read(response, model)
                 except aiohttp.ClientError as exc:
                     raise self._failure(exc, model) from exc
-                raise self._owner._error(Answer(response.status, response.headers, content), content, model)
+                self._owner.check_status(Answer(response.status, response.headers, content), content, model)
             yield response
         finally:
             response.release()

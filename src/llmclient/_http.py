@@ -4,27 +4,45 @@
 per-call CPU cost is a third of httpx's; `transport=` (any `httpx.AsyncBaseTransport`, e.g. `httpx.MockTransport`),
 `HTTPOptions(backend="httpx")`, or a started `respx` mock select httpx, so the test seams keep working. Both
 backends take the same `Timeouts` and `HTTPOptions` (proxy, environment, TLS verification, connection limits,
-keep-alive). This module also reads SSE events and NDJSON lines, and translates every httpx and JSON failure into
-the llmclient error tree in one place.
+keep-alive), and the same `Limits`. Whatever the server or the transport does, only llmclient errors leave this
+module (or a cancellation): every httpx, aiohttp and JSON failure is translated here, once.
+
+What it reads is bounded (`Limits`): a response body, and one stream line or event (split by `_framing`). It
+refuses API keys that could not be meant (whitespace, control or non-ASCII characters, placeholders such as
+"null") and base URLs with whitespace or an invalid port, warns once per host when a key would travel over plain
+http to a host outside the machine or the local network, and answers a redirect with `RedirectError` instead of
+following it (the key would go along). Under DEBUG logging, httpx's and httpcore's records are scrubbed of keys.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
 
-from llmclient._http_options import HTTPOptions as HTTPOptions  # re-exported: drivers take it from here
-from llmclient._http_options import respx_routing
+# Re-exported: drivers take framing, options and limits from here.
+from llmclient._framing import iter_lines, iter_ndjson
+from llmclient._framing import iter_sse as iter_sse
+from llmclient._http_options import HTTPOptions as HTTPOptions
+from llmclient._http_options import InsecureURLWarning as InsecureURLWarning
+from llmclient._http_options import Limits as Limits
+from llmclient._http_options import check_api_key, check_base_url, respx_routing
+from llmclient._sanitize import scrub_transport_logs
 from llmclient.errors import (
     APIConnectionError,
     APIError,
     APITimeoutError,
+    InvalidRequestError,
     LLMClientError,
+    RedirectError,
     ResponseFormatError,
+    StreamDecodeError,
+    detached,
     error_from_response,
+    loads,
     redact,
     request_id_from,
 )
@@ -85,6 +103,7 @@ class HTTPClient:
         transport: An httpx transport; selects the httpx backend (`httpx.MockTransport` in tests).
         timeouts: Connect, read, write and pool timeouts (`total` is the pipeline's).
         options: Proxy, environment, TLS verification, connection limits, keep-alive and backend.
+        limits: The most read of one response body and of one stream line or event.
         refine: Turns an error answer into a more specific llmclient error.
         refine_connect: Adds a provider's hint to a refused connection.
     """
@@ -101,18 +120,22 @@ class HTTPClient:
         options: HTTPOptions | Mapping[str, Any] | None = None,
         refine: Callable[[APIError], LLMClientError] | None = None,
         refine_connect: Callable[[APIConnectionError], LLMClientError] | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.provider = provider
         self.base_url = base_url
         self.timeouts = timeouts or Timeouts()
         self.options = HTTPOptions.from_value(options)
         self.headers = {"user-agent": _USER_AGENT, **headers}
+        self.limits = limits or Limits()
         # `refine` may turn an error answer into any llmclient error (a 400 that says a model lacks tools is an
         # unsupported capability, not a bad request); `refine_connect` adds a provider's hint to a refused connection.
         self._refine = refine
         self._refine_connect = refine_connect
         self._urls: dict[str, httpx.URL] = {}
-        self._secrets = tuple(secret for secret in secrets if secret)
+        self._secrets = tuple(check_api_key(secret, provider=provider) for secret in secrets if secret)
+        check_base_url(base_url, provider=provider, sends_key=bool(self._secrets))
+        scrub_transport_logs(self._secrets)
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
         self._aiohttp: AiohttpBackend | None = None
@@ -172,34 +195,28 @@ class HTTPClient:
 
     async def post_json(self, path: str, body: dict[str, Any], *, model: str | None) -> tuple[Any, str | None]:
         """POST `body` as JSON; return the decoded JSON answer and the request id."""
-        backend = self._backend()
-        if backend is not None:
-            response: Any = await backend.request("POST", path, _dumps(body), _JSON_HEADERS, model)
-        else:
-            try:
-                response = await self._httpx().post(self._url(path), content=_dumps(body), headers=_JSON_HEADERS)
-            except httpx.HTTPError as exc:
-                raise self._translate(exc, model) from exc
-        request_id = request_id_from(response.headers)
-        if response.status_code >= 400:
-            raise self._error(response, response.content, model)
-        return self.decode_json(response.content, model=model, request_id=request_id, status=response.status_code), (
-            request_id
-        )
+        return await self._json("POST", path, _dumps(body), _JSON_HEADERS, model)
 
     async def get_json(self, path: str, *, model: str | None = None) -> Any:
         """GET `path` and decode its JSON answer."""
+        return (await self._json("GET", path, None, _GET_HEADERS, model))[0]
+
+    async def _json(
+        self, method: str, path: str, body: bytes | None, headers: Mapping[str, str], model: str | None
+    ) -> tuple[Any, str | None]:
         backend = self._backend()
+        response: Any
         if backend is not None:
-            response: Any = await backend.request("GET", path, None, _GET_HEADERS, model)
+            response = await backend.request(method, path, body, headers, model)
+            content = response.content
+            self.check_status(response, content, model)
         else:
-            try:
-                response = await self._httpx().get(self._url(path))
-            except httpx.HTTPError as exc:
-                raise self._translate(exc, model) from exc
-        if response.status_code >= 400:
-            raise self._error(response, response.content, model)
-        return self.decode_json(response.content, model=model, request_id=request_id_from(response.headers))
+            client = self._httpx()
+            request = client.build_request(method, self._url(path), content=body, headers=headers)
+            async with self._send(request, model) as response:
+                content = await self._read(response, model)
+        request_id = request_id_from(response.headers)
+        return self.decode_json(content, model=model, request_id=request_id, status=response.status_code), request_id
 
     @asynccontextmanager
     async def stream_lines(
@@ -209,10 +226,12 @@ class HTTPClient:
         backend = self._backend()
         if backend is not None:
             async with backend.stream(path, _dumps(body), _STREAM_HEADERS, model) as response:
-                yield request_id_from(response.headers), iter_lines(backend.chunks(response, model))
+                lines = iter_lines(backend.chunks(response, model), max_line_bytes=self.limits.max_event_bytes)
+                yield request_id_from(response.headers), self._guarded(lines, model)
             return
         async with self._stream(path, body, _STREAM_HEADERS, model) as response:
-            yield request_id_from(response.headers), self._lines(response, model)
+            lines = iter_lines(self._bytes(response, model), max_line_bytes=self.limits.max_event_bytes)
+            yield request_id_from(response.headers), self._guarded(lines, model)
 
     @asynccontextmanager
     async def stream_ndjson(
@@ -222,45 +241,141 @@ class HTTPClient:
         backend = self._backend()
         if backend is not None:
             async with backend.stream(path, _dumps(body), _NDJSON_HEADERS, model) as response:
-                yield request_id_from(response.headers), iter_ndjson(backend.chunks(response, model))
+                lines = iter_ndjson(backend.chunks(response, model), max_line_bytes=self.limits.max_event_bytes)
+                yield request_id_from(response.headers), self._guarded(lines, model)
             return
         async with self._stream(path, body, _NDJSON_HEADERS, model) as response:
-            yield request_id_from(response.headers), iter_ndjson(self._bytes(response, model))
+            lines = iter_ndjson(self._bytes(response, model), max_line_bytes=self.limits.max_event_bytes)
+            yield request_id_from(response.headers), self._guarded(lines, model)
+
+    def _stream(self, path: str, body: dict[str, Any], headers: Mapping[str, str], model: str | None) -> Any:
+        client = self._httpx()  # an async context manager of the response, its body unread
+        return self._send(client.build_request("POST", self._url(path), content=_dumps(body), headers=headers), model)
 
     @asynccontextmanager
-    async def _stream(
-        self, path: str, body: dict[str, Any], headers: Mapping[str, str], model: str | None
-    ) -> AsyncIterator[httpx.Response]:
-        client = self._httpx()
-        request = client.build_request("POST", self._url(path), content=_dumps(body), headers=headers)
+    async def _send(self, request: httpx.Request, model: str | None) -> AsyncIterator[httpx.Response]:
+        """Send over httpx, the body unread; an error status becomes its llmclient error, a redirect a
+        `RedirectError` (never followed), and every transport failure an `APIConnectionError`."""
         try:
-            response = await client.send(request, stream=True)
-        except httpx.HTTPError as exc:
-            raise self._translate(exc, model) from exc
+            response = await self._httpx().send(request, stream=True)
+        except Exception as exc:
+            failure: LLMClientError | None = self._translated(exc, model)
+        else:
+            failure = None
+        if failure is not None:  # raised outside the `except`, so a foreign exception is not chained as context
+            raise failure
         try:
-            if response.status_code >= 400:
-                try:
-                    content = await response.aread()
-                except httpx.HTTPError as exc:
-                    raise self._translate(exc, model) from exc
-                raise self._error(response, content, model)
+            if response.status_code >= 300:
+                self.check_status(response, await self._read(response, model), model)
             yield response
         finally:
-            await response.aclose()
+            with suppress(Exception):  # closing a broken connection: nothing left to tell the caller
+                await response.aclose()
 
-    async def _lines(self, response: httpx.Response, model: str | None) -> AsyncIterator[str]:
-        try:
-            async for line in response.aiter_lines():
-                yield line
-        except httpx.HTTPError as exc:
-            raise self._translate(exc, model) from exc
+    def check_status(self, response: Any, content: bytes, model: str | None) -> None:
+        """Raise the llmclient error of an error answer (>= 400), or `RedirectError` for a 3xx (never followed).
+
+        `response`: an httpx.Response or the aiohttp backend's answer; both have `status_code` and `headers`.
+        """
+        if response.status_code >= 400:
+            raise self._error(response, content, model)
+        if response.status_code >= 300:
+            location = response.headers.get("location") or ""
+            try:
+                target = urlsplit(location).hostname or ""
+            except ValueError:
+                target = ""
+            where = f"to host {target!r}" if target else "without a usable location"
+            raise RedirectError(
+                f"{self.provider} answered with a redirect {where}, which is never followed (the API key would go "
+                "with it); set base_url to the new address if you trust it",
+                provider=self.provider,
+                model=model,
+                status=response.status_code,
+                request_id=request_id_from(response.headers),
+                location=self.redact(location)[:500] or None,
+            )
+
+    def too_large(self, response: Any, model: str | None) -> ResponseFormatError:
+        """The error for a body over `limits.max_response_bytes` (the status is kept: a 2xx was billed)."""
+        return ResponseFormatError(
+            f"{self.provider} sent a response body over the {self.limits.max_response_bytes:,} byte limit "
+            "(raise it with Limits(max_response_bytes=...))",
+            provider=self.provider,
+            model=model,
+            status=response.status_code,
+            request_id=request_id_from(response.headers),
+        )
+
+    async def _read(self, response: httpx.Response, model: str | None) -> bytes:
+        """The whole body over httpx, up to `limits.max_response_bytes`."""
+        limit = self.limits.max_response_bytes
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise self.too_large(response, model)
+        chunks, size = [], 0
+        async for chunk in self._bytes(response, model):
+            size += len(chunk)
+            if size > limit:
+                raise self.too_large(response, model)
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     async def _bytes(self, response: httpx.Response, model: str | None) -> AsyncIterator[bytes]:
+        chunks = response.aiter_bytes()
+        while True:
+            try:
+                chunk = await chunks.__anext__()
+            except StopAsyncIteration:
+                return
+            except Exception as exc:
+                failure: LLMClientError | None = self._translated(exc, model)
+            else:
+                failure = None
+            if failure is not None:  # raised outside the `except`: a foreign exception is not kept as context
+                raise failure
+            yield chunk
+
+    async def _guarded(self, lines: AsyncIterator[Any], model: str | None) -> AsyncIterator[Any]:
         try:
-            async for chunk in response.aiter_bytes():
-                yield chunk
-        except httpx.HTTPError as exc:
-            raise self._translate(exc, model) from exc
+            async for line in lines:
+                yield line
+        except ValueError:  # the framing's line limit
+            raise detached(
+                StreamDecodeError(
+                    f"{self.provider} sent a stream line or event over the {self.limits.max_event_bytes:,} byte "
+                    "limit (raise it with Limits(max_event_bytes=...))",
+                    provider=self.provider,
+                    model=model,
+                )
+            ) from None
+
+    def _translated(self, exc: Exception, model: str | None) -> LLMClientError:
+        """The llmclient error for a failure while sending or reading over httpx; raise it outside the `except`.
+
+        An httpx error is chained as the cause (its text redacted). A custom transport's own exception, or any
+        other, may hold the key or a body in its text, arguments or attributes: it is summarised, redacted, and
+        not chained at all.
+        """
+        if isinstance(exc, LLMClientError):
+            return exc
+        if isinstance(exc, httpx.HTTPError):
+            error = self._translate(exc, model)
+            error.__cause__ = exc
+            return error
+        return self.foreign(exc, model)
+
+    def foreign(self, exc: Exception, model: str | None) -> LLMClientError:
+        """A transport's own (non-HTTP-library) exception, summarised and redacted, never chained."""
+        detail = self.redact(str(exc))[:200]
+        return detached(
+            APIConnectionError(
+                f"{self.provider}: the transport failed ({type(exc).__name__}: {detail})",
+                provider=self.provider,
+                model=model,
+                retryable=False,
+            )
+        )
 
     def redact(self, text: str) -> str:
         """`text` without this client's API key or anything shaped like one."""
@@ -269,19 +384,23 @@ class HTTPClient:
     def decode_json(
         self, content: bytes, *, model: str | None, request_id: str | None = None, status: int | None = None
     ) -> Any:
-        """Decode a JSON body, or raise `ResponseFormatError` with a bounded excerpt."""
+        """Decode a JSON body, or raise `ResponseFormatError` with a bounded, redacted excerpt.
+
+        The decoder's own exception is not chained: a `JSONDecodeError` holds the whole body.
+        """
         try:
-            return json.loads(content)
+            return loads(content)
         except ValueError as exc:
             excerpt = redact(content[:200].decode("utf-8", errors="replace"), self._secrets)
-            what = "an empty body" if not content.strip() else f"a body that is not JSON: {excerpt!r}"
-            raise ResponseFormatError(
+            what = "an empty body" if not content.strip() else f"a body that is not JSON ({exc}): {excerpt!r}"
+            error = ResponseFormatError(
                 f"{self.provider} returned {what}",
                 provider=self.provider,
                 model=model,
                 request_id=request_id,
                 status=status,
-            ) from exc
+            )
+        raise detached(error)
 
     def _error(self, response: Any, content: bytes, model: str | None) -> LLMClientError:
         # `response`: an httpx.Response or the aiohttp backend's answer; both have `status_code` and `headers`.
@@ -319,7 +438,14 @@ class HTTPClient:
             # The original stays chained as the cause for debugging, so it must not carry the key either.
             exc.args = (detail, *exc.args[1:])
         if kind.endswith("timeout"):
-            return APITimeoutError(f"{self.provider}: {kind} ({detail})", provider=self.provider, model=model)
+            # A connect or pool timeout: the request never left. Otherwise the provider may have received it.
+            unsent = kind in ("connect timeout", "pool timeout")
+            return APITimeoutError(
+                f"{self.provider}: {kind} ({detail})",
+                provider=self.provider,
+                model=model,
+                request_sent=False if unsent else None,
+            )
         if kind == "connect":
             refused = APIConnectionError(
                 f"could not connect to {self.provider} at {self.base_url} ({detail})",
@@ -349,90 +475,13 @@ _NDJSON_HEADERS = {"content-type": "application/json", "accept": "application/x-
 
 
 def _dumps(body: dict[str, Any]) -> bytes:
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-
-
-async def iter_sse(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str, str]]:
-    """Server-sent events from decoded lines, as `(event, data)`; comments and keep-alive lines are skipped.
-
-    Follows the WHATWG event-stream rules that matter for LLM APIs: `data:` lines of one event join with
-    newlines, a blank line ends an event, `:` starts a comment, and an event cut off by the end of the stream is
-    still delivered.
-    """
-    event = ""
-    data: list[str] = []
-    async for line in lines:
-        if not line:
-            if data:
-                yield event or "message", "\n".join(data)
-            event, data = "", []
-            continue
-        if line[0] == ":":
-            continue
-        field, _, value = line.partition(":")
-        if value[:1] == " ":
-            value = value[1:]
-        if field == "data":
-            data.append(value)
-        elif field == "event":
-            event = value
-    if data:
-        yield event or "message", "\n".join(data)
-
-
-async def iter_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
-    """The lines of a body as text, from chunks cut anywhere, blank lines kept (they end SSE events).
-
-    Lines end at `\\n` (a trailing `\\r` is dropped), which never occurs inside a multi-byte UTF-8 sequence, so each
-    line decodes whole; bytes that are not UTF-8 become U+FFFD. A last line without its newline is still delivered.
-    """
-    parts: list[bytes] = []
-    async for chunk in chunks:
-        if b"\n" not in chunk:
-            if chunk:
-                parts.append(chunk)
-            continue
-        lines = chunk.split(b"\n")
-        if parts:
-            parts.append(lines[0])
-            lines[0] = b"".join(parts)
-            parts = []
-        tail = lines.pop()
-        if tail:
-            parts.append(tail)
-        for line in lines:
-            yield (line[:-1] if line[-1:] == b"\r" else line).decode("utf-8", "replace")
-    if parts:
-        line = b"".join(parts)
-        yield (line[:-1] if line[-1:] == b"\r" else line).decode("utf-8", "replace")
-
-
-async def iter_ndjson(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """The lines of an NDJSON body as bytes, from chunks cut anywhere; blank lines are skipped.
-
-    Lines are split at `\\n` only, a byte that never occurs inside a multi-byte UTF-8 sequence, so a chunk that ends
-    mid-line or mid-character is safe and each line decodes whole (`json.loads` takes bytes; a trailing `\\r` is
-    whitespace to it). A last line without its newline is still delivered. Work is linear in the body size however
-    small the chunks are.
-    """
-    parts: list[bytes] = []
-    async for chunk in chunks:
-        if b"\n" not in chunk:
-            if chunk:
-                parts.append(chunk)
-            continue
-        lines = chunk.split(b"\n")
-        if parts:
-            parts.append(lines[0])
-            lines[0] = b"".join(parts)
-            parts = []
-        tail = lines.pop()
-        if tail:
-            parts.append(tail)
-        for line in lines:
-            if line.strip():
-                yield line
-    if parts:
-        line = b"".join(parts)
-        if line.strip():
-            yield line
+    """The request body as JSON; what cannot be sent (a lone surrogate, a value JSON has no form for, a cycle or
+    nesting too deep) is `InvalidRequestError`, before anything is sent."""
+    try:
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    except UnicodeEncodeError as exc:
+        problem = f"text that is not valid Unicode (a lone surrogate at position {exc.start})"
+    except (TypeError, ValueError, RecursionError) as exc:
+        problem = f"a value JSON cannot carry ({type(exc).__name__})"
+    # Not chained: the encoder's exception holds the whole request, prompt included.
+    raise detached(InvalidRequestError(f"the request holds {problem}; fix the input before sending"))

@@ -1,4 +1,4 @@
-"""How an HTTP driver connects (`HTTPOptions`): proxy, environment, TLS verification, pool and backend.
+"""How an HTTP driver connects (`HTTPOptions`), what it reads at most (`Limits`), and the checks on its key and URL.
 
 Both backends of `llmclient._http.HTTPClient` read these, so a proxy, a CA bundle or a connection limit means the
 same over aiohttp and httpx. Nothing here imports either library.
@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
+
+from llmclient._framing import DEFAULT_MAX_EVENT_BYTES
+from llmclient._sanitize import api_key_problem, base_url_problem, is_public_host
+from llmclient.errors import ConfigurationError
 
 if TYPE_CHECKING:
     import ssl
@@ -126,3 +131,51 @@ def respx_routing() -> bool:
     # respx is a test library; in production it is not imported and this is one dictionary lookup.
     mocks = sys.modules.get("respx.mocks")
     return mocks is not None and any(mocker.routers for mocker in mocks.Mocker.registry.values())
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The most llmclient reads from a provider, so a hostile or broken server cannot exhaust memory.
+
+    Raise them per provider: `Client(providers={"openai": {"limits": Limits(max_response_bytes=256 * 2**20)}})`.
+
+    Args:
+        max_response_bytes: One response body (a chat completion, a batch of embeddings, an error page). Past it:
+            `ResponseFormatError` (recorded in the ledger when the status was 2xx: the call was billed).
+        max_event_bytes: One line or server-sent event of a stream. Past it: `StreamDecodeError`.
+    """
+
+    max_response_bytes: int = 64 * 2**20
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+
+
+class InsecureURLWarning(UserWarning):
+    """An API key would be sent over plain http to a host outside this machine and its local network."""
+
+
+_WARNED_HOSTS: set[str] = set()
+
+
+def check_api_key(secret: str, *, provider: str) -> str:
+    """`secret` if it can be an API key, else `ConfigurationError` (which never shows the value)."""
+    problem = api_key_problem(secret)
+    if problem:
+        raise ConfigurationError(f"the API key for {provider} {problem}; check what sets it", provider=provider)
+    return secret
+
+
+def check_base_url(url: str, *, provider: str, sends_key: bool) -> None:
+    """Refuse a base URL with whitespace or an invalid port (`ConfigurationError`); warn once per host when a key
+    would go over plain http to a public host."""
+    problem = base_url_problem(url)
+    if problem:
+        raise ConfigurationError(f"base_url for {provider} {problem}", provider=provider)
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.scheme == "http" and sends_key and is_public_host(host) and host not in _WARNED_HOSTS:
+        _WARNED_HOSTS.add(host)
+        warnings.warn(
+            f"the {provider} API key goes over plain http to {host}; use https:// unless the network is trusted",
+            InsecureURLWarning,
+            stacklevel=4,
+        )

@@ -1,7 +1,10 @@
 """Budgets: spending limits in USD that calls reserve against before they are sent and settle afterwards.
 
 A reservation is the budget's own: every change to `spent` and `reserved` happens under this module's lock, so
-nested budgets reserve all-or-nothing and concurrent callers never see a half-applied reservation.
+nested budgets reserve all-or-nothing and concurrent callers never see a half-applied reservation. A call whose
+actual cost is above its reservation (the provider billed more than the worst case admitted) still settles to
+what it cost: the excess is added to the budget's `overshoot`, warned once per budget (`BudgetOvershootWarning`),
+and, being spent, leaves less room for every later admission.
 
 ```python
 from decimal import Decimal
@@ -18,6 +21,7 @@ assert (budget.remaining, budget.calls) == (Decimal("0.10"), 0)
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Sequence
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
@@ -32,6 +36,10 @@ _LOCK = threading.Lock()
 
 # Budgets opened with `client.budget(...)` in this task and its parents, each tagged with its owner's id.
 _OPEN: ContextVar[tuple[tuple[int, Budget], ...]] = ContextVar("llmclient_budgets", default=())
+
+
+class BudgetOvershootWarning(UserWarning):
+    """A call cost more than the worst case its budget reserved for it (warned once per budget)."""
 
 
 class Budget:
@@ -54,6 +62,9 @@ class Budget:
         self.spent = Decimal(0)
         self.reserved = Decimal(0)
         self.calls = 0
+        self.overshoot = Decimal(0)
+        """How much settled calls cost beyond what they reserved (part of `spent`)."""
+        self._warned = False
 
     def __repr__(self) -> str:
         return f"Budget({self.name}: spent {self.spent} + reserved {self.reserved} of {self.limit} USD)"
@@ -92,8 +103,11 @@ class Reservation:
     settled: bool = False
 
     def settle(self, cost: Cost | None) -> None:
-        """Replace the reservation with the actual cost (an unknown cost counts as the reservation)."""
+        """Replace the reservation with the actual cost (an unknown cost counts as the reservation); a cost above
+        the reservation is booked in full and its excess recorded as the budget's `overshoot`."""
         actual = self.amount if cost is None else cost.total
+        excess = actual - self.amount
+        first_overshoots: list[Budget] = []
         with _LOCK:
             if self.settled:
                 return
@@ -102,6 +116,19 @@ class Reservation:
                 budget.reserved -= self.amount
                 budget.spent += actual
                 budget.calls += 1
+                if excess > 0:
+                    budget.overshoot += excess
+                    if not budget._warned:
+                        budget._warned = True
+                        first_overshoots.append(budget)
+        for budget in first_overshoots:
+            warnings.warn(
+                f"a call cost ${actual:.6f}, ${excess:.6f} more than the worst case {budget.name} reserved for it "
+                f"(the provider billed more than counted); {budget!r}. Later calls are admitted against what was "
+                "spent; warned once per budget",
+                BudgetOvershootWarning,
+                stacklevel=2,
+            )
 
     def release(self) -> None:
         """Give the reservation back unspent (the call failed before anything was billed)."""

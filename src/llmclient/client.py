@@ -42,15 +42,15 @@ from llmclient.pipeline import (
     Pricing,
 )
 from llmclient.pipeline import send as pipeline_send
-from llmclient.pipeline.request import count_tokens
-from llmclient.pipeline.resolve import Drivers, Resolver
+from llmclient.pipeline.request import count_tokens, messages_of
+from llmclient.pipeline.resolve import Drivers, Resolver, checked_timeout
 from llmclient.prices import PriceTable
 from llmclient.retry import RetryPolicy
 from llmclient.streaming import ChatStream
 from llmclient.structured import structured_chat
 from llmclient.tool_loop import run_tools
 from llmclient.tools import RunResult
-from llmclient.types import ChatResponse, EmbedResponse, Message, TokenCount, to_messages
+from llmclient.types import ChatResponse, EmbedResponse, Message, TokenCount
 
 if TYPE_CHECKING:
     import numpy as np
@@ -198,7 +198,7 @@ class Client:
 
             return await structured_chat(
                 attempt,
-                to_messages(messages),
+                messages_of(messages),
                 response_model,
                 driver=self.driver(self.resolve(options.get("model")).provider),
                 response_format=options.get("response_format"),
@@ -248,7 +248,7 @@ class Client:
 
         return await run_tools(
             step,
-            to_messages(messages),
+            messages_of(messages),
             tools,
             max_steps=max_steps,
             tool_timeout=tool_timeout,
@@ -270,6 +270,7 @@ class Client:
         progress: bool | None = None,
         max_retries: int | None = None,
         tags: Sequence[str] = (),
+        timeout: float | None = None,
     ) -> EmbedResponse:
         """Embed one text or a list of texts; `vectors` is a float32 array of shape (len(inputs), dimensions).
 
@@ -287,6 +288,7 @@ class Client:
             progress: A tqdm bar: None shows one for 1,000+ inputs on a terminal (if tqdm is installed).
             max_retries: Overrides the client's retry count for each request.
             tags: Labels stored with the ledger record.
+            timeout: This call's overall deadline in seconds; None: the client's.
 
         Raises:
             InputTooLongError: An input has more tokens than the model accepts (its index is on the error).
@@ -300,7 +302,7 @@ class Client:
             pricing=self._pricing,
             budgets=self._budgets(),
             cache=self.embedding_cache,
-            deadline_s=self.timeouts.total,
+            deadline_s=self.timeouts.total if timeout is None else checked_timeout(timeout),
         )
 
     async def similarity(

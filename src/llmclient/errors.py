@@ -22,12 +22,13 @@ LLMClientError
  │    ├── QuotaExceededError             OpenAI's insufficient_quota (not retried)
  │    │    └── InsufficientBalanceError  402: prepaid balance used up (DeepSeek)
  │    ├── ServerError                    408, 5xx (retried)
- │    └── ResponseFormatError            a 2xx body that is not what the API documents
- ├── APIConnectionError                  no answer: refused, reset, DNS (retried)
+ │    ├── RedirectError                  3xx: never followed (names the target host)
+ │    └── ResponseFormatError            a 2xx body that is not what the API documents (or over the size limit)
+ ├── APIConnectionError                  no answer: refused, reset, DNS, a transport that raised (retried)
  │    └── APITimeoutError                connect/read timeout or the call's deadline
  ├── StreamError                         a stream that broke after it started (never retried)
- │    ├── StreamInterruptedError         cut, or an error event in the stream
- │    └── StreamDecodeError              a garbled event
+ │    ├── StreamInterruptedError         cut, or an error event in the stream (keeps its type and code)
+ │    └── StreamDecodeError              a garbled event, or one over the size limit
  ├── LocalEngineError                    in-process engines (transformers, llama.cpp)
  │    └── OutOfMemoryError
  ├── ToolError                           a tool could not be described, called or run
@@ -41,26 +42,26 @@ LLMClientError
 
 Every error carries `provider`, `model`, `status`, a bounded `message`, `request_id` where known and `retryable`.
 Low-level exceptions (httpx, json) are translated in `llmclient._http` with `raise ... from exc`; API keys never
-appear in a message (`redact`).
+appear in a message (`redact`). A low-level exception that holds a whole body or an unredacted secret (a
+`JSONDecodeError`'s document, a transport's own exception) is not chained at all: `detached` drops it, and the
+message says what it was.
 """
 
 from __future__ import annotations
 
-import html
 import json
-import re
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-MAX_MESSAGE_CHARS = 500
+# Re-exported: the text helpers were born here and other modules import them from here.
+from llmclient._sanitize import MAX_MESSAGE_CHARS as MAX_MESSAGE_CHARS
+from llmclient._sanitize import bound as bound
+from llmclient._sanitize import detached as detached
+from llmclient._sanitize import loads as loads
+from llmclient._sanitize import redact as redact
+from llmclient._sanitize import strip_html as strip_html
 
-_RAW_TEXT = re.compile(r"<(script|style)\b", re.IGNORECASE)
-# A tag, or one cut off by the next `<` or the end; `[^<>]*` cannot run past a `<`, so stripping is linear.
-_TAG = re.compile(r"<[A-Za-z/!?][^<>]*(?:>|(?=<)|\Z)")
-_SPACE = re.compile(r"\s+")
-# Key shapes that providers echo back; scrubbed even when the exact key is not known to the caller.
-_KEY_SHAPES = re.compile(r"\b(sk-[A-Za-z0-9_\-*]{6,}|Bearer\s+[A-Za-z0-9_\-.=*]{6,})")
 _CONTEXT_HINTS = ("maximum context length", "context length", "context window", "too many tokens")
 
 
@@ -183,6 +184,17 @@ class ContextWindowExceededError(BadRequestError):
     """The prompt plus the requested output does not fit the model's context window."""
 
 
+class RedirectError(APIError):
+    """3xx: the provider answered with a redirect, which llmclient never follows (the key would go with it).
+
+    `location` is where it pointed; point `base_url` there yourself if you trust that host.
+    """
+
+    def __init__(self, message: str, *, location: str | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.location = location
+
+
 class ConflictError(APIError):
     """409: a conflicting concurrent operation; retried."""
 
@@ -228,15 +240,36 @@ class APIConnectionError(LLMClientError):
 
 
 class APITimeoutError(APIConnectionError):
-    """A connect or read timeout, or the call's overall deadline."""
+    """A connect or read timeout, or the call's overall deadline.
+
+    `request_sent` is False when the request never left (a connect or pool timeout); otherwise the provider may
+    have received it and billed it, so the ledger records the attempt with an unknown cost.
+    """
+
+    def __init__(self, message: str, *, request_sent: bool | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.request_sent = request_sent
 
 
 class StreamError(LLMClientError):
-    """A stream failed after it started. `partial_text` keeps what had arrived; never retried."""
+    """A stream failed after it started. `partial_text` keeps what had arrived; never retried.
 
-    def __init__(self, message: str, *, partial_text: str = "", **kwargs: Any) -> None:
+    `error_type` and `error_code` are the provider's own, for an error event inside the stream.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        partial_text: str = "",
+        error_type: str | None = None,
+        error_code: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(message, **kwargs)
         self.partial_text = partial_text
+        self.error_type = error_type
+        self.error_code = error_code
 
 
 class StreamInterruptedError(StreamError):
@@ -292,36 +325,6 @@ class DimensionMismatchError(LLMClientError, ValueError):
     """Vectors of different lengths were compared (e.g. from two models); nothing is broadcast."""
 
 
-def bound(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
-    """Shorten `text` to at most `limit` characters, marking the cut."""
-    if len(text) <= limit:
-        return text
-    return text[: limit - 1] + "…"
-
-
-def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """Remove API keys from `text`: the given secrets exactly, and common key shapes (`sk-…`, `Bearer …`)."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "[REDACTED]")
-    return _KEY_SHAPES.sub("[REDACTED]", text)
-
-
-def strip_html(text: str) -> str:
-    """The readable text of an HTML page, whitespace folded."""
-    lowered, kept, position = text.lower(), [], 0
-    while (start := _RAW_TEXT.search(text, position)) is not None:
-        kept.append(text[position : start.start()])
-        end = lowered.find(f"</{start.group(1).lower()}", start.end())
-        if end < 0:  # unclosed: the script or style runs to the end of the page
-            position = len(text)
-            break
-        close = text.find(">", end)
-        position = len(text) if close < 0 else close + 1
-    kept.append(text[position:])
-    return _SPACE.sub(" ", html.unescape(_TAG.sub(" ", " ".join(kept)))).strip()
-
-
 def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
     """Seconds to wait from `retry-after-ms`, or `retry-after` as seconds or an HTTP date; None if absent."""
     millis = headers.get("retry-after-ms")
@@ -369,14 +372,20 @@ def error_from_response(
     message, error_type, code, parsed = _error_details(text)
     message = bound(redact(message or f"HTTP {status}", secrets))
     kind = _classify(status, message, error_type, code)
+    # A provider's own verdict on retrying beats the status (the official SDKs obey it: openai-python's
+    # `_base_client._should_retry`, "x-should-retry: true|false").
+    should_retry = headers.get("x-should-retry")
     kwargs: dict[str, Any] = {
         "provider": provider,
         "model": model,
         "status": status,
         "request_id": request_id_from(headers),
-        "body": None if parsed is None else json.loads(redact(json.dumps(parsed), secrets)),
+        # ensure_ascii=False: a masked echo (`tok_AB…YZ`) must stay visible to `redact`, not become `\u2026`.
+        "body": None if parsed is None else json.loads(redact(json.dumps(parsed, ensure_ascii=False), secrets)),
         "error_code": code or error_type,
     }
+    if should_retry in ("true", "false"):
+        kwargs["retryable"] = should_retry == "true"
     if kind in (RateLimitError, ServerError):
         return kind(message, retry_after=parse_retry_after(headers), **kwargs)
     return kind(message, **kwargs)
@@ -385,8 +394,8 @@ def error_from_response(
 def _error_details(text: str) -> tuple[str, str | None, str | None, Any]:
     text = text.strip()
     try:
-        parsed: Any = json.loads(text) if text else None
-    except ValueError:
+        parsed: Any = loads(text) if text else None
+    except ValueError:  # not JSON, or nested too deeply (`loads`)
         parsed = None
     if parsed is None:
         looks_html = text[:200].lstrip().lower().startswith(("<!doctype", "<html")) or "</" in text[:2000]

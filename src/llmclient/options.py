@@ -47,6 +47,9 @@ class RunStepOptions(TypedDict, total=False):
     """Provider-specific fields merged into the request body as they are."""
     max_retries: int | None
     """Overrides the client's retry count for this call."""
+    timeout: float | None
+    """This call's overall deadline in seconds (admission, retries and the whole stream included); None: the
+    client's `timeout`."""
     tags: Sequence[str]
     """Labels stored with the ledger record."""
 

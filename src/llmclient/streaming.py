@@ -12,9 +12,9 @@ from types import TracebackType
 from typing import Any
 
 from llmclient.errors import APITimeoutError, StreamError, StreamInterruptedError
-from llmclient.pipeline import Call, Deadline, Outcome, Pipeline
+from llmclient.pipeline import Call, Outcome, Pipeline
 from llmclient.pipeline.budgets import check_stream, watches_stream
-from llmclient.pipeline.send import send
+from llmclient.pipeline.send import admit, deadline_of, send
 from llmclient.types import ChatChunk, ChatRequest, ChatResponse, Message, ToolCall, Usage
 
 
@@ -80,9 +80,9 @@ class ChatStream:
                 return None
 
         try:
-            await pipeline.admit(call)
+            deadline = deadline_of(call, self._deadline_s)
+            await admit(call, pipeline, deadline)
             watch = watches_stream(call)
-            deadline = Deadline(self._deadline_s)
             chunk = await send(call, deadline, first_chunk)
             while chunk is not None:
                 assembler.add(chunk)
@@ -124,7 +124,8 @@ class ChatStream:
         """A stream cut, cancelled or failed: once anything may have been generated, record an estimate once."""
         call = self._call
         if call.attempts == 0 or (not assembler.received and not isinstance(error, StreamError)):
-            self._pipeline.release(call, error)
+            # Nothing arrived: released, or recorded with an unknown cost when it timed out after the request left.
+            await self._pipeline.fail(call, error)
             return
         text = "".join(assembler.text) + "".join("".join(c["arguments"]) for c in assembler.calls.values())
         output = await call.estimate_output(text)

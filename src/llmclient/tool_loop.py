@@ -28,6 +28,21 @@ def runnable_tools(tools: Iterable[Any]) -> dict[str, FunctionTool]:
     return runnable
 
 
+def unique_call_ids(response: ChatResponse) -> None:
+    """Give every tool call of a reply its own id: a model that repeats an id (or sends none) would otherwise get
+    two results under one id, which providers reject, or a result matched to the wrong call. A repeated id gets a
+    suffix (`call_1`, `call_1~2`) in the reply itself, so the transcript and the results agree."""
+    seen: set[str] = set()
+    for index, call in enumerate(response.tool_calls):
+        base = call.id or f"call_{index}"
+        candidate, n = base, 1
+        while candidate in seen:
+            n += 1
+            candidate = f"{base}~{n}"
+        seen.add(candidate)
+        call.id = candidate
+
+
 async def run_tools(
     chat: Callable[[list[Message], dict[str, Any]], Awaitable[ChatResponse]],
     messages: list[Message],
@@ -70,6 +85,7 @@ async def run_tools(
         if options.get("tool_choice") not in (None, "auto", "none"):
             options = {**options, "tool_choice": "auto"}
         responses.append(response)
+        unique_call_ids(response)
         transcript.append(response.message)
         if not response.tool_calls:
             return RunResult(transcript, responses)

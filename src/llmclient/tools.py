@@ -196,10 +196,22 @@ class ToolRunner:
     failures: dict[str, int] = field(default_factory=dict)
 
     async def run(self, calls: Sequence[ToolCall]) -> list[ToolResult]:
-        """Run every call concurrently; results come back in the calls' order, one per call id."""
+        """Run every call concurrently; results come back in the calls' order, one per call id.
+
+        When one call ends the run (`ToolArgumentsError`, or `ToolExecutionError` under "raise"), the others are
+        cancelled and awaited before it is raised: no tool keeps running after `run` ended (a sync tool's thread
+        cannot be stopped; its result is dropped).
+        """
         import asyncio
 
-        return list(await asyncio.gather(*(self._run_one(call) for call in calls)))
+        tasks = [asyncio.ensure_future(self._run_one(call)) for call in calls]
+        try:
+            return list(await asyncio.gather(*tasks))
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
 
     async def _run_one(self, call: ToolCall) -> ToolResult:
         import asyncio
@@ -210,11 +222,13 @@ class ToolRunner:
             return self._invalid(call, f"unknown tool {call.name!r}; the available tools are: {known}")
         arguments = _parsed_arguments(call)
         if arguments is None:
-            return self._invalid(call, f"the arguments for {call.name} are not a JSON object: {call.raw_arguments!r}")
+            raw = bound(call.raw_arguments, 200)
+            return self._invalid(call, f"the arguments for {call.name} are not a JSON object: {raw!r}")
         try:
             kwargs = function.validate(arguments)
         except ToolArgumentsError as exc:
             return self._invalid(call, exc.message)
+        self.failures.pop(call.name, None)  # a valid call: the tool's invalid-call count starts again
         try:
             result = await asyncio.wait_for(function.invoke(kwargs), self.timeout)
         except asyncio.TimeoutError:
@@ -230,7 +244,7 @@ class ToolRunner:
     def _invalid(self, call: ToolCall, reason: str) -> ToolResult:
         count = self.failures[call.name] = self.failures.get(call.name, 0) + 1
         if count > self.max_retries:
-            raise ToolArgumentsError(f"{reason} (after {count} invalid calls)")
+            raise ToolArgumentsError(bound(f"{reason} (after {count} invalid calls)", 300))
         text = bound(f"Error: {reason}. Fix the call and try again.", MAX_TOOL_MESSAGE_CHARS)
         return ToolResult(call, text, error="invalid_call")
 
@@ -240,7 +254,7 @@ def _parsed_arguments(call: ToolCall) -> dict[str, Any] | None:
         return call.arguments
     try:
         value = json.loads(call.raw_arguments)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested too deeply for the decoder
         return None
     return value if isinstance(value, dict) else None
 

@@ -14,7 +14,7 @@ assert msg.text == "Hello"
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -114,7 +114,7 @@ def _parse_arguments(raw: str) -> dict[str, Any]:
         return {}
     try:
         value = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested too deeply for the decoder
         return {}
     return value if isinstance(value, dict) else {}
 
@@ -289,6 +289,23 @@ class Usage(_Model):
         )
 
 
+MAX_REPORTED_TOKENS = 100_000_000
+"""The most tokens one figure of one call's reported usage may hold; past it, usage is counted locally instead.
+No model's context window comes near it, and a server that reports `prompt_tokens: 1e30` must not price it."""
+
+
+def reported_tokens(value: Any) -> int | None:
+    """A token count from a provider's usage: a missing one is 0; a non-negative integer (or integral float) up to
+    `MAX_REPORTED_TOKENS` is itself; anything else (negative, fractional, a string, a bool, huge) is None."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and not value.is_integer():
+        return None
+    return int(value) if 0 <= value <= MAX_REPORTED_TOKENS else None
+
+
 class Cost(_Model):
     """What a call cost, in `currency`, split by token kind, with the price entry that was used."""
 
@@ -406,4 +423,6 @@ def to_messages(value: Any) -> list[Message]:
         return [Message.model_validate(value)]
     if isinstance(value, (bytes, bytearray)):
         raise TypeError("messages must be str, Message, dict or a list of those, not bytes; decode them first")
+    if not isinstance(value, Iterable):
+        raise TypeError(f"messages must be str, Message, dict or a list of those, not {type(value).__name__}")
     return [item if isinstance(item, Message) else Message.model_validate(item) for item in value]

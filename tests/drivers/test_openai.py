@@ -275,7 +275,7 @@ async def test_invalid_arguments_raise_a_typed_error_before_sending(client: Clie
         await client.chat([], model="openai/gpt-4o")
     with pytest.raises(InvalidRequestError):
         await client.chat([{"role": "robot", "content": "hi"}], model="openai/gpt-4o")
-    with pytest.raises(TypeError):
+    with pytest.raises(InvalidRequestError, match="bytes"):
         await client.chat(b"bytes", model="openai/gpt-4o")  # type: ignore[arg-type]
     assert not route.called
     assert len(client.ledger) == 0

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from llmclient import tokens
-from llmclient.errors import InvalidRequestError, StreamDecodeError, StreamError
+from llmclient.errors import InvalidRequestError, StreamDecodeError, StreamError, loads
 from llmclient.types import (
     ChatChunk,
     FinishReason,
@@ -201,10 +200,14 @@ def stream_error(
 def stream_payload(data: bytes, *, unit: str, provider: str, model: str, partial: Sequence[str]) -> dict[str, Any]:
     """One stream event (`unit`: "stream event", "line") as a JSON object, else `StreamDecodeError`."""
     try:
-        payload = json.loads(data)
+        payload = loads(data)
     except ValueError as exc:
-        what = f"sent a {unit} that is not JSON"
-        raise stream_error(StreamDecodeError, what, provider=provider, model=model, partial=partial) from exc
+        problem: str | None = str(exc)
+    else:
+        problem = None
+    if problem is not None:  # raised outside the `except`: nothing that holds the event is chained
+        what = f"sent a {unit} that is not JSON ({problem})"
+        raise stream_error(StreamDecodeError, what, provider=provider, model=model, partial=partial)
     if not isinstance(payload, dict):
         what = f"sent a {unit} that is not an object"
         raise stream_error(StreamDecodeError, what, provider=provider, model=model, partial=partial)

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from pydantic import SecretStr, ValidationError
 
 from llmclient import tokens
-from llmclient._http import HTTPClient, HTTPOptions, Timeouts, Transport, iter_sse
+from llmclient._http import HTTPClient, HTTPOptions, Limits, Timeouts, Transport, iter_sse
 from llmclient.drivers import BaseDriver, Capabilities
 from llmclient.drivers._openai_wire import (
     TokenCounting,
@@ -47,6 +47,7 @@ from llmclient.types import (
     TokenCount,
     Tool,
     Usage,
+    reported_tokens,
 )
 
 
@@ -102,6 +103,7 @@ class OpenAIDriver(BaseDriver):
         http: HTTPOptions | Mapping[str, Any] | None = None,
         provider: str | None = None,
         tokenizer: str | os.PathLike[str] | Mapping[str, Any] | tokens.HFTokenizer | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.provider = provider or self.name
         configured = None if tokenizer is None else tokens.HFTokenizer.from_option(tokenizer)
@@ -138,6 +140,7 @@ class OpenAIDriver(BaseDriver):
             timeouts=timeouts,
             options=http,
             refine=self._refine_error,
+            limits=limits,
         )
 
     def _check_key(self, model: str) -> None:
@@ -174,7 +177,7 @@ class OpenAIDriver(BaseDriver):
                 request_id=request_id,
                 status=200,
             ) from exc
-        if not data.get("usage"):  # some compatible servers omit usage: count it here, flagged estimated
+        if response.usage.estimated:  # usage omitted (some compatible servers) or implausible: count it here
             generated = response.text + "".join(call.raw_arguments for call in response.tool_calls)
             response.usage = await self._estimate_usage(request, generated)
         return response
@@ -192,7 +195,7 @@ class OpenAIDriver(BaseDriver):
             lines,
         ):
             try:
-                async for event, data in iter_sse(lines):
+                async for event, data in iter_sse(lines, max_event_chars=self._http.limits.max_event_bytes):
                     if data == "[DONE]":
                         break
                     payload = self._event_payload(data, event, text, request)
@@ -200,6 +203,7 @@ class OpenAIDriver(BaseDriver):
                         model = payload.get("model") or model
                         if payload.get("usage"):
                             usage = self._usage_from_wire(payload["usage"])
+                            usage = None if usage.estimated else usage  # implausible: counted at the end
                         pairs = chunks_from_wire(payload)
                     except (AttributeError, KeyError, TypeError, ValueError, ValidationError) as exc:
                         what = "sent a stream event without the documented fields"
@@ -227,9 +231,14 @@ class OpenAIDriver(BaseDriver):
         payload = stream_payload(data.encode(), unit="stream event", **where)
         if event == "error" or payload.get("error"):
             error = payload.get("error", payload)
-            message = error.get("message") if isinstance(error, dict) else str(error)
+            details = error if isinstance(error, dict) else {}
+            message = details.get("message") if details else str(error)
             what = f"sent an error inside the stream: {self._http.redact(str(message))}"
-            raise stream_error(StreamInterruptedError, what, **where)
+            interrupted = stream_error(StreamInterruptedError, what, **where)
+            # The provider's own type and code say what went wrong (overloaded, content filter, …): keep them.
+            interrupted.error_type = None if details.get("type") is None else str(details["type"])[:100]
+            interrupted.error_code = None if details.get("code") is None else str(details["code"])[:100]
+            raise interrupted
         return payload
 
     def _stream_error(
@@ -299,13 +308,19 @@ class OpenAIDriver(BaseDriver):
         )
 
     def _usage_from_wire(self, usage: dict[str, Any]) -> Usage:
-        prompt = int(usage.get("prompt_tokens") or 0)
-        cached = int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
-        reasoning = int((usage.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0)
+        """The reported usage; `Usage(estimated=True)` when any figure is implausible (`reported_tokens`), so the
+        caller counts it locally instead of pricing a server's `prompt_tokens: 1e30`."""
+        prompt = reported_tokens(usage.get("prompt_tokens"))
+        cached = reported_tokens((usage.get("prompt_tokens_details") or {}).get("cached_tokens"))
+        reasoning = reported_tokens((usage.get("completion_tokens_details") or {}).get("reasoning_tokens"))
+        output = reported_tokens(usage.get("completion_tokens"))
+        if None in (prompt, cached, reasoning, output):
+            return Usage(estimated=True)
+        assert prompt is not None and cached is not None and output is not None and reasoning is not None
         return Usage(
             input_tokens=max(0, prompt - cached),
             cached_input_tokens=cached,
-            output_tokens=int(usage.get("completion_tokens") or 0),
+            output_tokens=output,
             reasoning_tokens=reasoning,
         )
 

@@ -38,10 +38,14 @@ class Call:
     """The sampling parameters sent, by name."""
     dropped: list[str] = field(default_factory=list)
     """The parameters the provider does not accept, dropped with a warning."""
+    timeout: float | None = None
+    """The call's own deadline in seconds (`timeout=`); None: the client's."""
     worst_case_input_tokens: int = 0
     """For jobs without a `request` (embeddings): the tokens the budget reserves for."""
     attempts: int = 0
     counted_input_tokens: int | None = None
+    counted_exact: bool = False
+    """Whether `counted_input_tokens` is the model's own count (else an estimate: budgets add a margin)."""
     reservation: Reservation | None = None
     price_entry: PriceEntry | None = None
     started: float = field(default_factory=time.perf_counter)
@@ -64,7 +68,7 @@ class Call:
                 return self.worst_case_input_tokens
             request = self.request
             counted = await self.driver.count_tokens(self.model, request.messages, request.tools or [])
-            self.counted_input_tokens = counted.tokens
+            self.counted_input_tokens, self.counted_exact = counted.tokens, counted.exact
         return self.counted_input_tokens
 
     async def prompt_tokens(self) -> int:

@@ -18,7 +18,7 @@ from llmclient.drivers import Driver, driver_class
 from llmclient.errors import InvalidRequestError, UnsupportedCapabilityError, UnsupportedParameterError
 from llmclient.model_ids import ModelId
 from llmclient.tools import definitions as tool_definitions
-from llmclient.types import SAMPLING_PARAMS, ChatRequest, TokenCount, to_messages
+from llmclient.types import SAMPLING_PARAMS, ChatRequest, Message, TokenCount, to_messages
 
 
 class ParameterDroppedWarning(UserWarning):
@@ -72,11 +72,12 @@ def chat_request(
             )
         request = ChatRequest(
             model=model,
-            messages=to_messages(messages),
+            messages=messages_of(messages),
             tools=tool_list or None,
             tool_choice=tool_choice,
             parallel_tool_calls=parallel,
-            extra_body=dict(extra_body) if extra_body else None,
+            # Not dict(...): a list or a string must reach the validator and be refused, not be converted or raise.
+            extra_body=dict(extra_body) if isinstance(extra_body, Mapping) else extra_body or None,
             **given,
         )
     except ValidationError as exc:
@@ -84,14 +85,25 @@ def chat_request(
     return request, given, dropped
 
 
+def messages_of(value: Any) -> list[Message]:
+    """`to_messages`, with any input it cannot take (None, a number, bytes, a malformed dict) refused as
+    `InvalidRequestError` before anything is sent."""
+    try:
+        return to_messages(value)
+    except TypeError as exc:
+        raise InvalidRequestError(str(exc)) from None
+    except ValidationError as exc:
+        raise InvalidRequestError(validation_message(exc)) from exc
+
+
 async def count_tokens(driver: Driver, model: str, messages: Any, tools: Iterable[Any] | None) -> TokenCount:
     """`Client.count_tokens`: plain text alone, or messages (and tools) with the chat framing, on `model`."""
     if isinstance(messages, (bytes, bytearray)):
-        raise TypeError("count_tokens() takes str or messages, not bytes; decode them first")
+        raise InvalidRequestError("count_tokens() takes str or messages, not bytes; decode them first")
     tool_list = tool_definitions(tools)
     if isinstance(messages, str) and not tool_list:
         return await driver.count_text(model, messages)
-    return await driver.count_tokens(model, to_messages(messages), tool_list)
+    return await driver.count_tokens(model, messages_of(messages), tool_list)
 
 
 def validation_message(exc: ValidationError) -> str:

@@ -10,6 +10,7 @@ from pydantic import SecretStr
 
 from llmclient._http import Timeouts, Transport
 from llmclient.drivers import Driver, create_driver
+from llmclient.errors import InvalidRequestError
 from llmclient.model_ids import ModelResolver
 from llmclient.options import chat_options
 from llmclient.pipeline.call import Call, CallKind
@@ -38,6 +39,8 @@ class Drivers:
         self._timeouts = timeouts
         self._options: dict[str, dict[str, Any]] = {}
         self._instances: dict[str, Driver] = {}
+        self._given: set[str] = set()
+        self._loops: dict[str, object] = {}
         for name, config in (providers or {}).items():
             if isinstance(config, Mapping):
                 self._options[name] = {
@@ -46,20 +49,30 @@ class Drivers:
                 }
             else:
                 self._instances[name] = config
+                self._given.add(name)
 
     def names(self) -> list[str]:
         """The providers configured by name (their own or built-in names)."""
         return sorted({*self._options, *self._instances})
 
     def get(self, provider: str) -> Driver:
-        """The driver for `provider`, created on first use from its options."""
+        """The driver for `provider`, created on first use from its options, and again on a new event loop.
+
+        A script or notebook may run one client under several `asyncio.run()` calls; connection pools belong to the
+        loop that opened them, so a driver this client made is made afresh on a new loop (the old loop is closed,
+        and its connections with it).
+        """
+        loop = _running_loop()
         driver = self._instances.get(provider)
+        if driver is not None and provider not in self._given and self._loops.get(provider, loop) is not loop:
+            driver = None
         if driver is None:
             options = dict(self._options.get(provider, {}))
             if isinstance(options.get("api_key"), SecretStr):
                 options["api_key"] = options["api_key"].get_secret_value()
             driver = create_driver(provider, options, transport=self._transport, timeouts=self._timeouts)
             self._instances[provider] = driver
+            self._loops[provider] = loop
         return driver
 
     def __iter__(self) -> Iterator[Driver]:
@@ -77,10 +90,34 @@ class Drivers:
         return keys
 
     async def aclose(self) -> None:
-        """Close every driver made so far (connection pools, loaded models); they are made again on next use."""
-        drivers, self._instances = list(self._instances.values()), {}
-        for driver in drivers:
-            await driver.aclose()
+        """Close every driver made so far (connection pools, loaded models); they are made again on next use.
+
+        A driver this client made on another event loop is dropped, not closed: its connections belong to that loop,
+        which has ended.
+        """
+        loop = _running_loop()
+        drivers, self._instances = dict(self._instances), {}
+        for provider, driver in drivers.items():
+            if provider in self._given or self._loops.get(provider, loop) is loop:
+                await driver.aclose()
+
+
+def _running_loop() -> object:
+    import asyncio
+
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:  # `Client.driver()` called outside a loop: the driver stays with the loop it has
+        return None
+
+
+def checked_timeout(value: Any) -> float | None:
+    """A call's `timeout=`: None (the client's), or a positive number of seconds; else `InvalidRequestError`."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise InvalidRequestError(f"timeout must be a positive number of seconds, not {value!r}")
+    return float(value)
 
 
 class Resolver:
@@ -109,6 +146,7 @@ class Resolver:
         """A chat or stream call with its request built from `Client.chat`'s `ChatOptions`."""
         params = chat_options(kind, options)
         call = self.call(kind, params.pop("model"), max_retries=params.pop("max_retries"), tags=params.pop("tags"))
+        call.timeout = checked_timeout(params.pop("timeout"))
         call.request, call.applied, call.dropped = chat_request(
             call.driver,
             call.model_id,

@@ -25,16 +25,30 @@ async def send(call: Call, deadline: Deadline, attempt: Callable[[], Awaitable[T
         return await call.policy.run(counted)
 
 
-async def chat(call: Call, pipeline: Pipeline, deadline_s: float | None) -> ChatResponse:
-    """One chat call: admit, send with retries under the deadline, then price, settle and record it once.
+async def admit(call: Call, pipeline: Pipeline, deadline: Deadline) -> None:
+    """Admission under the call's deadline: counting the prompt (a tokenizer may load, or hang) is part of the
+    call's time, so `timeout=` bounds it too."""
+    async with deadline.scope(provider=call.provider, model=call.model):
+        await pipeline.admit(call)
 
-    A failure after admission is recorded when it was billed (a 2xx we could not use) and released otherwise.
+
+def deadline_of(call: Call, default_s: float | None) -> Deadline:
+    """The call's deadline, started now: its own `timeout=`, else the client's."""
+    return Deadline(default_s if call.timeout is None else call.timeout)
+
+
+async def chat(call: Call, pipeline: Pipeline, deadline_s: float | None) -> ChatResponse:
+    """One chat call: admit and send with retries under one deadline, then price, settle and record it once.
+
+    A failure after admission is recorded when it was, or may have been, billed (a 2xx we could not use, a timeout
+    after the request left) and released otherwise.
     """
     request = call.request
     assert request is not None, "a chat call carries its request"
-    await pipeline.admit(call)
+    deadline = deadline_of(call, deadline_s)
+    await admit(call, pipeline, deadline)
     try:
-        response = await send(call, Deadline(deadline_s), lambda: call.driver.chat(request))
+        response = await send(call, deadline, lambda: call.driver.chat(request))
     except BaseException as exc:
         await pipeline.fail(call, exc)
         raise

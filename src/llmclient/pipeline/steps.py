@@ -31,7 +31,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from llmclient.errors import ResponseFormatError
+from llmclient.errors import APITimeoutError, ResponseFormatError
 from llmclient.ledger import CostLedger, LedgerRecord
 from llmclient.pipeline.call import Call, Outcome
 from llmclient.prices import PriceTable
@@ -96,12 +96,22 @@ class Pipeline:
 
     async def fail(self, call: Call, error: BaseException) -> None:
         """A call that ended in an error: a 2xx we could not use was billed, so it is recorded with its prompt counted
-        (an estimate); anything else is released."""
+        (an estimate); a timeout after the request left may have been billed, so it is recorded with an unknown cost
+        (None); anything else is released."""
         if isinstance(error, ResponseFormatError) and error.status is not None and error.status < 300:
             usage = Usage(input_tokens=await call.prompt_tokens(), estimated=True)
             self.finish(call, Outcome(usage, request_id=error.request_id, error=type(error).__name__))
+        elif maybe_billed(call, error):
+            usage = Usage(input_tokens=await call.prompt_tokens(), estimated=True)
+            self.finish(call, Outcome(usage, error=type(error).__name__, priced=True))  # cost unknown: None
         else:
             self.release(call, error)
+
+
+def maybe_billed(call: Call, error: BaseException) -> bool:
+    """Whether a failed call may have been billed though nothing usable came back: it timed out after a request
+    was sent (a provider bills what it generated for a client that stopped waiting)."""
+    return isinstance(error, APITimeoutError) and error.request_sent is not False and call.attempts > 0
 
 
 class CountPrompt(Step):

@@ -1,0 +1,98 @@
+"""Framing of streamed bodies: lines, server-sent events and NDJSON from chunks cut anywhere, each bounded.
+
+Both HTTP backends feed these the chunks they read, so a stream is split, decoded and bounded the same way over
+aiohttp and httpx. A line or event over its limit raises (`ValueError` for lines, `StreamDecodeError` for events)
+before it can grow without bound.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from llmclient.errors import StreamDecodeError
+
+DEFAULT_MAX_EVENT_BYTES = 8 * 2**20
+"""The longest stream line or event read by default (`Limits.max_event_bytes`)."""
+
+
+async def iter_sse(lines: AsyncIterator[str], *, max_event_chars: int | None = None) -> AsyncIterator[tuple[str, str]]:
+    """Server-sent events from decoded lines, as `(event, data)`; comments and keep-alive lines are skipped.
+
+    Follows the WHATWG event-stream rules that matter for LLM APIs: `data:` lines of one event join with
+    newlines, a blank line ends an event, `:` starts a comment, and an event cut off by the end of the stream is
+    still delivered. An event whose data grows past `max_event_chars` (the default limit when None) raises
+    `StreamDecodeError`.
+    """
+    limit = DEFAULT_MAX_EVENT_BYTES if max_event_chars is None else max_event_chars
+    event = ""
+    data: list[str] = []
+    size = 0
+    async for line in lines:
+        if not line:
+            if data:
+                yield event or "message", "\n".join(data)
+            event, data, size = "", [], 0
+            continue
+        if line[0] == ":":
+            continue
+        field, _, value = line.partition(":")
+        if value[:1] == " ":
+            value = value[1:]
+        if field == "data":
+            size += len(value) + 1
+            if size > limit:
+                raise StreamDecodeError(f"a stream event over the {limit:,} character limit")
+            data.append(value)
+        elif field == "event":
+            event = value
+    if data:
+        yield event or "message", "\n".join(data)
+
+
+async def _raw_lines(chunks: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:
+    """The lines of a body as bytes, split at `\\n` only (a byte never inside a multi-byte UTF-8 sequence), from
+    chunks cut anywhere; linear in the body size however small the chunks are. A line over `limit` bytes raises
+    `ValueError` as soon as it is known to be too long."""
+    parts: list[bytes] = []
+    pending = 0
+    async for chunk in chunks:
+        if b"\n" not in chunk:
+            if chunk:
+                parts.append(chunk)
+                pending += len(chunk)
+                if pending > limit:
+                    raise ValueError(f"a stream line over the {limit:,} byte limit")
+            continue
+        lines = chunk.split(b"\n")
+        if parts:
+            parts.append(lines[0])
+            lines[0] = b"".join(parts)
+            parts = []
+        tail = lines.pop()
+        pending = len(tail)
+        if tail:
+            parts.append(tail)
+        if pending > limit or any(len(line) > limit for line in lines):
+            raise ValueError(f"a stream line over the {limit:,} byte limit")
+        for line in lines:
+            yield line
+    if parts:
+        yield b"".join(parts)
+
+
+async def iter_lines(chunks: AsyncIterator[bytes], *, max_line_bytes: int | None = None) -> AsyncIterator[str]:
+    """The lines of a body as text, blank lines kept (they end SSE events); a trailing `\\r` is dropped and bytes
+    that are not UTF-8 become U+FFFD. A last line without its newline is still delivered; one longer than
+    `max_line_bytes` (the default limit when None) raises `ValueError`."""
+    limit = DEFAULT_MAX_EVENT_BYTES if max_line_bytes is None else max_line_bytes
+    async for line in _raw_lines(chunks, limit):
+        yield (line[:-1] if line[-1:] == b"\r" else line).decode("utf-8", "replace")
+
+
+async def iter_ndjson(chunks: AsyncIterator[bytes], *, max_line_bytes: int | None = None) -> AsyncIterator[bytes]:
+    """The lines of an NDJSON body as bytes, blank lines skipped (`json.loads` takes bytes; a trailing `\\r` is
+    whitespace to it). A line longer than `max_line_bytes` (the default limit when None) raises `ValueError`."""
+    limit = DEFAULT_MAX_EVENT_BYTES if max_line_bytes is None else max_line_bytes
+    async for line in _raw_lines(chunks, limit):
+        if line.strip():
+            yield line
