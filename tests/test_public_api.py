@@ -119,6 +119,7 @@ LAYERS = {
     # similarity is pure numpy but raises errors.DimensionMismatchError, so it sits one layer above errors.
     "similarity": 1,
     "embedding": 1,
+    "_tokenizer_files": 0,  # where tokens finds its files: imports nothing of llmclient
     "tokens": 1,
     "prices": 1,
     "budget": 1,
