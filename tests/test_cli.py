@@ -50,8 +50,13 @@ def test_chat_streams_and_json_is_valid(env: dict[str, str]) -> None:
 def test_count_says_exact_or_estimated(env: dict[str, str], tmp_path: Path) -> None:
     exact = llmclient("count", "Hello, world!", "-m", "openai/gpt-4", env=env)
     assert exact.stdout == "4 tokens (exact, cl100k_base)\n"
-    estimated = llmclient("count", "Hello, world!", "-m", "deepseek/deepseek-chat", env=env)
-    assert estimated.stdout == "4 tokens (estimated, estimate (characters))\n"
+    o200k = llmclient("count", "some text", "-m", "openai/gpt-4o", env=env)
+    assert o200k.stdout == "2 tokens (exact, o200k_base)\n"  # as docs/cli.md shows
+    deepseek = llmclient("count", "Hello, world!", "-m", "deepseek/deepseek-chat", env=env)
+    assert deepseek.stdout == "4 tokens (exact, deepseek-v4)\n"
+    local = {**env, "OPENAI_COMPATIBLE_BASE_URL": "http://127.0.0.1:9/v1"}  # counting sends nothing
+    estimated = llmclient("count", "Hello, world!", "-m", "openai-compatible/some-model", env=local)
+    assert estimated.stdout == "4 tokens (estimated, cl100k_base (estimate))\n"
     messages = tmp_path / "messages.json"
     messages.write_text(json.dumps([{"role": "user", "content": "Hello!"}]))
     assert llmclient("count", "--messages", str(messages), "-m", "openai/gpt-4", env=env).stdout.startswith("9 tokens")

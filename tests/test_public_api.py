@@ -130,6 +130,7 @@ LAYERS = {
     # similarity is pure numpy but raises errors.DimensionMismatchError, so it sits one layer above errors.
     "similarity": 10,
     "embedding": 10,
+    "_tokenizer_files": 0,  # where tokens finds its files: imports nothing of llmclient
     "tokens": 10,
     "prices": 10,
     "budget": 10,

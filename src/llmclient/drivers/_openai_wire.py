@@ -257,19 +257,43 @@ class TokenCounting:
         self.configured = configured
         self._fallback = fallback
         self._chosen: dict[str, tuple[tokens.Tokenizer, bool]] = {}
+        self._pending: dict[str, asyncio.Future[tuple[tokens.Tokenizer, bool]]] = {}
 
     async def tokenizer(self, model: str) -> tuple[tokens.Tokenizer, bool]:
-        """The tokenizer for `model` and whether its counts are exact, loaded off the event loop."""
+        """The tokenizer for `model` and whether its counts are exact, loaded once, off the event loop."""
         configured = self.configured
         if configured is not None:
-            if not configured.loaded:
-                await asyncio.to_thread(configured.load)  # seconds for a GGUF: keep the event loop free
+            if not configured.loaded:  # seconds for a GGUF
+
+                def load_configured() -> tuple[tokens.Tokenizer, bool]:
+                    configured.load()
+                    return configured, True
+
+                await self._load_once("", load_configured)
             return configured, True
         found = self._chosen.get(model)
         if found is None:
-            # The first load may read (or, online, download) an encoding file: do it off the event loop.
-            found = self._chosen[model] = await asyncio.to_thread(self._fallback, model)
+            found = self._chosen[model] = await self._load_once(model, lambda: self._fallback(model))
         return found
+
+    async def _load_once(
+        self, key: str, load: Callable[[], tuple[tokens.Tokenizer, bool]]
+    ) -> tuple[tokens.Tokenizer, bool]:
+        # One worker thread per cold key, however many calls arrive before it finishes: the rest await the same
+        # future instead of each taking an executor thread to wait on the loader's lock. Shielded, so a cancelled
+        # caller does not cancel the load the others wait for. A future from another (closed) loop is not reused.
+        loop = asyncio.get_running_loop()
+        pending = self._pending.get(key)
+        if pending is None or pending.get_loop() is not loop:
+            pending = self._pending[key] = asyncio.ensure_future(asyncio.to_thread(load))
+            pending.add_done_callback(lambda done: self._forget(key, done))
+        return await asyncio.shield(pending)
+
+    def _forget(self, key: str, done: asyncio.Future[tuple[tokens.Tokenizer, bool]]) -> None:
+        if self._pending.get(key) is done:
+            del self._pending[key]
+        if not done.cancelled():
+            done.exception()  # retrieved here, so a load that failed with no one waiting is not logged as lost
 
     def fallback(self, model: str) -> tokens.Tokenizer | None:
         """The fallback tokenizer `model` was counted with, if it was."""

