@@ -135,6 +135,7 @@ LAYERS = {
     "streaming": 6,
     "structured": 6,
     "tool_loop": 6,
+    "stores": 6,
     "embed_job": 7,
     "client": 8,
     "cost": 8,  # kept for imports written against 0.1: re-exports prices, ledger and budget

