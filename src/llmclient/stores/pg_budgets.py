@@ -210,6 +210,10 @@ class SharedBudgets:
         """Give a reservation back unspent."""
         self.store.run(lambda c: c.execute("DELETE FROM llmclient_reservations WHERE id = %s", (reservation_id,)))
 
+    def settle_reservation(self, reservation_id: str | None, budgets: Sequence[str], amount: Decimal | None) -> None:
+        """Charge `amount` to `budgets` and drop the reservation, without a ledger row (at the store's clock)."""
+        self.settle(Settlement(reservation_id, tuple(budgets), self.store.now()), amount)
+
     def settle(self, settlement: Settlement, amount: Decimal | None) -> None:
         """Settle without a ledger row (when the ledger lives elsewhere)."""
         sql = "SELECT llmclient_settle(%s, %s, %s, %s)"
