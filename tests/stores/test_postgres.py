@@ -34,7 +34,7 @@ def test_bad_settings_are_configuration_errors_naming_what_is_wrong(postgres_url
         PostgresStore("mysql://root@localhost/db")
     with pytest.raises(ConfigurationError, match="does not exist"):
         PostgresStore(postgres_server.get_uri(database="no_such_database")).migrate()
-    with pytest.raises(ConfigurationError, match="schema version 0.*llmclient db migrate"):
+    with pytest.raises(ConfigurationError, match=r"schema version 0.*llmclient db migrate"):
         PostgresStore(postgres_url, migrate=False).ensure_schema()
 
 
@@ -44,7 +44,7 @@ def test_missing_permissions_name_the_privileges_needed(postgres_url: str) -> No
         admin.execute("CREATE ROLE llm_reader LOGIN")
     reader_url = postgres_url.replace("postgres:@", "llm_reader:@", 1)
     reader = PostgresStore(reader_url, migrate=False)
-    with pytest.raises(ConfigurationError, match="may not do this.*INSERT"):
+    with pytest.raises(ConfigurationError, match=r"may not do this.*INSERT"):
         SharedBudgets(reader).define("org", "1")
     with pytest.raises(ConfigurationError, match="USAGE and CREATE"):
         PostgresStore(reader_url).migrate()
