@@ -46,7 +46,6 @@ from llmclient.pipeline.request import count_tokens
 from llmclient.pipeline.resolve import Drivers, Resolver
 from llmclient.prices import PriceTable
 from llmclient.retry import RetryPolicy
-from llmclient.stores.pg_budgets import SharedBudgets, shared_budget_step
 from llmclient.streaming import ChatStream
 from llmclient.structured import structured_chat
 from llmclient.tool_loop import run_tools
@@ -60,6 +59,7 @@ if TYPE_CHECKING:
 
     from llmclient.index import SearchResult
     from llmclient.similarity import Metric
+    from llmclient.stores import SharedBudgets
 
 Messages = str | Message | Mapping[str, Any] | Sequence[Message | Mapping[str, Any]]
 
@@ -126,6 +126,8 @@ class Client:
         )
         """The steps every call goes through; `pipeline.add(step)` adds cross-cutting behaviour."""
         if budget_store is not None:
+            from llmclient.stores import shared_budget_step  # psycopg and numpy only for fleets
+
             self.pipeline.add(shared_budget_step(budget_store, self._pricing, self.ledger), before=LedgerRecording)
 
     def __repr__(self) -> str:

@@ -60,7 +60,9 @@ class PgVectorIndex:
         embed: As for `VectorIndex`.
         metric: "cosine" (default; vectors stored unit-length), "dot" or "euclidean".
         dimensions: The vector length; by default taken from the first vectors added (or the existing table).
-        hnsw: Build an HNSW index (approximate, fast on large tables) instead of searching exactly.
+        hnsw: Search with an HNSW index (approximate, fast on large tables) instead of exactly; opening an
+            existing index with `hnsw=True` builds it over the rows already there (load first, then build: faster).
+            Recall is tuned on the server (`ALTER DATABASE ... SET hnsw.ef_search = 200`; pgvector's default 40).
     """
 
     def __init__(
@@ -109,10 +111,16 @@ class PgVectorIndex:
             raise DimensionMismatchError(f"the index {self.name!r} holds {dimensions}-dimensional vectors")
         self._dimensions = dimensions
         self._ready = True
+        if self.hnsw:  # building once over loaded rows is much faster than growing the graph row by row
+            self.store.run(self._create_hnsw)
+
+    def _create_hnsw(self, connection: psycopg.Connection[Any]) -> None:
+        operator_class = _OPERATORS[self.metric][1]
+        connection.execute(
+            f"CREATE INDEX IF NOT EXISTS {self.table}_hnsw ON {self.table} USING hnsw (embedding {operator_class})"
+        )
 
     def _create(self, dimensions: int) -> None:
-        operator_class = _OPERATORS[self.metric][1]
-
         def create(connection: psycopg.Connection[Any]) -> None:
             with connection.transaction():
                 connection.execute(
@@ -123,10 +131,7 @@ class PgVectorIndex:
                     f"CREATE INDEX IF NOT EXISTS {self.table}_metadata ON {self.table} USING gin (metadata)"
                 )
                 if self.hnsw:
-                    connection.execute(
-                        f"CREATE INDEX IF NOT EXISTS {self.table}_hnsw ON {self.table} "
-                        f"USING hnsw (embedding {operator_class})"
-                    )
+                    self._create_hnsw(connection)
                 connection.execute(
                     "INSERT INTO llmclient_indexes (name, dimensions, metric) VALUES (%s, %s, %s) "
                     "ON CONFLICT (name) DO NOTHING",
