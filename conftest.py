@@ -34,8 +34,7 @@ def postgres_server() -> Iterator[Any]:
     finally:
         from llmclient.stores import PostgresStore
 
-        for store in list(PostgresStore._shared.values()):
-            store.close()
+        PostgresStore.close_all()
         server.cleanup()
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -54,8 +53,7 @@ def postgres_url(postgres_server: Any) -> Iterator[str]:
     finally:
         from llmclient.stores import PostgresStore
 
-        store = PostgresStore._shared.pop(url, None)
-        if store is not None:
-            store.close()
+        PostgresStore.close_all(url)
+        PostgresStore._shared.pop(url, None)
         with psycopg.connect(postgres_server.get_uri(), autocommit=True) as admin:
             admin.execute(f"DROP DATABASE {name} WITH (FORCE)")

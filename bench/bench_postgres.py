@@ -223,8 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         if not (options.quick or options.no_write):
             update_markdown(OUTPUT, {"postgres": body})
     finally:
-        for store in list(PostgresStore._shared.values()):
-            store.close()
+        PostgresStore.close_all()
         server.cleanup()
         shutil.rmtree(folder, ignore_errors=True)
     return 0

@@ -12,6 +12,7 @@ table names, which `identifier` checks first.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import re
@@ -125,6 +126,9 @@ class PostgresStore:
 
     _shared: ClassVar[dict[str, PostgresStore]] = {}
     _shared_lock: ClassVar[threading.Lock] = threading.Lock()
+    # Stores with an open pool, held until closed: a pool left to the garbage collector may be collected on one of
+    # its own worker threads, which cannot join itself.
+    _open: ClassVar[set[PostgresStore]] = set()
 
     def __init__(
         self,
@@ -248,6 +252,8 @@ class PostgresStore:
                         open=True,
                         name=f"llmclient-{self.key}",
                     )
+                    with self._shared_lock:
+                        self._open.add(self)
         return self._pool
 
     @contextlib.contextmanager
@@ -284,6 +290,19 @@ class PostgresStore:
             if self._pool is not None:
                 self._pool.close()
                 self._pool = None
+        with self._shared_lock:
+            self._open.discard(self)
+
+    @classmethod
+    def close_all(cls, url: str | None = None) -> None:
+        """Close every store's connections in this process (those on `url` only, if given); also run at exit."""
+        with cls._shared_lock:
+            stores = [store for store in cls._open if url is None or store.url == url]
+        for store in stores:
+            store.close()
+
+
+atexit.register(PostgresStore.close_all)
 
 
 def warn_degraded(message: str) -> None:
