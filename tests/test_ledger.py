@@ -155,7 +155,7 @@ def test_several_processes_append_to_one_sqlite_file(tmp_path: Path) -> None:
 
 def test_unsupported_ledger_urls_are_refused() -> None:
     with pytest.raises(ValueError, match="sqlite"):
-        Client(ledger="postgres://db/ledger")
+        Client(ledger="mysql://db/ledger")  # postgresql:// is the fleet ledger (tests/stores)
 
 
 async def test_reprice_accepts_every_model_id_form_the_client_does() -> None:

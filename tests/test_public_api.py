@@ -148,6 +148,7 @@ LAYERS = {
     "streaming": 60,
     "structured": 60,
     "tool_loop": 60,
+    "stores": 60,
     "embed_job": 70,
     "client": 80,
     "cost": 80,  # kept for imports written against 0.1: re-exports prices, ledger and budget

@@ -4,6 +4,8 @@
     llmclient count "some text" -m openai/gpt-4o       # says whether the count is exact
     llmclient compare -m fake/a -m fake/b prompts.jsonl
     llmclient cost --by model
+    llmclient --ledger postgresql://llm@db/llm cost --by budget    # the fleet's shared ledger
+    llmclient db migrate --url postgresql://llm@db/llm             # create or upgrade its schema
 
 It reads the optional configuration file (see `llmclient.config`) and records every call in a SQLite ledger
 (`--ledger`, `LLMCLIENT_LEDGER`, the file's `ledger`, else `~/.local/share/llmclient/ledger.db`), which
@@ -27,8 +29,17 @@ from typing import Any, TextIO
 from llmclient.client import Client
 from llmclient.config import client_options, config_path
 from llmclient.errors import LLMClientError
-from llmclient.ledger import LedgerRecord, SQLiteLedger, summarise
+from llmclient.ledger import CostLedger, LedgerRecord, SQLiteLedger, Summary, summarise
 from llmclient.types import Message, to_messages
+
+_POSTGRES = ("postgresql://", "postgres://")
+
+
+def redact(url: str) -> str:
+    """A database URL without its password."""
+    from llmclient.stores.postgres import redact as without_password
+
+    return without_password(url)
 
 
 def default_ledger() -> Path:
@@ -40,7 +51,8 @@ def default_ledger() -> Path:
 def _client(args: argparse.Namespace) -> Client:
     options = client_options(args.config)
     if args.ledger:
-        options["ledger"] = f"sqlite:///{Path(args.ledger).expanduser()}"
+        shared = args.ledger.startswith(_POSTGRES)
+        options["ledger"] = args.ledger if shared else f"sqlite:///{Path(args.ledger).expanduser()}"
     options.setdefault("ledger", f"sqlite:///{default_ledger()}")
     return Client(**options)
 
@@ -177,6 +189,11 @@ def _group_key(record: LedgerRecord, by: str) -> list[str]:
 
 
 async def cmd_cost(args: argparse.Namespace, out: TextIO) -> int:
+    spec = args.ledger or client_options(args.config).get("ledger") or ""
+    if spec.startswith(_POSTGRES):
+        return _shared_cost(args, spec, out)
+    if args.by == "budget":
+        raise LLMClientError("--by budget reports shared budgets: pass --ledger postgresql://...")
     path = Path(args.ledger).expanduser() if args.ledger else _configured_ledger(args)
     if not path.exists():
         raise LLMClientError(f"no ledger at {path}; run a command first, or pass --ledger")
@@ -210,16 +227,67 @@ async def cmd_cost(args: argparse.Namespace, out: TextIO) -> int:
                 out,
             )
             return 0
-        out.write(f"{args.by:<36} {'calls':>6} {'input':>10} {'output':>10} {'cost USD':>14}\n")
-        for key, s in summaries.items():
-            unpriced = f" (+{s.unpriced_calls} unpriced)" if s.unpriced_calls else ""
-            out.write(
-                f"{key:<36} {s.calls:>6} {s.usage.prompt_tokens:>10} {s.usage.output_tokens:>10} "
-                f"{s.cost:>14.6f}{unpriced}\n"
-            )
-        out.write(f"{'total':<36} {len(ledger):>6} {'':>10} {'':>10} {ledger.total():>14.6f}\n")
+        _write_table(args.by, summaries, len(ledger), ledger.total(), out)
     finally:
         ledger.close()
+    return 0
+
+
+def _write_table(by: str, summaries: dict[str, Summary], calls: int, total: Decimal, out: TextIO) -> None:
+    out.write(f"{by:<36} {'calls':>6} {'input':>10} {'output':>10} {'cost USD':>14}\n")
+    for key, s in summaries.items():
+        unpriced = f" (+{s.unpriced_calls} unpriced)" if s.unpriced_calls else ""
+        out.write(
+            f"{key:<36} {s.calls:>6} {s.usage.prompt_tokens:>10} {s.usage.output_tokens:>10} "
+            f"{s.cost:>14.6f}{unpriced}\n"
+        )
+    out.write(f"{'total':<36} {calls:>6} {'':>10} {'':>10} {total:>14.6f}\n")
+
+
+def _shared_cost(args: argparse.Namespace, url: str, out: TextIO) -> int:
+    """`cost` on the fleet's PostgreSQL ledger: grouped in the database, never loaded whole."""
+    from llmclient.stores import PostgresLedger, PostgresStore
+
+    ledger = PostgresLedger(PostgresStore(url, migrate=False))
+    try:
+        if args.format == "csv":
+            shared = CostLedger()
+            for record in ledger.rows():
+                shared.add(record)
+            out.write(shared.to_csv())
+            return 0
+        summaries, total, calls = ledger.summary(args.by), ledger.total(), ledger.count()
+    finally:
+        ledger.store.close()
+    if args.format == "json":
+        groups = {
+            key: {"calls": s.calls, "input_tokens": s.usage.prompt_tokens, "output_tokens": s.usage.output_tokens,
+                  "cost_usd": str(s.cost), "unpriced_calls": s.unpriced_calls}
+            for key, s in summaries.items()
+        }  # fmt: skip
+        _print_json({"ledger": redact(url), "by": args.by, "total_usd": str(total), "groups": groups}, out)
+        return 0
+    _write_table(args.by, summaries, calls, total, out)
+    return 0
+
+
+async def cmd_db(args: argparse.Namespace, out: TextIO) -> int:
+    """`llmclient db migrate|status|flush --url postgresql://...`: the shared store's schema and spool."""
+    from llmclient.stores import PostgresLedger, PostgresStore
+
+    url = args.url or os.environ.get("LLMCLIENT_DATABASE_URL")
+    if not url:
+        raise LLMClientError("pass --url postgresql://... or set LLMCLIENT_DATABASE_URL")
+    store = PostgresStore(url, migrate=False)
+    try:
+        if args.action == "migrate":
+            out.write(f"{redact(url)}: llmclient schema version {store.migrate()}\n")
+        elif args.action == "status":
+            out.write(f"{redact(url)}: llmclient schema version {store.version()}\n")
+        else:
+            out.write(f"uploaded {PostgresLedger(store).flush()} spooled records to {redact(url)}\n")
+    finally:
+        store.close()
     return 0
 
 
@@ -303,7 +371,7 @@ def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="llmclient", description="One client for every LLM provider.")
     root.add_argument("-v", "--verbose", action="store_true", help="show tracebacks on errors")
     root.add_argument("--config", help="configuration file (default: $LLMCLIENT_CONFIG or ~/.config/llmclient)")
-    root.add_argument("--ledger", help="SQLite ledger to record into / report from")
+    root.add_argument("--ledger", help="ledger to record into / report from: a SQLite file or postgresql://...")
     commands = root.add_subparsers(dest="command", required=True)
 
     chat = commands.add_parser("chat", help="send a prompt and stream the reply")
@@ -342,10 +410,15 @@ def parser() -> argparse.ArgumentParser:
     models.add_argument("--json", action="store_true")
     models.set_defaults(handler=cmd_models)
 
-    cost = commands.add_parser("cost", help="report from the SQLite ledger")
-    cost.add_argument("--by", default="model", choices=["model", "provider", "tag", "day"])
+    cost = commands.add_parser("cost", help="report from the ledger (SQLite, or the fleet's PostgreSQL)")
+    cost.add_argument("--by", default="model", choices=["model", "provider", "tag", "day", "budget"])
     cost.add_argument("--format", default="table", choices=["table", "csv", "json"])
     cost.set_defaults(handler=cmd_cost)
+
+    database = commands.add_parser("db", help="the fleet's PostgreSQL store: schema and spooled records")
+    database.add_argument("action", choices=["migrate", "status", "flush"])
+    database.add_argument("--url", help="postgresql://... (default: $LLMCLIENT_DATABASE_URL)")
+    database.set_defaults(handler=cmd_db)
 
     compare = commands.add_parser("compare", help="run the same prompts on several models, side by side")
     compare.add_argument("prompts", help='JSONL: {"prompt": ..., "expected": ... (optional), "system": ...}')

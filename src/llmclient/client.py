@@ -35,11 +35,8 @@ from llmclient.ledger import CostLedger, open_ledger
 from llmclient.model_ids import ModelId, ModelResolver
 from llmclient.options import ChatOptions, RunStepOptions
 from llmclient.pipeline import (
-    BudgetAdmission,
-    CountPrompt,
-    LedgerRecording,
-    Pipeline,
     Pricing,
+    client_pipeline,
 )
 from llmclient.pipeline import send as pipeline_send
 from llmclient.pipeline.request import count_tokens, messages_of
@@ -59,6 +56,7 @@ if TYPE_CHECKING:
 
     from llmclient.index import SearchResult
     from llmclient.similarity import Metric
+    from llmclient.stores import SharedBudgets
 
 Messages = str | Message | Mapping[str, Any] | Sequence[Message | Mapping[str, Any]]
 
@@ -85,6 +83,8 @@ class Client:
             10,000 vectors) by default, `"sqlite:///path.db"` or a path, an `EmbeddingCache`, or False for none.
         track_drift: Count every prompt locally before sending, so each ledger record shows how far the count
             was from the provider's usage (`input_drift`). Off by default: counting costs CPU on every call.
+        budget_store: A `postgresql://` URL or `SharedBudgets`: named budgets that hold across processes and
+            machines (by tag, `charge_to` and `SharedBudgets(always=...)`; see the Fleet page).
     """
 
     def __init__(
@@ -102,6 +102,7 @@ class Client:
         budget_usd: Decimal | str | int | None = None,
         embedding_cache: embedding.EmbeddingCache | str | Path | bool | None = None,
         track_drift: bool = False,
+        budget_store: str | SharedBudgets | None = None,
     ) -> None:
         self.retry = retry if isinstance(retry, RetryPolicy) else RetryPolicy().with_max_retries(retry)
         self.timeouts = Timeouts.from_value(timeout)
@@ -117,10 +118,7 @@ class Client:
             strict_params=strict_params,
         )
         self._pricing = Pricing(self.prices)
-        admission = [CountPrompt()] if track_drift else []
-        self.pipeline = Pipeline(
-            [*admission, self._pricing, BudgetAdmission(self._budgets, self._pricing), LedgerRecording(self.ledger)]
-        )
+        self.pipeline = client_pipeline(self._pricing, self._budgets, self.ledger, track_drift, budget_store)
         """The steps every call goes through; `pipeline.add(step)` adds cross-cutting behaviour."""
 
     def __repr__(self) -> str:

@@ -1,7 +1,8 @@
 """The cost ledger: one record per logical call, with totals, groupings, exports, repricing and a SQLite file.
 
 The in-memory `CostLedger` is the default; `SQLiteLedger` also appends every record to a file that several
-processes may share. `Client(ledger=...)` takes either, or a `sqlite:///` URL (`open_ledger`).
+processes may share. `Client(ledger=...)` takes either, a `sqlite:///` URL, or a `postgresql://` URL for the ledger
+a whole fleet shares (`llmclient.stores.PostgresLedger`, see `open_ledger`).
 """
 
 from __future__ import annotations
@@ -324,14 +325,21 @@ def _record_from_row(row: Sequence[Any]) -> LedgerRecord:
 
 
 def open_ledger(spec: CostLedger | str | Path | None) -> CostLedger:
-    """A ledger from `Client(ledger=...)`: an instance (shared), `"sqlite:///path.db"`, a path, or None (memory)."""
+    """A ledger from `Client(ledger=...)`: an instance (shared), `"sqlite:///path.db"`, `"postgresql://..."` (the
+    fleet's shared ledger, `llmclient.stores`), a path, or None (memory)."""
     if spec is None:
         return CostLedger()
     if isinstance(spec, CostLedger):
         return spec
     text = str(spec)
+    if text.startswith(("postgresql://", "postgres://")):
+        from llmclient.stores import PostgresLedger, PostgresStore  # psycopg only for users of PostgreSQL
+
+        return PostgresLedger(PostgresStore.shared(text))
     if text.startswith("sqlite:///"):
         text = text[len("sqlite:///") :]
     elif "://" in text:
-        raise ValueError(f"unsupported ledger {spec!r}; use 'sqlite:///path/to/ledger.db' or a CostLedger")
+        raise ValueError(
+            f"unsupported ledger {spec!r}; use 'sqlite:///path/to/ledger.db', 'postgresql://...' or a CostLedger"
+        )
     return SQLiteLedger(text)

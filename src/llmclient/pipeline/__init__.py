@@ -16,10 +16,36 @@ behaviour (rate limits, routing, tracing, shared budgets) is one more `Step` add
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
 from llmclient.pipeline.budgets import BudgetAdmission
 from llmclient.pipeline.call import Call, CallKind, Outcome
 from llmclient.pipeline.deadline import Deadline
 from llmclient.pipeline.steps import CountPrompt, LedgerRecording, Pipeline, Pricing, Step
+
+if TYPE_CHECKING:
+    from llmclient.budget import Budget
+    from llmclient.ledger import CostLedger
+
+
+def client_pipeline(
+    pricing: Pricing,
+    budgets: Callable[[], list[Budget]],
+    ledger: CostLedger,
+    track_drift: bool = False,
+    budget_store: Any = None,
+) -> Pipeline:
+    """A `Client`'s steps, in order: the prompt count (with `track_drift`), pricing, in-process budgets, shared
+    budgets (with a `budget_store`: a `postgresql://` URL or `stores.SharedBudgets`), and the ledger record."""
+    steps: list[Step] = [CountPrompt()] if track_drift else []
+    steps += [pricing, BudgetAdmission(budgets, pricing)]
+    if budget_store is not None:
+        from llmclient.stores import shared_budget_step  # psycopg (and numpy) only for fleets
+
+        steps.append(shared_budget_step(budget_store, pricing, ledger))
+    return Pipeline([*steps, LedgerRecording(ledger)])
+
 
 __all__ = [
     "BudgetAdmission",
@@ -32,4 +58,5 @@ __all__ = [
     "Pipeline",
     "Pricing",
     "Step",
+    "client_pipeline",
 ]

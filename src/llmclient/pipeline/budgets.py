@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable
+from decimal import Decimal
 
 from llmclient.budget import Budget
 from llmclient.errors import BudgetExceededError
@@ -74,21 +75,7 @@ class BudgetAdmission(Step):
         budgets = self._budgets()
         if not budgets:
             return
-        entry = self._pricing.entry(call)
-        if call.request is None:  # an embedding job: input only
-            amount = None if entry is None else entry.input * call.worst_case_input_tokens
-        else:
-            counted = await call.count_prompt()
-            if not call.counted_exact:
-                counted = self.margins.reserved_tokens(str(call.model_id), counted)
-            amount = entry.worst_case(counted, call.request.max_tokens) if entry else None
-            if entry is not None and amount is None:
-                raise BudgetExceededError(
-                    f"{call.model_id} has no known maximum output; pass max_tokens= so the budget can bound the call",
-                    provider=call.provider,
-                    model=call.model,
-                )
-        call.price_entry = entry
+        amount = await worst_case(call, self._pricing, self.margins)
         call.reservation = Budget.reserve_all(budgets, amount, str(call.model_id))
 
     def finish(self, call: Call, outcome: Outcome) -> None:
@@ -101,6 +88,30 @@ class BudgetAdmission(Step):
     def release(self, call: Call, error: BaseException | None) -> None:
         if call.reservation is not None:
             call.reservation.release()
+
+
+async def worst_case(call: Call, pricing: Pricing, margins: CountMargins | None = None) -> Decimal | None:
+    """The most a call may cost (None when its model has no known price); sets `call.price_entry`.
+
+    Shared by every budget step: the in-process `BudgetAdmission` and the PostgreSQL one in `llmclient.stores`.
+    An estimated prompt count is raised by the model's margin first (`margins`, when given).
+    """
+    entry = pricing.entry(call)
+    if call.request is None:  # an embedding job: input only
+        amount = None if entry is None else entry.input * call.worst_case_input_tokens
+    else:
+        counted = await call.count_prompt()
+        if margins is not None and not call.counted_exact:
+            counted = margins.reserved_tokens(str(call.model_id), counted)
+        amount = entry.worst_case(counted, call.request.max_tokens) if entry else None
+        if entry is not None and amount is None:
+            raise BudgetExceededError(
+                f"{call.model_id} has no known maximum output; pass max_tokens= so the budget can bound the call",
+                provider=call.provider,
+                model=call.model,
+            )
+    call.price_entry = entry
+    return amount
 
 
 def watches_stream(call: Call) -> bool:

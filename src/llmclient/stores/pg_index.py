@@ -1,0 +1,329 @@
+"""`PgVectorIndex`: `VectorIndex`'s API on PostgreSQL with pgvector, for an index every process and machine shares.
+
+```python fixture:postgres_url
+from functools import partial
+from llmclient import Client, VectorIndex
+
+client = Client()
+index = VectorIndex.on_postgres(postgres_url, "notes", embed=partial(client.embed, model="fake/embedder"))
+await index.add_texts(["cats purr", "dogs bark"], ids=["c", "d"], metadata=[{"kind": "cat"}, {"kind": "dog"}])
+best = (await index.search("cats purr", k=1, where={"kind": "cat"}))[0]
+assert (best.id, best.metadata) == ("c", {"kind": "cat"})
+index.drop()
+```
+
+Search is exact by default (a scan over every row, like the in-memory index, so both return the same top-k); with
+`hnsw=True` an HNSW index answers approximately and much faster on large tables. `where` filters are metadata
+containment (`metadata @> {...}` in SQL). Texts are embedded by the `embed` function you pass, so they are priced,
+cached and recorded by the client exactly as with `VectorIndex`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from llmclient.errors import DimensionMismatchError, InvalidRequestError
+from llmclient.index import EmbedFunction, IndexRecord, SearchResult, VectorIndex, _unit_rows
+from llmclient.similarity import METRICS, Metric
+from llmclient.stores.postgres import PostgresStore, identifier
+
+if TYPE_CHECKING:
+    import psycopg
+
+# pgvector's operator and HNSW operator class per metric; a score is derived from the operator's distance.
+_OPERATORS = {
+    "cosine": ("<=>", "vector_cosine_ops"),
+    "dot": ("<#>", "vector_ip_ops"),
+    "euclidean": ("<->", "vector_l2_ops"),
+}
+
+_REGISTRY = """
+CREATE TABLE IF NOT EXISTS llmclient_indexes (
+    name       text PRIMARY KEY,
+    dimensions integer NOT NULL,
+    metric     text NOT NULL
+)
+"""
+
+
+class PgVectorIndex:
+    """Vectors with ids, texts and metadata in a PostgreSQL table (pgvector), with `VectorIndex`'s methods.
+
+    Args:
+        store: The database (or its URL).
+        name: The index's name; its table is `llmclient_index_<name>` (lower-case letters, digits, underscores).
+        embed: As for `VectorIndex`.
+        metric: "cosine" (default; vectors stored unit-length), "dot" or "euclidean".
+        dimensions: The vector length; by default taken from the first vectors added (or the existing table).
+        hnsw: Search with an HNSW index (approximate, fast on large tables) instead of exactly; opening an
+            existing index with `hnsw=True` builds it over the rows already there (load first, then build: faster).
+            Recall is tuned on the server (`ALTER DATABASE ... SET hnsw.ef_search = 200`; pgvector's default 40).
+    """
+
+    def __init__(
+        self,
+        store: PostgresStore | str,
+        name: str,
+        *,
+        embed: EmbedFunction | None = None,
+        metric: Metric = "cosine",
+        dimensions: int | None = None,
+        hnsw: bool = False,
+    ) -> None:
+        if metric not in METRICS:
+            raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
+        self.store = store if isinstance(store, PostgresStore) else PostgresStore.shared(store)
+        self.name = name
+        self.table = identifier(f"llmclient_index_{name}")
+        self.embed = embed
+        self.metric: Metric = metric
+        self.hnsw = hnsw
+        self._dimensions = dimensions
+        self._ready = False
+        self._load_registry()
+
+    def __repr__(self) -> str:
+        return f"PgVectorIndex({self.name!r}, dimensions={self._dimensions}, metric={self.metric!r})"
+
+    # -- table -------------------------------------------------------------------------------------------------
+
+    def _load_registry(self) -> None:
+        def read(connection: psycopg.Connection[Any]) -> Any:
+            connection.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            connection.execute(_REGISTRY)
+            sql = "SELECT dimensions, metric FROM llmclient_indexes WHERE name = %s"
+            return connection.execute(sql, (self.name,)).fetchone()
+
+        row = self.store.run(read)
+        if row is None:
+            if self._dimensions is not None:
+                self._create(self._dimensions)
+            return
+        dimensions, metric = row
+        if metric != self.metric:
+            raise InvalidRequestError(f"the index {self.name!r} exists with metric {metric!r}, not {self.metric!r}")
+        if self._dimensions is not None and self._dimensions != dimensions:
+            raise DimensionMismatchError(f"the index {self.name!r} holds {dimensions}-dimensional vectors")
+        self._dimensions = dimensions
+        self._ready = True
+        if self.hnsw:  # building once over loaded rows is much faster than growing the graph row by row
+            self.store.run(self._create_hnsw)
+
+    def _create_hnsw(self, connection: psycopg.Connection[Any]) -> None:
+        operator_class = _OPERATORS[self.metric][1]
+        connection.execute(
+            f"CREATE INDEX IF NOT EXISTS {self.table}_hnsw ON {self.table} USING hnsw (embedding {operator_class})"
+        )
+
+    def _create(self, dimensions: int) -> None:
+        def create(connection: psycopg.Connection[Any]) -> None:
+            with connection.transaction():
+                connection.execute(
+                    f"CREATE TABLE IF NOT EXISTS {self.table} (seq bigserial, id text PRIMARY KEY, text text, "
+                    f"metadata jsonb NOT NULL DEFAULT '{{}}', embedding vector({int(dimensions)}) NOT NULL)"
+                )
+                connection.execute(
+                    f"CREATE INDEX IF NOT EXISTS {self.table}_metadata ON {self.table} USING gin (metadata)"
+                )
+                if self.hnsw:
+                    self._create_hnsw(connection)
+                connection.execute(
+                    "INSERT INTO llmclient_indexes (name, dimensions, metric) VALUES (%s, %s, %s) "
+                    "ON CONFLICT (name) DO NOTHING",
+                    (self.name, dimensions, self.metric),
+                )
+
+        self.store.run(create)
+        self._dimensions = dimensions
+        self._ready = True
+
+    def drop(self) -> None:
+        """Delete the index's table and its registration."""
+
+        def drop(connection: psycopg.Connection[Any]) -> None:
+            with connection.transaction():
+                connection.execute(f"DROP TABLE IF EXISTS {self.table}")
+                connection.execute("DELETE FROM llmclient_indexes WHERE name = %s", (self.name,))
+
+        self.store.run(drop)
+        self._ready = False
+
+    # -- the VectorIndex API -----------------------------------------------------------------------------------
+
+    @property
+    def dimensions(self) -> int | None:
+        """The vector length (None until the first vectors are added)."""
+        return self._dimensions
+
+    def __len__(self) -> int:
+        if not self._ready:
+            return 0
+        row = self.store.run(lambda c: c.execute(f"SELECT count(*) FROM {self.table}").fetchone())
+        return int(row[0])
+
+    def __contains__(self, id: object) -> bool:
+        if not self._ready or not isinstance(id, str):
+            return False
+        sql = f"SELECT 1 FROM {self.table} WHERE id = %s"
+        return self.store.run(lambda c: c.execute(sql, (id,)).fetchone()) is not None
+
+    @property
+    def ids(self) -> list[str]:
+        """Every id, in insertion order."""
+        if not self._ready:
+            return []
+        rows = self.store.run(lambda c: c.execute(f"SELECT id FROM {self.table} ORDER BY seq").fetchall())
+        return [row[0] for row in rows]
+
+    async def add_texts(
+        self,
+        texts: Sequence[str],
+        *,
+        ids: Sequence[str] | None = None,
+        metadata: Sequence[Mapping[str, Any] | None] | None = None,
+    ) -> list[str]:
+        """Embed `texts` with the index's `embed` function and add them; returns their ids."""
+        if isinstance(texts, str):
+            raise TypeError("add_texts() takes a list of texts; wrap a single text in a list")
+        vectors = await VectorIndex._embed(self, list(texts))  # type: ignore[arg-type]
+        return self.add(vectors, ids=ids, metadata=metadata, texts=texts)
+
+    def add(
+        self,
+        vectors: npt.ArrayLike,
+        *,
+        ids: Sequence[str] | None = None,
+        metadata: Sequence[Mapping[str, Any] | None] | None = None,
+        texts: Sequence[str | None] | None = None,
+    ) -> list[str]:
+        """Add vectors with optional ids (else random ones), metadata and texts, in one COPY.
+
+        Raises:
+            DimensionMismatchError: The vectors' length differs from the index's.
+            ValueError: Lengths differ, an id is repeated or already stored, or a vector holds NaN or Inf.
+        """
+        # The in-memory index validates shapes, ids, metadata and normalises; reuse it on this batch alone.
+        batch = VectorIndex(metric=self.metric, dimensions=self._dimensions)
+        import uuid
+
+        given = list(ids) if ids is not None else [uuid.uuid4().hex for _ in range(np.asarray(vectors).shape[0])]
+        batch.add(vectors, ids=given, metadata=metadata, texts=texts)
+        if not self._ready:
+            self._create(int(batch.dimensions or 0))
+        rows = [
+            (record.id, record.text, json.dumps(record.metadata, ensure_ascii=False), _vector_text(record.vector))
+            for record in batch.records()
+        ]
+
+        def copy(connection: psycopg.Connection[Any]) -> None:
+            with connection.transaction():
+                existing = connection.execute(
+                    f"SELECT id FROM {self.table} WHERE id = ANY(%s) LIMIT 5", (given,)
+                ).fetchall()
+                if existing:
+                    raise ValueError(f"ids already in the index: {[row[0] for row in existing]}; remove() them first")
+                with connection.cursor().copy(
+                    f"COPY {self.table} (id, text, metadata, embedding) FROM STDIN"
+                ) as stream:
+                    for row in rows:
+                        stream.write_row(row)
+
+        self.store.run(copy, retries=0)
+        return given
+
+    def remove(self, ids: Sequence[str]) -> int:
+        """Remove items by id (unknown ids are ignored); returns how many were removed."""
+        if not self._ready:
+            return 0
+        sql = f"DELETE FROM {self.table} WHERE id = ANY(%s)"
+        return int(self.store.run(lambda c: c.execute(sql, (list(ids),)).rowcount))
+
+    def get(self, id: str) -> IndexRecord:
+        """The stored vector, text and metadata of `id` (KeyError when absent)."""
+        row = None
+        if self._ready:
+            sql = f"SELECT id, text, metadata, embedding::text FROM {self.table} WHERE id = %s"
+            row = self.store.run(lambda c: c.execute(sql, (id,)).fetchone())
+        if row is None:
+            raise KeyError(id)
+        return _record(row)
+
+    def records(self) -> Iterator[IndexRecord]:
+        """Every item in insertion order."""
+        if not self._ready:
+            return iter(())
+        sql = f"SELECT id, text, metadata, embedding::text FROM {self.table} ORDER BY seq"
+        return iter([_record(row) for row in self.store.run(lambda c: c.execute(sql).fetchall())])
+
+    async def search(
+        self, query: str | npt.ArrayLike, k: int = 10, *, where: Mapping[str, Any] | None = None
+    ) -> list[SearchResult]:
+        """The `k` items nearest to `query` (a text, embedded with `embed`, or a vector), best first."""
+        vector = (await VectorIndex._embed(self, [query]))[0] if isinstance(query, str) else query  # type: ignore[arg-type]
+        return self.search_vector(vector, k, where=where)
+
+    def search_vector(
+        self, vector: npt.ArrayLike, k: int = 10, *, where: Mapping[str, Any] | None = None
+    ) -> list[SearchResult]:
+        """`search` with a vector query. `where` keeps items whose metadata contains these key–value pairs."""
+        query = np.asarray(vector, dtype=np.float32)
+        if query.ndim != 1:
+            raise ValueError(f"the query must be one vector (1-D), got shape {query.shape}")
+        if self._dimensions is not None and query.shape[0] != self._dimensions:
+            raise DimensionMismatchError(
+                f"the index holds {self._dimensions}-dimensional vectors; the query has {query.shape[0]}"
+            )
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"k must be a positive int, got {k!r}")
+        if callable(where):
+            raise TypeError("a PostgreSQL index filters with a dict of metadata values, not a function")
+        if not self._ready:
+            return []
+        if self.metric == "cosine":
+            query = _unit_rows(query[None, :])[0]
+        operator = _OPERATORS[self.metric][0]
+        filter_sql = "" if where is None else "WHERE metadata @> %s::jsonb"
+        sql = (
+            f"SELECT seq, id, text, metadata, embedding {operator} %s::vector AS distance FROM {self.table} "
+            f"{filter_sql} ORDER BY distance, seq LIMIT %s"
+        )
+        params: tuple[Any, ...] = (_vector_text(query),)
+        if where is not None:
+            params += (json.dumps(dict(where), ensure_ascii=False),)
+        params += (k,)
+
+        def search(connection: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
+            with connection.transaction():
+                if self.hnsw:  # keep scanning the graph until `k` rows pass the filter (pgvector 0.8)
+                    connection.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+                else:  # exact: never let the planner pick an approximate index
+                    connection.execute("SET LOCAL enable_indexscan = off")
+                return connection.execute(sql, params).fetchall()
+
+        results = []
+        for seq, id, text, metadata, distance in self.store.run(search):
+            results.append(SearchResult(index=int(seq) - 1, score=_score(self.metric, distance), text=text, id=id,
+                                        metadata=metadata))  # fmt: skip
+        return results
+
+
+def _score(metric: Metric, distance: float) -> float:
+    if metric == "cosine":
+        return float(min(1.0, max(-1.0, 1.0 - distance)))
+    if metric == "dot":
+        return float(-distance)  # pgvector's <#> is the negative inner product
+    return float(distance)
+
+
+def _vector_text(vector: npt.NDArray[np.float32]) -> str:
+    return "[" + ",".join(repr(float(x)) for x in vector.tolist()) + "]"
+
+
+def _record(row: Sequence[Any]) -> IndexRecord:
+    id, text, metadata, embedding = row
+    return IndexRecord(id=id, vector=np.asarray(json.loads(embedding), dtype=np.float32), text=text, metadata=metadata)
