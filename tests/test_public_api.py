@@ -133,6 +133,7 @@ LAYERS = {
     "ledger": 4,
     "pipeline": 5,
     "streaming": 6,
+    "routing": 6,
     "structured": 6,
     "tool_loop": 6,
     "embed_job": 7,

@@ -102,13 +102,18 @@ class HTTPClient:
             url = self._urls[path] = httpx.URL(self._client.base_url).join(path.lstrip("/"))
         return url
 
-    async def post_json(self, path: str, body: dict[str, Any], *, model: str | None) -> tuple[Any, str | None]:
-        """POST `body` as JSON; return the decoded JSON answer and the request id."""
+    async def post_json(
+        self, path: str, body: dict[str, Any], *, model: str | None, rate_limits: dict[str, str] | None = None
+    ) -> tuple[Any, str | None]:
+        """POST `body` as JSON; return the decoded JSON answer and the request id. `rate_limits`, when given,
+        receives the answer's `x-ratelimit-*` headers."""
         try:
             response = await self._client.post(self._url(path), content=_dumps(body), headers=_JSON_HEADERS)
         except httpx.HTTPError as exc:
             raise self._translate(exc, model) from exc
         request_id = request_id_from(response.headers)
+        if rate_limits is not None:
+            rate_limits.update((k, v) for k, v in response.headers.items() if k.startswith("x-ratelimit-"))
         if response.status_code >= 400:
             raise self._error(response, response.content, model)
         return self.decode_json(response.content, model=model, request_id=request_id, status=response.status_code), (

@@ -22,6 +22,8 @@ async def send(call: Call, deadline: Deadline, attempt: Callable[[], Awaitable[T
         return await attempt()
 
     async with deadline.scope(provider=call.provider, model=call.model):
+        if call.route is not None:  # a model group: retries and moves between its deployments
+            return await call.route.run(call, counted)
         return await call.policy.run(counted)
 
 
@@ -30,16 +32,20 @@ async def chat(call: Call, pipeline: Pipeline, deadline_s: float | None) -> Chat
 
     A failure after admission is recorded when it was billed (a 2xx we could not use) and released otherwise.
     """
-    request = call.request
-    assert request is not None, "a chat call carries its request"
+
+    def attempt() -> Awaitable[ChatResponse]:  # reads `call.request` each time: routing rebuilds it per deployment
+        assert call.request is not None, "a chat call carries its request"
+        return call.driver.chat(call.request)
+
     await pipeline.admit(call)
     try:
-        response = await send(call, Deadline(deadline_s), lambda: call.driver.chat(request))
+        response = await send(call, Deadline(deadline_s), attempt)
     except BaseException as exc:
         await pipeline.fail(call, exc)
         raise
     response.applied_params = call.applied
     response.dropped_params = call.dropped
+    response.deployment = call.deployment
     outcome = Outcome(response.usage, request_id=response.request_id, served_model=response.model)
     pipeline.finish(call, outcome)
     response.cost = outcome.cost
