@@ -113,7 +113,8 @@ class ChatStream:
         response = assembler.response(call.request, call.provider)
         response.applied_params = call.applied
         response.dropped_params = call.dropped
-        response.deployment = call.deployment
+        if call.deployment is not None:
+            response.deployment = call.deployment
         if response.finish_reason is None:  # a driver that ended without saying why: keep what arrived
             response.finish_reason = "stop"
         outcome = Outcome(response.usage, request_id=response.request_id, served_model=response.model)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import itertools
 import re
 import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -88,18 +89,26 @@ class RateLimitStore(Protocol):
 
 @dataclass
 class _Window:
-    # admission id → [ended (None while in flight), tokens]
-    held: dict[int, list[float | int | None]] = field(default_factory=dict)
-    # The provider's word: requests / tokens left as of `learned_at`, and until when that holds.
+    in_flight: dict[int, int] = field(default_factory=dict)  # admission id → tokens held
+    in_flight_tokens: int = 0
+    ended: deque[tuple[float, int]] = field(default_factory=deque)  # (when it ended, tokens), oldest first
+    ended_tokens: int = 0
+    # The provider's word: requests / tokens left, until when that holds, and requests admitted since it was said.
     remaining_requests: int | None = None
     remaining_tokens: int | None = None
     requests_reset: float = 0.0
     tokens_reset: float = 0.0
     admitted_since: int = 0
 
+    def expire(self, horizon: float) -> None:
+        ended = self.ended
+        while ended and ended[0][0] <= horizon:
+            self.ended_tokens -= ended.popleft()[1]
+
 
 class MemoryRateLimitStore:
-    """Rate-limit state in this process (thread-unsafe: one event loop)."""
+    """Rate-limit state in this process (one event loop). Running totals make an admission O(1) while the limits
+    are not reached; only a refused one looks through the window for when it frees up."""
 
     def __init__(self) -> None:
         self._windows: dict[str, _Window] = {}
@@ -107,58 +116,52 @@ class MemoryRateLimitStore:
 
     async def try_acquire(self, key: str, limit: RateLimit, tokens: int) -> Admission | float:
         now = time.monotonic()
-        window = self._windows.setdefault(key, _Window())
-        horizon = now - limit.per
-        expired = [i for i, (ended, _) in window.held.items() if ended is not None and ended <= horizon]
-        for i in expired:
-            del window.held[i]
+        window = self._windows.get(key) or self._windows.setdefault(key, _Window())
+        window.expire(now - limit.per)
         wait = self._wait(window, limit, tokens, now)
         if wait > 0:
             return wait
         admission = Admission(key, tokens, next(self._ids))
-        window.held[admission.id] = [None, tokens]
+        window.in_flight[admission.id] = tokens
+        window.in_flight_tokens += tokens
         window.admitted_since += 1
         return admission
 
-    def _wait(self, window: _Window, limit: RateLimit, tokens: int, now: float) -> float:
-        held = list(window.held.values())
-        # Seconds until the oldest ended requests leave the window; in-flight ones leave only after they end.
-        ended = sorted((float(end) + limit.per - now, int(n or 0)) for end, n in held if end is not None)
-        waits = [0.0]
-        if limit.rpm is not None and len(held) + 1 > limit.rpm:
-            excess = len(held) + 1 - limit.rpm
-            waits.append(ended[excess - 1][0] if excess <= len(ended) else limit.per)
-        if limit.tpm is not None:
-            over = sum(int(n or 0) for _, n in held) + min(tokens, limit.tpm) - limit.tpm
-            freed = 0
-            wait = limit.per  # in-flight tokens only: try again within a window
-            for leaves, n in ended if over > 0 else ():
-                freed += n
-                if freed >= over:
-                    wait = leaves
-                    break
-            if over > 0:
-                waits.append(wait)
-        waits.extend(self._learned_wait(window, tokens, now))
-        return max(waits)
-
     @staticmethod
-    def _learned_wait(window: _Window, tokens: int, now: float) -> list[float]:
-        waits = []
+    def _wait(window: _Window, limit: RateLimit, tokens: int, now: float) -> float:
+        # An ended request leaves the window `per` seconds after it ended; one in flight, no sooner than `per` from
+        # now. The wait is until enough of them have left.
+        waits = [0.0]
+        held = len(window.in_flight) + len(window.ended)
+        if limit.rpm is not None and held + 1 > limit.rpm:
+            excess = held + 1 - limit.rpm
+            waits.append(window.ended[excess - 1][0] + limit.per - now if excess <= len(window.ended) else limit.per)
+        if limit.tpm is not None:
+            over = window.in_flight_tokens + window.ended_tokens + min(tokens, limit.tpm) - limit.tpm
+            if over > 0:
+                wait, freed = limit.per, 0
+                for ended, n in window.ended:
+                    freed += n
+                    if freed >= over:
+                        wait = ended + limit.per - now
+                        break
+                waits.append(wait)
         requests = window.remaining_requests
         if requests is not None and now < window.requests_reset and requests - window.admitted_since < 1:
             waits.append(window.requests_reset - now)
         if window.remaining_tokens is not None and now < window.tokens_reset and window.remaining_tokens < tokens:
             waits.append(window.tokens_reset - now)
-        return waits
+        return max(waits)
 
     def settle(self, admission: Admission, tokens: int | None) -> None:
         window = self._windows.get(admission.key)
-        if window is not None and admission.id in window.held:
-            entry = window.held[admission.id]
-            entry[0] = time.monotonic()
-            if tokens is not None:
-                entry[1] = tokens
+        if window is None or admission.id not in window.in_flight:
+            return
+        held = window.in_flight.pop(admission.id)
+        window.in_flight_tokens -= held
+        used = held if tokens is None else tokens
+        window.ended.append((time.monotonic(), used))
+        window.ended_tokens += used
 
     def refund(self, admission: Admission) -> None:
         self.settle(admission, 0)
@@ -166,14 +169,12 @@ class MemoryRateLimitStore:
     async def learn(self, key: str, headers: Mapping[str, str]) -> None:
         window = self._windows.setdefault(key, _Window())
         now = time.monotonic()
-        requests, tokens = (
-            _int(headers.get("x-ratelimit-remaining-requests")),
-            _int(headers.get("x-ratelimit-remaining-tokens")),
-        )
+        requests = _int(headers.get("x-ratelimit-remaining-requests"))
+        tokens = _int(headers.get("x-ratelimit-remaining-tokens"))
         if requests is not None:
             # Requests still in flight may not be counted in `remaining` yet: they count against it from now on.
             window.remaining_requests = requests
-            window.admitted_since = sum(1 for ended, _ in window.held.values() if ended is None)
+            window.admitted_since = len(window.in_flight)
             window.requests_reset = now + (parse_duration(headers.get("x-ratelimit-reset-requests")) or 1.0)
         if tokens is not None:
             window.remaining_tokens = tokens

@@ -88,6 +88,9 @@ class Router:
         self.health: dict[str, Health] = {}
         self.cooldowns: dict[str, Cooldown] = {}
         self.learned: set[str] = set()  # deployments that sent rate-limit headers
+        self._plans: dict[str, list[Target]] = {}  # a group's targets, its fallbacks' after them
+        self._windows: dict[str, tuple[int | None, int | None]] = {}
+        self._sized: dict[str, bool] = {}
         for group_name, group in self.groups.items():
             if group.strategy not in STRATEGIES:
                 raise ConfigurationError(f"route {group_name!r}: unknown strategy {group.strategy!r}; use {STRATEGIES}")
@@ -125,34 +128,46 @@ class Router:
 
     def route(self, call: Call, group: str, rebuild: Callable[[Call], None] | None) -> None:
         """Attach a `Route` over `group` (and its fallbacks) to `call`, bound to the group's first deployment."""
-        targets, seen, queue = [], {group}, [group]
-        for tier, name in enumerate(queue):
-            for target in self.targets[name]:
-                targets.append(target if tier == 0 else _tiered(target, tier))
-            for fallback in self.groups[name].fallbacks:
-                if fallback not in seen:
-                    seen.add(fallback)
-                    queue.append(fallback)
-        call.route = Route(self, self.groups[group], targets, rebuild)
+        targets = self._plans.get(group)
+        if targets is None:
+            targets, seen, queue = [], {group}, [group]
+            for tier, name in enumerate(queue):
+                for target in self.targets[name]:
+                    targets.append(target if tier == 0 else _tiered(target, tier))
+                for fallback in self.groups[name].fallbacks:
+                    if fallback not in seen:
+                        seen.add(fallback)
+                        queue.append(fallback)
+            self._plans[group] = targets
+        sized = self._sized.get(group)
+        if sized is None:  # whether any deployment's window is known: else prompts are never measured
+            sized = self._sized[group] = any(self.window(t) != (None, None) for t in targets)
+        call.route = Route(self, self.groups[group], targets, rebuild, sized=sized)
         self.bind(call, targets[0])
 
     def bind(self, call: Call, target: Target) -> None:
         """Send `call`'s next attempt to `target`, rebuilding its request for another driver or model."""
         if call.deployment == target.name:
             return
-        call.deployment = target.name
-        call.model_id = target.model_id
-        call.driver = self.drivers.get(target.name)
+        before, driver = call.driver, self.drivers.get(target.name)
+        call.deployment, call.model_id, call.driver = target.name, target.model_id, driver
         call.price_override = target.price
-        if call.route is not None and call.route.rebuild is not None:
+        request = call.request
+        if request is not None and (driver is before or driver.capabilities == before.capabilities):
+            # The same parameters and tools are accepted there: only the model name changes (no revalidation).
+            if request.model != target.model_id.model:
+                call.request = request.model_copy(update={"model": target.model_id.model})
+        elif call.route is not None and call.route.rebuild is not None:
             call.route.rebuild(call)
 
     def window(self, target: Target) -> tuple[int | None, int | None]:
         """The target's (total window, prompt window): stated on the deployment, else from the price table."""
-        if target.context_window is not None:
-            return target.context_window, None
-        entry = target.price or self.prices.lookup(*target.model_id)
-        return None, None if entry is None else entry.max_input_tokens
+        window = self._windows.get(target.name)
+        if window is None:
+            entry = target.price or self.prices.lookup(*target.model_id)
+            prompt = None if entry is None or target.context_window is not None else entry.max_input_tokens
+            window = self._windows[target.name] = (target.context_window, prompt)
+        return window
 
     def failed(self, target: Target, error: BaseException) -> None:
         """Cool `target` down when `error` says so (on every path: first attempts, retries and fallbacks)."""
@@ -197,9 +212,16 @@ class Route:
     """One call's way through a group: which deployments it tried, which one serves it, what it holds."""
 
     def __init__(
-        self, router: Router, group: ModelGroup, targets: list[Target], rebuild: Callable[[Call], None] | None
+        self,
+        router: Router,
+        group: ModelGroup,
+        targets: list[Target],
+        rebuild: Callable[[Call], None] | None,
+        *,
+        sized: bool = True,
     ) -> None:
         self.router = router
+        self.sized = sized
         self.group = group
         self.targets = targets
         self.rebuild = rebuild
@@ -223,9 +245,10 @@ class Route:
             await self._wait_cooldown(call, pool, None)
 
     async def _fitting(self, call: Call, targets: list[Target], larger_than: int | None = None) -> list[Target]:
+        if not self.sized or call.request is None:
+            # No window is known: a prompt fits anywhere, but a too-long one is not moved to a place no larger.
+            return targets if larger_than is None else []
         windows = [self.router.window(t) for t in targets]
-        if all(w == (None, None) for w in windows) or call.request is None:
-            return targets
         request = call.request
         if self.bound is None:
             structured = request.tools or any(not isinstance(m.content, (str, type(None))) for m in request.messages)
@@ -303,7 +326,9 @@ class Route:
             output = call.request.max_tokens or 256 if call.request else 0
             return sorted(targets, key=lambda t: self._cost(t, prompt, output))
         # Weighted random order without replacement (Efraimidis-Spirakis): key = u^(1/w), largest first.
-        return sorted(targets, key=lambda t: random.random() ** (1.0 / t.weight) if t.weight else -1.0, reverse=True)
+        keys = [(random.random() ** (1.0 / t.weight) if t.weight else -1.0, i) for i, t in enumerate(targets)]
+        keys.sort(reverse=True)
+        return [targets[i] for _, i in keys]
 
     def _cost(self, target: Target, prompt: int, output: int) -> float:
         entry = target.price or self.router.prices.lookup(*target.model_id)

@@ -45,7 +45,8 @@ async def chat(call: Call, pipeline: Pipeline, deadline_s: float | None) -> Chat
         raise
     response.applied_params = call.applied
     response.dropped_params = call.dropped
-    response.deployment = call.deployment
+    if call.deployment is not None:
+        response.deployment = call.deployment
     outcome = Outcome(response.usage, request_id=response.request_id, served_model=response.model)
     pipeline.finish(call, outcome)
     response.cost = outcome.cost
