@@ -24,9 +24,11 @@ from typing import Any
 
 from llmclient import Client
 from llmclient.routing import Deployment, ModelGroup
-from run import DEFAULT_OUTPUT, WIRE_BODY, bench_server, environment_line, update_markdown
+from run import DEFAULT_OUTPUT, bench_server, environment_line, update_markdown
 
 TARGET = 0.10
+# What llmclient's OpenAI-compatible driver sends for `chat("hi")` to bench/server.py's model.
+WIRE_BODY: dict[str, Any] = {"model": "bench", "messages": [{"role": "user", "content": "hi"}]}
 
 
 async def cpu_per_call(call: Callable[[], Awaitable[Any]], calls: int, rounds: int) -> float:
