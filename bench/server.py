@@ -1,9 +1,11 @@
 """A minimal OpenAI-compatible HTTP/1.1 server on raw asyncio, for measuring client overhead.
 
 It answers `POST /v1/chat/completions` with one fixed `chat.completion` (usage included) or, when the body has
-`"stream": true`, a short SSE stream that ends with a usage chunk and `data: [DONE]`. `GET /v1/models` lists the
-one model. Every answer is encoded once at start-up, so the server spends as little CPU per request as it can;
-it runs as its own process so that the client's CPU time can be measured alone:
+`"stream": true`, a short SSE stream that ends with a usage chunk and `data: [DONE]`. `POST /v1/embeddings` returns
+one fixed `EMBEDDING_DIMENSIONS`-long vector per input (as floats, or base64 when `encoding_format` asks for it).
+`GET /v1/models` lists the one model. Every answer is encoded once at start-up (embeddings: joined from one encoded
+item), so the server spends as little CPU per request as it can; it runs as its own process so that the client's
+CPU time can be measured alone:
 
     python bench/server.py --port 8123     # prints "ready" once it listens on 127.0.0.1:8123
 """
@@ -37,6 +39,9 @@ USAGE: dict[str, Any] = {
 CREATED = 1_718_000_000
 COMPLETION_ID = "chatcmpl-bench0000000000000000000001"
 REQUEST_ID = "req_bench00000000000000000000001"
+EMBEDDING_DIMENSIONS = 32
+# One fixed vector: the bench measures the client's work per request, not the server's.
+EMBEDDING = [round((n + 1) / EMBEDDING_DIMENSIONS, 6) for n in range(EMBEDDING_DIMENSIONS)]
 MAX_HEAD = 64 * 1024  # a request head larger than this is not a benchmark client: refuse it
 MAX_BODY = 16 * 1024 * 1024
 
@@ -127,6 +132,30 @@ def _sse_response() -> bytes:
 
 def _error(status: str, message: str, kind: str) -> bytes:
     return _json_response(status, _dumps({"error": {"message": message, "type": kind, "param": None, "code": None}}))
+
+
+def _embedding_items() -> dict[str, tuple[bytes, bytes]]:
+    """For each encoding, the bytes of one item before and after its index."""
+    import base64
+    import struct
+
+    packed = base64.b64encode(struct.pack(f"<{EMBEDDING_DIMENSIONS}f", *EMBEDDING)).decode()
+    items = {}
+    for encoding, vector in (("float", _dumps(EMBEDDING)), ("base64", _dumps(packed))):
+        items[encoding] = (b'{"object":"embedding","index":', b',"embedding":' + vector + b"}")
+    return items
+
+
+EMBEDDING_ITEMS = _embedding_items()
+
+
+def embeddings_response(count: int, encoding: str) -> bytes:
+    """The answer to an embeddings request with `count` inputs."""
+    head, tail = EMBEDDING_ITEMS["base64" if encoding == "base64" else "float"]
+    data = b",".join(head + str(index).encode() + tail for index in range(count))
+    usage = b'{"prompt_tokens":%d,"total_tokens":%d}' % (count * 4, count * 4)
+    body = b'{"object":"list","data":[' + data + b'],"model":"' + MODEL.encode() + b'","usage":' + usage + b"}"
+    return _json_response("200 OK", body)
 
 
 CHAT_RESPONSE = _json_response("200 OK", _dumps(chat_completion()))
@@ -240,6 +269,17 @@ class ChatProtocol(asyncio.Protocol):
             if not isinstance(request, dict):
                 return BAD_JSON
             return STREAM_RESPONSE if request.get("stream") is True else CHAT_RESPONSE
+        if method == "POST" and path == "/v1/embeddings":
+            try:
+                request = json.loads(body)
+            except ValueError:
+                return BAD_JSON
+            inputs = request.get("input") if isinstance(request, dict) else None
+            if isinstance(inputs, str):
+                inputs = [inputs]
+            if not isinstance(inputs, list):
+                return BAD_JSON
+            return embeddings_response(len(inputs), str(request.get("encoding_format") or "float"))
         if method == "GET" and path == "/v1/models":
             return MODELS_RESPONSE
         return NOT_FOUND

@@ -39,6 +39,7 @@ EXPECTED = [
     "EmbeddingCache",
     "FakeDriver",
     "FunctionTool",
+    "HTTPOptions",
     "ImagePart",
     "ImageURL",
     "InputTooLongError",
@@ -106,7 +107,7 @@ def test_public_surface_is_pinned_and_sorted() -> None:
 
 
 def test_import_loads_no_heavy_library() -> None:
-    heavy = ["torch", "transformers", "llama_cpp", "langchain_core", "tiktoken", "numpy", "httpx"]
+    heavy = ["torch", "transformers", "llama_cpp", "langchain_core", "tiktoken", "numpy", "httpx", "aiohttp"]
     code = f"import sys, llmclient; print([m for m in {heavy!r} if m in sys.modules])"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
@@ -116,6 +117,7 @@ def test_import_loads_no_heavy_library() -> None:
 LAYERS = {
     "types": 0,
     "errors": 0,
+    "schema": 0,  # pydantic only; types.Tool.from_function imports it on first use, tools builds on it
     # similarity is pure numpy but raises errors.DimensionMismatchError, so it sits one layer above errors.
     "similarity": 1,
     "embedding": 1,
@@ -124,7 +126,9 @@ LAYERS = {
     "budget": 1,
     "retry": 1,
     "tools": 1,
+    "_http_options": 0,
     "_http": 1,
+    "_aiohttp": 1,
     "config": 1,
     "options": 1,
     "drivers": 2,
@@ -156,8 +160,8 @@ def test_modules_only_import_lower_layers() -> None:
         relative = path.relative_to(SRC.parent).with_suffix("")
         module = ".".join(relative.parts)
         own = _layer(module)
-        # Module-level imports only: a deferred import inside a function (Tool.from_function) adds no import-time
-        # dependency and no cycle.
+        # Module-level imports only: a deferred import inside a function (Tool.from_function → schema) adds no
+        # import-time dependency, and schema imports nothing of llmclient, so there is no cycle either.
         for node in ast.parse(path.read_text()).body:
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("llmclient"):
                 targets = [node.module] if node.module != "llmclient" else [f"llmclient.{a.name}" for a in node.names]
@@ -178,6 +182,8 @@ def test_only_http_module_imports_httpx() -> None:
     for path in SRC.rglob("*.py"):
         if path.name != "_http.py":
             assert "import httpx" not in path.read_text(), path
+        if path.name != "_aiohttp.py":
+            assert "import aiohttp" not in path.read_text(), path
 
 
 def test_the_01_cost_module_still_exports_what_it_had() -> None:

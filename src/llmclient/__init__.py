@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from llmclient._http import Timeouts
+from llmclient._http import HTTPOptions, Timeouts
 from llmclient.budget import Budget, BudgetScope
 from llmclient.client import Client
 from llmclient.drivers import BaseDriver, Capabilities, Driver
@@ -136,6 +136,7 @@ __all__ = [
     "EmbeddingCache",
     "FakeDriver",
     "FunctionTool",
+    "HTTPOptions",
     "ImagePart",
     "ImageURL",
     "InputTooLongError",

@@ -1,8 +1,11 @@
-"""HTTP plumbing: the only module that imports httpx.
+"""HTTP plumbing: the only module that imports httpx (`_aiohttp.py` is the only one that imports aiohttp).
 
-It builds the `httpx.AsyncClient` for a driver, offers the transport seam (`transport=` takes any
-`httpx.AsyncBaseTransport`, e.g. `httpx.MockTransport`), reads SSE events and NDJSON lines,
-and translates every httpx and JSON failure into the llmclient error tree in one place.
+`HTTPClient` sends a driver's requests over one of two backends. By default it is aiohttp (`_aiohttp.py`), whose
+per-call CPU cost is a third of httpx's; `transport=` (any `httpx.AsyncBaseTransport`, e.g. `httpx.MockTransport`),
+`HTTPOptions(backend="httpx")`, or a started `respx` mock select httpx, so the test seams keep working. Both
+backends take the same `Timeouts` and `HTTPOptions` (proxy, environment, TLS verification, connection limits,
+keep-alive). This module also reads SSE events and NDJSON lines, and translates every httpx and JSON failure into
+the llmclient error tree in one place.
 """
 
 from __future__ import annotations
@@ -11,8 +14,10 @@ import json
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
+from llmclient._http_options import HTTPOptions as HTTPOptions  # re-exported: drivers take it from here
+from llmclient._http_options import respx_routing
 from llmclient.errors import (
     APIConnectionError,
     APIError,
@@ -27,6 +32,8 @@ from llmclient.errors import (
 if TYPE_CHECKING:
     import httpx
 
+    from llmclient._aiohttp import AiohttpBackend
+
     Transport = httpx.AsyncBaseTransport
 else:
     Transport = Any  # httpx is imported when the first HTTP driver is built, keeping `import llmclient` light
@@ -39,10 +46,14 @@ class Timeouts:
     """Timeouts for one call.
 
     Args:
-        connect: Seconds to open a connection.
-        read: Seconds between two reads of the body (a stream that goes quiet this long fails).
+        connect: Seconds to open a connection (TCP and TLS).
+        read: Seconds between two reads of the answer (a stream that goes quiet this long fails).
         total: The call's overall deadline in seconds, retries and stream included; None for none. It is what
             stops a server that keeps a connection alive by dripping bytes.
+        write: Seconds to send the request body; None means as long as `read`. The aiohttp backend has no write
+            timeout of its own: it reads while it writes, so a peer that stops reading the body is caught by `read`.
+        pool: Seconds to wait for a free connection when `HTTPOptions.max_connections` are all busy; None means as
+            long as `read`. With aiohttp it bounds the wait and the opening of a new connection together.
     """
 
     connect: float = 10.0
@@ -50,6 +61,8 @@ class Timeouts:
     # minutes before its first byte. A stream that keeps a connection alive by dripping bytes is stopped by `total`.
     read: float = 600.0
     total: float | None = 600.0
+    write: float | None = None
+    pool: float | None = None
 
     @classmethod
     def from_value(cls, value: float | Timeouts | None) -> Timeouts:
@@ -62,7 +75,19 @@ class Timeouts:
 
 
 class HTTPClient:
-    """An httpx client bound to one provider: JSON requests, streamed lines, errors already translated."""
+    """One provider's HTTP connection pool: JSON requests, streamed lines, errors already translated.
+
+    Args:
+        provider: The provider name errors carry.
+        base_url: Every path is relative to it.
+        headers: Headers sent with every request (the API key's among them).
+        secrets: Strings never to show in an error message.
+        transport: An httpx transport; selects the httpx backend (`httpx.MockTransport` in tests).
+        timeouts: Connect, read, write and pool timeouts (`total` is the pipeline's).
+        options: Proxy, environment, TLS verification, connection limits, keep-alive and backend.
+        refine: Turns an error answer into a more specific llmclient error.
+        refine_connect: Adds a provider's hint to a refused connection.
+    """
 
     def __init__(
         self,
@@ -73,33 +98,76 @@ class HTTPClient:
         secrets: Iterable[str] = (),
         transport: Transport | None = None,
         timeouts: Timeouts | None = None,
+        options: HTTPOptions | Mapping[str, Any] | None = None,
         refine: Callable[[APIError], LLMClientError] | None = None,
         refine_connect: Callable[[APIConnectionError], LLMClientError] | None = None,
     ) -> None:
-        global httpx
-        import httpx
-
-        timeouts = timeouts or Timeouts()
         self.provider = provider
+        self.base_url = base_url
+        self.timeouts = timeouts or Timeouts()
+        self.options = HTTPOptions.from_value(options)
+        self.headers = {"user-agent": _USER_AGENT, **headers}
         # `refine` may turn an error answer into any llmclient error (a 400 that says a model lacks tools is an
         # unsupported capability, not a bad request); `refine_connect` adds a provider's hint to a refused connection.
         self._refine = refine
         self._refine_connect = refine_connect
         self._urls: dict[str, httpx.URL] = {}
         self._secrets = tuple(secret for secret in secrets if secret)
-        self._client = httpx.AsyncClient(
-            base_url=base_url,
-            headers={"user-agent": _USER_AGENT, **headers},
-            timeout=httpx.Timeout(timeouts.read, connect=timeouts.connect),
-            transport=transport,
-            follow_redirects=False,
-        )
+        self._transport = transport
+        self._client: httpx.AsyncClient | None = None
+        self._aiohttp: AiohttpBackend | None = None
+        if transport is None and self.options.backend == "aiohttp":
+            try:
+                from llmclient._aiohttp import AiohttpBackend
+            except ImportError:  # aiohttp is a dependency; a platform without its wheels still gets httpx
+                pass
+            else:
+                self._aiohttp = AiohttpBackend(self)
+        if self._aiohttp is None:
+            self._httpx()  # built now, so a bad option fails where the driver is configured
+
+    def _backend(self) -> AiohttpBackend | None:
+        """The aiohttp backend, or None to send through httpx."""
+        backend = self._aiohttp
+        return None if backend is None or respx_routing() else backend
+
+    def _httpx(self) -> httpx.AsyncClient:
+        client = self._client
+        if client is None:
+            global httpx
+            import httpx
+
+            timeouts, options = self.timeouts, self.options
+            limits = httpx.Limits(
+                max_connections=options.max_connections,
+                # httpx's own default of 20 idle connections: its pool rescans every connection it holds on each
+                # queue change, so keeping 100 idle costs several times the CPU per call at 100 concurrent calls.
+                max_keepalive_connections=min(20, options.max_connections or 20) if options.keepalive_expiry else 0,
+                keepalive_expiry=options.keepalive_expiry,
+            )
+            client = self._client = httpx.AsyncClient(
+                base_url=self.base_url,
+                headers=self.headers,
+                timeout=httpx.Timeout(
+                    connect=timeouts.connect,
+                    read=timeouts.read,
+                    write=timeouts.read if timeouts.write is None else timeouts.write,
+                    pool=timeouts.read if timeouts.pool is None else timeouts.pool,
+                ),
+                transport=self._transport,
+                proxy=options.proxy,
+                trust_env=options.trust_env,
+                verify=options.ssl_context(),
+                limits=limits,
+                follow_redirects=False,
+            )
+        return client
 
     def _url(self, path: str) -> httpx.URL:
         # Joined once per path: httpx would otherwise merge and re-parse the base URL on every request.
         url = self._urls.get(path)
         if url is None:
-            url = self._urls[path] = httpx.URL(self._client.base_url).join(path.lstrip("/"))
+            url = self._urls[path] = httpx.URL(self._httpx().base_url).join(path.lstrip("/"))
         return url
 
     async def post_json(
@@ -107,13 +175,18 @@ class HTTPClient:
     ) -> tuple[Any, str | None]:
         """POST `body` as JSON; return the decoded JSON answer and the request id. `rate_limits`, when given,
         receives the answer's `x-ratelimit-*` headers."""
-        try:
-            response = await self._client.post(self._url(path), content=_dumps(body), headers=_JSON_HEADERS)
-        except httpx.HTTPError as exc:
-            raise self._translate(exc, model) from exc
+        backend = self._backend()
+        if backend is not None:
+            response: Any = await backend.request("POST", path, _dumps(body), _JSON_HEADERS, model)
+        else:
+            try:
+                response = await self._httpx().post(self._url(path), content=_dumps(body), headers=_JSON_HEADERS)
+            except httpx.HTTPError as exc:
+                raise self._translate(exc, model) from exc
         request_id = request_id_from(response.headers)
         if rate_limits is not None:
-            rate_limits.update((k, v) for k, v in response.headers.items() if k.startswith("x-ratelimit-"))
+            found = ((k.lower(), v) for k, v in response.headers.items())  # aiohttp keeps the server's case
+            rate_limits.update((k, v) for k, v in found if k.startswith("x-ratelimit-"))
         if response.status_code >= 400:
             raise self._error(response, response.content, model)
         return self.decode_json(response.content, model=model, request_id=request_id, status=response.status_code), (
@@ -122,10 +195,14 @@ class HTTPClient:
 
     async def get_json(self, path: str, *, model: str | None = None) -> Any:
         """GET `path` and decode its JSON answer."""
-        try:
-            response = await self._client.get(self._url(path))
-        except httpx.HTTPError as exc:
-            raise self._translate(exc, model) from exc
+        backend = self._backend()
+        if backend is not None:
+            response: Any = await backend.request("GET", path, None, _GET_HEADERS, model)
+        else:
+            try:
+                response = await self._httpx().get(self._url(path))
+            except httpx.HTTPError as exc:
+                raise self._translate(exc, model) from exc
         if response.status_code >= 400:
             raise self._error(response, response.content, model)
         return self.decode_json(response.content, model=model, request_id=request_id_from(response.headers))
@@ -135,6 +212,11 @@ class HTTPClient:
         self, path: str, body: dict[str, Any], *, model: str | None
     ) -> AsyncIterator[tuple[str | None, AsyncIterator[str]]]:
         """POST `body` and yield the request id and an iterator over the answer's lines (decoded, unsplit)."""
+        backend = self._backend()
+        if backend is not None:
+            async with backend.stream(path, _dumps(body), _STREAM_HEADERS, model) as response:
+                yield request_id_from(response.headers), iter_lines(backend.chunks(response, model))
+            return
         async with self._stream(path, body, _STREAM_HEADERS, model) as response:
             yield request_id_from(response.headers), self._lines(response, model)
 
@@ -143,6 +225,11 @@ class HTTPClient:
         self, path: str, body: dict[str, Any], *, model: str | None
     ) -> AsyncIterator[tuple[str | None, AsyncIterator[bytes]]]:
         """POST `body` and yield the request id and an iterator over the answer's NDJSON lines (see `iter_ndjson`)."""
+        backend = self._backend()
+        if backend is not None:
+            async with backend.stream(path, _dumps(body), _NDJSON_HEADERS, model) as response:
+                yield request_id_from(response.headers), iter_ndjson(backend.chunks(response, model))
+            return
         async with self._stream(path, body, _NDJSON_HEADERS, model) as response:
             yield request_id_from(response.headers), iter_ndjson(self._bytes(response, model))
 
@@ -150,9 +237,10 @@ class HTTPClient:
     async def _stream(
         self, path: str, body: dict[str, Any], headers: Mapping[str, str], model: str | None
     ) -> AsyncIterator[httpx.Response]:
-        request = self._client.build_request("POST", self._url(path), content=_dumps(body), headers=headers)
+        client = self._httpx()
+        request = client.build_request("POST", self._url(path), content=_dumps(body), headers=headers)
         try:
-            response = await self._client.send(request, stream=True)
+            response = await client.send(request, stream=True)
         except httpx.HTTPError as exc:
             raise self._translate(exc, model) from exc
         try:
@@ -201,7 +289,8 @@ class HTTPClient:
                 status=status,
             ) from exc
 
-    def _error(self, response: httpx.Response, content: bytes, model: str | None) -> LLMClientError:
+    def _error(self, response: Any, content: bytes, model: str | None) -> LLMClientError:
+        # `response`: an httpx.Response or the aiohttp backend's answer; both have `status_code` and `headers`.
         error = error_from_response(
             response.status_code,
             content,
@@ -213,16 +302,33 @@ class HTTPClient:
         return self._refine(error) if self._refine else error
 
     def _translate(self, exc: httpx.HTTPError, model: str | None) -> LLMClientError:
+        if isinstance(exc, httpx.TimeoutException):
+            kind: FailureKind = (
+                "connect timeout"
+                if isinstance(exc, httpx.ConnectTimeout)
+                else "write timeout"
+                if isinstance(exc, httpx.WriteTimeout)
+                else "pool timeout"
+                if isinstance(exc, httpx.PoolTimeout)
+                else "read timeout"
+            )
+        elif isinstance(exc, httpx.ConnectError):
+            kind = "connect"
+        else:
+            kind = "connection"
+        return self.failure(kind, exc, model)
+
+    def failure(self, kind: FailureKind, exc: Exception, model: str | None) -> LLMClientError:
+        """The llmclient error for a request that got no answer (either backend's exception `exc`)."""
         detail = redact(str(exc) or type(exc).__name__, self._secrets)
         if exc.args and detail != str(exc):
             # The original stays chained as the cause for debugging, so it must not carry the key either.
             exc.args = (detail, *exc.args[1:])
-        if isinstance(exc, httpx.TimeoutException):
-            kind = "connect" if isinstance(exc, httpx.ConnectTimeout) else "read"
-            return APITimeoutError(f"{self.provider}: {kind} timeout ({detail})", provider=self.provider, model=model)
-        if isinstance(exc, httpx.ConnectError):
+        if kind.endswith("timeout"):
+            return APITimeoutError(f"{self.provider}: {kind} ({detail})", provider=self.provider, model=model)
+        if kind == "connect":
             refused = APIConnectionError(
-                f"could not connect to {self.provider} at {self._client.base_url} ({detail})",
+                f"could not connect to {self.provider} at {self.base_url} ({detail})",
                 provider=self.provider,
                 model=model,
             )
@@ -235,9 +341,14 @@ class HTTPClient:
 
     async def aclose(self) -> None:
         """Close the connection pool."""
-        await self._client.aclose()
+        if self._aiohttp is not None:
+            await self._aiohttp.aclose()
+        if self._client is not None:
+            await self._client.aclose()
 
 
+FailureKind = Literal["connect", "connect timeout", "read timeout", "write timeout", "pool timeout", "connection"]
+_GET_HEADERS = {"accept": "application/json"}
 _JSON_HEADERS = {"content-type": "application/json", "accept": "application/json"}
 _STREAM_HEADERS = {"content-type": "application/json", "accept": "text/event-stream"}
 _NDJSON_HEADERS = {"content-type": "application/json", "accept": "application/x-ndjson"}
@@ -273,6 +384,33 @@ async def iter_sse(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str, str]]:
             event = value
     if data:
         yield event or "message", "\n".join(data)
+
+
+async def iter_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
+    """The lines of a body as text, from chunks cut anywhere, blank lines kept (they end SSE events).
+
+    Lines end at `\\n` (a trailing `\\r` is dropped), which never occurs inside a multi-byte UTF-8 sequence, so each
+    line decodes whole; bytes that are not UTF-8 become U+FFFD. A last line without its newline is still delivered.
+    """
+    parts: list[bytes] = []
+    async for chunk in chunks:
+        if b"\n" not in chunk:
+            if chunk:
+                parts.append(chunk)
+            continue
+        lines = chunk.split(b"\n")
+        if parts:
+            parts.append(lines[0])
+            lines[0] = b"".join(parts)
+            parts = []
+        tail = lines.pop()
+        if tail:
+            parts.append(tail)
+        for line in lines:
+            yield (line[:-1] if line[-1:] == b"\r" else line).decode("utf-8", "replace")
+    if parts:
+        line = b"".join(parts)
+        yield (line[:-1] if line[-1:] == b"\r" else line).decode("utf-8", "replace")
 
 
 async def iter_ndjson(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

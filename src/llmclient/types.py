@@ -184,16 +184,18 @@ class Tool(_Model):
 
         See `llmclient.tool` for a runnable tool; this returns the definition only.
         """
-        from llmclient.tools import FunctionTool  # deferred: tools builds on these types
+        from llmclient.schema import function_parts  # on first use: pydantic's schema machinery is not cheap
 
-        return FunctionTool(function, name=name, description=description).tool
+        _, tool_name, tool_description, parameters = function_parts(function, name=name, description=description)
+        return cls(name=tool_name, description=tool_description, parameters=parameters)
 
     @classmethod
     def from_model(cls, model: type[BaseModel], *, name: str | None = None, description: str | None = None) -> Tool:
         """A tool whose parameters are a pydantic model's fields (its name and docstring by default)."""
-        from llmclient.tools import tool_from_model  # deferred: tools builds on these types
+        from llmclient.schema import model_parts  # on first use: pydantic's schema machinery is not cheap
 
-        return tool_from_model(model, name=name, description=description)
+        tool_name, tool_description, parameters = model_parts(model, name=name, description=description)
+        return cls(name=tool_name, description=tool_description, parameters=parameters)
 
     def to_openai(self) -> dict[str, Any]:
         """The OpenAI function-tool shape: `{"type": "function", "function": {...}}`."""

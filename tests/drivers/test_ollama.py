@@ -685,8 +685,8 @@ async def test_host_from_config_then_environment(monkeypatch: pytest.MonkeyPatch
 
 def test_no_read_timeout_by_default() -> None:
     # A non-streamed reply comes only when the whole generation is done: minutes on a CPU.
-    timeout = OllamaDriver()._http._client.timeout
-    assert (timeout.connect, timeout.read) == (10.0, math.inf)
+    timeouts = OllamaDriver()._http.timeouts  # what both HTTP backends are built with
+    assert (timeouts.connect, timeouts.read) == (10.0, math.inf)
 
 
 async def test_bearer_key_for_hosted_ollama(monkeypatch: pytest.MonkeyPatch, show: respx.Route) -> None:
@@ -700,7 +700,7 @@ async def test_bearer_key_for_hosted_ollama(monkeypatch: pytest.MonkeyPatch, sho
     assert "ol-env-key" not in repr(driver)
     # A server added under a name of its own does not receive OLLAMA_API_KEY.
     other = OllamaDriver(provider="gpu-box", host="gpu-box")
-    assert "authorization" not in other._http._client.headers
+    assert "authorization" not in other._http.headers
 
 
 # -- wire parity with the official client ----------------------------------------------------------------------

@@ -221,13 +221,19 @@ def vectors_from_wire(items: list[dict[str, Any]], expected: int) -> npt.NDArray
     indices = [int(item["index"]) for item in items]
     if sorted(indices) != list(range(expected)):
         raise ValueError(f"embedding indices {sorted(indices)[:10]}… do not match {expected} inputs")
-    rows: list[npt.NDArray[np.float32]] = [np.empty(0, dtype=np.float32)] * expected
-    for index, item in zip(indices, items, strict=True):
-        embedding = item["embedding"]
-        if isinstance(embedding, str):
-            rows[index] = np.frombuffer(base64.b64decode(embedding), dtype="<f4")
-        else:
-            rows[index] = np.asarray(embedding, dtype=np.float32)
+    ordered = [item["embedding"] for _, item in sorted(zip(indices, items, strict=True), key=lambda pair: pair[0])]
+    if all(isinstance(embedding, list) for embedding in ordered):
+        # Float lists: one conversion for the whole matrix (numpy refuses ragged rows with a ValueError).
+        matrix = np.array(ordered, dtype=np.float32) if ordered else np.empty((0, 0), dtype=np.float32)
+        if matrix.ndim != 2:
+            raise ValueError("embeddings have different dimensions")
+        return matrix
+    rows = [
+        np.frombuffer(base64.b64decode(embedding), dtype="<f4")
+        if isinstance(embedding, str)
+        else np.asarray(embedding, dtype=np.float32)
+        for embedding in ordered
+    ]
     if len({row.shape for row in rows}) != 1:
         raise ValueError("embeddings have different dimensions")
     return np.stack(rows).astype(np.float32, copy=False)

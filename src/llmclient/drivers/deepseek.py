@@ -46,28 +46,21 @@ class DeepSeekDriver(OpenAIDriver):
         return tokens.RATIO_ESTIMATOR, False
 
     def _refine_error(self, error: APIError) -> APIError:
-        if isinstance(error, (BadRequestError, NotFoundError)) and "model not exist" in error.message.lower():
-            # An unknown model is a 400 "Model Not Exist" (https://api-docs.deepseek.com/quick_start/error_codes).
-            error = UnknownModelError(
-                error.message,
-                provider=error.provider,
-                model=error.model,
-                status=error.status,
-                request_id=error.request_id,
-                body=error.body,
-                error_code=error.error_code,
-            )
-        if isinstance(error, UnknownModelError):
-            return UnknownModelError(
-                f"{error.message}; DeepSeek's models are: {', '.join(DEEPSEEK_MODELS)}",
-                provider=error.provider,
-                model=error.model,
-                status=error.status,
-                request_id=error.request_id,
-                body=error.body,
-                error_code=error.error_code,
-            )
-        return error
+        # An unknown model is a 400 "Model Not Exist" (https://api-docs.deepseek.com/quick_start/error_codes).
+        unknown_model = isinstance(error, UnknownModelError) or (
+            isinstance(error, (BadRequestError, NotFoundError)) and "model not exist" in error.message.lower()
+        )
+        if not unknown_model:
+            return error
+        return UnknownModelError(
+            f"{error.message}; DeepSeek's models are: {', '.join(DEEPSEEK_MODELS)}",
+            provider=error.provider,
+            model=error.model,
+            status=error.status,
+            request_id=error.request_id,
+            body=error.body,
+            error_code=error.error_code,
+        )
 
     def _usage_from_wire(self, usage: dict[str, Any]) -> Usage:
         if "prompt_cache_hit_tokens" not in usage:

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from pydantic import SecretStr, ValidationError
 
 from llmclient import tokens
-from llmclient._http import HTTPClient, Timeouts, Transport
+from llmclient._http import HTTPClient, HTTPOptions, Timeouts, Transport
 from llmclient.drivers import BaseDriver, Capabilities
 from llmclient.drivers._ollama_context import (
     ContextGuard,
@@ -91,9 +91,10 @@ class OllamaDriver(BaseDriver):
         host: The server, as a URL or in Ollama's `host:port` form.
         api_key: A bearer token for a hosted Ollama (else `OLLAMA_API_KEY`); local servers need none.
         headers: Extra HTTP headers.
-        transport: An httpx transport (e.g. `httpx.MockTransport` in tests).
+        transport: An httpx transport (e.g. `httpx.MockTransport` in tests); selects the httpx backend.
         timeouts: Connect and read timeouts; by default 10 s to connect and no limit between reads, since Ollama
             sends nothing before it has loaded the model and, unless streaming, generated the whole reply.
+        http: Proxy, TLS verification, connection limits, keep-alive and backend (`HTTPOptions` or a dict).
         provider: The provider name this driver serves under (another server: `{"driver": "ollama", ...}`).
         tokenizer: The model's Hugging Face tokenizer, for exact prompt counts (as for `openai-compatible`).
         keep_alive: How long Ollama keeps the model loaded after a call (`"10m"`, `0`, `-1`).
@@ -119,6 +120,7 @@ class OllamaDriver(BaseDriver):
         headers: Mapping[str, str] | None = None,
         transport: Transport | None = None,
         timeouts: Timeouts | None = None,
+        http: HTTPOptions | Mapping[str, Any] | None = None,
         provider: str | None = None,
         tokenizer: str | os.PathLike[str] | Mapping[str, Any] | tokens.HFTokenizer | None = None,
         keep_alive: str | float | None = None,
@@ -148,9 +150,9 @@ class OllamaDriver(BaseDriver):
             headers={**(headers or {}), **({"authorization": f"Bearer {secret}"} if secret else {})},
             secrets=(secret,),
             transport=transport,
-            # No read timeout by default: a non-streamed reply arrives only when the whole generation is done, which
-            # on a CPU can take minutes; the Client's overall deadline bounds the call (the official client has none).
+            # No read timeout by default: a non-streamed reply comes after the whole generation (minutes on a CPU).
             timeouts=timeouts or Timeouts(connect=10.0, read=math.inf, total=None),
+            options=http,
             refine=self._refine_error,
             refine_connect=self._refine_connect,
         )
@@ -393,6 +395,5 @@ def _estimate(model: str) -> tuple[tokens.Tokenizer, bool]:
 
 
 _OPTION_NAMES = ("temperature", "top_p", "top_k", "num_predict", "stop", "seed", "num_ctx")
-
 
 __all__ = ["OllamaDriver", "OllamaTruncationWarning", "parse_host"]

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from pydantic import SecretStr, ValidationError
 
 from llmclient import tokens
-from llmclient._http import HTTPClient, Timeouts, Transport, iter_sse
+from llmclient._http import HTTPClient, HTTPOptions, Timeouts, Transport, iter_sse
 from llmclient.drivers import BaseDriver, Capabilities
 from llmclient.drivers._openai_wire import (
     TokenCounting,
@@ -46,7 +46,6 @@ from llmclient.types import (
     Message,
     TokenCount,
     Tool,
-    ToolCall,
     Usage,
 )
 
@@ -100,6 +99,7 @@ class OpenAIDriver(BaseDriver):
         headers: Mapping[str, str] | None = None,
         transport: Transport | None = None,
         timeouts: Timeouts | None = None,
+        http: HTTPOptions | Mapping[str, Any] | None = None,
         provider: str | None = None,
         tokenizer: str | os.PathLike[str] | Mapping[str, Any] | tokens.HFTokenizer | None = None,
     ) -> None:
@@ -136,6 +136,7 @@ class OpenAIDriver(BaseDriver):
             secrets=(secret,),
             transport=transport,
             timeouts=timeouts,
+            options=http,
             refine=self._refine_error,
         )
 
@@ -280,22 +281,23 @@ class OpenAIDriver(BaseDriver):
     def _from_wire(self, data: dict[str, Any], request: ChatRequest, request_id: str | None) -> ChatResponse:
         choice = data["choices"][0]
         wire = choice["message"]
-        calls = wire.get("tool_calls")
-        message = Message(
-            role="assistant",
-            content=wire.get("content"),
-            tool_calls=[ToolCall.model_validate(call) for call in calls] if calls else None,
-            reasoning=wire.get("reasoning_content") or wire.get("reasoning"),
-        )
         reason = choice.get("finish_reason")
-        return ChatResponse(
-            message=message,
-            finish_reason=finish_from_wire(reason) if reason else None,
-            usage=self._usage_from_wire(data["usage"]) if data.get("usage") else Usage(estimated=True),
-            model=data.get("model") or request.model,
-            provider=self.provider,
-            request_id=request_id or data.get("id"),
-            raw=data,
+        # One validation pass over the whole reply: tool calls go in as their wire dicts (ToolCall reads that shape).
+        return ChatResponse.model_validate(
+            {
+                "message": {
+                    "role": "assistant",
+                    "content": wire.get("content"),
+                    "tool_calls": wire.get("tool_calls") or None,
+                    "reasoning": wire.get("reasoning_content") or wire.get("reasoning"),
+                },
+                "finish_reason": finish_from_wire(reason) if reason else None,
+                "usage": self._usage_from_wire(data["usage"]) if data.get("usage") else Usage(estimated=True),
+                "model": data.get("model") or request.model,
+                "provider": self.provider,
+                "request_id": request_id or data.get("id"),
+                "raw": data,
+            }
         )
 
     def _usage_from_wire(self, usage: dict[str, Any]) -> Usage:

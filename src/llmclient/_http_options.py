@@ -1,0 +1,128 @@
+"""How an HTTP driver connects (`HTTPOptions`): proxy, environment, TLS verification, pool and backend.
+
+Both backends of `llmclient._http.HTTPClient` read these, so a proxy, a CA bundle or a connection limit means the
+same over aiohttp and httpx. Nothing here imports either library.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    import ssl
+
+
+@dataclass(frozen=True)
+class HTTPOptions:
+    """How an HTTP driver connects: proxy, environment, TLS verification, connection pool and backend.
+
+    Given per provider, as an `HTTPOptions` or a dict of its fields (the config file's form):
+    `Client(providers={"openai": {"http": HTTPOptions(proxy="http://proxy:3128")}})`.
+
+    Args:
+        proxy: An `http://` proxy URL for every request; None to take it from the environment (see `trust_env`).
+        trust_env: Read `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` (when `proxy` is None), and
+            `SSL_CERT_FILE` / `SSL_CERT_DIR` (when `verify` is True), once, when the driver is built.
+        verify: True checks TLS certificates against certifi's bundle (or `SSL_CERT_FILE`/`SSL_CERT_DIR`); a path
+            names a CA bundle file or directory; an `ssl.SSLContext` is used as it is; False turns checking off.
+        max_connections: The most connections open at once to the provider (calls beyond wait for one, up to
+            `Timeouts.pool`); None for no limit.
+        keepalive_expiry: Seconds an idle connection is kept for the next call; 0 closes every connection after
+            its call (no keep-alive). Idle connections are kept up to `max_connections`.
+        backend: "aiohttp" (the default, the fastest) or "httpx". A `transport=` is an httpx transport, so giving
+            one selects httpx.
+    """
+
+    proxy: str | None = None
+    trust_env: bool = True
+    verify: bool | str | os.PathLike[str] | ssl.SSLContext = True
+    max_connections: int | None = 100
+    keepalive_expiry: float = 5.0
+    backend: Literal["aiohttp", "httpx"] = "aiohttp"
+
+    def __post_init__(self) -> None:
+        if self.backend not in ("aiohttp", "httpx"):
+            raise ValueError(f"backend must be 'aiohttp' or 'httpx', not {self.backend!r}")
+        if self.max_connections is not None and self.max_connections < 1:
+            raise ValueError("max_connections must be at least 1 (or None for no limit)")
+        if self.keepalive_expiry < 0:
+            raise ValueError("keepalive_expiry must not be negative")
+
+    @classmethod
+    def from_value(cls, value: HTTPOptions | Mapping[str, Any] | None) -> HTTPOptions:
+        """`HTTPOptions` as given, from a dict of its fields, or the defaults for None."""
+        if value is None:
+            return _DEFAULT_OPTIONS
+        if isinstance(value, HTTPOptions):
+            return value
+        unknown = set(value) - {field.name for field in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown HTTP option(s): {', '.join(sorted(unknown))}")
+        return cls(**value)
+
+    def proxy_for(self, url: str) -> str | None:
+        """The proxy for requests to `url`: `proxy`, else the environment's unless `NO_PROXY` exempts the host."""
+        if self.proxy is not None or not self.trust_env:
+            return self.proxy
+        import urllib.request
+
+        proxies = urllib.request.getproxies_environment()  # *_proxy variables, lower case first, as curl reads them
+        parts = urlsplit(url)
+        if not proxies or _bypassed(parts.hostname or "", proxies.get("no", "")):
+            return None
+        return proxies.get(parts.scheme) or proxies.get("all")
+
+    def ssl_context(self) -> ssl.SSLContext | Literal[False]:
+        """The TLS context both backends verify with (False when checking is off)."""
+        import ssl
+
+        verify = self.verify
+        if verify is False:
+            return False
+        if isinstance(verify, ssl.SSLContext):
+            return verify
+        if verify is True:
+            if self.trust_env and os.environ.get("SSL_CERT_FILE"):
+                return ssl.create_default_context(cafile=os.environ["SSL_CERT_FILE"])
+            if self.trust_env and os.environ.get("SSL_CERT_DIR"):
+                return ssl.create_default_context(capath=os.environ["SSL_CERT_DIR"])
+            import certifi  # httpx's bundle, so both backends trust the same authorities
+
+            return ssl.create_default_context(cafile=certifi.where())
+        path = os.fspath(verify)
+        if os.path.isdir(path):
+            return ssl.create_default_context(capath=path)
+        return ssl.create_default_context(cafile=path)
+
+
+_DEFAULT_OPTIONS = HTTPOptions()
+
+
+def _bypassed(host: str, no_proxy: str) -> bool:
+    """Whether `NO_PROXY` exempts `host`: `*`, the host itself, or a domain it is in (`.example.com`, `example.com`,
+    `*.example.com`); a port in an entry is not checked."""
+    host = host.lower().strip("[]").rstrip(".")
+    for entry in no_proxy.lower().split(","):
+        entry = entry.strip()
+        if entry == "*":
+            return True
+        if entry.startswith("["):  # [v6] or [v6]:port
+            entry = entry[1:].partition("]")[0]
+        elif entry.count(":") == 1:  # host:port
+            entry = entry.partition(":")[0]
+        entry = entry.lstrip("*").strip(".")
+        if entry and (host == entry or host.endswith("." + entry)):
+            return True
+    return False
+
+
+def respx_routing() -> bool:
+    # A started respx mock patches httpx's transports: send through httpx so the test's routes see the request.
+    # respx is a test library; in production it is not imported and this is one dictionary lookup.
+    mocks = sys.modules.get("respx.mocks")
+    return mocks is not None and any(mocker.routers for mocker in mocks.Mocker.registry.values())
