@@ -273,13 +273,17 @@ class Route:
         """Bind the call to the best available target of `pool` with capacity; False when all of them cool down."""
         import asyncio
 
+        prompt = await call.count_prompt() if self.group.strategy == "cost" else 0
+        health = self.router.health
         while True:
             now = time.monotonic()
-            ready = [t for t in pool if self.router.health[t.name].available(now)]
+            ready = [t for t in pool if health[t.name].available(now)]
             if not ready:
                 return False
-            tier = min(t.tier for t in ready)
-            ordered = await self._order(call, [t for t in ready if t.tier == tier])
+            tier = ready[0].tier  # targets are in tier order: the group's own, then each fallback group's
+            ordered = self._order(
+                call, ready if ready[-1].tier == tier else [t for t in ready if t.tier == tier], prompt
+            )
             waits = []
             for target in ordered:
                 # Without limits of its own, a deployment is still held to what its rate-limit headers said.
@@ -312,7 +316,7 @@ class Route:
         self.serving, self.admission = target, admission
         self.router.health[target.name].in_flight += 1
 
-    async def _order(self, call: Call, targets: list[Target]) -> list[Target]:
+    def _order(self, call: Call, targets: list[Target], prompt: int) -> list[Target]:
         strategy = self.group.strategy
         if len(targets) < 2 or strategy == "priority":
             return targets
@@ -322,7 +326,6 @@ class Route:
         if strategy == "latency":  # an unmeasured deployment goes first, so each gets measured
             return sorted(targets, key=lambda t: (health[t.name].latency or 0.0, random.random()))
         if strategy == "cost":
-            prompt = await call.count_prompt()
             output = call.request.max_tokens or 256 if call.request else 0
             return sorted(targets, key=lambda t: self._cost(t, prompt, output))
         # Weighted random order without replacement (Efraimidis-Spirakis): key = u^(1/w), largest first.
