@@ -148,6 +148,7 @@ LAYERS = {
     "streaming": 60,
     "structured": 60,
     "tool_loop": 60,
+    "routing": 60,
     "stores": 60,
     "embed_job": 70,
     "client": 80,

@@ -193,16 +193,25 @@ class HTTPClient:
             url = self._urls[path] = httpx.URL(self._httpx().base_url).join(path.lstrip("/"))
         return url
 
-    async def post_json(self, path: str, body: dict[str, Any], *, model: str | None) -> tuple[Any, str | None]:
-        """POST `body` as JSON; return the decoded JSON answer and the request id."""
-        return await self._json("POST", path, _dumps(body), _JSON_HEADERS, model)
+    async def post_json(
+        self, path: str, body: dict[str, Any], *, model: str | None, rate_limits: dict[str, str] | None = None
+    ) -> tuple[Any, str | None]:
+        """POST `body` as JSON; return the decoded JSON answer and the request id. `rate_limits`, when given,
+        receives the answer's `x-ratelimit-*` headers."""
+        return await self._json("POST", path, _dumps(body), _JSON_HEADERS, model, rate_limits)
 
     async def get_json(self, path: str, *, model: str | None = None) -> Any:
         """GET `path` and decode its JSON answer."""
         return (await self._json("GET", path, None, _GET_HEADERS, model))[0]
 
     async def _json(
-        self, method: str, path: str, body: bytes | None, headers: Mapping[str, str], model: str | None
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        headers: Mapping[str, str],
+        model: str | None,
+        rate_limits: dict[str, str] | None = None,
     ) -> tuple[Any, str | None]:
         backend = self._backend()
         response: Any
@@ -216,6 +225,9 @@ class HTTPClient:
             async with self._send(request, model) as response:
                 content = await self._read(response, model)
         request_id = request_id_from(response.headers)
+        if rate_limits is not None:
+            found = ((k.lower(), v) for k, v in response.headers.items())  # aiohttp keeps the server's case
+            rate_limits.update((k, v) for k, v in found if k.startswith("x-ratelimit-"))
         return self.decode_json(content, model=model, request_id=request_id, status=response.status_code), request_id
 
     @asynccontextmanager

@@ -185,6 +185,8 @@ def _group_key(record: LedgerRecord, by: str) -> list[str]:
         return [record.provider]
     if by == "tag":
         return list(record.tags) or ["(untagged)"]
+    if by == "deployment":  # a model group's deployment; a call made without routing counts under its provider
+        return [record.deployment or record.provider]
     return [datetime.datetime.fromtimestamp(record.timestamp, tz=datetime.timezone.utc).date().isoformat()]
 
 
@@ -411,7 +413,7 @@ def parser() -> argparse.ArgumentParser:
     models.set_defaults(handler=cmd_models)
 
     cost = commands.add_parser("cost", help="report from the ledger (SQLite, or the fleet's PostgreSQL)")
-    cost.add_argument("--by", default="model", choices=["model", "provider", "tag", "day", "budget"])
+    cost.add_argument("--by", default="model", choices=["model", "provider", "tag", "day", "budget", "deployment"])
     cost.add_argument("--format", default="table", choices=["table", "csv", "json"])
     cost.set_defaults(handler=cmd_cost)
 

@@ -13,6 +13,12 @@ Each call resolves its model id to a driver (`model_ids`, `pipeline.resolve`), b
 (`pipeline.request`), and goes through `client.pipeline`: admission (prompt count, budgets), sending under one
 retry layer and deadline (`pipeline.send`), then pricing, settling and one ledger record. Streaming, structured
 output, the tool loop and embedding jobs live in their own modules.
+
+`Client(routes={"chat": [Deployment(...), ...]})` makes `"chat"` a model group: `model="chat"` calls go to one of
+its deployments (each a model id with provider options, weight, rate limits and price of its own), move to another
+when a place fails, and skip places that are cooling down or out of capacity. A group is a list of deployments (or
+model ids, or mappings of `Deployment`'s arguments) or a `ModelGroup` with a strategy and fallback groups; see
+`llmclient.routing` and the Routing page.
 """
 
 from __future__ import annotations
@@ -32,15 +38,16 @@ from llmclient.drivers import Driver
 from llmclient.embed_job import EmbedOptions, run_embed_job
 from llmclient.errors import UnsupportedCapabilityError
 from llmclient.ledger import CostLedger, open_ledger
-from llmclient.model_ids import ModelId, ModelResolver
+from llmclient.model_ids import ModelId
 from llmclient.options import ChatOptions, RunStepOptions
 from llmclient.pipeline import (
     Pricing,
     client_pipeline,
 )
 from llmclient.pipeline import send as pipeline_send
+from llmclient.pipeline.groups import Deployment, ModelGroup
 from llmclient.pipeline.request import count_tokens, messages_of
-from llmclient.pipeline.resolve import Drivers, Resolver, checked_timeout
+from llmclient.pipeline.resolve import Resolver, checked_timeout
 from llmclient.prices import PriceTable
 from llmclient.retry import RetryPolicy
 from llmclient.streaming import ChatStream
@@ -81,10 +88,10 @@ class Client:
         budget_usd: A spending limit for every call of this client (see `budget` for scoped ones).
         embedding_cache: Where `embed` keeps vectors so repeated texts are not sent or billed again: memory (LRU,
             10,000 vectors) by default, `"sqlite:///path.db"` or a path, an `EmbeddingCache`, or False for none.
-        track_drift: Count every prompt locally before sending, so each ledger record shows how far the count
-            was from the provider's usage (`input_drift`). Off by default: counting costs CPU on every call.
+        track_drift: Count every prompt locally before sending, so each record shows the count's `input_drift`.
         budget_store: A `postgresql://` URL or `SharedBudgets`: named budgets that hold across processes and
             machines (by tag, `charge_to` and `SharedBudgets(always=...)`; see the Fleet page).
+        routes: Model groups over several deployments, `{"chat": [Deployment(...), ...]}` (see the module doc).
     """
 
     def __init__(
@@ -103,6 +110,7 @@ class Client:
         embedding_cache: embedding.EmbeddingCache | str | Path | bool | None = None,
         track_drift: bool = False,
         budget_store: str | SharedBudgets | None = None,
+        routes: Mapping[str, ModelGroup | Sequence[Deployment | str | Mapping[str, Any]]] | None = None,
     ) -> None:
         self.retry = retry if isinstance(retry, RetryPolicy) else RetryPolicy().with_max_retries(retry)
         self.timeouts = Timeouts.from_value(timeout)
@@ -111,14 +119,14 @@ class Client:
         self.ledger = open_ledger(ledger)
         self.prices = PriceTable.from_option(prices)
         self._client_budget = None if budget_usd is None else Budget(budget_usd, name="the client's budget")
-        self._resolver = Resolver(
-            ModelResolver(aliases=aliases, default_model=default_model, providers=providers or {}),
-            Drivers(providers, transport=transport, timeouts=self.timeouts),
-            retry=self.retry,
-            strict_params=strict_params,
-        )
+        self._resolver = Resolver.for_client(
+            providers, routes, aliases=aliases, default_model=default_model, transport=transport,
+            timeouts=self.timeouts, retry=self.retry, strict_params=strict_params, prices=self.prices,
+        )  # fmt: skip
         self._pricing = Pricing(self.prices)
-        self.pipeline = client_pipeline(self._pricing, self._budgets, self.ledger, track_drift, budget_store)
+        self.pipeline = client_pipeline(
+            self._pricing, self._budgets, self.ledger, track_drift, budget_store, routed=bool(routes)
+        )
         """The steps every call goes through; `pipeline.add(step)` adds cross-cutting behaviour."""
 
     def __repr__(self) -> str:
@@ -149,7 +157,7 @@ class Client:
 
     def resolve(self, model: str | None) -> ModelId:
         """Split a model id (or alias, or None for the default) into `(provider, model)`; see the model-id rules."""
-        return self._resolver.models.resolve(model)
+        return self._resolver.resolve(model)
 
     def driver(self, provider: str) -> Driver:
         """The driver for `provider`, created on first use from its options."""

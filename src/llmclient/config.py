@@ -29,7 +29,19 @@ base_url = "http://gpu-box:8000/v1"
 [prices."vllm/*"]
 input_cost_per_token = "0"
 output_cost_per_token = "0"
+
+[[routes.chat]]                  # a model group: `llmclient chat -m chat`, `client.chat(..., model="chat")`
+model = "deepseek/deepseek-chat"
+rpm = 60
+tpm = 100000
+
+[[routes.chat]]
+model = "vllm/qwen2.5-7b"
+weight = 2
 ```
+
+A group with a strategy or fallbacks is a table: `[routes.chat]` with `strategy = "latency"`, `fallbacks = [...]`
+and `[[routes.chat.deployments]]` (see the Routing page).
 
 Keys belong in the environment (`OPENAI_API_KEY`, `DEEPSEEK_API_KEY`, …); a file that holds an `api_key` is read,
 but only when it is not readable by other users.
@@ -45,7 +57,7 @@ from typing import Any
 
 from llmclient.errors import ConfigurationError
 
-KNOWN_KEYS = frozenset({"default_model", "aliases", "providers", "prices", "ledger", "timeout", "retry"})
+KNOWN_KEYS = frozenset({"default_model", "aliases", "providers", "prices", "ledger", "timeout", "retry", "routes"})
 
 
 def config_path() -> Path:
@@ -76,7 +88,9 @@ def load_config(path: str | Path | None = None) -> dict[str, Any]:
     unknown = sorted(set(data) - KNOWN_KEYS)
     if unknown:
         raise ConfigurationError(f"{target}: unknown keys {unknown}; known: {sorted(KNOWN_KEYS)}")
-    holds_key = any("api_key" in options for options in data.get("providers", {}).values())
+    holds_key = any("api_key" in options for options in data.get("providers", {}).values()) or any(
+        "api_key" in deployment for deployment in _deployments(data.get("routes", {}))
+    )
     if holds_key and os.name == "posix" and target.stat().st_mode & (stat.S_IRGRP | stat.S_IROTH):
         raise ConfigurationError(f"{target} holds an api_key but other users can read it: chmod 600 {target}")
     return data
@@ -86,7 +100,7 @@ def client_options(path: str | Path | None = None) -> dict[str, Any]:
     """Keyword arguments for `Client` from the configuration file (and `LLMCLIENT_LEDGER`)."""
     data = load_config(path)
     options: dict[str, Any] = {}
-    for key in ("default_model", "aliases", "providers", "prices", "timeout", "retry"):
+    for key in ("default_model", "aliases", "providers", "prices", "timeout", "retry", "routes"):
         if key in data:
             options[key] = data[key]
     ledger = os.environ.get("LLMCLIENT_LEDGER") or data.get("ledger")
@@ -95,3 +109,10 @@ def client_options(path: str | Path | None = None) -> dict[str, Any]:
         path_part = text.removeprefix("sqlite:///")
         options["ledger"] = f"sqlite:///{Path(path_part).expanduser()}"
     return options
+
+
+def _deployments(routes: Any) -> list[Any]:
+    """Every deployment table of the file's `routes` (a group is a list of them, or a table with `deployments`)."""
+    groups = routes.values() if isinstance(routes, dict) else []
+    found = [g.get("deployments", []) if isinstance(g, dict) else g for g in groups]
+    return [d for group in found if isinstance(group, list) for d in group if isinstance(d, dict)]

@@ -69,6 +69,8 @@ class LLMClientError(Exception):
     """The root of every error llmclient raises."""
 
     retryable: bool = False
+    deployment: str | None = None
+    """For a model group's call: the deployment that failed (set by routing)."""
 
     def __init__(
         self,
@@ -95,6 +97,7 @@ class LLMClientError(Exception):
             f"status {self.status}" if self.status else "",
             where,
             f"request {self.request_id}" if self.request_id else "",
+            f"deployment {self.deployment}" if self.deployment else "",
         ]
         suffix = ", ".join(part for part in details if part)
         return f"{self.message} ({suffix})" if suffix else self.message

@@ -46,6 +46,8 @@ class LedgerRecord:
     error: str | None = None
     counted_input_tokens: int | None = None
     timestamp: float = field(default_factory=time.time)
+    deployment: str | None = None
+    """For a model group's call: the deployment that served (or last failed) it."""
 
     @property
     def input_drift(self) -> int | None:
@@ -126,6 +128,10 @@ class CostLedger:
         """Totals per provider."""
         return self._group(lambda r: (r.provider,))
 
+    def by_deployment(self) -> dict[str, Summary]:
+        """Totals per deployment of a model group; a call made without routing counts under its provider."""
+        return self._group(lambda r: (r.deployment or r.provider,))
+
     def by_tag(self) -> dict[str, Summary]:
         """Totals per tag (a record with several tags counts in each)."""
         return self._group(lambda r: r.tags)
@@ -164,7 +170,7 @@ class CostLedger:
                     f"{r.timestamp:.6f}", r.provider, r.model, r.kind, u.input_tokens, u.cached_input_tokens,
                     u.output_tokens, u.reasoning_tokens, u.estimated, "" if c is None else c.total,
                     "" if c is None else c.price_source, f"{r.latency_s:.6f}", r.attempts, r.request_id or "",
-                    ";".join(r.tags), r.error or "",
+                    ";".join(r.tags), r.error or "", r.deployment or "",
                 ]
             )  # fmt: skip
         return buffer.getvalue()
@@ -191,6 +197,7 @@ CSV_COLUMNS = (
     "request_id",
     "tags",
     "error",
+    "deployment",
 )
 
 
@@ -227,7 +234,8 @@ CREATE TABLE IF NOT EXISTS calls (
     request_id          TEXT,
     tags                TEXT    NOT NULL,   -- JSON array
     error               TEXT,
-    counted_input_tokens INTEGER
+    counted_input_tokens INTEGER,
+    deployment          TEXT                -- the model group's deployment that served the call
 );
 CREATE INDEX IF NOT EXISTS calls_model ON calls (provider, model);
 CREATE INDEX IF NOT EXISTS calls_timestamp ON calls (timestamp);
@@ -250,6 +258,10 @@ class SQLiteLedger(CostLedger):
         self._db = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(SQLITE_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(calls)")}
+        if "deployment" not in columns:  # a ledger written before routing: one nullable column, added in place
+            with contextlib.suppress(sqlite3.OperationalError):  # another process added it meanwhile
+                self._db.execute("ALTER TABLE calls ADD COLUMN deployment TEXT")
         self._records.extend(_record_from_row(row) for row in self._db.execute(_SELECT))
 
     def add(self, record: LedgerRecord) -> None:
@@ -259,7 +271,7 @@ class SQLiteLedger(CostLedger):
             u.output_tokens, u.reasoning_tokens, int(u.estimated), _text(c, "total"), _text(c, "input"),
             _text(c, "cached_input"), _text(c, "output"), c and c.price_source, c and c.price_checked,
             record.latency_s, record.attempts, record.request_id, json.dumps(list(record.tags)), record.error,
-            record.counted_input_tokens,
+            record.counted_input_tokens, record.deployment,
         )  # fmt: skip
         with self._lock:
             self._db.execute(_INSERT, row)
@@ -276,9 +288,9 @@ class SQLiteLedger(CostLedger):
 _COLUMNS = (
     "timestamp, provider, model, kind, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, "
     "estimated, cost_usd, cost_input_usd, cost_cached_usd, cost_output_usd, price_source, price_checked, "
-    "latency_s, attempts, request_id, tags, error, counted_input_tokens"
+    "latency_s, attempts, request_id, tags, error, counted_input_tokens, deployment"
 )
-_INSERT = f"INSERT INTO calls ({_COLUMNS}) VALUES ({', '.join('?' * 21)})"
+_INSERT = f"INSERT INTO calls ({_COLUMNS}) VALUES ({', '.join('?' * 22)})"
 _SELECT = f"SELECT {_COLUMNS} FROM calls ORDER BY id"
 
 
@@ -288,7 +300,8 @@ def _text(cost: Cost | None, part: str) -> str | None:
 
 def _record_from_row(row: Sequence[Any]) -> LedgerRecord:
     (timestamp, provider, model, kind, input_tokens, cached, output, reasoning, estimated, total, cost_in,
-     cost_cached, cost_out, source, checked, latency, attempts, request_id, tags, error, counted) = row  # fmt: skip
+     cost_cached, cost_out, source, checked, latency, attempts, request_id, tags, error, counted,
+     deployment) = row  # fmt: skip
     usage = Usage(
         input_tokens=input_tokens,
         cached_input_tokens=cached,
@@ -321,6 +334,7 @@ def _record_from_row(row: Sequence[Any]) -> LedgerRecord:
         error=error,
         counted_input_tokens=counted,
         timestamp=timestamp,
+        deployment=deployment,
     )
 
 

@@ -65,15 +65,15 @@ class ChatStream:
 
     async def _run(self) -> AsyncIterator[ChatChunk]:
         call, pipeline = self._call, self._pipeline
-        request = call.request
-        assert request is not None
+        assert call.request is not None
         assembler = Assembler()
         iterator: AsyncIterator[ChatChunk] | None = None
         output_tokens = 0
 
         async def first_chunk() -> ChatChunk | None:
             nonlocal iterator
-            iterator = call.driver.stream(request).__aiter__()
+            assert call.request is not None  # read per attempt: routing rebuilds it for another deployment
+            iterator = call.driver.stream(call.request).__aiter__()
             try:
                 return await iterator.__anext__()
             except StopAsyncIteration:
@@ -110,9 +110,11 @@ class ChatStream:
             raise
         if iterator is not None:
             await iterator.aclose()  # type: ignore[attr-defined]
-        response = assembler.response(request, call.provider)
+        response = assembler.response(call.request, call.provider)
         response.applied_params = call.applied
         response.dropped_params = call.dropped
+        if call.deployment is not None:
+            response.deployment = call.deployment
         if response.finish_reason is None:  # a driver that ended without saying why: keep what arrived
             response.finish_reason = "stop"
         outcome = Outcome(response.usage, request_id=response.request_id, served_model=response.model)

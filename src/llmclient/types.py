@@ -349,6 +349,10 @@ class ChatResponse(_Model):
     dropped_params: list[str] = Field(default_factory=list)
     parsed: Any = None
     """The validated `response_model` object when one was asked for."""
+    deployment: str | None = None
+    """For a model group's call: the deployment that served it (`"chat@1"` or the name it was given)."""
+    rate_limits: dict[str, str] | None = Field(default=None, repr=False)
+    """The provider's `x-ratelimit-*` headers, where it sends them (routing learns limits from them)."""
     raw: dict[str, Any] | None = Field(default=None, repr=False)
 
     @property

@@ -164,8 +164,9 @@ class OpenAIDriver(BaseDriver):
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
         self._check_key(request.model)
+        limits: dict[str, str] = {}
         data, request_id = await self._http.post_json(
-            "/chat/completions", self._to_wire(request, stream=False), model=request.model
+            "/chat/completions", self._to_wire(request, stream=False), model=request.model, rate_limits=limits
         )
         try:
             response = self._from_wire(data, request, request_id)
@@ -180,6 +181,7 @@ class OpenAIDriver(BaseDriver):
         if response.usage.estimated:  # usage omitted (some compatible servers) or implausible: count it here
             generated = response.text + "".join(call.raw_arguments for call in response.tool_calls)
             response.usage = await self._estimate_usage(request, generated)
+        response.rate_limits = limits or None
         return response
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:

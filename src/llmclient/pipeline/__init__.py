@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from llmclient.pipeline.budgets import BudgetAdmission
 from llmclient.pipeline.call import Call, CallKind, Outcome
 from llmclient.pipeline.deadline import Deadline
+from llmclient.pipeline.routing import Routing
 from llmclient.pipeline.steps import CountPrompt, LedgerRecording, Pipeline, Pricing, Step
 
 if TYPE_CHECKING:
@@ -35,10 +36,14 @@ def client_pipeline(
     ledger: CostLedger,
     track_drift: bool = False,
     budget_store: Any = None,
+    *,
+    routed: bool = False,
 ) -> Pipeline:
-    """A `Client`'s steps, in order: the prompt count (with `track_drift`), pricing, in-process budgets, shared
-    budgets (with a `budget_store`: a `postgresql://` URL or `stores.SharedBudgets`), and the ledger record."""
-    steps: list[Step] = [CountPrompt()] if track_drift else []
+    """A `Client`'s steps, in order: routing (for model groups, so budgets price the deployment picked), the prompt
+    count (with `track_drift`), pricing, in-process budgets, shared budgets (with a `budget_store`: a
+    `postgresql://` URL or `stores.SharedBudgets`), and the ledger record."""
+    steps: list[Step] = [Routing()] if routed else []
+    steps += [CountPrompt()] if track_drift else []
     steps += [pricing, BudgetAdmission(budgets, pricing)]
     if budget_store is not None:
         from llmclient.stores import shared_budget_step  # psycopg (and numpy) only for fleets

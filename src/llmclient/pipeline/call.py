@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from llmclient.budget import Reservation
     from llmclient.drivers import Driver
     from llmclient.model_ids import ModelId
+    from llmclient.pipeline.routing import Route
     from llmclient.prices import PriceEntry
     from llmclient.retry import RetryPolicy
     from llmclient.types import Cost
@@ -50,6 +51,12 @@ class Call:
     price_entry: PriceEntry | None = None
     started: float = field(default_factory=time.perf_counter)
     recorded: bool = False
+    route: Route | None = None
+    """For a model group: the deployments this call may go to (`pipeline.routing`)."""
+    deployment: str | None = None
+    """The deployment the call is bound to (a routed call's next attempt goes there)."""
+    price_override: PriceEntry | None = None
+    """The deployment's own price, over the price table's."""
 
     @property
     def provider(self) -> str:

@@ -3,19 +3,23 @@ user's options), and the `Call` the other steps work on."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
 from llmclient._http import Timeouts, Transport
 from llmclient.drivers import Driver, create_driver
 from llmclient.errors import InvalidRequestError
-from llmclient.model_ids import ModelResolver
+from llmclient.model_ids import ModelId, ModelResolver
 from llmclient.options import chat_options
 from llmclient.pipeline.call import Call, CallKind
 from llmclient.pipeline.request import chat_request
+from llmclient.prices import PriceTable
 from llmclient.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from llmclient.pipeline.routing import Router
 
 
 class Drivers:
@@ -41,6 +45,7 @@ class Drivers:
         self._instances: dict[str, Driver] = {}
         self._given: set[str] = set()
         self._loops: dict[str, object] = {}
+        self._links: dict[str, str] = {}  # a routed deployment without options of its own → its provider
         for name, config in (providers or {}).items():
             if isinstance(config, Mapping):
                 self._options[name] = {
@@ -55,6 +60,23 @@ class Drivers:
         """The providers configured by name (their own or built-in names)."""
         return sorted({*self._options, *self._instances})
 
+    def add_deployment(self, name: str, provider: str, options: Mapping[str, Any] | Driver) -> None:
+        """Register a routed deployment's own driver under `name`: a ready instance, or `provider`'s driver made
+        from `provider`'s configured options with the deployment's over them."""
+        if not isinstance(options, Mapping):
+            self._instances[name] = options
+            return
+        base = self._options.get(provider, {})
+        merged = {**base, "driver": base.get("driver", provider), **options}
+        self._options[name] = {
+            key: SecretStr(value) if key == "api_key" and isinstance(value, str) else value
+            for key, value in merged.items()
+        }
+
+    def link(self, name: str, provider: str) -> None:
+        """Let `name` (a routed deployment without options of its own) use `provider`'s driver."""
+        self._links[name] = provider
+
     def get(self, provider: str) -> Driver:
         """The driver for `provider`, created on first use from its options, and again on a new event loop.
 
@@ -62,6 +84,7 @@ class Drivers:
         loop that opened them, so a driver this client made is made afresh on a new loop (the old loop is closed,
         and its connections with it).
         """
+        provider = self._links.get(provider, provider)
         loop = _running_loop()
         driver = self._instances.get(provider)
         if driver is not None and provider not in self._given and self._loops.get(provider, loop) is not loop:
@@ -130,31 +153,102 @@ class Resolver:
         strict_params: Refuse parameters a provider lacks instead of dropping them.
     """
 
-    def __init__(self, models: ModelResolver, drivers: Drivers, *, retry: RetryPolicy, strict_params: bool) -> None:
+    def __init__(
+        self,
+        models: ModelResolver,
+        drivers: Drivers,
+        *,
+        retry: RetryPolicy,
+        strict_params: bool,
+        router: Router | None = None,
+    ) -> None:
         self.models = models
         self.drivers = drivers
         self.retry = retry
         self.strict_params = strict_params
+        self.router = router
 
-    def call(self, kind: CallKind, model: str | None, *, max_retries: int | None, tags: Sequence[str]) -> Call:
-        """A call to `model` (an id, an alias, or None for the default) with its driver and retry policy."""
+    @classmethod
+    def for_client(
+        cls,
+        providers: Mapping[str, Mapping[str, Any] | Driver] | None,
+        routes: Mapping[str, Any] | None,
+        *,
+        aliases: Mapping[str, str] | None,
+        default_model: str | None,
+        transport: Transport | None,
+        timeouts: Timeouts,
+        retry: RetryPolicy,
+        strict_params: bool,
+        prices: PriceTable,
+    ) -> Resolver:
+        """The resolver of a `Client` built with these arguments (model groups routed when `routes` are given)."""
+        from llmclient.pipeline.routing import Router  # routing builds on this module
+
+        drivers = Drivers(providers, transport=transport, timeouts=timeouts)
+        return cls(
+            ModelResolver(aliases=aliases, default_model=default_model, providers=providers or {}),
+            drivers,
+            retry=retry,
+            strict_params=strict_params,
+            router=Router(routes, drivers, prices) if routes else None,
+        )
+
+    def resolve(self, model: str | None) -> ModelId:
+        """The `ModelId` of an id, alias or the default; a model group's is its first deployment's (by the name its
+        driver is registered under), for counting tokens and reading capabilities."""
+        group = self._group(model)
+        return self.models.resolve(model) if group is None else self.router.first(group)  # type: ignore[union-attr]
+
+    def _group(self, model: str | None) -> str | None:
+        name = model or self.models.default_model
+        return name if self.router is not None and name in self.router else None
+
+    def call(
+        self,
+        kind: CallKind,
+        model: str | None,
+        *,
+        max_retries: int | None,
+        tags: Sequence[str],
+        rebuild: Callable[[Call], None] | None = None,
+    ) -> Call:
+        """A call to `model` (an id, an alias, a model group, or None for the default) with its driver and retry
+        policy; a group's call carries its `Route` (only chat and stream calls move between deployments)."""
+        policy = self.retry.with_max_retries(max_retries)
+        group = self._group(model)
+        if group is not None and self.router is not None:
+            first = self.router.first(group)
+            call = Call(kind, first, self.drivers.get(first.provider), policy, tuple(tags))
+            self.router.route(call, group, rebuild)
+            if kind == "embed":
+                call.route = None  # an embedding job sends its batches to the deployment it was bound to
+            return call
         model_id = self.models.resolve(model)
         driver = self.drivers.get(model_id.provider)
-        return Call(kind, model_id, driver, self.retry.with_max_retries(max_retries), tuple(tags))
+        return Call(kind, model_id, driver, policy, tuple(tags))
 
     def chat_call(self, kind: CallKind, messages: Any, options: Mapping[str, Any]) -> Call:
         """A chat or stream call with its request built from `Client.chat`'s `ChatOptions`."""
         params = chat_options(kind, options)
-        call = self.call(kind, params.pop("model"), max_retries=params.pop("max_retries"), tags=params.pop("tags"))
-        call.timeout = checked_timeout(params.pop("timeout"))
-        call.request, call.applied, call.dropped = chat_request(
-            call.driver,
-            call.model_id,
-            messages,
-            tools=params.pop("tools"),
-            tool_choice=params.pop("tool_choice"),
-            extra_body=params.pop("extra_body"),
-            params=params,
-            strict_params=self.strict_params,
-        )
+        model, max_retries, tags = params.pop("model"), params.pop("max_retries"), params.pop("tags")
+        timeout = checked_timeout(params.pop("timeout"))
+        tools, tool_choice, extra_body = params.pop("tools"), params.pop("tool_choice"), params.pop("extra_body")
+
+        def build(call: Call) -> None:  # again for each deployment a routed call moves to
+            call.request, call.applied, call.dropped = chat_request(
+                call.driver,
+                call.model_id,
+                messages,
+                tools=tools,
+                tool_choice=tool_choice,
+                extra_body=extra_body,
+                params=params,
+                strict_params=self.strict_params,
+            )
+
+        call = self.call(kind, model, max_retries=max_retries, tags=tags, rebuild=build)
+        call.timeout = timeout
+        if call.request is None:  # a routed call was built when it was bound to its first deployment
+            build(call)
         return call

@@ -22,6 +22,8 @@ async def send(call: Call, deadline: Deadline, attempt: Callable[[], Awaitable[T
         return await attempt()
 
     async with deadline.scope(provider=call.provider, model=call.model):
+        if call.route is not None:  # a model group: retries and moves between its deployments
+            return await call.route.run(call, counted)
         return await call.policy.run(counted)
 
 
@@ -43,17 +45,22 @@ async def chat(call: Call, pipeline: Pipeline, deadline_s: float | None) -> Chat
     A failure after admission is recorded when it was, or may have been, billed (a 2xx we could not use, a timeout
     after the request left) and released otherwise.
     """
-    request = call.request
-    assert request is not None, "a chat call carries its request"
+
+    def attempt() -> Awaitable[ChatResponse]:  # reads `call.request` each time: routing rebuilds it per deployment
+        assert call.request is not None, "a chat call carries its request"
+        return call.driver.chat(call.request)
+
     deadline = deadline_of(call, deadline_s)
     await admit(call, pipeline, deadline)
     try:
-        response = await send(call, deadline, lambda: call.driver.chat(request))
+        response = await send(call, deadline, attempt)
     except BaseException as exc:
         await pipeline.fail(call, exc)
         raise
     response.applied_params = call.applied
     response.dropped_params = call.dropped
+    if call.deployment is not None:
+        response.deployment = call.deployment
     outcome = Outcome(response.usage, request_id=response.request_id, served_model=response.model)
     pipeline.finish(call, outcome)
     response.cost = outcome.cost

@@ -136,6 +136,8 @@ class Pricing(Step):
 
     def entry(self, call: Call, served_model: str | None = None) -> PriceEntry | None:
         """The price entry for a call's model (or the served one), None when unknown."""
+        if call.price_override is not None:  # a routed deployment's own price
+            return call.price_override
         self_hosted = call.driver.capabilities.self_hosted
         entry = self.prices.lookup(call.provider, call.model, self_hosted=self_hosted)
         if entry is None and served_model and served_model != call.model:
@@ -175,5 +177,6 @@ class LedgerRecording(Step):
                 tags=call.tags,
                 error=outcome.error,
                 counted_input_tokens=call.counted_input_tokens,
+                deployment=call.deployment,
             )
         )
