@@ -258,6 +258,7 @@ class Client:
             max_tool_retries=max_tool_retries,
             secrets=self._resolver.drivers.secrets(),
             chat_options=dict(chat_options),
+            observers=self.pipeline.observers,
         )
 
     async def embed(

@@ -115,7 +115,9 @@ class ChatStream:
         response.dropped_params = call.dropped
         if response.finish_reason is None:  # a driver that ended without saying why: keep what arrived
             response.finish_reason = "stop"
-        outcome = Outcome(response.usage, request_id=response.request_id, served_model=response.model)
+        outcome = Outcome(
+            response.usage, request_id=response.request_id, served_model=response.model, response=response
+        )
         pipeline.finish(call, outcome)
         response.cost = outcome.cost
         self._response = response
@@ -129,7 +131,8 @@ class ChatStream:
         text = "".join(assembler.text) + "".join("".join(c["arguments"]) for c in assembler.calls.values())
         output = await call.estimate_output(text)
         usage = Usage(input_tokens=call.counted_input_tokens or 0, output_tokens=output, estimated=True)
-        self._pipeline.finish(call, Outcome(usage, request_id=assembler.request_id, error=ended_by(error)))
+        outcome = Outcome(usage, request_id=assembler.request_id, error=ended_by(error))
+        self._pipeline.finish(call, outcome, error)
 
 
 class Assembler:

@@ -7,12 +7,13 @@ model can act on (see `llmclient.tools.ToolRunner`). Each step is one `chat` cal
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from llmclient.errors import InvalidRequestError, MaxStepsExceededError
-from llmclient.tools import FunctionTool, RunResult, ToolRunner, to_tool, tool_messages
-from llmclient.types import ChatResponse, Message
+from llmclient.pipeline.observe import Observer, Run, ToolExecution, notify
+from llmclient.tools import FunctionTool, RunResult, ToolResult, ToolRunner, to_tool, tool_messages
+from llmclient.types import ChatResponse, Message, ToolCall
 
 
 def runnable_tools(tools: Iterable[Any]) -> dict[str, FunctionTool]:
@@ -39,6 +40,7 @@ async def run_tools(
     max_tool_retries: int,
     secrets: list[str],
     chat_options: dict[str, Any],
+    observers: Sequence[Observer] = (),
 ) -> RunResult:
     """Loop until the model answers without calling a tool, or `max_steps` model calls were made.
 
@@ -54,6 +56,7 @@ async def run_tools(
         chat_options: Options for every step. A forcing `tool_choice` ("required" or a tool's name) applies to the
             first step only, then "auto" (as the OpenAI Agents SDK's reset_tool_choice does), or the model could
             never answer.
+        observers: Told of the run's start and end and of each tool's (model calls report through the pipeline).
     """
     if on_tool_error not in ("message", "raise"):
         raise InvalidRequestError('on_tool_error must be "message" or "raise"')
@@ -62,7 +65,27 @@ async def run_tools(
         runnable, timeout=tool_timeout, on_tool_error=on_tool_error, max_retries=max_tool_retries, secrets=secrets
     )
     options = {**chat_options, "tools": list(runnable.values())}
-    transcript = messages
+    if not observers:
+        return await _loop(chat, messages, runner, options, max_steps, ())
+    run = Run(model=options.get("model"), tools=tuple(runnable))
+    notify(observers, "on_run_start", run)
+    try:
+        result = await _loop(chat, messages, runner, options, max_steps, tuple(observers))
+    except BaseException as error:
+        notify(observers, "on_run_end", run, None, error)
+        raise
+    notify(observers, "on_run_end", run, result, None)
+    return result
+
+
+async def _loop(
+    chat: Callable[[list[Message], dict[str, Any]], Awaitable[ChatResponse]],
+    transcript: list[Message],
+    runner: ToolRunner,
+    options: dict[str, Any],
+    max_steps: int,
+    observers: tuple[Observer, ...],
+) -> RunResult:
     responses: list[ChatResponse] = []
     for _ in range(max_steps):
         # A budget, a provider error or a cancellation ends the run here, with each finished step in the ledger.
@@ -73,10 +96,30 @@ async def run_tools(
         transcript.append(response.message)
         if not response.tool_calls:
             return RunResult(transcript, responses)
-        transcript.extend(tool_messages(await runner.run(response.tool_calls)))
+        calls = response.tool_calls
+        results = await (_observed(runner, calls, observers) if observers else runner.run(calls))
+        transcript.extend(tool_messages(results))
     partial = RunResult(transcript, responses)
     raise MaxStepsExceededError(
         f"the model was still calling tools after {max_steps} steps",
         messages=transcript,
         usage=partial.usage,
     )
+
+
+async def _observed(runner: ToolRunner, calls: Sequence[ToolCall], observers: tuple[Observer, ...]) -> list[ToolResult]:
+    """`runner.run(calls)` with each tool's start and end reported (each in its own task, as `run` does)."""
+    import asyncio
+
+    async def one(call: ToolCall) -> ToolResult:
+        execution = ToolExecution(call)
+        notify(observers, "on_tool_start", execution)
+        try:
+            result = await runner.run_one(call)
+        except BaseException as error:
+            notify(observers, "on_tool_end", execution, None, error)
+            raise
+        notify(observers, "on_tool_end", execution, result, None)
+        return result
+
+    return list(await asyncio.gather(*(one(call) for call in calls)))

@@ -392,9 +392,10 @@ class ToolRunner:
         """Run every call concurrently; results come back in the calls' order, one per call id."""
         import asyncio
 
-        return list(await asyncio.gather(*(self._run_one(call) for call in calls)))
+        return list(await asyncio.gather(*(self.run_one(call) for call in calls)))
 
-    async def _run_one(self, call: ToolCall) -> ToolResult:
+    async def run_one(self, call: ToolCall) -> ToolResult:
+        """Run one call: its result, or an error message for the model (see the class docstring)."""
         import asyncio
 
         function = self.tools.get(call.name)

@@ -7,12 +7,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from llmclient import tokens
-from llmclient.types import ChatRequest, TokenCount, Usage
+from llmclient.types import ChatRequest, ChatResponse, TokenCount, Usage
 
 if TYPE_CHECKING:
     from llmclient.budget import Reservation
     from llmclient.drivers import Driver
+    from llmclient.ledger import LedgerRecord
     from llmclient.model_ids import ModelId
+    from llmclient.pipeline.observe import Observer
     from llmclient.prices import PriceEntry
     from llmclient.retry import RetryPolicy
     from llmclient.types import Cost
@@ -46,6 +48,10 @@ class Call:
     price_entry: PriceEntry | None = None
     started: float = field(default_factory=time.perf_counter)
     recorded: bool = False
+    observers: tuple[Observer, ...] = ()
+    """Who hears this call's events: the pipeline's observers once it is admitted, none after its end."""
+    notes: dict[str, Any] = field(default_factory=dict)
+    """Per-observer state (a tracer keeps its span here)."""
 
     @property
     def provider(self) -> str:
@@ -56,6 +62,12 @@ class Call:
     def model(self) -> str:
         """The model name the provider knows."""
         return self.model_id.model
+
+    def retrying(self, retry: int, wait: float, error: BaseException) -> None:
+        """Tell the observers that retry number `retry` follows in `wait` seconds because of `error`."""
+        from llmclient.pipeline.observe import notify
+
+        notify(self.observers, "on_retry", self, retry, wait, error)
 
     async def count_prompt(self) -> int:
         """The prompt's tokens with the driver's tokenizer, counted once and kept."""
@@ -93,3 +105,7 @@ class Outcome:
     error: str | None = None
     cost: Cost | None = None
     priced: bool = False
+    response: ChatResponse | None = None
+    """The reply of a chat or stream call that succeeded."""
+    record: LedgerRecord | None = None
+    """The ledger record written for the call (set by the recording step)."""

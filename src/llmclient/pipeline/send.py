@@ -22,7 +22,7 @@ async def send(call: Call, deadline: Deadline, attempt: Callable[[], Awaitable[T
         return await attempt()
 
     async with deadline.scope(provider=call.provider, model=call.model):
-        return await call.policy.run(counted)
+        return await call.policy.run(counted, call.retrying if call.observers else None)
 
 
 async def chat(call: Call, pipeline: Pipeline, deadline_s: float | None) -> ChatResponse:
@@ -40,7 +40,7 @@ async def chat(call: Call, pipeline: Pipeline, deadline_s: float | None) -> Chat
         raise
     response.applied_params = call.applied
     response.dropped_params = call.dropped
-    outcome = Outcome(response.usage, request_id=response.request_id, served_model=response.model)
+    outcome = Outcome(response.usage, request_id=response.request_id, served_model=response.model, response=response)
     pipeline.finish(call, outcome)
     response.cost = outcome.cost
     return response
