@@ -236,7 +236,7 @@ async def test_hooks_hear_every_event_and_a_broken_hook_breaks_nothing(caplog: p
         "request",
         "error ValueError billed=False",
     ]
-    assert "Broken failed in on_request" in caplog.text
+    assert "Broken.on_request failed" in caplog.text
 
 
 def _openai_answers(calls: list[httpx.Request]) -> httpx.MockTransport:

@@ -23,8 +23,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
-
 from llmclient import embedding
 from llmclient._http import Timeouts, Transport
 from llmclient.budget import Budget, BudgetScope, open_budgets
@@ -49,8 +47,8 @@ from llmclient.retry import RetryPolicy
 from llmclient.streaming import ChatStream
 from llmclient.structured import structured_chat
 from llmclient.tool_loop import run_tools
-from llmclient.tools import RunResult
-from llmclient.types import ChatResponse, EmbedResponse, Message, TokenCount, to_messages
+from llmclient.tools import OnToolError, RunResult
+from llmclient.types import ChatResponse, EmbedResponse, Message, ModelT, TokenCount, to_messages
 
 if TYPE_CHECKING:
     import numpy as np
@@ -175,10 +173,10 @@ class Client:
         self,
         messages: Messages,
         *,
-        response_model: type[BaseModel] | None = None,
+        response_model: type[ModelT] | None = None,
         max_validation_retries: int = 2,
         **options: Unpack[ChatOptions],
-    ) -> ChatResponse:
+    ) -> ChatResponse[ModelT]:
         """Send messages and return the complete reply, its usage and its cost.
 
         Args:
@@ -228,7 +226,7 @@ class Client:
         tools: Iterable[Any],
         max_steps: int = 10,
         tool_timeout: float | None = None,
-        on_tool_error: str = "message",
+        on_tool_error: OnToolError = "message",
         max_tool_retries: int = 2,
         **chat_options: Unpack[RunStepOptions],
     ) -> RunResult:

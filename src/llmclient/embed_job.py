@@ -124,7 +124,7 @@ async def run_embed_job(
             return await driver.embed(name, chunk, **extra)
 
         try:
-            result = await call.policy.run(attempt, call.retrying if call.observers else None)
+            result = await call.policy.run(attempt, call.retrying if call.observers is not None else None)
         except ResponseFormatError as exc:
             if exc.status is not None and exc.status < 300:  # answered, so billed, though unusable
                 billed += 1

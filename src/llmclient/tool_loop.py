@@ -11,8 +11,8 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from llmclient.errors import InvalidRequestError, MaxStepsExceededError
-from llmclient.pipeline.observe import Observer, Run, ToolExecution, notify
-from llmclient.tools import FunctionTool, RunResult, ToolResult, ToolRunner, to_tool, tool_messages
+from llmclient.pipeline.observe import Hooks, Observer, Run, ToolExecution, notify
+from llmclient.tools import FunctionTool, OnToolError, RunResult, ToolResult, ToolRunner, to_tool, tool_messages
 from llmclient.types import ChatResponse, Message, ToolCall
 
 
@@ -36,7 +36,7 @@ async def run_tools(
     *,
     max_steps: int,
     tool_timeout: float | None,
-    on_tool_error: str,
+    on_tool_error: OnToolError,
     max_tool_retries: int,
     secrets: list[str],
     chat_options: dict[str, Any],
@@ -65,16 +65,15 @@ async def run_tools(
         runnable, timeout=tool_timeout, on_tool_error=on_tool_error, max_retries=max_tool_retries, secrets=secrets
     )
     options = {**chat_options, "tools": list(runnable.values())}
-    if not observers:
-        return await _loop(chat, messages, runner, options, max_steps, ())
+    hooks = Hooks(observers)
     run = Run(model=options.get("model"), tools=tuple(runnable))
-    notify(observers, "on_run_start", run)
+    notify(hooks.on_run_start, run)
     try:
-        result = await _loop(chat, messages, runner, options, max_steps, tuple(observers))
+        result = await _loop(chat, messages, runner, options, max_steps, hooks)
     except BaseException as error:
-        notify(observers, "on_run_end", run, None, error)
+        notify(hooks.on_run_end, run, None, error)
         raise
-    notify(observers, "on_run_end", run, result, None)
+    notify(hooks.on_run_end, run, result, None)
     return result
 
 
@@ -84,7 +83,7 @@ async def _loop(
     runner: ToolRunner,
     options: dict[str, Any],
     max_steps: int,
-    observers: tuple[Observer, ...],
+    hooks: Hooks,
 ) -> RunResult:
     responses: list[ChatResponse] = []
     for _ in range(max_steps):
@@ -97,7 +96,7 @@ async def _loop(
         if not response.tool_calls:
             return RunResult(transcript, responses)
         calls = response.tool_calls
-        results = await (_observed(runner, calls, observers) if observers else runner.run(calls))
+        results = await (_observed(runner, calls, hooks) if hooks.on_tool_start else runner.run(calls))
         transcript.extend(tool_messages(results))
     partial = RunResult(transcript, responses)
     raise MaxStepsExceededError(
@@ -107,19 +106,19 @@ async def _loop(
     )
 
 
-async def _observed(runner: ToolRunner, calls: Sequence[ToolCall], observers: tuple[Observer, ...]) -> list[ToolResult]:
+async def _observed(runner: ToolRunner, calls: Sequence[ToolCall], hooks: Hooks) -> list[ToolResult]:
     """`runner.run(calls)` with each tool's start and end reported (each in its own task, as `run` does)."""
     import asyncio
 
     async def one(call: ToolCall) -> ToolResult:
         execution = ToolExecution(call)
-        notify(observers, "on_tool_start", execution)
+        notify(hooks.on_tool_start, execution)
         try:
             result = await runner.run_one(call)
         except BaseException as error:
-            notify(observers, "on_tool_end", execution, None, error)
+            notify(hooks.on_tool_end, execution, None, error)
             raise
-        notify(observers, "on_tool_end", execution, result, None)
+        notify(hooks.on_tool_end, execution, result, None)
         return result
 
     return list(await asyncio.gather(*(one(call) for call in calls)))

@@ -32,13 +32,16 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, get_type_hints
+from typing import Any, Literal, get_type_hints, overload
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from pydantic.fields import FieldInfo
 
 from llmclient.errors import ToolArgumentsError, ToolError, ToolExecutionError, bound, redact
-from llmclient.types import Message, Tool, ToolCall, Usage
+from llmclient.types import ChatResponse, Message, Tool, ToolCall, Usage
+
+OnToolError = Literal["message", "raise"]
+"""What `Client.run` does when a tool raises: tell the model ("message") or raise `ToolExecutionError`."""
 
 # -- docstrings -------------------------------------------------------------------------------------------------
 
@@ -310,7 +313,19 @@ class LangChainTool(FunctionTool):
         return await self.wrapped.ainvoke(dict(kwargs))
 
 
-def tool(fn: Callable[..., Any] | None = None, *, name: str | None = None, description: str | None = None) -> Any:
+@overload
+def tool(fn: Callable[..., Any], *, name: str | None = None, description: str | None = None) -> FunctionTool: ...
+
+
+@overload
+def tool(
+    fn: None = None, *, name: str | None = None, description: str | None = None
+) -> Callable[[Callable[..., Any]], FunctionTool]: ...
+
+
+def tool(
+    fn: Callable[..., Any] | None = None, *, name: str | None = None, description: str | None = None
+) -> FunctionTool | Callable[[Callable[..., Any]], FunctionTool]:
     """Turn a function into a `FunctionTool` (usable bare, `@tool`, or with overrides, `@tool(name="x")`)."""
     if fn is None:
         return lambda inner: FunctionTool(inner, name=name, description=description)
@@ -383,7 +398,7 @@ class ToolRunner:
 
     tools: Mapping[str, FunctionTool]
     timeout: float | None = None
-    on_tool_error: str = "message"
+    on_tool_error: OnToolError = "message"
     max_retries: int = 2
     secrets: Sequence[str] = ()
     failures: dict[str, int] = field(default_factory=dict)
@@ -461,14 +476,14 @@ def tool_messages(results: Sequence[ToolResult]) -> list[Message]:
 class RunResult:
     """The outcome of `client.run`: the final reply, the whole transcript, and usage and cost over every step."""
 
-    def __init__(self, messages: list[Message], responses: list[Any]) -> None:
+    def __init__(self, messages: list[Message], responses: list[ChatResponse]) -> None:
         self.messages = messages
         """The full transcript: the input, each assistant reply, and every tool result."""
         self.responses = responses
         """Each step's `ChatResponse`, in order (each also has its own ledger record)."""
 
     @property
-    def response(self) -> Any:
+    def response(self) -> ChatResponse:
         """The last reply (the answer, when the run completed)."""
         return self.responses[-1]
 
@@ -483,12 +498,14 @@ class RunResult:
         return sum((response.usage for response in self.responses), Usage())
 
     @property
-    def cost(self) -> Any:
+    def cost(self) -> Decimal | None:
         """Cost in USD summed over every step; None if any step's price was unknown."""
-        costs = [response.cost for response in self.responses]
-        if any(cost is None for cost in costs):
-            return None
-        return sum((cost.total for cost in costs), Decimal(0))
+        total = Decimal(0)
+        for response in self.responses:
+            if response.cost is None:
+                return None
+            total += response.cost.total
+        return total
 
     def __repr__(self) -> str:
         return f"RunResult(steps={self.steps}, usage={self.usage!r})"

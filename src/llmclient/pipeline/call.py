@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from llmclient.drivers import Driver
     from llmclient.ledger import LedgerRecord
     from llmclient.model_ids import ModelId
-    from llmclient.pipeline.observe import Observer
+    from llmclient.pipeline.observe import Hooks
     from llmclient.prices import PriceEntry
     from llmclient.retry import RetryPolicy
     from llmclient.types import Cost
@@ -48,7 +48,7 @@ class Call:
     price_entry: PriceEntry | None = None
     started: float = field(default_factory=time.perf_counter)
     recorded: bool = False
-    observers: tuple[Observer, ...] = ()
+    observers: Hooks | None = None
     """Who hears this call's events: the pipeline's observers once it is admitted, none after its end."""
     notes: dict[str, Any] = field(default_factory=dict)
     """Per-observer state (a tracer keeps its span here)."""
@@ -65,9 +65,10 @@ class Call:
 
     def retrying(self, retry: int, wait: float, error: BaseException) -> None:
         """Tell the observers that retry number `retry` follows in `wait` seconds because of `error`."""
-        from llmclient.pipeline.observe import notify
+        if self.observers is not None:
+            from llmclient.pipeline.observe import notify
 
-        notify(self.observers, "on_retry", self, retry, wait, error)
+            notify(self.observers.on_retry, self, retry, wait, error)
 
     async def count_prompt(self) -> int:
         """The prompt's tokens with the driver's tokenizer, counted once and kept."""

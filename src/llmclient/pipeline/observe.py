@@ -39,7 +39,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -107,13 +107,52 @@ class Observer:
         """The tool finished (`result.error` is set when it failed and the model is told) or raised `error`."""
 
 
-def notify(observers: Sequence[Observer], event: str, *args: Any) -> None:
-    """Call `event` on every observer; one that raises is logged and skipped."""
-    for observer in observers:
+_EVENTS = (
+    "on_request", "on_retry", "on_response", "on_error", "on_record",
+    "on_run_start", "on_run_end", "on_tool_start", "on_tool_end",
+)  # fmt: skip
+
+
+class Hooks:
+    """The observers' hooks per event, bound once, without those left as `Observer`'s no-ops (they run several
+    times per call, so a disabled tracer or a quiet logger must cost next to nothing)."""
+
+    __slots__ = ("observers", *_EVENTS)
+    on_request: tuple[Callable[..., None], ...]
+    on_retry: tuple[Callable[..., None], ...]
+    on_response: tuple[Callable[..., None], ...]
+    on_error: tuple[Callable[..., None], ...]
+    on_record: tuple[Callable[..., None], ...]
+    on_run_start: tuple[Callable[..., None], ...]
+    on_run_end: tuple[Callable[..., None], ...]
+    on_tool_start: tuple[Callable[..., None], ...]
+    on_tool_end: tuple[Callable[..., None], ...]
+
+    def __init__(self, observers: Sequence[Observer]) -> None:
+        self.observers = tuple(observers)
+        for event in _EVENTS:
+            hooks = tuple(
+                getattr(observer, event)
+                for observer in self.observers
+                if getattr(type(observer), event) is not getattr(Observer, event)
+            )
+            setattr(self, event, hooks)
+
+    def __bool__(self) -> bool:
+        return bool(self.observers)
+
+
+NO_HOOKS = Hooks(())
+
+
+def notify(hooks: Sequence[Callable[..., None]], *args: Any) -> None:
+    """Call every hook (`Hooks.on_…`) with `args`; one that raises is logged and skipped: observing never breaks
+    a call."""
+    for hook in hooks:
         try:
-            getattr(observer, event)(*args)
+            hook(*args)
         except Exception:
-            logger.exception("llmclient observer %s failed in %s; ignored", type(observer).__name__, event)
+            logger.exception("llmclient observer hook %s failed; ignored", getattr(hook, "__qualname__", hook))
 
 
 def _tokens(outcome: Outcome) -> str:
@@ -139,11 +178,6 @@ class LoggingObserver(Observer):
         self.log = log or logger
         self.content = content if content is not None else os.environ.get("LLMCLIENT_LOG_CONTENT", "") in ("1", "true")
 
-    def on_request(self, call: Call) -> None:
-        if self.content and call.request is not None and self.log.isEnabledFor(logging.DEBUG):
-            messages = [message.model_dump(exclude_none=True) for message in call.request.messages]
-            self.log.debug("%s %s request messages=%s", call.kind, call.model_id, messages)
-
     def on_retry(self, call: Call, retry: int, wait: float, error: BaseException) -> None:
         if self.log.isEnabledFor(logging.DEBUG):
             self.log.debug(
@@ -155,9 +189,12 @@ class LoggingObserver(Observer):
         if not self.log.isEnabledFor(logging.INFO):
             return
         self.log.info("%s %s ok %s", call.kind, call.model_id, _summary(call, outcome))
-        response = outcome.response
-        if self.content and response is not None and self.log.isEnabledFor(logging.DEBUG):
-            self.log.debug("%s %s reply text=%r", call.kind, call.model_id, response.text)
+        if self.content and self.log.isEnabledFor(logging.DEBUG):  # after the call: no hook runs before it
+            if call.request is not None:
+                messages = [message.model_dump(exclude_none=True) for message in call.request.messages]
+                self.log.debug("%s %s messages=%s", call.kind, call.model_id, messages)
+            if outcome.response is not None:
+                self.log.debug("%s %s reply text=%r", call.kind, call.model_id, outcome.response.text)
 
     def on_error(self, call: Call, error: BaseException, outcome: Outcome | None) -> None:
         if not self.log.isEnabledFor(logging.INFO):

@@ -22,7 +22,7 @@ async def send(call: Call, deadline: Deadline, attempt: Callable[[], Awaitable[T
         return await attempt()
 
     async with deadline.scope(provider=call.provider, model=call.model):
-        return await call.policy.run(counted, call.retrying if call.observers else None)
+        return await call.policy.run(counted, call.retrying if call.observers is not None else None)
 
 
 async def chat(call: Call, pipeline: Pipeline, deadline_s: float | None) -> ChatResponse:

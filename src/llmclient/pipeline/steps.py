@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 from llmclient.errors import ResponseFormatError
 from llmclient.ledger import CostLedger, LedgerRecord
 from llmclient.pipeline.call import Call, Outcome
-from llmclient.pipeline.observe import Observer, default_observers, notify
+from llmclient.pipeline.observe import Hooks, Observer, default_observers, notify
 from llmclient.prices import PriceTable
 from llmclient.types import Cost, Usage
 
@@ -66,6 +66,13 @@ class Pipeline:
     def __init__(self, steps: Sequence[Step], observers: Sequence[Observer] | None = None) -> None:
         self.steps = list(steps)
         self.observers: list[Observer] = default_observers() if observers is None else list(observers)
+        self._hooks = Hooks(self.observers)
+
+    def hooks(self) -> Hooks:
+        """The observers' hooks, bound again only when `observers` changed."""
+        if self._hooks.observers != tuple(self.observers):
+            self._hooks = Hooks(self.observers)
+        return self._hooks
 
     def add(self, step: Step, *, before: type[Step] | None = None) -> None:
         """Add a step at the end, or before the first step of type `before` (e.g. before `LedgerRecording`)."""
@@ -75,8 +82,9 @@ class Pipeline:
     async def admit(self, call: Call) -> None:
         """Run every step's admission; if one refuses, release those already admitted, and raise."""
         if self.observers:
-            call.observers = tuple(self.observers)
-            notify(call.observers, "on_request", call)
+            call.observers = hooks = self.hooks()
+            if hooks.on_request:
+                notify(hooks.on_request, call)
         admitted: list[Step] = []
         try:
             for step in self.steps:
@@ -97,9 +105,9 @@ class Pipeline:
         call.recorded = True
         for step in self.steps:
             step.finish(call, outcome)
-        if call.observers:
-            if outcome.record is not None:
-                notify(call.observers, "on_record", call, outcome.record)
+        if call.observers is not None:
+            if call.observers.on_record and outcome.record is not None:
+                notify(call.observers.on_record, call, outcome.record)
             if error is None:
                 self._ended(call, "on_response", outcome)
             else:
@@ -126,8 +134,9 @@ class Pipeline:
     @staticmethod
     def _ended(call: Call, event: str, *args: object) -> None:
         """Tell the observers how the call ended, once: they hear nothing more of it."""
-        observers, call.observers = call.observers, ()
-        notify(observers, event, call, *args)
+        hooks, call.observers = call.observers, None
+        if hooks is not None and (event_hooks := getattr(hooks, event)):
+            notify(event_hooks, call, *args)
 
 
 class CountPrompt(Step):

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from llmclient.pipeline.call import Call, Outcome
     from llmclient.tools import RunResult, ToolResult
 
+_UNSET = object()
 _SPAN = "llmclient.span"
 _STARTED = "llmclient.started"
 _TOKEN = "llmclient.context"
@@ -72,6 +73,7 @@ class Tracing(Observer):
         self._tracer_provider = tracer_provider
         self._meter_provider = meter_provider
         self._tracer: Any = None
+        self._trace: Any = None  # the opentelemetry.trace module, once imported
         self._histograms: tuple[Any, Any] | None = None
         self._missing = False  # opentelemetry-api is not installed: stay a no-op
 
@@ -81,16 +83,28 @@ class Tracing(Observer):
         """The tracer, or None while tracing is off (no opentelemetry-api, or no SDK provider set)."""
         if self._tracer is not None:
             return self._tracer
-        if self._missing:
-            return None
-        try:
-            from opentelemetry import trace
-        except ImportError:
-            self._missing = True
-            return None
-        provider = self._tracer_provider or trace.get_tracer_provider()
-        if isinstance(provider, trace.ProxyTracerProvider):  # nothing configured yet: spans would go nowhere
-            return None
+        trace = self._trace
+        if trace is None:
+            if self._missing:
+                return None
+            try:
+                from opentelemetry import trace
+            except ImportError:
+                self._missing = True
+                return None
+            self._trace = trace
+            assert trace is not None
+            if os.environ.get("OTEL_PYTHON_TRACER_PROVIDER"):  # a provider named by the environment: load it now
+                trace.get_tracer_provider()
+        provider = self._tracer_provider
+        if provider is None:
+            # The API's global, read directly on this per-call path: get_tracer_provider() reads os.environ each
+            # time, which alone would cost more than the rest of a disabled tracer. None means nothing is set.
+            provider = getattr(trace, "_TRACER_PROVIDER", _UNSET)
+            if provider is _UNSET:  # an API without that global: ask it the public way
+                provider = trace.get_tracer_provider()
+            if provider is None or isinstance(provider, trace.ProxyTracerProvider):
+                return None
         self._tracer = provider.get_tracer("llmclient", _version())
         return self._tracer
 
@@ -123,7 +137,7 @@ class Tracing(Observer):
     # -- model calls ------------------------------------------------------------------------------------------
 
     def on_request(self, call: Call) -> None:
-        tracer = self.tracer()
+        tracer = self._tracer or self.tracer()
         if tracer is None:
             return
         from opentelemetry.trace import SpanKind
