@@ -139,6 +139,7 @@ LAYERS = {
     "client": 8,
     "cost": 8,  # kept for imports written against 0.1: re-exports prices, ledger and budget
     "sync": 9,
+    "_terminal": 9,  # the command line's warning and spinner helpers
     "cli": 10,
     "integrations": 10,
     "__init__": 11,

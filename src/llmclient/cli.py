@@ -1,13 +1,16 @@
 """The `llmclient` command: chat, embed, count, similarity, models, cost and compare from a terminal.
 
     llmclient chat "你好" -m llamacpp/smollm2          # streams the reply
-    llmclient count "some text" -m openai/gpt-4o       # says whether the count is exact
+    echo "Summarise: …" | llmclient chat - -m fake/echo  # `-` reads the prompt from stdin
+    llmclient count "some text" -m openai/gpt-4        # says whether the count is exact
     llmclient compare -m fake/a -m fake/b prompts.jsonl
     llmclient cost --by model
 
 It reads the optional configuration file (see `llmclient.config`) and records every call in a SQLite ledger
 (`--ledger`, `LLMCLIENT_LEDGER`, the file's `ledger`, else `~/.local/share/llmclient/ledger.db`), which
-`llmclient cost` reports on. Errors print one line (a traceback with `-v`) and exit with status 1.
+`llmclient cost` reports on. Errors print one `error:` line (a traceback with `-v`) and exit with status 1; Python
+warnings print one `warning:` line; hints name flags and configuration keys, not Python arguments. The global
+options (`-v`, `--config`, `--ledger`) go before or after the command.
 """
 
 from __future__ import annotations
@@ -19,15 +22,17 @@ import json
 import os
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
 
+from llmclient._terminal import in_cli_terms, loading, show_warning
 from llmclient.client import Client
 from llmclient.config import client_options, config_path
 from llmclient.errors import LLMClientError
-from llmclient.ledger import LedgerRecord, SQLiteLedger, summarise
+from llmclient.ledger import LedgerRecord, SQLiteLedger, Summary, summarise
 from llmclient.types import Message, to_messages
 
 
@@ -63,17 +68,23 @@ async def cmd_chat(args: argparse.Namespace, out: TextIO) -> int:
     messages: list[Message] = []
     if args.system:
         messages.append(Message(role="system", content=args.system))
-    messages.append(Message(role="user", content=args.prompt))
+    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    messages.append(Message(role="user", content=prompt))
     options = {"model": args.model, "temperature": args.temperature, "max_tokens": args.max_tokens, "tags": args.tag}
     async with _client(args) as client:
+        waiting = loading(client, args.model, sys.stderr)
         if args.json:
-            reply = await client.chat(messages, **options)
+            async with waiting:
+                reply = await client.chat(messages, **options)
             _print_json(reply.model_dump(mode="json", exclude={"raw"}), out)
             return 0
         stream = client.stream(messages, **options)
-        async for chunk in stream:
+        async with waiting:  # until the first chunk: a local model loads on the first call
+            chunk = await anext(aiter(stream), None)
+        while chunk is not None:
             out.write(chunk.delta)
             out.flush()
+            chunk = await anext(aiter(stream), None)
         out.write("\n")
         if args.usage:
             out.write(_usage_line(stream.response) + "\n")
@@ -81,11 +92,11 @@ async def cmd_chat(args: argparse.Namespace, out: TextIO) -> int:
 
 
 async def cmd_embed(args: argparse.Namespace, out: TextIO) -> int:
-    async with _client(args) as client:
+    async with _client(args) as client, loading(client, args.model, sys.stderr):
         result = await client.embed(args.texts, model=args.model)
-    if args.json:
-        vectors = result.vectors.tolist()
-        _print_json({"model": result.model, "vectors": vectors, "usage": result.usage.model_dump()}, out)
+    if args.json:  # compact: one line, not one float per line
+        data = {"model": result.model, "vectors": result.vectors.tolist(), "usage": result.usage.model_dump()}
+        out.write(json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n")
         return 0
     for text, vector in zip(args.texts, result.vectors, strict=True):
         preview = ", ".join(f"{value:.4f}" for value in vector[:4])
@@ -166,6 +177,10 @@ def _plain(value: Decimal) -> str:
     return format(value.normalize(), "f")
 
 
+def _iso(timestamp: float) -> str:
+    return datetime.datetime.fromtimestamp(timestamp, tz=datetime.timezone.utc).isoformat(timespec="seconds")
+
+
 def _group_key(record: LedgerRecord, by: str) -> list[str]:
     if by == "model":
         return [f"{record.provider}/{record.model}"]
@@ -173,7 +188,34 @@ def _group_key(record: LedgerRecord, by: str) -> list[str]:
         return [record.provider]
     if by == "tag":
         return list(record.tags) or ["(untagged)"]
-    return [datetime.datetime.fromtimestamp(record.timestamp, tz=datetime.timezone.utc).date().isoformat()]
+    return [_iso(record.timestamp)[:10]]
+
+
+def _summary_fields(s: Summary) -> dict[str, Any]:
+    return {
+        "calls": s.calls,
+        "input_tokens": s.usage.prompt_tokens,
+        "output_tokens": s.usage.output_tokens,
+        "cost_usd": str(s.cost),
+        "unpriced_calls": s.unpriced_calls,
+    }
+
+
+def _call_fields(record: LedgerRecord) -> dict[str, Any]:
+    return {
+        "time": _iso(record.timestamp),
+        "model": f"{record.provider}/{record.model}",
+        "kind": record.kind,
+        "input_tokens": record.usage.prompt_tokens,
+        "output_tokens": record.usage.output_tokens,
+        "estimated": record.usage.estimated,
+        "cost_usd": None if record.cost is None else str(record.cost.total),
+        "latency_s": round(record.latency_s, 4),
+        "attempts": record.attempts,
+        "request_id": record.request_id,
+        "tags": " ".join(record.tags),
+        "error": record.error,
+    }
 
 
 async def cmd_cost(args: argparse.Namespace, out: TextIO) -> int:
@@ -182,45 +224,62 @@ async def cmd_cost(args: argparse.Namespace, out: TextIO) -> int:
         raise LLMClientError(f"no ledger at {path}; run a command first, or pass --ledger")
     ledger = SQLiteLedger(path)
     try:
-        if args.format == "csv":
-            out.write(ledger.to_csv())
-            return 0
-        groups: dict[str, list[LedgerRecord]] = {}
-        for record in ledger.records:
-            for key in _group_key(record, args.by):
-                groups.setdefault(key, []).append(record)
-        summaries = {key: summarise(records) for key, records in sorted(groups.items())}
-        if args.format == "json":
-            _print_json(
-                {
-                    "ledger": str(path),
-                    "by": args.by,
-                    "total_usd": str(ledger.total()),
-                    "groups": {
-                        key: {
-                            "calls": s.calls,
-                            "input_tokens": s.usage.prompt_tokens,
-                            "output_tokens": s.usage.output_tokens,
-                            "cost_usd": str(s.cost),
-                            "unpriced_calls": s.unpriced_calls,
-                        }
-                        for key, s in summaries.items()
-                    },
-                },
-                out,
-            )
-            return 0
-        out.write(f"{args.by:<36} {'calls':>6} {'input':>10} {'output':>10} {'cost USD':>14}\n")
-        for key, s in summaries.items():
-            unpriced = f" (+{s.unpriced_calls} unpriced)" if s.unpriced_calls else ""
-            out.write(
-                f"{key:<36} {s.calls:>6} {s.usage.prompt_tokens:>10} {s.usage.output_tokens:>10} "
-                f"{s.cost:>14.6f}{unpriced}\n"
-            )
-        out.write(f"{'total':<36} {len(ledger):>6} {'':>10} {'':>10} {ledger.total():>14.6f}\n")
+        records = list(ledger.records)
     finally:
         ledger.close()
+    total = summarise(records)
+    if args.by == "call":
+        rows = [_call_fields(record) for record in records]
+    else:
+        groups: dict[str, list[LedgerRecord]] = {}
+        for record in records:
+            for key in _group_key(record, args.by):
+                groups.setdefault(key, []).append(record)
+        rows = [{args.by: key, **_summary_fields(summarise(group))} for key, group in sorted(groups.items())]
+    if args.format == "json":
+        report: dict[str, Any] = {"ledger": str(path), "by": args.by, "total_usd": str(total.cost)}
+        report["total"] = _summary_fields(total)
+        if args.by == "call":
+            report["calls"] = rows
+        else:
+            report["groups"] = {row.pop(args.by): row for row in rows}
+        _print_json(report, out)
+    elif args.format == "csv":
+        import csv
+
+        fields = list(rows[0]) if rows else [args.by, *_summary_fields(total)]
+        writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        if args.by != "call":
+            writer.writerow({args.by: "total", **_summary_fields(total)})
+    else:
+        _cost_table(args.by, rows, total, out)
     return 0
+
+
+def _cost_table(by: str, rows: list[dict[str, Any]], total: Summary, out: TextIO) -> None:
+    def unpriced(count: int) -> str:
+        return f" (+{count} unpriced)" if count else ""
+
+    if by == "call":
+        out.write(f"{'time':<26} {'model':<32} {'input':>8} {'output':>8} {'cost USD':>12}\n")
+        for row in rows:
+            cost = "unpriced" if row["cost_usd"] is None else f"{Decimal(row['cost_usd']):.6f}"
+            out.write(
+                f"{row['time']:<26} {row['model']:<32} {row['input_tokens']:>8} {row['output_tokens']:>8} {cost:>12}\n"
+            )
+    else:
+        out.write(f"{by:<36} {'calls':>6} {'input':>10} {'output':>10} {'cost USD':>14}\n")
+        for row in rows:
+            out.write(
+                f"{row[by]:<36} {row['calls']:>6} {row['input_tokens']:>10} {row['output_tokens']:>10} "
+                f"{Decimal(row['cost_usd']):>14.6f}{unpriced(row['unpriced_calls'])}\n"
+            )
+    out.write(
+        f"{'total':<36} {total.calls:>6} {total.usage.prompt_tokens:>10} {total.usage.output_tokens:>10} "
+        f"{total.cost:>14.6f}{unpriced(total.unpriced_calls)}\n"
+    )
 
 
 def _configured_ledger(args: argparse.Namespace) -> Path:
@@ -298,16 +357,44 @@ def _compare_summary(rows: list[dict[str, Any]], models: Sequence[str]) -> dict[
 # -- argument parsing ---------------------------------------------------------------------------------------------
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("llmclient")
+    except PackageNotFoundError:  # pragma: no cover - a source tree that was never installed
+        return "unknown"
+
+
+GLOBAL_DEFAULTS: dict[str, Any] = {"verbose": False, "config": None, "ledger": None}
+
+
+def _global_options() -> argparse.ArgumentParser:
+    # Added to the root and to every command, defaults suppressed so a value given after the command is not
+    # overwritten by the root's default (main() fills in what neither gave).
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    options.add_argument(
+        "--config",
+        default=argparse.SUPPRESS,
+        help="configuration file (default: $LLMCLIENT_CONFIG or ~/.config/llmclient/config.toml)",
+    )
+    options.add_argument("--ledger", default=argparse.SUPPRESS, help="SQLite ledger to record into / report from")
+    return options
+
+
 def parser() -> argparse.ArgumentParser:
     """The command's argument parser."""
-    root = argparse.ArgumentParser(prog="llmclient", description="One client for every LLM provider.")
-    root.add_argument("-v", "--verbose", action="store_true", help="show tracebacks on errors")
-    root.add_argument("--config", help="configuration file (default: $LLMCLIENT_CONFIG or ~/.config/llmclient)")
-    root.add_argument("--ledger", help="SQLite ledger to record into / report from")
+    common = _global_options()
+    root = argparse.ArgumentParser(prog="llmclient", description="One client for every LLM provider.", parents=[common])
+    root.add_argument("--version", action="version", version=f"llmclient {_version()}")
     commands = root.add_subparsers(dest="command", required=True)
 
-    chat = commands.add_parser("chat", help="send a prompt and stream the reply")
-    chat.add_argument("prompt")
+    def command(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        return commands.add_parser(name, parents=[common], **kwargs)
+
+    chat = command("chat", help="send a prompt and stream the reply")
+    chat.add_argument("prompt", help="the prompt, or - to read it from stdin")
     chat.add_argument("-m", "--model")
     chat.add_argument("-s", "--system", help="a system prompt")
     chat.add_argument("-t", "--temperature", type=float)
@@ -317,13 +404,13 @@ def parser() -> argparse.ArgumentParser:
     chat.add_argument("--json", action="store_true", help="print the whole response as JSON (no streaming)")
     chat.set_defaults(handler=cmd_chat)
 
-    embed = commands.add_parser("embed", help="embed texts")
+    embed = command("embed", help="embed texts")
     embed.add_argument("texts", nargs="+")
     embed.add_argument("-m", "--model")
     embed.add_argument("--json", action="store_true")
     embed.set_defaults(handler=cmd_embed)
 
-    count = commands.add_parser("count", help="count tokens in text, a file, or messages JSON")
+    count = command("count", help="count tokens in text, a file, or messages JSON")
     count.add_argument("text", nargs="?")
     count.add_argument("-m", "--model")
     count.add_argument("-f", "--file", help="count a text file")
@@ -331,23 +418,28 @@ def parser() -> argparse.ArgumentParser:
     count.add_argument("--json", action="store_true")
     count.set_defaults(handler=cmd_count)
 
-    similarity = commands.add_parser("similarity", help="how similar two texts are")
+    similarity = command("similarity", help="how similar two texts are")
     similarity.add_argument("a")
     similarity.add_argument("b")
     similarity.add_argument("-m", "--model")
     similarity.add_argument("--metric", default="cosine", choices=["cosine", "dot", "euclidean"])
     similarity.set_defaults(handler=cmd_similarity)
 
-    models = commands.add_parser("models", help="configured providers, aliases and known prices")
+    models = command("models", help="configured providers, aliases and known prices")
     models.add_argument("--json", action="store_true")
     models.set_defaults(handler=cmd_models)
 
-    cost = commands.add_parser("cost", help="report from the SQLite ledger")
-    cost.add_argument("--by", default="model", choices=["model", "provider", "tag", "day"])
+    cost = command("cost", help="report from the SQLite ledger")
+    cost.add_argument(
+        "--by",
+        default="model",
+        choices=["model", "provider", "tag", "day", "call"],
+        help="group by (call: one row each)",
+    )
     cost.add_argument("--format", default="table", choices=["table", "csv", "json"])
     cost.set_defaults(handler=cmd_cost)
 
-    compare = commands.add_parser("compare", help="run the same prompts on several models, side by side")
+    compare = command("compare", help="run the same prompts on several models, side by side")
     compare.add_argument("prompts", help='JSONL: {"prompt": ..., "expected": ... (optional), "system": ...}')
     compare.add_argument("-m", "--model", action="append", required=True, help="a model (repeat for each)")
     compare.add_argument("-t", "--temperature", type=float, default=0.0)
@@ -360,9 +452,16 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Run the command; returns the exit status (0 ok, 1 an error, 2 bad arguments)."""
     args = parser().parse_args(argv)
+    for name, default in GLOBAL_DEFAULTS.items():
+        if not hasattr(args, name):
+            setattr(args, name, default)
     stream = out or sys.stdout
     try:
-        status: int = asyncio.run(args.handler(args, stream))
+        with warnings.catch_warnings():
+            if not sys.warnoptions:  # each warning once per place, as Python's default (unless -W says otherwise)
+                warnings.simplefilter("default")
+            warnings.showwarning = show_warning
+            status: int = asyncio.run(args.handler(args, stream))
         return status
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
@@ -370,7 +469,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     except (LLMClientError, OSError, ValueError) as exc:
         if args.verbose:
             raise
-        sys.stderr.write(f"error: {exc}\n")
+        sys.stderr.write(f"error: {in_cli_terms(str(exc))}\n")
         return 1
 
 
