@@ -152,7 +152,12 @@ def notify(hooks: Sequence[Callable[..., None]], *args: Any) -> None:
         try:
             hook(*args)
         except Exception:
-            logger.exception("llmclient observer hook %s failed; ignored", getattr(hook, "__qualname__", hook))
+            hook_failed(hook)
+
+
+def hook_failed(hook: Callable[..., None]) -> None:
+    """Log the exception a hook raised (call it from the `except` block); the call goes on."""
+    logger.exception("llmclient observer hook %s failed; ignored", getattr(hook, "__qualname__", hook))
 
 
 def _tokens(outcome: Outcome) -> str:

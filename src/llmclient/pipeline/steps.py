@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 from llmclient.errors import ResponseFormatError
 from llmclient.ledger import CostLedger, LedgerRecord
 from llmclient.pipeline.call import Call, Outcome
-from llmclient.pipeline.observe import Hooks, Observer, default_observers, notify
+from llmclient.pipeline.observe import Hooks, Observer, default_observers, hook_failed, notify
 from llmclient.prices import PriceTable
 from llmclient.types import Cost, Usage
 
@@ -67,11 +67,13 @@ class Pipeline:
         self.steps = list(steps)
         self.observers: list[Observer] = default_observers() if observers is None else list(observers)
         self._hooks = Hooks(self.observers)
+        self._bound_for = list(self.observers)
 
     def hooks(self) -> Hooks:
-        """The observers' hooks, bound again only when `observers` changed."""
-        if self._hooks.observers != tuple(self.observers):
+        """The observers' hooks, bound again only when `observers` changed (a list comparison: it runs per call)."""
+        if self._bound_for != self.observers:
             self._hooks = Hooks(self.observers)
+            self._bound_for = list(self.observers)
         return self._hooks
 
     def add(self, step: Step, *, before: type[Step] | None = None) -> None:
@@ -83,8 +85,11 @@ class Pipeline:
         """Run every step's admission; if one refuses, release those already admitted, and raise."""
         if self.observers:
             call.observers = hooks = self.hooks()
-            if hooks.on_request:
-                notify(hooks.on_request, call)
+            for hook in hooks.on_request:  # inline, not notify(): this runs on every call
+                try:
+                    hook(call)
+                except Exception:
+                    hook_failed(hook)
         admitted: list[Step] = []
         try:
             for step in self.steps:
