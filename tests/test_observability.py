@@ -296,3 +296,26 @@ def test_llmclient_log_env_turns_logging_on() -> None:
     env["LLMCLIENT_LOG"] = ""
     quiet = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
     assert quiet.stderr == ""
+
+
+def test_a_global_sdk_provider_set_after_the_client_is_made_is_used() -> None:
+    script = (
+        "import asyncio, sys\n"
+        "from llmclient import Client\n"
+        "client = Client()\n"
+        "async def call():\n    await client.chat('hi', model='fake/echo')\n"
+        "asyncio.run(call())\n"
+        "assert 'opentelemetry.trace' not in sys.modules  # nothing configured: the API was never imported\n"
+        "from opentelemetry import trace\n"
+        "from opentelemetry.sdk.trace import TracerProvider\n"
+        "from opentelemetry.sdk.trace.export import SimpleSpanProcessor\n"
+        "from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter\n"
+        "exporter = InMemorySpanExporter()\n"
+        "provider = TracerProvider()\n"
+        "provider.add_span_processor(SimpleSpanProcessor(exporter))\n"
+        "trace.set_tracer_provider(provider)\n"
+        "asyncio.run(call())\n"
+        "print([span.name for span in exporter.get_finished_spans()])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout == "['chat echo']\n"

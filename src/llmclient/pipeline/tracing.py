@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -76,6 +77,7 @@ class Tracing(Observer):
         self._trace: Any = None  # the opentelemetry.trace module, once imported
         self._histograms: tuple[Any, Any] | None = None
         self._missing = False  # opentelemetry-api is not installed: stay a no-op
+        self._provider_from_env = bool(os.environ.get("OTEL_PYTHON_TRACER_PROVIDER"))
 
     # -- providers, looked up per call so an SDK configured after the client was made still takes effect ------
 
@@ -87,6 +89,11 @@ class Tracing(Observer):
         if trace is None:
             if self._missing:
                 return None
+            trace = sys.modules.get("opentelemetry.trace")
+            if trace is None and self._tracer_provider is None and not self._provider_from_env:
+                # Nothing has imported the API, so nothing can have set a provider: stay off without importing it
+                # (checked again next call, so an SDK configured later still takes effect).
+                return None
             try:
                 from opentelemetry import trace
             except ImportError:
@@ -94,7 +101,7 @@ class Tracing(Observer):
                 return None
             self._trace = trace
             assert trace is not None
-            if os.environ.get("OTEL_PYTHON_TRACER_PROVIDER"):  # a provider named by the environment: load it now
+            if self._provider_from_env:  # a provider named by the environment: load it now
                 trace.get_tracer_provider()
         provider = self._tracer_provider
         if provider is None:
