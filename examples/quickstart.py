@@ -1,6 +1,6 @@
 """Quickstart: a chat reply, a streamed reply, and what each used, against any OpenAI-compatible server.
 
-Run it with `make demo` (which starts llama-cpp-python's server with SmolLM2-135M-Instruct on loopback), or point
+Run it with `make demo-server` (which starts llama-cpp-python's server with SmolLM2-135M-Instruct on loopback), or point
 it at your own server:
 
     OPENAI_COMPATIBLE_BASE_URL=http://127.0.0.1:8000/v1 python examples/quickstart.py --model openai-compatible/my-model

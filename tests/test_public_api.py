@@ -154,6 +154,8 @@ LAYERS = {
     "client": 80,
     "cost": 80,  # kept for imports written against 0.1: re-exports prices, ledger and budget
     "sync": 90,
+    "_terminal": 90,  # the command line's warning and spinner helpers
+    "_cli_ledger": 95,  # the command line's ledger: `llmclient cost` and `llmclient db`
     "cli": 100,
     "integrations": 100,
     "__init__": 110,

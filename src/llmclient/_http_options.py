@@ -179,3 +179,17 @@ def check_base_url(url: str, *, provider: str, sends_key: bool) -> None:
             InsecureURLWarning,
             stacklevel=4,
         )
+
+
+def validate_base_url(url: str, *, provider: str) -> str:
+    """A base URL must be http(s) with a host and carry no credentials, query or fragment."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(f"base_url for {provider} must be an http(s) URL with a host", provider=provider)
+    if parts.username or parts.password:
+        raise ConfigurationError(
+            f"base_url for {provider} must not carry credentials; pass api_key= instead", provider=provider
+        )
+    if parts.query or parts.fragment:
+        raise ConfigurationError(f"base_url for {provider} must not have a query or fragment", provider=provider)
+    return url.rstrip("/")

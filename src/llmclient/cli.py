@@ -1,64 +1,49 @@
 """The `llmclient` command: chat, embed, count, similarity, models, cost and compare from a terminal.
 
     llmclient chat "你好" -m llamacpp/smollm2          # streams the reply
-    llmclient count "some text" -m openai/gpt-4o       # says whether the count is exact
-    llmclient compare -m fake/a -m fake/b prompts.jsonl
-    llmclient cost --by model
+    echo "Summarise: …" | llmclient chat - -m fake/echo  # `-` reads the prompt from stdin
+    llmclient count "some text" -m openai/gpt-4        # says whether the count is exact
     llmclient --ledger postgresql://llm@db/llm cost --by budget    # the fleet's shared ledger
     llmclient db migrate --url postgresql://llm@db/llm             # create or upgrade its schema
+    llmclient compare -m fake/a -m fake/b prompts.jsonl
+    llmclient cost --by model
 
 It reads the optional configuration file (see `llmclient.config`) and records every call in a SQLite ledger
 (`--ledger`, `LLMCLIENT_LEDGER`, the file's `ledger`, else `~/.local/share/llmclient/ledger.db`), which
-`llmclient cost` reports on. Errors print one line (a traceback with `-v`) and exit with status 1.
+`llmclient cost` reports on. Errors print one `error:` line (a traceback with `-v`) and exit with status 1; Python
+warnings print one `warning:` line; hints name flags and configuration keys, not Python arguments. The global
+options (`-v`, `--config`, `--ledger`) go before or after the command.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime
 import json
 import os
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
 
+from llmclient._cli_ledger import POSTGRES, cmd_cost, cmd_db, default_ledger, print_json
+from llmclient._terminal import in_cli_terms, loading, show_warning
 from llmclient.client import Client
 from llmclient.config import client_options, config_path
 from llmclient.errors import LLMClientError
-from llmclient.ledger import CostLedger, LedgerRecord, SQLiteLedger, Summary, summarise
 from llmclient.types import Message, to_messages
-
-_POSTGRES = ("postgresql://", "postgres://")
-
-
-def redact(url: str) -> str:
-    """A database URL without its password."""
-    from llmclient.stores.postgres import redact as without_password
-
-    return without_password(url)
-
-
-def default_ledger() -> Path:
-    """Where the command keeps its ledger when nothing else is configured."""
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "llmclient" / "ledger.db"
 
 
 def _client(args: argparse.Namespace) -> Client:
     options = client_options(args.config)
     if args.ledger:
-        shared = args.ledger.startswith(_POSTGRES)
+        shared = args.ledger.startswith(POSTGRES)
         options["ledger"] = args.ledger if shared else f"sqlite:///{Path(args.ledger).expanduser()}"
     options.setdefault("ledger", f"sqlite:///{default_ledger()}")
     return Client(**options)
-
-
-def _print_json(data: Any, out: TextIO) -> None:
-    out.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
 
 
 def _usage_line(response: Any) -> str:
@@ -75,17 +60,23 @@ async def cmd_chat(args: argparse.Namespace, out: TextIO) -> int:
     messages: list[Message] = []
     if args.system:
         messages.append(Message(role="system", content=args.system))
-    messages.append(Message(role="user", content=args.prompt))
+    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    messages.append(Message(role="user", content=prompt))
     options = {"model": args.model, "temperature": args.temperature, "max_tokens": args.max_tokens, "tags": args.tag}
     async with _client(args) as client:
+        waiting = loading(client, args.model, sys.stderr)
         if args.json:
-            reply = await client.chat(messages, **options)
-            _print_json(reply.model_dump(mode="json", exclude={"raw"}), out)
+            async with waiting:
+                reply = await client.chat(messages, **options)
+            print_json(reply.model_dump(mode="json", exclude={"raw"}), out)
             return 0
         stream = client.stream(messages, **options)
-        async for chunk in stream:
+        async with waiting:  # until the first chunk: a local model loads on the first call
+            chunk = await anext(aiter(stream), None)
+        while chunk is not None:
             out.write(chunk.delta)
             out.flush()
+            chunk = await anext(aiter(stream), None)
         out.write("\n")
         if args.usage:
             out.write(_usage_line(stream.response) + "\n")
@@ -93,11 +84,11 @@ async def cmd_chat(args: argparse.Namespace, out: TextIO) -> int:
 
 
 async def cmd_embed(args: argparse.Namespace, out: TextIO) -> int:
-    async with _client(args) as client:
+    async with _client(args) as client, loading(client, args.model, sys.stderr):
         result = await client.embed(args.texts, model=args.model)
-    if args.json:
-        vectors = result.vectors.tolist()
-        _print_json({"model": result.model, "vectors": vectors, "usage": result.usage.model_dump()}, out)
+    if args.json:  # compact: one line, not one float per line
+        data = {"model": result.model, "vectors": result.vectors.tolist(), "usage": result.usage.model_dump()}
+        out.write(json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n")
         return 0
     for text, vector in zip(args.texts, result.vectors, strict=True):
         preview = ", ".join(f"{value:.4f}" for value in vector[:4])
@@ -117,7 +108,7 @@ async def cmd_count(args: argparse.Namespace, out: TextIO) -> int:
     async with _client(args) as client:
         count = await client.count_tokens(value, model=args.model)
     if args.json:
-        _print_json(count.model_dump(), out)
+        print_json(count.model_dump(), out)
     else:
         kind = "exact" if count.exact else "estimated"
         out.write(f"{count.tokens} tokens ({kind}, {count.tokenizer})\n")
@@ -156,7 +147,7 @@ async def cmd_models(args: argparse.Namespace, out: TextIO) -> int:
         ],
     }
     if args.json:
-        _print_json(listing, out)
+        print_json(listing, out)
         return 0
     out.write(f"configuration: {listing['config']}\n")
     out.write(f"default model: {listing['default_model'] or '(none)'}\n")
@@ -176,126 +167,6 @@ async def cmd_models(args: argparse.Namespace, out: TextIO) -> int:
 def _plain(value: Decimal) -> str:
     """A price as pricing pages write it: 0.28, not 0.28000000 or 2.8E-1."""
     return format(value.normalize(), "f")
-
-
-def _group_key(record: LedgerRecord, by: str) -> list[str]:
-    if by == "model":
-        return [f"{record.provider}/{record.model}"]
-    if by == "provider":
-        return [record.provider]
-    if by == "tag":
-        return list(record.tags) or ["(untagged)"]
-    if by == "deployment":  # a model group's deployment; a call made without routing counts under its provider
-        return [record.deployment or record.provider]
-    return [datetime.datetime.fromtimestamp(record.timestamp, tz=datetime.timezone.utc).date().isoformat()]
-
-
-async def cmd_cost(args: argparse.Namespace, out: TextIO) -> int:
-    spec = args.ledger or client_options(args.config).get("ledger") or ""
-    if spec.startswith(_POSTGRES):
-        return _shared_cost(args, spec, out)
-    if args.by == "budget":
-        raise LLMClientError("--by budget reports shared budgets: pass --ledger postgresql://...")
-    path = Path(args.ledger).expanduser() if args.ledger else _configured_ledger(args)
-    if not path.exists():
-        raise LLMClientError(f"no ledger at {path}; run a command first, or pass --ledger")
-    ledger = SQLiteLedger(path)
-    try:
-        if args.format == "csv":
-            out.write(ledger.to_csv())
-            return 0
-        groups: dict[str, list[LedgerRecord]] = {}
-        for record in ledger.records:
-            for key in _group_key(record, args.by):
-                groups.setdefault(key, []).append(record)
-        summaries = {key: summarise(records) for key, records in sorted(groups.items())}
-        if args.format == "json":
-            _print_json(
-                {
-                    "ledger": str(path),
-                    "by": args.by,
-                    "total_usd": str(ledger.total()),
-                    "groups": {
-                        key: {
-                            "calls": s.calls,
-                            "input_tokens": s.usage.prompt_tokens,
-                            "output_tokens": s.usage.output_tokens,
-                            "cost_usd": str(s.cost),
-                            "unpriced_calls": s.unpriced_calls,
-                        }
-                        for key, s in summaries.items()
-                    },
-                },
-                out,
-            )
-            return 0
-        _write_table(args.by, summaries, len(ledger), ledger.total(), out)
-    finally:
-        ledger.close()
-    return 0
-
-
-def _write_table(by: str, summaries: dict[str, Summary], calls: int, total: Decimal, out: TextIO) -> None:
-    out.write(f"{by:<36} {'calls':>6} {'input':>10} {'output':>10} {'cost USD':>14}\n")
-    for key, s in summaries.items():
-        unpriced = f" (+{s.unpriced_calls} unpriced)" if s.unpriced_calls else ""
-        out.write(
-            f"{key:<36} {s.calls:>6} {s.usage.prompt_tokens:>10} {s.usage.output_tokens:>10} "
-            f"{s.cost:>14.6f}{unpriced}\n"
-        )
-    out.write(f"{'total':<36} {calls:>6} {'':>10} {'':>10} {total:>14.6f}\n")
-
-
-def _shared_cost(args: argparse.Namespace, url: str, out: TextIO) -> int:
-    """`cost` on the fleet's PostgreSQL ledger: grouped in the database, never loaded whole."""
-    from llmclient.stores import PostgresLedger, PostgresStore
-
-    ledger = PostgresLedger(PostgresStore(url, migrate=False))
-    try:
-        if args.format == "csv":
-            shared = CostLedger()
-            for record in ledger.rows():
-                shared.add(record)
-            out.write(shared.to_csv())
-            return 0
-        summaries, total, calls = ledger.summary(args.by), ledger.total(), ledger.count()
-    finally:
-        ledger.store.close()
-    if args.format == "json":
-        groups = {
-            key: {"calls": s.calls, "input_tokens": s.usage.prompt_tokens, "output_tokens": s.usage.output_tokens,
-                  "cost_usd": str(s.cost), "unpriced_calls": s.unpriced_calls}
-            for key, s in summaries.items()
-        }  # fmt: skip
-        _print_json({"ledger": redact(url), "by": args.by, "total_usd": str(total), "groups": groups}, out)
-        return 0
-    _write_table(args.by, summaries, calls, total, out)
-    return 0
-
-
-async def cmd_db(args: argparse.Namespace, out: TextIO) -> int:
-    """`llmclient db migrate|status|flush --url postgresql://...`: the shared store's schema and spool."""
-    from llmclient.stores import PostgresLedger, PostgresStore
-
-    url = args.url or os.environ.get("LLMCLIENT_DATABASE_URL")
-    if not url:
-        raise LLMClientError("pass --url postgresql://... or set LLMCLIENT_DATABASE_URL")
-    store = PostgresStore(url, migrate=False)
-    try:
-        if args.action == "migrate":
-            out.write(f"{redact(url)}: llmclient schema version {store.migrate()}\n")
-        elif args.action == "status":
-            out.write(f"{redact(url)}: llmclient schema version {store.version()}\n")
-        else:
-            out.write(f"uploaded {PostgresLedger(store).flush()} spooled records to {redact(url)}\n")
-    finally:
-        store.close()
-    return 0
-
-
-def _configured_ledger(args: argparse.Namespace) -> Path:
-    spec = client_options(args.config).get("ledger")
-    return Path(spec.removeprefix("sqlite:///")) if spec else default_ledger()
 
 
 async def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
@@ -330,7 +201,7 @@ async def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
                 )
     summary = _compare_summary(rows, args.model)
     if args.json:
-        _print_json({"results": rows, "summary": summary}, out)
+        print_json({"results": rows, "summary": summary}, out)
         return 0
     for row in rows:
         verdict = "" if row["correct"] is None else (" ✓" if row["correct"] else " ✗")
@@ -368,16 +239,48 @@ def _compare_summary(rows: list[dict[str, Any]], models: Sequence[str]) -> dict[
 # -- argument parsing ---------------------------------------------------------------------------------------------
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("llmclient")
+    except PackageNotFoundError:  # pragma: no cover - a source tree that was never installed
+        return "unknown"
+
+
+GLOBAL_DEFAULTS: dict[str, Any] = {"verbose": False, "config": None, "ledger": None}
+
+
+def _global_options() -> argparse.ArgumentParser:
+    # Added to the root and to every command, defaults suppressed so a value given after the command is not
+    # overwritten by the root's default (main() fills in what neither gave).
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    options.add_argument(
+        "--config",
+        default=argparse.SUPPRESS,
+        help="configuration file (default: $LLMCLIENT_CONFIG or ~/.config/llmclient/config.toml)",
+    )
+    options.add_argument(
+        "--ledger",
+        default=argparse.SUPPRESS,
+        help="ledger to record into / report from: a SQLite file or postgresql://...",
+    )
+    return options
+
+
 def parser() -> argparse.ArgumentParser:
     """The command's argument parser."""
-    root = argparse.ArgumentParser(prog="llmclient", description="One client for every LLM provider.")
-    root.add_argument("-v", "--verbose", action="store_true", help="show tracebacks on errors")
-    root.add_argument("--config", help="configuration file (default: $LLMCLIENT_CONFIG or ~/.config/llmclient)")
-    root.add_argument("--ledger", help="ledger to record into / report from: a SQLite file or postgresql://...")
+    common = _global_options()
+    root = argparse.ArgumentParser(prog="llmclient", description="One client for every LLM provider.", parents=[common])
+    root.add_argument("--version", action="version", version=f"llmclient {_version()}")
     commands = root.add_subparsers(dest="command", required=True)
 
-    chat = commands.add_parser("chat", help="send a prompt and stream the reply")
-    chat.add_argument("prompt")
+    def command(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        return commands.add_parser(name, parents=[common], **kwargs)
+
+    chat = command("chat", help="send a prompt and stream the reply")
+    chat.add_argument("prompt", help="the prompt, or - to read it from stdin")
     chat.add_argument("-m", "--model")
     chat.add_argument("-s", "--system", help="a system prompt")
     chat.add_argument("-t", "--temperature", type=float)
@@ -387,13 +290,13 @@ def parser() -> argparse.ArgumentParser:
     chat.add_argument("--json", action="store_true", help="print the whole response as JSON (no streaming)")
     chat.set_defaults(handler=cmd_chat)
 
-    embed = commands.add_parser("embed", help="embed texts")
+    embed = command("embed", help="embed texts")
     embed.add_argument("texts", nargs="+")
     embed.add_argument("-m", "--model")
     embed.add_argument("--json", action="store_true")
     embed.set_defaults(handler=cmd_embed)
 
-    count = commands.add_parser("count", help="count tokens in text, a file, or messages JSON")
+    count = command("count", help="count tokens in text, a file, or messages JSON")
     count.add_argument("text", nargs="?")
     count.add_argument("-m", "--model")
     count.add_argument("-f", "--file", help="count a text file")
@@ -401,28 +304,33 @@ def parser() -> argparse.ArgumentParser:
     count.add_argument("--json", action="store_true")
     count.set_defaults(handler=cmd_count)
 
-    similarity = commands.add_parser("similarity", help="how similar two texts are")
+    similarity = command("similarity", help="how similar two texts are")
     similarity.add_argument("a")
     similarity.add_argument("b")
     similarity.add_argument("-m", "--model")
     similarity.add_argument("--metric", default="cosine", choices=["cosine", "dot", "euclidean"])
     similarity.set_defaults(handler=cmd_similarity)
 
-    models = commands.add_parser("models", help="configured providers, aliases and known prices")
+    models = command("models", help="configured providers, aliases and known prices")
     models.add_argument("--json", action="store_true")
     models.set_defaults(handler=cmd_models)
 
-    cost = commands.add_parser("cost", help="report from the ledger (SQLite, or the fleet's PostgreSQL)")
-    cost.add_argument("--by", default="model", choices=["model", "provider", "tag", "day", "budget", "deployment"])
+    cost = command("cost", help="report from the ledger (SQLite, or the fleet's PostgreSQL)")
+    cost.add_argument(
+        "--by",
+        default="model",
+        choices=["model", "provider", "tag", "day", "deployment", "budget", "call"],
+        help="group by (budget: shared budgets on PostgreSQL; call: one row each)",
+    )
     cost.add_argument("--format", default="table", choices=["table", "csv", "json"])
     cost.set_defaults(handler=cmd_cost)
 
-    database = commands.add_parser("db", help="the fleet's PostgreSQL store: schema and spooled records")
+    database = command("db", help="the fleet's PostgreSQL store: schema and spooled records")
     database.add_argument("action", choices=["migrate", "status", "flush"])
     database.add_argument("--url", help="postgresql://... (default: $LLMCLIENT_DATABASE_URL)")
     database.set_defaults(handler=cmd_db)
 
-    compare = commands.add_parser("compare", help="run the same prompts on several models, side by side")
+    compare = command("compare", help="run the same prompts on several models, side by side")
     compare.add_argument("prompts", help='JSONL: {"prompt": ..., "expected": ... (optional), "system": ...}')
     compare.add_argument("-m", "--model", action="append", required=True, help="a model (repeat for each)")
     compare.add_argument("-t", "--temperature", type=float, default=0.0)
@@ -435,9 +343,16 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Run the command; returns the exit status (0 ok, 1 an error, 2 bad arguments)."""
     args = parser().parse_args(argv)
+    for name, default in GLOBAL_DEFAULTS.items():
+        if not hasattr(args, name):
+            setattr(args, name, default)
     stream = out or sys.stdout
     try:
-        status: int = asyncio.run(args.handler(args, stream))
+        with warnings.catch_warnings():
+            if not sys.warnoptions:  # each warning once per place, as Python's default (unless -W says otherwise)
+                warnings.simplefilter("default")
+            warnings.showwarning = show_warning
+            status: int = asyncio.run(args.handler(args, stream))
         return status
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
@@ -445,7 +360,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     except (LLMClientError, OSError, ValueError) as exc:
         if args.verbose:
             raise
-        sys.stderr.write(f"error: {exc}\n")
+        sys.stderr.write(f"error: {in_cli_terms(str(exc))}\n")
         return 1
 
 

@@ -29,8 +29,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
-
 from llmclient import embedding
 from llmclient._http import Timeouts, Transport
 from llmclient.budget import Budget, BudgetScope, open_budgets
@@ -53,8 +51,8 @@ from llmclient.retry import RetryPolicy
 from llmclient.streaming import ChatStream
 from llmclient.structured import structured_chat
 from llmclient.tool_loop import run_tools
-from llmclient.tools import RunResult
-from llmclient.types import ChatResponse, EmbedResponse, Message, TokenCount
+from llmclient.tools import OnToolError, RunResult
+from llmclient.types import ChatResponse, EmbedResponse, Message, ModelT, TokenCount
 
 if TYPE_CHECKING:
     import numpy as np
@@ -77,8 +75,7 @@ class Client:
         providers: Options per provider (`{"openai": {"api_key": "sk-…"}}`), or a ready driver. A name of your own
             with `"driver"` adds another server: `{"vllm": {"driver": "openai-compatible", "base_url": ...}}`.
         retry: A `RetryPolicy`, or an int for `max_retries` with the default backoff.
-        timeout: The overall deadline of a call in seconds (retries and streaming included), or `Timeouts` for
-            connect/read/total separately; None for no deadline.
+        timeout: A call's overall deadline in seconds (retries, streams included), `Timeouts`, or None for none.
         strict_params: Raise `UnsupportedParameterError` instead of dropping parameters a provider lacks.
         transport: An httpx transport for every driver that speaks HTTP (e.g. `httpx.MockTransport` in tests).
         ledger: A `CostLedger` to record into (e.g. another client's, to share one), or `"sqlite:///path.db"` to
@@ -179,10 +176,10 @@ class Client:
         self,
         messages: Messages,
         *,
-        response_model: type[BaseModel] | None = None,
+        response_model: type[ModelT] | None = None,
         max_validation_retries: int = 2,
         **options: Unpack[ChatOptions],
-    ) -> ChatResponse:
+    ) -> ChatResponse[ModelT]:
         """Send messages and return the complete reply, its usage and its cost.
 
         Args:
@@ -232,7 +229,7 @@ class Client:
         tools: Iterable[Any],
         max_steps: int = 10,
         tool_timeout: float | None = None,
-        on_tool_error: str = "message",
+        on_tool_error: OnToolError = "message",
         max_tool_retries: int = 2,
         **chat_options: Unpack[RunStepOptions],
     ) -> RunResult:
@@ -262,6 +259,7 @@ class Client:
             max_tool_retries=max_tool_retries,
             secrets=self._resolver.drivers.secrets(),
             chat_options=dict(chat_options),
+            observers=self.pipeline.observers,
         )
 
     async def embed(

@@ -44,7 +44,9 @@ A group with a strategy or fallbacks is a table: `[routes.chat]` with `strategy 
 and `[[routes.chat.deployments]]` (see the Routing page).
 
 Keys belong in the environment (`OPENAI_API_KEY`, `DEEPSEEK_API_KEY`, …); a file that holds an `api_key` is read,
-but only when it is not readable by other users.
+but only when it is not readable by other users. `timeout` is seconds (> 0), `retry` a retry count or a table of
+`RetryPolicy` fields (`retry = {max_retries = 1, initial_backoff = 0.2}`). Values are checked when the file is read:
+a wrong one is a `ConfigurationError` naming the key and what it should be.
 """
 
 from __future__ import annotations
@@ -55,9 +57,68 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError
+
 from llmclient.errors import ConfigurationError
 
-KNOWN_KEYS = frozenset({"default_model", "aliases", "providers", "prices", "ledger", "timeout", "retry", "routes"})
+
+class RetrySettings(BaseModel):
+    """`retry = {…}`: the `RetryPolicy` fields a file may set."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_retries: NonNegativeInt = 2
+    initial_backoff: float = Field(default=0.5, ge=0)
+    max_backoff: float = Field(default=8.0, ge=0)
+    jitter: bool = True
+    max_retry_after: float = Field(default=60.0, ge=0)
+
+
+class ConfigFile(BaseModel):
+    """The configuration file's schema: every key optional, unknown keys refused."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    default_model: str | None = None
+    aliases: dict[str, str] = Field(default_factory=dict)
+    providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    prices: dict[str, Any] = Field(default_factory=dict)
+    """Checked by `PriceTable` when the client is made (entries may be tables, numbers or strings)."""
+    ledger: str | None = None
+    timeout: float | None = Field(default=None, gt=0)
+    retry: Any = None
+    """A retry count, or a table of `RetrySettings`: checked by `check`, so an error names one branch only."""
+    routes: dict[str, Any] = Field(default_factory=dict)
+    """Model groups: checked by `Client(routes=...)` when the client is made (see the Routing page)."""
+
+    def check(self) -> None:
+        """The checks a plain field cannot express; raises `ValidationError` like field validation."""
+        if isinstance(self.retry, dict):
+            RetrySettings.model_validate(self.retry)
+        elif self.retry is not None:
+            _RetryCount.model_validate({"retry": self.retry})
+
+
+class _RetryCount(BaseModel):
+    model_config = ConfigDict(strict=True)
+
+    retry: NonNegativeInt
+
+
+KNOWN_KEYS = frozenset(ConfigFile.model_fields)
+
+
+def _problems(target: Path, error: ValidationError, prefix: str = "") -> str:
+    """One line per bad value: `key.sub: what is wrong (got …)`."""
+    lines = []
+    for problem in error.errors(include_url=False):
+        loc = [str(part) for part in problem["loc"]]
+        where = ".".join(dict.fromkeys([prefix, *loc] if prefix and loc[:1] != [prefix] else loc))
+        got = f" (got {problem['input']!r})" if problem["type"] != "extra_forbidden" else ""
+        message = "unknown key" if problem["type"] == "extra_forbidden" else problem["msg"].lower()
+        lines.append(f"  {where or '(file)'}: {message}{got}")
+    unique = list(dict.fromkeys(lines))
+    return f"{target}: {len(unique)} bad value{'s' if len(unique) > 1 else ''}\n" + "\n".join(unique)
 
 
 def config_path() -> Path:
@@ -88,6 +149,14 @@ def load_config(path: str | Path | None = None) -> dict[str, Any]:
     unknown = sorted(set(data) - KNOWN_KEYS)
     if unknown:
         raise ConfigurationError(f"{target}: unknown keys {unknown}; known: {sorted(KNOWN_KEYS)}")
+    try:
+        ConfigFile.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigurationError(_problems(target, exc)) from None
+    try:
+        ConfigFile.model_validate(data).check()
+    except ValidationError as exc:
+        raise ConfigurationError(_problems(target, exc, prefix="retry")) from None
     holds_key = any("api_key" in options for options in data.get("providers", {}).values()) or any(
         "api_key" in deployment for deployment in _deployments(data.get("routes", {}))
     )
@@ -100,14 +169,22 @@ def client_options(path: str | Path | None = None) -> dict[str, Any]:
     """Keyword arguments for `Client` from the configuration file (and `LLMCLIENT_LEDGER`)."""
     data = load_config(path)
     options: dict[str, Any] = {}
-    for key in ("default_model", "aliases", "providers", "prices", "timeout", "retry", "routes"):
+    for key in ("default_model", "aliases", "providers", "prices", "timeout", "routes"):
         if key in data:
             options[key] = data[key]
+    if isinstance(data.get("retry"), dict):
+        from llmclient.retry import RetryPolicy
+
+        options["retry"] = RetryPolicy(**RetrySettings.model_validate(data["retry"]).model_dump())
+    elif "retry" in data:
+        options["retry"] = data["retry"]
     ledger = os.environ.get("LLMCLIENT_LEDGER") or data.get("ledger")
     if ledger:
         text = str(ledger)
-        path_part = text.removeprefix("sqlite:///")
-        options["ledger"] = f"sqlite:///{Path(path_part).expanduser()}"
+        if text.startswith(("postgresql://", "postgres://")):  # the fleet's shared ledger, as it is
+            options["ledger"] = text
+        else:
+            options["ledger"] = f"sqlite:///{Path(text.removeprefix('sqlite:///')).expanduser()}"
     return options
 
 

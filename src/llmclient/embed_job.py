@@ -124,7 +124,7 @@ async def run_embed_job(
             return await driver.embed(name, chunk, **extra)
 
         try:
-            result = await call.policy.run(attempt)
+            result = await call.policy.run(attempt, call.retrying if call.observers is not None else None)
         except ResponseFormatError as exc:
             if exc.status is not None and exc.status < 300:  # answered, so billed, though unusable
                 billed += 1
@@ -171,7 +171,7 @@ async def run_embed_job(
     if billed:
         call.counted_input_tokens = sum(counted) if counted and error is None else None
         outcome = Outcome(usage, error=None if error is None else ended_by(error))
-        pipeline.finish(call, outcome)
+        pipeline.finish(call, outcome, error)
         cost = outcome.cost
     else:
         pipeline.release(call, error)

@@ -17,7 +17,10 @@ async with Client() as client:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, TypedDict
+from typing import Any, Literal, TypedDict
+
+ToolChoice = Literal["auto", "none", "required"] | str
+"""`"auto"`, `"none"`, `"required"`, or the name of one of the tools given (hence also any `str`)."""
 
 
 class RunStepOptions(TypedDict, total=False):
@@ -25,7 +28,7 @@ class RunStepOptions(TypedDict, total=False):
 
     model: str | None
     """`"provider/model"`, `"provider:model"` or an alias; else the client's default."""
-    tool_choice: str | None
+    tool_choice: ToolChoice | None
     """`"auto"`, `"none"`, `"required"` or the name of one tool."""
     temperature: float | None
     """Sampling temperature (0–2)."""

@@ -75,10 +75,15 @@ class RetryPolicy:
             return float(retry_after)
         return self.backoff(attempt)
 
-    async def run(self, attempt: Callable[[], Awaitable[T]]) -> T:
+    async def run(
+        self,
+        attempt: Callable[[], Awaitable[T]],
+        on_retry: Callable[[int, float, BaseException], None] | None = None,
+    ) -> T:
         """Await `attempt()` until it succeeds, fails with an error not worth retrying, or retries run out.
 
-        The last error is raised as it is. Waits use `wait_for` (the provider's Retry-After, else backoff).
+        The last error is raised as it is. Waits use `wait_for` (the provider's Retry-After, else backoff);
+        `on_retry(retry, wait, error)` hears of each retry before its wait (the pipeline's observers use it).
         """
         import asyncio  # on first use, like httpx: `import llmclient` stays light
 
@@ -90,4 +95,7 @@ class RetryPolicy:
                 if retries >= self.max_retries or not self.should_retry(error):
                     raise
                 retries += 1
-                await asyncio.sleep(self.wait_for(retries, error))
+                wait = self.wait_for(retries, error)
+                if on_retry is not None:
+                    on_retry(retries, wait, error)
+                await asyncio.sleep(wait)

@@ -117,7 +117,9 @@ class ChatStream:
             response.deployment = call.deployment
         if response.finish_reason is None:  # a driver that ended without saying why: keep what arrived
             response.finish_reason = "stop"
-        outcome = Outcome(response.usage, request_id=response.request_id, served_model=response.model)
+        outcome = Outcome(
+            response.usage, request_id=response.request_id, served_model=response.model, response=response
+        )
         pipeline.finish(call, outcome)
         response.cost = outcome.cost
         self._response = response
@@ -132,7 +134,8 @@ class ChatStream:
         text = "".join(assembler.text) + "".join("".join(c["arguments"]) for c in assembler.calls.values())
         output = await call.estimate_output(text)
         usage = Usage(input_tokens=await call.prompt_tokens(), output_tokens=output, estimated=True)
-        self._pipeline.finish(call, Outcome(usage, request_id=assembler.request_id, error=ended_by(error)))
+        outcome = Outcome(usage, request_id=assembler.request_id, error=ended_by(error))
+        self._pipeline.finish(call, outcome, error)
 
 
 class Assembler:

@@ -118,15 +118,33 @@ def _streaming(
     return streaming
 
 
+def _options_of(
+    init: Callable[Concatenate[Client, P], None],
+) -> Callable[[Callable[..., None]], Callable[Concatenate[SyncClient, P], None]]:
+    """Type `SyncClient.__init__` with `Client.__init__`'s keyword arguments (derived, not copied)."""
+
+    def typed(sync_init: Callable[..., None]) -> Callable[Concatenate[SyncClient, P], None]:
+        return sync_init
+
+    return typed
+
+
 class SyncClient:
-    """The `Client`'s calls, blocking. Takes the same arguments as `Client` (or a ready `client=`).
+    """The `Client`'s calls, blocking. Takes the same arguments as `Client`; `SyncClient.of(client)` wraps a ready
+    one.
 
     Use it as a context manager, or call `close()` when done.
     """
 
+    @_options_of(Client.__init__)
     def __init__(self, *, client: Client | None = None, **options: Any) -> None:
         self._runner = LoopThread()
         self.client = client if client is not None else self._runner.run(_make(options))
+
+    @classmethod
+    def of(cls, client: Client) -> SyncClient:
+        """A `SyncClient` over a ready `Client` (its drivers, ledger and budgets), e.g. one shared with async code."""
+        return cls(client=client)  # type: ignore[call-arg]  # the typed signature is Client's; this one is ours
 
     def __repr__(self) -> str:
         return f"SyncClient({self.client!r})"

@@ -7,12 +7,13 @@ model can act on (see `llmclient.tools.ToolRunner`). Each step is one `chat` cal
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from llmclient.errors import InvalidRequestError, MaxStepsExceededError
-from llmclient.tools import FunctionTool, RunResult, ToolRunner, to_tool, tool_messages
-from llmclient.types import ChatResponse, Message
+from llmclient.pipeline.observe import Hooks, Observer, Run, ToolExecution, notify
+from llmclient.tools import FunctionTool, OnToolError, RunResult, ToolResult, ToolRunner, to_tool, tool_messages
+from llmclient.types import ChatResponse, Message, ToolCall
 
 
 def runnable_tools(tools: Iterable[Any]) -> dict[str, FunctionTool]:
@@ -50,10 +51,11 @@ async def run_tools(
     *,
     max_steps: int,
     tool_timeout: float | None,
-    on_tool_error: str,
+    on_tool_error: OnToolError,
     max_tool_retries: int,
     secrets: list[str],
     chat_options: dict[str, Any],
+    observers: Sequence[Observer] = (),
 ) -> RunResult:
     """Loop until the model answers without calling a tool, or `max_steps` model calls were made.
 
@@ -69,6 +71,7 @@ async def run_tools(
         chat_options: Options for every step. A forcing `tool_choice` ("required" or a tool's name) applies to the
             first step only, then "auto" (as the OpenAI Agents SDK's reset_tool_choice does), or the model could
             never answer.
+        observers: Told of the run's start and end and of each tool's (model calls report through the pipeline).
     """
     if on_tool_error not in ("message", "raise"):
         raise InvalidRequestError('on_tool_error must be "message" or "raise"')
@@ -77,7 +80,26 @@ async def run_tools(
         runnable, timeout=tool_timeout, on_tool_error=on_tool_error, max_retries=max_tool_retries, secrets=secrets
     )
     options = {**chat_options, "tools": list(runnable.values())}
-    transcript = messages
+    hooks = Hooks(observers)
+    run = Run(model=options.get("model"), tools=tuple(runnable))
+    notify(hooks.on_run_start, run)
+    try:
+        result = await _loop(chat, messages, runner, options, max_steps, hooks)
+    except BaseException as error:
+        notify(hooks.on_run_end, run, None, error)
+        raise
+    notify(hooks.on_run_end, run, result, None)
+    return result
+
+
+async def _loop(
+    chat: Callable[[list[Message], dict[str, Any]], Awaitable[ChatResponse]],
+    transcript: list[Message],
+    runner: ToolRunner,
+    options: dict[str, Any],
+    max_steps: int,
+    hooks: Hooks,
+) -> RunResult:
     responses: list[ChatResponse] = []
     for _ in range(max_steps):
         # A budget, a provider error or a cancellation ends the run here, with each finished step in the ledger.
@@ -89,10 +111,29 @@ async def run_tools(
         transcript.append(response.message)
         if not response.tool_calls:
             return RunResult(transcript, responses)
-        transcript.extend(tool_messages(await runner.run(response.tool_calls)))
+        calls = response.tool_calls
+        results = await (_observed(runner, calls, hooks) if hooks.on_tool_start else runner.run(calls))
+        transcript.extend(tool_messages(results))
     partial = RunResult(transcript, responses)
     raise MaxStepsExceededError(
         f"the model was still calling tools after {max_steps} steps",
         messages=transcript,
         usage=partial.usage,
     )
+
+
+async def _observed(runner: ToolRunner, calls: Sequence[ToolCall], hooks: Hooks) -> list[ToolResult]:
+    """`runner.run(calls)` with each tool's start and end reported."""
+
+    async def one(call: ToolCall) -> ToolResult:
+        execution = ToolExecution(call)
+        notify(hooks.on_tool_start, execution)
+        try:
+            result = await runner.run_one(call)
+        except BaseException as error:
+            notify(hooks.on_tool_end, execution, None, error)
+            raise
+        notify(hooks.on_tool_end, execution, result, None)
+        return result
+
+    return await runner.run(calls, each=one)

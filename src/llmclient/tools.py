@@ -28,16 +28,19 @@ from __future__ import annotations
 import functools
 import inspect
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal, overload
 
 from pydantic import BaseModel, ValidationError
 
 from llmclient.errors import ToolArgumentsError, ToolError, ToolExecutionError, bound, redact
 from llmclient.schema import function_parts
-from llmclient.types import Message, Tool, ToolCall, Usage
+from llmclient.types import ChatResponse, Message, Tool, ToolCall, Usage
+
+OnToolError = Literal["message", "raise"]
+"""What `Client.run` does when a tool raises: tell the model ("message") or raise `ToolExecutionError`."""
 
 
 class FunctionTool:
@@ -121,7 +124,19 @@ class LangChainTool(FunctionTool):
         return await self.wrapped.ainvoke(dict(kwargs))
 
 
-def tool(fn: Callable[..., Any] | None = None, *, name: str | None = None, description: str | None = None) -> Any:
+@overload
+def tool(fn: Callable[..., Any], *, name: str | None = None, description: str | None = None) -> FunctionTool: ...
+
+
+@overload
+def tool(
+    fn: None = None, *, name: str | None = None, description: str | None = None
+) -> Callable[[Callable[..., Any]], FunctionTool]: ...
+
+
+def tool(
+    fn: Callable[..., Any] | None = None, *, name: str | None = None, description: str | None = None
+) -> FunctionTool | Callable[[Callable[..., Any]], FunctionTool]:
     """Turn a function into a `FunctionTool` (usable bare, `@tool`, or with overrides, `@tool(name="x")`)."""
     if fn is None:
         return lambda inner: FunctionTool(inner, name=name, description=description)
@@ -190,13 +205,16 @@ class ToolRunner:
 
     tools: Mapping[str, FunctionTool]
     timeout: float | None = None
-    on_tool_error: str = "message"
+    on_tool_error: OnToolError = "message"
     max_retries: int = 2
     secrets: Sequence[str] = ()
     failures: dict[str, int] = field(default_factory=dict)
 
-    async def run(self, calls: Sequence[ToolCall]) -> list[ToolResult]:
-        """Run every call concurrently; results come back in the calls' order, one per call id.
+    async def run(
+        self, calls: Sequence[ToolCall], *, each: Callable[[ToolCall], Awaitable[ToolResult]] | None = None
+    ) -> list[ToolResult]:
+        """Run every call concurrently (with `each`, by default `run_one`); results come back in the calls' order,
+        one per call id.
 
         When one call ends the run (`ToolArgumentsError`, or `ToolExecutionError` under "raise"), the others are
         cancelled and awaited before it is raised: no tool keeps running after `run` ended (a sync tool's thread
@@ -204,7 +222,8 @@ class ToolRunner:
         """
         import asyncio
 
-        tasks = [asyncio.ensure_future(self._run_one(call)) for call in calls]
+        run_one = each or self.run_one
+        tasks = [asyncio.ensure_future(run_one(call)) for call in calls]
         try:
             return list(await asyncio.gather(*tasks))
         except BaseException:
@@ -213,7 +232,8 @@ class ToolRunner:
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
 
-    async def _run_one(self, call: ToolCall) -> ToolResult:
+    async def run_one(self, call: ToolCall) -> ToolResult:
+        """Run one call: its result, or an error message for the model (see the class docstring)."""
         import asyncio
 
         function = self.tools.get(call.name)
@@ -281,14 +301,14 @@ def tool_messages(results: Sequence[ToolResult]) -> list[Message]:
 class RunResult:
     """The outcome of `client.run`: the final reply, the whole transcript, and usage and cost over every step."""
 
-    def __init__(self, messages: list[Message], responses: list[Any]) -> None:
+    def __init__(self, messages: list[Message], responses: list[ChatResponse]) -> None:
         self.messages = messages
         """The full transcript: the input, each assistant reply, and every tool result."""
         self.responses = responses
         """Each step's `ChatResponse`, in order (each also has its own ledger record)."""
 
     @property
-    def response(self) -> Any:
+    def response(self) -> ChatResponse:
         """The last reply (the answer, when the run completed)."""
         return self.responses[-1]
 
@@ -303,12 +323,14 @@ class RunResult:
         return sum((response.usage for response in self.responses), Usage())
 
     @property
-    def cost(self) -> Any:
+    def cost(self) -> Decimal | None:
         """Cost in USD summed over every step; None if any step's price was unknown."""
-        costs = [response.cost for response in self.responses]
-        if any(cost is None for cost in costs):
-            return None
-        return sum((cost.total for cost in costs), Decimal(0))
+        total = Decimal(0)
+        for response in self.responses:
+            if response.cost is None:
+                return None
+            total += response.cost.total
+        return total
 
     def __repr__(self) -> str:
         return f"RunResult(steps={self.steps}, usage={self.usage!r})"

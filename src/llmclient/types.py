@@ -16,9 +16,10 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from decimal import Decimal
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from typing_extensions import TypeVar
 
 if TYPE_CHECKING:
     import numpy as np
@@ -335,8 +336,17 @@ class TokenCount(_Model):
         return self.tokens
 
 
-class ChatResponse(_Model):
-    """A complete reply: the assistant message plus what it cost and how it was made."""
+ParsedT = TypeVar("ParsedT", default=Any)
+ModelT = TypeVar("ModelT", bound=BaseModel, default=Any)
+"""A `response_model` type (Any when none is given)."""
+"""What `ChatResponse.parsed` holds: the `response_model` type for `chat(response_model=City)`, else Any (None)."""
+
+
+class ChatResponse(_Model, Generic[ParsedT]):
+    """A complete reply: the assistant message plus what it cost and how it was made.
+
+    With `chat(..., response_model=City)` a type checker sees `ChatResponse[City]`, so `reply.parsed` is a `City`.
+    """
 
     message: Message
     finish_reason: FinishReason | None = None
@@ -347,8 +357,8 @@ class ChatResponse(_Model):
     request_id: str | None = None
     applied_params: dict[str, Any] = Field(default_factory=dict)
     dropped_params: list[str] = Field(default_factory=list)
-    parsed: Any = None
-    """The validated `response_model` object when one was asked for."""
+    parsed: ParsedT = None  # type: ignore[assignment]  # None unless a response_model was asked for
+    """The validated `response_model` object when one was asked for (None otherwise)."""
     deployment: str | None = None
     """For a model group's call: the deployment that served it (`"chat@1"` or the name it was given)."""
     rate_limits: dict[str, str] | None = Field(default=None, repr=False)

@@ -39,7 +39,7 @@ def test_cost_reads_the_shared_ledger_grouped_by_model_tag_day_and_budget(postgr
     table = _run("--ledger", postgres_url, "cost", "--by", "model")
     assert "fake/paid" in table and "fake/echo" in table and table.splitlines()[-1].startswith("total")
     assert len(json.loads(_run("--ledger", postgres_url, "cost", "--by", "day", "--format", "json"))["groups"]) == 1
-    assert _run("--ledger", postgres_url, "cost", "--format", "csv").count("\n") == 3
+    assert _run("--ledger", postgres_url, "cost", "--by", "call", "--format", "csv").count("\n") == 3
     assert "uploaded 0" in _run("db", "flush", "--url", postgres_url)
 
 

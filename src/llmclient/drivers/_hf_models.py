@@ -17,7 +17,7 @@ from typing import Any
 
 from llmclient.drivers._device import Accelerator, DeviceMap, Placement, select_placement
 from llmclient.drivers._hf_encoder import Encoder, SentenceConfig, read_model_json, read_sentence_config
-from llmclient.drivers._local import minilm_folder, smollm2_gguf
+from llmclient.drivers._local import TRANSFORMERS_EXTRA, minilm_folder, smollm2_gguf
 from llmclient.errors import ConfigurationError, MissingExtraError
 
 CACHE_ENV = "LLMCLIENT_CACHE"
@@ -47,7 +47,7 @@ OPTION_NAMES = frozenset(option.name for option in fields(ModelOptions))
 
 
 def _smollm2() -> dict[str, Any]:
-    gguf = smollm2_gguf()
+    gguf = smollm2_gguf(TRANSFORMERS_EXTRA)
     return {"path": str(gguf.parent), "gguf_file": gguf.name}
 
 

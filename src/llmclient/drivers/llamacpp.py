@@ -29,7 +29,7 @@ from llmclient.drivers._llamacpp_engine import (
     load_gguf,
     prompt_inputs,
 )
-from llmclient.drivers._local import Finished, ModelWorker, Stop, smollm2_gguf
+from llmclient.drivers._local import LLAMACPP_EXTRA, Finished, ModelWorker, Stop, smollm2_gguf
 from llmclient.drivers._local_templates import HeldToolText, Reply, watches_tools
 from llmclient.errors import (
     ConfigurationError,
@@ -101,7 +101,7 @@ class LlamaCppDriver(BaseDriver):
         options = dict(self._models.get(model, {}))
         options["llama_options"] = {**self._defaults.llama_options, **options.get("llama_options", {})}
         raw = options.pop("path", None)
-        path = Path(raw) if raw is not None else smollm2_gguf() if model == "smollm2" else Path(model)
+        path = Path(raw) if raw is not None else smollm2_gguf(LLAMACPP_EXTRA) if model == "smollm2" else Path(model)
         return replace(self._defaults, path=path.expanduser(), **options)
 
     async def _engine(self, model: str, *, embedding: bool = False) -> Engine:

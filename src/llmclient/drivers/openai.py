@@ -10,12 +10,12 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
 
 from pydantic import SecretStr, ValidationError
 
 from llmclient import tokens
 from llmclient._http import HTTPClient, HTTPOptions, Limits, Timeouts, Transport, iter_sse
+from llmclient._http_options import validate_base_url
 from llmclient.drivers import BaseDriver, Capabilities
 from llmclient.drivers._openai_wire import (
     TokenCounting,
@@ -49,20 +49,6 @@ from llmclient.types import (
     Usage,
     reported_tokens,
 )
-
-
-def validate_base_url(url: str, *, provider: str) -> str:
-    """A base URL must be http(s) with a host and carry no credentials, query or fragment."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigurationError(f"base_url for {provider} must be an http(s) URL with a host", provider=provider)
-    if parts.username or parts.password:
-        raise ConfigurationError(
-            f"base_url for {provider} must not carry credentials; pass api_key= instead", provider=provider
-        )
-    if parts.query or parts.fragment:
-        raise ConfigurationError(f"base_url for {provider} must not have a query or fragment", provider=provider)
-    return url.rstrip("/")
 
 
 class OpenAIDriver(BaseDriver):

@@ -7,6 +7,7 @@ Client.chat(...)
   admit     Pipeline.admit: CountPrompt, BudgetAdmission, …            refuse with nothing sent
   send      pipeline.send.send: RetryPolicy.run under a Deadline       driver.chat / driver.stream
   finish    Pipeline.finish: Pricing → BudgetAdmission (settle) → LedgerRecording, exactly once
+  observe   Pipeline.observers (pipeline.observe): logging, OpenTelemetry (pipeline.tracing) and user hooks
 ```
 
 Streaming (`llmclient.streaming`), structured output (`llmclient.structured`), the tool loop
@@ -22,8 +23,10 @@ from typing import TYPE_CHECKING, Any
 from llmclient.pipeline.budgets import BudgetAdmission
 from llmclient.pipeline.call import Call, CallKind, Outcome
 from llmclient.pipeline.deadline import Deadline
+from llmclient.pipeline.observe import LoggingObserver, Observer, Run, ToolExecution
 from llmclient.pipeline.routing import Routing
 from llmclient.pipeline.steps import CountPrompt, LedgerRecording, Pipeline, Pricing, Step
+from llmclient.pipeline.tracing import Tracing
 
 if TYPE_CHECKING:
     from llmclient.budget import Budget
@@ -59,9 +62,14 @@ __all__ = [
     "CountPrompt",
     "Deadline",
     "LedgerRecording",
+    "LoggingObserver",
+    "Observer",
     "Outcome",
     "Pipeline",
     "Pricing",
+    "Run",
     "Step",
+    "ToolExecution",
+    "Tracing",
     "client_pipeline",
 ]

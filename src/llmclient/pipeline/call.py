@@ -7,12 +7,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from llmclient import tokens
-from llmclient.types import ChatRequest, TokenCount, Usage
+from llmclient.types import ChatRequest, ChatResponse, TokenCount, Usage
 
 if TYPE_CHECKING:
     from llmclient.budget import Reservation
     from llmclient.drivers import Driver
+    from llmclient.ledger import LedgerRecord
     from llmclient.model_ids import ModelId
+    from llmclient.pipeline.observe import Hooks
     from llmclient.pipeline.routing import Route
     from llmclient.prices import PriceEntry
     from llmclient.retry import RetryPolicy
@@ -57,6 +59,10 @@ class Call:
     """The deployment the call is bound to (a routed call's next attempt goes there)."""
     price_override: PriceEntry | None = None
     """The deployment's own price, over the price table's."""
+    observers: Hooks | None = None
+    """Who hears this call's events: the pipeline's observers once it is admitted, none after its end."""
+    notes: dict[str, Any] = field(default_factory=dict)
+    """Per-observer state (a tracer keeps its span here)."""
 
     @property
     def provider(self) -> str:
@@ -67,6 +73,13 @@ class Call:
     def model(self) -> str:
         """The model name the provider knows."""
         return self.model_id.model
+
+    def retrying(self, retry: int, wait: float, error: BaseException) -> None:
+        """Tell the observers that retry number `retry` follows in `wait` seconds because of `error`."""
+        if self.observers is not None:
+            from llmclient.pipeline.observe import notify
+
+            notify(self.observers.on_retry, self, retry, wait, error)
 
     async def count_prompt(self) -> int:
         """The prompt's tokens with the driver's tokenizer, counted once and kept."""
@@ -113,3 +126,7 @@ class Outcome:
     error: str | None = None
     cost: Cost | None = None
     priced: bool = False
+    response: ChatResponse | None = None
+    """The reply of a chat or stream call that succeeded."""
+    record: LedgerRecord | None = None
+    """The ledger record written for the call (set by the recording step)."""

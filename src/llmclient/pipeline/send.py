@@ -24,7 +24,7 @@ async def send(call: Call, deadline: Deadline, attempt: Callable[[], Awaitable[T
     async with deadline.scope(provider=call.provider, model=call.model):
         if call.route is not None:  # a model group: retries and moves between its deployments
             return await call.route.run(call, counted)
-        return await call.policy.run(counted)
+        return await call.policy.run(counted, call.retrying if call.observers is not None else None)
 
 
 async def admit(call: Call, pipeline: Pipeline, deadline: Deadline) -> None:
@@ -61,7 +61,7 @@ async def chat(call: Call, pipeline: Pipeline, deadline_s: float | None) -> Chat
     response.dropped_params = call.dropped
     if call.deployment is not None:
         response.deployment = call.deployment
-    outcome = Outcome(response.usage, request_id=response.request_id, served_model=response.model)
+    outcome = Outcome(response.usage, request_id=response.request_id, served_model=response.model, response=response)
     pipeline.finish(call, outcome)
     response.cost = outcome.cost
     return response

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 from llmclient.errors import APITimeoutError, ResponseFormatError
 from llmclient.ledger import CostLedger, LedgerRecord
 from llmclient.pipeline.call import Call, Outcome
+from llmclient.pipeline.observe import Hooks, Observer, default_observers, hook_failed, notify
 from llmclient.prices import PriceTable
 from llmclient.types import Cost, Usage
 
@@ -56,10 +57,24 @@ class Step:
 
 
 class Pipeline:
-    """The ordered steps of a client's calls: admission in order, then exactly one `finish` or `release`."""
+    """The ordered steps of a client's calls: admission in order, then exactly one `finish` or `release`.
 
-    def __init__(self, steps: Sequence[Step]) -> None:
+    `observers` hear every admitted call's events (`llmclient.pipeline.observe`): logging and OpenTelemetry by
+    default; append your own hooks.
+    """
+
+    def __init__(self, steps: Sequence[Step], observers: Sequence[Observer] | None = None) -> None:
         self.steps = list(steps)
+        self.observers: list[Observer] = default_observers() if observers is None else list(observers)
+        self._hooks = Hooks(self.observers)
+        self._bound_for = list(self.observers)
+
+    def hooks(self) -> Hooks:
+        """The observers' hooks, bound again only when `observers` changed (a list comparison: it runs per call)."""
+        if self._bound_for != self.observers:
+            self._hooks = Hooks(self.observers)
+            self._bound_for = list(self.observers)
+        return self._hooks
 
     def add(self, step: Step, *, before: type[Step] | None = None) -> None:
         """Add a step at the end, or before the first step of type `before` (e.g. before `LedgerRecording`)."""
@@ -68,6 +83,13 @@ class Pipeline:
 
     async def admit(self, call: Call) -> None:
         """Run every step's admission; if one refuses, release those already admitted, and raise."""
+        if self.observers:
+            call.observers = hooks = self.hooks()
+            for hook in hooks.on_request:  # inline, not notify(): this runs on every call
+                try:
+                    hook(call)
+                except Exception:
+                    hook_failed(hook)
         admitted: list[Step] = []
         try:
             for step in self.steps:
@@ -76,16 +98,25 @@ class Pipeline:
         except BaseException as error:
             for step in reversed(admitted):
                 step.release(call, error)
+            self._ended(call, "on_error", error, None)
             raise
         call.started = time.perf_counter()
 
-    def finish(self, call: Call, outcome: Outcome) -> None:
-        """Price, settle and record a billed call, once however often it is called."""
+    def finish(self, call: Call, outcome: Outcome, error: BaseException | None = None) -> None:
+        """Price, settle and record a billed call, once however often it is called (`error`: how a billed call
+        failed, for the observers)."""
         if call.recorded:
             return
         call.recorded = True
         for step in self.steps:
             step.finish(call, outcome)
+        if call.observers is not None:
+            if call.observers.on_record and outcome.record is not None:
+                notify(call.observers.on_record, call, outcome.record)
+            if error is None:
+                self._ended(call, "on_response", outcome)
+            else:
+                self._ended(call, "on_error", error, outcome)
 
     def release(self, call: Call, error: BaseException | None) -> None:
         """Release what admission took for a call that was not billed."""
@@ -93,6 +124,8 @@ class Pipeline:
             return
         for step in self.steps:
             step.release(call, error)
+        if error is not None:
+            self._ended(call, "on_error", error, None)
 
     async def fail(self, call: Call, error: BaseException) -> None:
         """A call that ended in an error: a 2xx we could not use was billed, so it is recorded with its prompt counted
@@ -100,12 +133,19 @@ class Pipeline:
         (None); anything else is released."""
         if isinstance(error, ResponseFormatError) and error.status is not None and error.status < 300:
             usage = Usage(input_tokens=await call.prompt_tokens(), estimated=True)
-            self.finish(call, Outcome(usage, request_id=error.request_id, error=type(error).__name__))
+            self.finish(call, Outcome(usage, request_id=error.request_id, error=type(error).__name__), error)
         elif maybe_billed(call, error):
             usage = Usage(input_tokens=await call.prompt_tokens(), estimated=True)
-            self.finish(call, Outcome(usage, error=type(error).__name__, priced=True))  # cost unknown: None
+            self.finish(call, Outcome(usage, error=type(error).__name__, priced=True), error)  # cost unknown: None
         else:
             self.release(call, error)
+
+    @staticmethod
+    def _ended(call: Call, event: str, *args: object) -> None:
+        """Tell the observers how the call ended, once: they hear nothing more of it."""
+        hooks, call.observers = call.observers, None
+        if hooks is not None and (event_hooks := getattr(hooks, event)):
+            notify(event_hooks, call, *args)
 
 
 def maybe_billed(call: Call, error: BaseException) -> bool:
@@ -164,19 +204,18 @@ class LedgerRecording(Step):
         self.ledger = ledger
 
     def finish(self, call: Call, outcome: Outcome) -> None:
-        self.ledger.add(
-            LedgerRecord(
-                provider=call.provider,
-                model=call.model,
-                kind=call.kind,
-                usage=outcome.usage,
-                cost=outcome.cost,
-                latency_s=time.perf_counter() - call.started,
-                attempts=call.attempts,
-                request_id=outcome.request_id,
-                tags=call.tags,
-                error=outcome.error,
-                counted_input_tokens=call.counted_input_tokens,
-                deployment=call.deployment,
-            )
+        outcome.record = record = LedgerRecord(
+            provider=call.provider,
+            model=call.model,
+            kind=call.kind,
+            usage=outcome.usage,
+            cost=outcome.cost,
+            latency_s=time.perf_counter() - call.started,
+            attempts=call.attempts,
+            request_id=outcome.request_id,
+            tags=call.tags,
+            error=outcome.error,
+            counted_input_tokens=call.counted_input_tokens,
+            deployment=call.deployment,
         )
+        self.ledger.add(record)
