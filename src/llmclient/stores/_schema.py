@@ -159,20 +159,22 @@ $$;
 _V2_RATE_LIMITS = r"""
 -- Rate limits shared by processes (PostgresRateLimitStore): one row per deployment, locked by each admission, with
 -- what the provider's rate-limit headers said; one hold per admitted request until `per` seconds after it ended.
-CREATE TABLE llmclient_rate_windows (
+-- UNLOGGED: windows are seconds to minutes of state, so commits need not wait for the disk (half an admission's
+-- cost); a server crash or failover starts them empty.
+CREATE UNLOGGED TABLE llmclient_rate_windows (
     key                text PRIMARY KEY,
-    remaining_requests integer,
+    remaining_requests bigint,
     requests_reset     timestamptz,
-    admitted_since     integer NOT NULL DEFAULT 0,
-    remaining_tokens   integer,
+    admitted_since     bigint NOT NULL DEFAULT 0,
+    remaining_tokens   bigint,
     tokens_reset       timestamptz
 );
 -- `ended_at` is NULL while the request is in flight; a hold whose process died before settling counts as having
 -- ended at `expires_at` (its lease), so it leaves the window `per` seconds after that.
-CREATE TABLE llmclient_rate_holds (
+CREATE UNLOGGED TABLE llmclient_rate_holds (
     id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     key        text NOT NULL REFERENCES llmclient_rate_windows (key) ON DELETE CASCADE,
-    tokens     integer NOT NULL,
+    tokens     bigint NOT NULL,
     ended_at   timestamptz,
     expires_at timestamptz NOT NULL
 );
@@ -182,7 +184,7 @@ CREATE INDEX llmclient_rate_holds_key ON llmclient_rate_holds (key, (coalesce(en
 -- deployment take turns; others go on), drop holds that left the window, and either insert a hold (returning its
 -- id) or return the seconds until one request of `p_tokens` would fit.
 CREATE OR REPLACE FUNCTION llmclient_rate_acquire(
-    p_key text, p_rpm integer, p_tpm integer, p_per double precision, p_tokens integer, p_lease double precision,
+    p_key text, p_rpm bigint, p_tpm bigint, p_per double precision, p_tokens bigint, p_lease double precision,
     p_at timestamptz
 ) RETURNS TABLE (hold bigint, wait double precision)
 LANGUAGE plpgsql AS $$
@@ -190,8 +192,8 @@ DECLARE
     t timestamptz := coalesce(p_at, clock_timestamp());
     per interval := make_interval(secs => p_per);
     w llmclient_rate_windows;
-    held integer;
-    ended integer;
+    held bigint;
+    ended bigint;
     total bigint;
     over bigint;
     freed timestamptz;
@@ -250,7 +252,7 @@ $$;
 
 -- Settling many holds at once (the writer thread batches them): each ends now with its actual tokens (NULL keeps
 -- the reservation). A hold already ended or gone is left alone.
-CREATE OR REPLACE FUNCTION llmclient_rate_settle(p_ids bigint[], p_tokens integer[], p_at timestamptz)
+CREATE OR REPLACE FUNCTION llmclient_rate_settle(p_ids bigint[], p_tokens bigint[], p_at timestamptz)
 RETURNS void LANGUAGE sql AS $$
     UPDATE llmclient_rate_holds h
        SET ended_at = coalesce(p_at, clock_timestamp()), tokens = coalesce(s.tokens, h.tokens)
@@ -261,7 +263,7 @@ $$;
 -- The provider's word (rate-limit headers): requests or tokens left until a reset, counted from now; requests in
 -- flight may not be in its count yet, so they count against it.
 CREATE OR REPLACE FUNCTION llmclient_rate_learn(
-    p_key text, p_requests integer, p_requests_reset double precision, p_tokens integer,
+    p_key text, p_requests bigint, p_requests_reset double precision, p_tokens bigint,
     p_tokens_reset double precision, p_at timestamptz
 ) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE

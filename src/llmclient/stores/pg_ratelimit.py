@@ -32,9 +32,13 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-_ACQUIRE = "SELECT hold, wait FROM llmclient_rate_acquire(%s, %s, %s, %s, %s, %s, %s)"
-_SETTLE = "SELECT llmclient_rate_settle(%s, %s, %s)"
-_LEARN = "SELECT llmclient_rate_learn(%s, %s, %s, %s, %s, %s)"
+# Typed parameters: psycopg sends small ints as smallint and None as unknown, which overload resolution must not see.
+_ACQUIRE = (
+    "SELECT hold, wait FROM llmclient_rate_acquire("
+    "%s::text, %s::bigint, %s::bigint, %s::float8, %s::bigint, %s::float8, %s::timestamptz)"
+)
+_SETTLE = "SELECT llmclient_rate_settle(%s::bigint[], %s::bigint[], %s::timestamptz)"
+_LEARN = "SELECT llmclient_rate_learn(%s::text, %s::bigint, %s::float8, %s::bigint, %s::float8, %s::timestamptz)"
 
 
 class PostgresRateLimitStore:
