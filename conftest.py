@@ -51,9 +51,11 @@ def postgres_url(postgres_server: Any) -> Iterator[str]:
     try:
         yield url
     finally:
-        from llmclient.stores import PostgresStore
+        from llmclient.stores import PostgresRateLimitStore, PostgresStore
 
+        PostgresRateLimitStore.flush_all()  # settles still queued, before their pool closes and the database goes
         PostgresStore.close_all(url)
         PostgresStore._shared.pop(url, None)
+        PostgresRateLimitStore._shared.pop(url, None)
         with psycopg.connect(postgres_server.get_uri(), autocommit=True) as admin:
             admin.execute(f"DROP DATABASE {name} WITH (FORCE)")

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -223,3 +225,26 @@ async def test_200_concurrent_calls_never_exceed_rpm_or_tpm_in_any_window(serve:
     requests, tokens = busiest_window(server.log, per)
     assert requests <= rpm and tokens <= tpm
     assert requests >= rpm // 2 or tokens >= tpm // 2  # the limits were reached, not avoided by going slowly
+
+
+async def test_three_processes_sharing_the_store_never_exceed_rpm_or_tpm(serve: Start, postgres_url: str) -> None:
+    from llmclient.stores import PostgresStore
+
+    PostgresStore(postgres_url).migrate()  # once here, rather than three processes racing for the advisory lock
+    server = await serve()
+    prompt = "Count these words for the rate limit test"
+    per, rpm, tpm, calls = 1.0, 12, 110, 15
+    async with Client(routes={"count": [at(server)]}) as counter:
+        server.prompt_tokens = (await counter.count_tokens(prompt, model="count")).tokens
+    args = [postgres_url, server.url, str(calls), str(rpm), str(tpm), str(per), prompt]
+    run = (sys.executable, str(Path(__file__).parent / "stores" / "ratelimit_worker.py"), *args)
+    pipe = asyncio.subprocess.PIPE
+    workers = [await asyncio.create_subprocess_exec(*run, stdout=pipe, stderr=pipe) for _ in range(3)]
+    outputs = await asyncio.gather(*(worker.communicate() for worker in workers))
+    for worker, (stdout, stderr) in zip(workers, outputs, strict=True):
+        assert worker.returncode == 0, stderr.decode()[-3000:]
+        assert json.loads(stdout.decode().splitlines()[-1]) == {"served": calls}
+    assert len(server.log) == 3 * calls
+    requests, tokens = busiest_window(server.log, per)
+    assert requests <= rpm and tokens <= tpm
+    assert requests >= rpm * 3 // 4 or tokens >= tpm * 3 // 4  # the limits were reached, not avoided by going slowly

@@ -28,7 +28,7 @@ async def _two_calls(url: str) -> None:
 
 
 def test_cost_reads_the_shared_ledger_grouped_by_model_tag_day_and_budget(postgres_url: str) -> None:
-    assert "schema version 1" in _run("db", "migrate", "--url", postgres_url)
+    assert "schema version 2" in _run("db", "migrate", "--url", postgres_url)
     asyncio.run(_two_calls(postgres_url))
 
     report = json.loads(_run("--ledger", postgres_url, "cost", "--by", "budget", "--format", "json"))

@@ -16,7 +16,7 @@ from llmclient.errors import (
     RateLimitError,
     ServerError,
 )
-from llmclient.pipeline.ratelimit import RateLimit
+from llmclient.pipeline.ratelimit import RateLimit, RateLimitStore
 from llmclient.prices import PriceEntry
 
 if TYPE_CHECKING:
@@ -133,6 +133,8 @@ class ModelGroup:
         fallbacks: Groups tried, in order, once this group's deployments are all out or have failed.
         max_wait: Seconds a call may wait for rate-limit capacity (0: fail at once with `RateLimitError`).
         cooldown: The `Cooldown` periods of this group's deployments.
+        store: Where its deployments' rate-limit windows live: a `RateLimitStore`, or a `postgresql://` URL to
+            share them with every process using that database; None: the router's (this process by default).
     """
 
     deployments: Sequence[Deployment | str | Mapping[str, Any]]
@@ -140,6 +142,7 @@ class ModelGroup:
     fallbacks: Sequence[str] = ()
     max_wait: float = 30.0
     cooldown: Cooldown = field(default_factory=Cooldown)
+    store: RateLimitStore | str | None = None
 
     @classmethod
     def from_option(cls, value: ModelGroup | Sequence[Any] | Mapping[str, Any]) -> ModelGroup:

@@ -70,7 +70,9 @@ class Router:
         routes: `{group: ModelGroup | [Deployment | model id | mapping, ...]}`.
         drivers: The client's drivers; each deployment with options of its own is registered there by its name.
         prices: The client's price table (for the `"cost"` strategy and context windows).
-        store: Where rate-limit state lives (this process by default).
+        store: Where rate-limit state lives: a `RateLimitStore`, or a `postgresql://` URL to share it with every
+            process using that database (`PostgresRateLimitStore`); this process by default. A group's own `store`
+            takes precedence for its deployments.
     """
 
     def __init__(
@@ -78,11 +80,12 @@ class Router:
         routes: Mapping[str, ModelGroup | Sequence[Any] | Mapping[str, Any]],
         drivers: Drivers,
         prices: PriceTable,
-        store: RateLimitStore | None = None,
+        store: RateLimitStore | str | None = None,
     ) -> None:
         self.drivers = drivers
         self.prices = prices
-        self.store: RateLimitStore = store or MemoryRateLimitStore()
+        self.store: RateLimitStore = rate_limit_store(store) if store is not None else MemoryRateLimitStore()
+        self.stores: dict[str, RateLimitStore] = {}  # deployment → the store of its group's windows
         self.groups = {name: ModelGroup.from_option(group) for name, group in routes.items()}
         self.targets: dict[str, list[Target]] = {}
         self.health: dict[str, Health] = {}
@@ -100,8 +103,10 @@ class Router:
             self.targets[group_name] = [
                 self._target(group_name, index, Deployment.from_option(d)) for index, d in enumerate(group.deployments)
             ]
+            store = self.store if group.store is None else rate_limit_store(group.store)
             for target in self.targets[group_name]:
                 self.cooldowns[target.name] = group.cooldown
+                self.stores[target.name] = store
 
     def _target(self, group: str, index: int, deployment: Deployment) -> Target:
         name = deployment.name or f"{group}@{index}"
@@ -294,7 +299,7 @@ class Route:
                 tokens = (await call.count_prompt() if limit.tpm else 0) + (
                     call.request.max_tokens or 0 if call.request else 0
                 )
-                got = await self.router.store.try_acquire(target.name, limit, tokens)
+                got = await self.router.stores[target.name].try_acquire(target.name, limit, tokens)
                 if isinstance(got, Admission):
                     self._hold(call, target, got)
                     return True
@@ -404,7 +409,7 @@ class Route:
             self.router.succeeded(target, time.perf_counter() - started)
             if isinstance(result, ChatResponse) and result.rate_limits:
                 self.router.learned.add(target.name)
-                await self.router.store.learn(target.name, result.rate_limits)
+                await self.router.stores[target.name].learn(target.name, result.rate_limits)
             return result
 
     def _untried(self) -> list[Target]:
@@ -414,10 +419,11 @@ class Route:
         self.router.health[target.name].in_flight -= 1
         admission, self.admission, self.serving = self.admission, None, None
         if admission is not None:
+            store = self.router.stores[target.name]
             if refund:
-                self.router.store.refund(admission)
+                store.refund(admission)
             else:
-                self.router.store.settle(admission, tokens)
+                store.settle(admission, tokens)
 
     def finish(self, outcome: Outcome) -> None:
         """The call ended billed: the serving deployment's tokens become the reported usage."""
@@ -429,6 +435,15 @@ class Route:
         """The call ended unbilled (refused, cancelled): give back what its deployment holds."""
         if self.serving is not None:
             self._ended(self.serving, refund=True)
+
+
+def rate_limit_store(spec: RateLimitStore | str) -> RateLimitStore:
+    """A store as given, or the shared PostgreSQL one for a `postgresql://` URL (one per URL and process)."""
+    if not isinstance(spec, str):
+        return spec
+    from llmclient.stores.pg_ratelimit import PostgresRateLimitStore  # psycopg only where a URL asks for it
+
+    return PostgresRateLimitStore.shared(spec)
 
 
 class Routing(Step):

@@ -5,6 +5,7 @@ PostgresStore        one database: a connection pool per process, the versioned 
 PostgresLedger       CostLedger rows for the whole fleet, idempotent per call, spooled when the database is down
 SharedBudgets        named budgets with windows, reserved atomically with leases (SharedBudgetAdmission step)
 PgVectorIndex        VectorIndex's API on pgvector
+PostgresRateLimitStore  routing's rate-limit windows shared by the fleet (ModelGroup(store=...))
 ```
 
 `Client(ledger="postgresql://...", budget_store="postgresql://...")` uses the first three; see docs/fleet.md.
@@ -23,6 +24,7 @@ from llmclient.stores.pg_budgets import (
 )
 from llmclient.stores.pg_index import PgVectorIndex
 from llmclient.stores.pg_ledger import PostgresLedger
+from llmclient.stores.pg_ratelimit import PostgresRateLimitStore
 from llmclient.stores.postgres import FleetDegradedWarning, PostgresStore, StoreUnavailableError
 
 __all__ = [
@@ -30,6 +32,7 @@ __all__ = [
     "FleetDegradedWarning",
     "PgVectorIndex",
     "PostgresLedger",
+    "PostgresRateLimitStore",
     "PostgresStore",
     "SharedBudgetAdmission",
     "SharedBudgets",

@@ -156,7 +156,162 @@ END
 $$;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1_TABLES + _V1_FUNCTIONS,)
+_V2_RATE_LIMITS = r"""
+-- Rate limits shared by processes (PostgresRateLimitStore): one row per deployment, locked by each admission, with
+-- what the provider's rate-limit headers said; one hold per admitted request until `per` seconds after it ended.
+-- UNLOGGED: windows are seconds to minutes of state, so commits need not wait for the disk (half an admission's
+-- cost); a server crash or failover starts them empty.
+CREATE UNLOGGED TABLE llmclient_rate_windows (
+    key                text PRIMARY KEY,
+    remaining_requests bigint,
+    requests_reset     timestamptz,
+    admitted_since     bigint NOT NULL DEFAULT 0,
+    remaining_tokens   bigint,
+    tokens_reset       timestamptz,
+    -- Running totals of the deployment's holds, so an admission that fits reads no hold (as in memory).
+    held               bigint NOT NULL DEFAULT 0,
+    held_tokens        bigint NOT NULL DEFAULT 0
+);
+-- `ended_at` is NULL while the request is in flight; a hold whose process died before settling counts as having
+-- ended at `expires_at` (its lease), so it leaves the window `per` seconds after that.
+CREATE UNLOGGED TABLE llmclient_rate_holds (
+    id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    key        text NOT NULL REFERENCES llmclient_rate_windows (key) ON DELETE CASCADE,
+    tokens     bigint NOT NULL,
+    ended_at   timestamptz,
+    expires_at timestamptz NOT NULL
+);
+CREATE INDEX llmclient_rate_holds_key ON llmclient_rate_holds (key, (coalesce(ended_at, expires_at)));
+
+-- Admission in one statement, as MemoryRateLimitStore does it: lock the deployment's row (admissions to one
+-- deployment take turns; others go on), drop holds that left the window, and either insert a hold (returning its
+-- id) or return the seconds until one request of `p_tokens` would fit.
+CREATE OR REPLACE FUNCTION llmclient_rate_acquire(
+    p_key text, p_rpm bigint, p_tpm bigint, p_per double precision, p_tokens bigint, p_lease double precision,
+    p_at timestamptz
+) RETURNS TABLE (hold bigint, wait double precision)
+LANGUAGE plpgsql AS $$
+DECLARE
+    t timestamptz := coalesce(p_at, clock_timestamp());
+    per interval := make_interval(secs => p_per);
+    w llmclient_rate_windows;
+    n_held bigint;
+    ended bigint;
+    n_tokens bigint;
+    gone bigint;
+    gone_tokens bigint;
+    over bigint;
+    freed timestamptz;
+    waiting double precision := 0;
+BEGIN
+    SELECT * INTO w FROM llmclient_rate_windows x WHERE x.key = p_key FOR UPDATE;
+    IF NOT FOUND THEN
+        INSERT INTO llmclient_rate_windows (key) VALUES (p_key) ON CONFLICT (key) DO NOTHING;
+        SELECT * INTO w FROM llmclient_rate_windows x WHERE x.key = p_key FOR UPDATE;
+    END IF;
+    WITH dropped AS (
+        DELETE FROM llmclient_rate_holds h WHERE h.key = p_key AND coalesce(h.ended_at, h.expires_at) <= t - per
+        RETURNING h.tokens)
+    SELECT count(*), coalesce(sum(d.tokens), 0) INTO gone, gone_tokens FROM dropped d;
+    n_held := w.held - gone;
+    n_tokens := w.held_tokens - gone_tokens;
+    -- An ended hold leaves the window `per` seconds after it ended; one in flight, no sooner than `per` from now.
+    IF p_rpm IS NOT NULL AND n_held + 1 > p_rpm THEN
+        SELECT count(*) INTO ended FROM llmclient_rate_holds h
+         WHERE h.key = p_key AND (h.ended_at IS NOT NULL OR h.expires_at <= t);
+        IF n_held + 1 - p_rpm <= ended THEN
+            SELECT e INTO freed FROM (
+                SELECT coalesce(h.ended_at, h.expires_at) AS e FROM llmclient_rate_holds h
+                 WHERE h.key = p_key AND (h.ended_at IS NOT NULL OR h.expires_at <= t) ORDER BY 1
+                OFFSET n_held - p_rpm LIMIT 1) s;
+            waiting := greatest(waiting, extract(epoch FROM freed + per - t));
+        ELSE
+            waiting := greatest(waiting, p_per);
+        END IF;
+    END IF;
+    IF p_tpm IS NOT NULL THEN
+        over := n_tokens + least(p_tokens, p_tpm) - p_tpm;
+        IF over > 0 THEN
+            freed := NULL;
+            SELECT s.e INTO freed FROM (
+                SELECT coalesce(h.ended_at, h.expires_at) AS e,
+                       sum(h.tokens) OVER (ORDER BY coalesce(h.ended_at, h.expires_at), h.id) AS freed_tokens
+                  FROM llmclient_rate_holds h
+                 WHERE h.key = p_key AND (h.ended_at IS NOT NULL OR h.expires_at <= t)) s
+             WHERE s.freed_tokens >= over ORDER BY s.e LIMIT 1;
+            waiting := greatest(waiting, coalesce(extract(epoch FROM freed + per - t), p_per));
+        END IF;
+    END IF;
+    IF w.remaining_requests IS NOT NULL AND t < w.requests_reset AND w.remaining_requests - w.admitted_since < 1 THEN
+        waiting := greatest(waiting, extract(epoch FROM w.requests_reset - t));
+    END IF;
+    IF w.remaining_tokens IS NOT NULL AND t < w.tokens_reset AND w.remaining_tokens < p_tokens THEN
+        waiting := greatest(waiting, extract(epoch FROM w.tokens_reset - t));
+    END IF;
+    IF waiting > 0 THEN
+        IF gone > 0 THEN
+            UPDATE llmclient_rate_windows x SET held = n_held, held_tokens = n_tokens WHERE x.key = p_key;
+        END IF;
+        RETURN QUERY SELECT NULL::bigint, waiting;
+        RETURN;
+    END IF;
+    UPDATE llmclient_rate_windows x SET held = n_held + 1, held_tokens = n_tokens + p_tokens,
+           admitted_since = x.admitted_since + 1
+     WHERE x.key = p_key;
+    RETURN QUERY INSERT INTO llmclient_rate_holds AS h (key, tokens, expires_at)
+        VALUES (p_key, p_tokens, t + make_interval(secs => p_lease)) RETURNING h.id, 0::double precision;
+END
+$$;
+
+-- Settling many holds at once (the writer thread batches them): each ends now with its actual tokens (NULL keeps
+-- the reservation), and its deployment's running total follows. The deployments' rows are locked first, in key
+-- order, as admissions lock them before their holds (no deadlock). A hold already ended or gone is left alone.
+CREATE OR REPLACE FUNCTION llmclient_rate_settle(p_ids bigint[], p_tokens bigint[], p_at timestamptz)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    t timestamptz := coalesce(p_at, clock_timestamp());
+BEGIN
+    PERFORM 1 FROM llmclient_rate_windows x
+      WHERE x.key IN (SELECT h.key FROM llmclient_rate_holds h WHERE h.id = ANY (p_ids))
+      ORDER BY x.key FOR UPDATE;
+    WITH settled AS (
+        UPDATE llmclient_rate_holds h SET ended_at = t, tokens = coalesce(s.tokens, o.tokens)
+          FROM unnest(p_ids, p_tokens) AS s (id, tokens) JOIN llmclient_rate_holds o ON o.id = s.id
+         WHERE h.id = s.id AND h.ended_at IS NULL
+        RETURNING h.key, coalesce(s.tokens, o.tokens) - o.tokens AS change)
+    UPDATE llmclient_rate_windows x SET held_tokens = x.held_tokens + c.change
+      FROM (SELECT key, sum(change) AS change FROM settled GROUP BY key) c
+     WHERE x.key = c.key AND c.change <> 0;
+END
+$$;
+
+-- The provider's word (rate-limit headers): requests or tokens left until a reset, counted from now; requests in
+-- flight may not be in its count yet, so they count against it.
+CREATE OR REPLACE FUNCTION llmclient_rate_learn(
+    p_key text, p_requests bigint, p_requests_reset double precision, p_tokens bigint,
+    p_tokens_reset double precision, p_at timestamptz
+) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    t timestamptz := coalesce(p_at, clock_timestamp());
+BEGIN
+    INSERT INTO llmclient_rate_windows (key) VALUES (p_key) ON CONFLICT (key) DO NOTHING;
+    IF p_requests IS NOT NULL THEN
+        UPDATE llmclient_rate_windows x SET remaining_requests = p_requests,
+               requests_reset = t + make_interval(secs => p_requests_reset),
+               admitted_since = (SELECT count(*) FROM llmclient_rate_holds h
+                                  WHERE h.key = p_key AND h.ended_at IS NULL AND h.expires_at > t)
+         WHERE x.key = p_key;
+    END IF;
+    IF p_tokens IS NOT NULL THEN
+        UPDATE llmclient_rate_windows x SET remaining_tokens = p_tokens,
+               tokens_reset = t + make_interval(secs => p_tokens_reset)
+         WHERE x.key = p_key;
+    END IF;
+END
+$$;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1_TABLES + _V1_FUNCTIONS, _V2_RATE_LIMITS)
 """Migration N (1-based) is `MIGRATIONS[N - 1]`; append, never edit, once released."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

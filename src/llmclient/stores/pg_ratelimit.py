@@ -1,0 +1,155 @@
+"""Rate limits shared by every process and machine: `MemoryRateLimitStore`'s windows in PostgreSQL.
+
+Admission is one database statement (`llmclient_rate_acquire`, migration 2): it locks the deployment's row, so
+admissions to one deployment take turns across the fleet, drops the holds that left the window and either inserts
+a hold or answers how long until one would fit. The window's semantics are the in-memory store's: a request holds
+one request and its worst case in tokens from admission until `per` seconds after it ended, its tokens corrected
+to the reported usage when it ends. Time is the database server's clock, so machines with skewed clocks agree.
+
+`settle` and `refund` run in the pipeline's synchronous finish: they queue the write for a writer thread, which
+applies whatever has queued in one statement. Until it lands the request still holds its worst case and its window
+starts later than it ended, so a late write only ever errs towards the limit. The queue is drained at exit; a
+process killed before that leaves holds that end with their lease (`lease`, then `per` more seconds).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+import queue
+import threading
+import weakref
+from collections.abc import Mapping
+from functools import partial
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from llmclient.pipeline.ratelimit import Admission, RateLimit, _int, parse_duration
+from llmclient.stores.postgres import PostgresStore, StoreUnavailableError, warn_degraded
+
+if TYPE_CHECKING:
+    import psycopg
+
+logger = logging.getLogger(__name__)
+
+# Typed parameters: psycopg sends small ints as smallint and None as unknown, which overload resolution must not see.
+_ACQUIRE = (
+    "SELECT hold, wait FROM llmclient_rate_acquire("
+    "%s::text, %s::bigint, %s::bigint, %s::float8, %s::bigint, %s::float8, %s::timestamptz)"
+)
+_SETTLE = "SELECT llmclient_rate_settle(%s::bigint[], %s::bigint[], %s::timestamptz)"
+_LEARN = "SELECT llmclient_rate_learn(%s::text, %s::bigint, %s::float8, %s::bigint, %s::float8, %s::timestamptz)"
+
+
+class PostgresRateLimitStore:
+    """A `RateLimitStore` in a PostgreSQL database: every process using it shares each deployment's window.
+
+    Deployments are keyed by name (`Deployment(name=...)`, else `"<group>@<index>"`): processes share a window
+    when they name a deployment alike, and each applies the limits it was configured with.
+
+    Args:
+        store: The database, or its URL (`postgresql://...`).
+        lease: Seconds an admitted request holds its place if its process dies before settling (it then leaves
+            the window `per` seconds later); make it longer than a call can last.
+        fail_open: When the database is down at admission, admit without a limit (with a `FleetDegradedWarning`)
+            instead of raising `StoreUnavailableError` with nothing sent.
+    """
+
+    _live: ClassVar[weakref.WeakSet[PostgresRateLimitStore]] = weakref.WeakSet()
+    _shared: ClassVar[dict[str, PostgresRateLimitStore]] = {}
+    _shared_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, store: PostgresStore | str, *, lease: float = 900.0, fail_open: bool = False) -> None:
+        self.store = store if isinstance(store, PostgresStore) else PostgresStore.shared(store)
+        self.lease = lease
+        self.fail_open = fail_open
+        self._queue: queue.SimpleQueue[tuple[int, int | None]] = queue.SimpleQueue()
+        self._pending = 0
+        self._idle = threading.Condition()
+        self._writer: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        return f"PostgresRateLimitStore({self.store!r})"
+
+    @classmethod
+    def shared(cls, url: str) -> PostgresRateLimitStore:
+        """The one store for `url` in this process (what `ModelGroup(store=url)` and `Router(store=url)` use)."""
+        with cls._shared_lock:
+            found = cls._shared.get(url)
+            if found is None or found.store._closed:
+                found = cls._shared[url] = cls(PostgresStore.shared(url))
+            return found
+
+    async def try_acquire(self, key: str, limit: RateLimit, tokens: int) -> Admission | float:
+        params = (key, limit.rpm, limit.tpm, limit.per, tokens, self.lease, self.store.now())
+        try:
+            row = await asyncio.to_thread(self.store.run, lambda c: c.execute(_ACQUIRE, params).fetchone())
+        except StoreUnavailableError as exc:
+            if not self.fail_open:
+                raise
+            warn_degraded(f"shared rate limits unavailable; {key} admitted without its limit (fail_open): {exc}")
+            return Admission(key, tokens, 0)
+        hold, wait = row
+        return float(wait) if hold is None else Admission(key, tokens, int(hold))
+
+    def settle(self, admission: Admission, tokens: int | None) -> None:
+        if admission.id == 0:  # admitted without the store (fail_open)
+            return
+        with self._idle:
+            self._pending += 1
+            if self._writer is None or not self._writer.is_alive():
+                self._writer = threading.Thread(target=self._write, name="llmclient-rate-limits", daemon=True)
+                self._writer.start()
+                self._live.add(self)
+        self._queue.put((admission.id, tokens))
+
+    def refund(self, admission: Admission) -> None:
+        self.settle(admission, 0)
+
+    async def learn(self, key: str, headers: Mapping[str, str]) -> None:
+        requests = _int(headers.get("x-ratelimit-remaining-requests"))
+        tokens = _int(headers.get("x-ratelimit-remaining-tokens"))
+        if requests is None and tokens is None:
+            return
+        requests_reset = parse_duration(headers.get("x-ratelimit-reset-requests")) or 1.0
+        tokens_reset = parse_duration(headers.get("x-ratelimit-reset-tokens")) or 1.0
+        params = (key, requests, requests_reset, tokens, tokens_reset, self.store.now())
+        try:
+            await asyncio.to_thread(self.store.run, lambda c: c.execute(_LEARN, params))
+        except StoreUnavailableError as exc:  # the configured limits still hold; the hint is lost
+            logger.warning("could not record %s's rate-limit headers: %s", key, exc)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every queued settle is written (or failed); False if `timeout` passed first."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._pending == 0, timeout)
+
+    def _write(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while True:  # everything that queued meanwhile goes in the same statement
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            ids, tokens = [item[0] for item in batch], [item[1] for item in batch]
+            try:
+                self.store.run(partial(_settle, params=(ids, tokens, self.store.now())))
+            except Exception as exc:  # the holds end with their lease; the writer must go on
+                logger.warning("could not settle %d rate-limit holds (their lease ends them): %s", len(ids), exc)
+            with self._idle:
+                self._pending -= len(batch)
+                self._idle.notify_all()
+
+    @classmethod
+    def flush_all(cls, timeout: float = 5.0) -> None:
+        """Write every store's queued settles (run at exit, before the connection pools close)."""
+        for store in list(cls._live):
+            store.flush(timeout)
+
+
+def _settle(connection: psycopg.Connection[Any], params: tuple[Any, ...]) -> None:
+    connection.execute(_SETTLE, params)
+
+
+atexit.register(PostgresRateLimitStore.flush_all)
