@@ -112,6 +112,10 @@ def markdown(result: Result, command: str) -> str:
     budgeted = statistics.median(result.budget_samples) * 1e6
     ratio = result.ratio("llmclient")
     verdict = "met" if ratio <= TARGET else "MISSED"
+    own = {
+        prompt: (result.median("llmclient", prompt) - result.median("raw aiohttp", prompt)) * 1e6
+        for prompt in ("short", "long")
+    }
     return "\n".join(
         [
             "## Long prompts cost no counting unless something needs the count",
@@ -127,7 +131,13 @@ def markdown(result: Result, command: str) -> str:
             "",
             *rows,
             "",
-            f"Target: long ≤ {TARGET:.2f}× short for llmclient with no budget: {ratio:.2f}× ({verdict}). Under a "
-            f"budget the prompt is counted to reserve its worst case: {budgeted:.0f} µs/call for the long prompt.",
+            f"Target: long ≤ {TARGET:.2f}× short for llmclient with no budget: {ratio:.2f}× ({verdict}). Raw "
+            f"aiohttp itself pays {result.ratio('raw aiohttp'):.2f}× for sending the longer body, so the target "
+            "cannot hold as a plain ratio; llmclient's own CPU beyond raw aiohttp is "
+            f"{own['short']:.0f} µs with the short prompt and {own['long']:.0f} µs with the long one. No token is "
+            "counted on this path (tests/pipeline/test_steps.py checks it); the difference is encoding the body "
+            "without ASCII escapes (`ensure_ascii=False`, smaller bodies for non-Latin text but about 20 µs slower "
+            "on 32 KB of ASCII) and handing the larger body to the socket. Under a budget the prompt is counted to "
+            f"reserve its worst case: {budgeted:.0f} µs/call for the long prompt.",
         ]
     )
