@@ -302,37 +302,71 @@ def _record_from_row(row: Sequence[Any]) -> LedgerRecord:
     (timestamp, provider, model, kind, input_tokens, cached, output, reasoning, estimated, total, cost_in,
      cost_cached, cost_out, source, checked, latency, attempts, request_id, tags, error, counted,
      deployment) = row  # fmt: skip
-    usage = Usage(
-        input_tokens=input_tokens,
-        cached_input_tokens=cached,
-        output_tokens=output,
-        reasoning_tokens=reasoning,
-        estimated=bool(estimated),
-    )
-    cost = None
+    return record_from_columns(
+        timestamp=timestamp, provider=provider, model=model, kind=kind, input_tokens=input_tokens,
+        cached_input_tokens=cached, output_tokens=output, reasoning_tokens=reasoning, estimated=estimated,
+        cost=(total, cost_in, cost_cached, cost_out), price_source=source, price_checked=checked, latency_s=latency,
+        attempts=attempts, request_id=request_id, tags=json.loads(tags), error=error, counted_input_tokens=counted,
+        deployment=deployment,
+    )  # fmt: skip
+
+
+def record_from_columns(
+    *,
+    timestamp: float,
+    provider: str,
+    model: str,
+    kind: str,
+    input_tokens: int,
+    cached_input_tokens: int,
+    output_tokens: int,
+    reasoning_tokens: int,
+    estimated: Any,
+    cost: tuple[Any, Any, Any, Any],
+    price_source: str | None,
+    price_checked: Any,
+    latency_s: float,
+    attempts: int,
+    request_id: str | None,
+    tags: Sequence[str],
+    error: str | None,
+    counted_input_tokens: int | None,
+    deployment: str | None,
+) -> LedgerRecord:
+    """A record from a stored row's columns (SQLite's or PostgreSQL's): `cost` is (total, input, cached input,
+    output) as Decimals or their text, all None when the price was unknown."""
+    total, cost_in, cost_cached, cost_out = cost
+    priced = None
     if total is not None:
-        cost = Cost(
+        priced = Cost(
             input=Decimal(cost_in),
             cached_input=Decimal(cost_cached),
             output=Decimal(cost_out),
             total=Decimal(total),
             price_model=f"{provider}/{model}",
-            price_source=source,
-            price_checked=checked,
+            price_source=price_source,
+            price_checked=None if price_checked is None else str(price_checked),
             estimated=bool(estimated),
         )
+    usage = Usage(
+        input_tokens=input_tokens,
+        cached_input_tokens=cached_input_tokens,
+        output_tokens=output_tokens,
+        reasoning_tokens=reasoning_tokens,
+        estimated=bool(estimated),
+    )
     return LedgerRecord(
         provider=provider,
         model=model,
         kind=kind,
         usage=usage,
-        cost=cost,
-        latency_s=latency,
+        cost=priced,
+        latency_s=latency_s,
         attempts=attempts,
         request_id=request_id,
-        tags=tuple(json.loads(tags)),
+        tags=tuple(tags),
         error=error,
-        counted_input_tokens=counted,
+        counted_input_tokens=counted_input_tokens,
         timestamp=timestamp,
         deployment=deployment,
     )

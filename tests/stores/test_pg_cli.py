@@ -8,7 +8,8 @@ import json
 
 from llmclient import Client
 from llmclient.cli import main
-from llmclient.stores import SharedBudgets
+from llmclient.stores import PostgresLedger, PostgresStore, SharedBudgets
+from llmclient.stores._schema import SCHEMA_VERSION
 
 PRICES = {"fake/paid": {"input_cost_per_token": "0.000001", "output_cost_per_token": "0.000002"}}
 
@@ -28,7 +29,7 @@ async def _two_calls(url: str) -> None:
 
 
 def test_cost_reads_the_shared_ledger_grouped_by_model_tag_day_and_budget(postgres_url: str) -> None:
-    assert "schema version 2" in _run("db", "migrate", "--url", postgres_url)
+    assert f"schema version {SCHEMA_VERSION}" in _run("db", "migrate", "--url", postgres_url)
     asyncio.run(_two_calls(postgres_url))
 
     report = json.loads(_run("--ledger", postgres_url, "cost", "--by", "budget", "--format", "json"))
@@ -45,3 +46,20 @@ def test_cost_reads_the_shared_ledger_grouped_by_model_tag_day_and_budget(postgr
 
 def test_db_needs_a_url() -> None:
     assert main(["db", "status"], out=io.StringIO()) == 1
+
+
+def test_the_shared_ledger_keeps_the_deployment_that_served_a_call(postgres_url: str) -> None:
+    async def routed() -> None:
+        routes = {"chat": [{"model": "fake/echo", "name": "primary"}]}
+        async with Client(ledger=postgres_url, routes=routes) as client:
+            await client.chat("hi", model="chat")
+            await client.chat("hi", model="fake/echo")  # not routed: reported under its provider
+
+    asyncio.run(routed())
+    report = json.loads(_run("--ledger", postgres_url, "cost", "--by", "deployment", "--format", "json"))
+    assert {key: group["calls"] for key, group in report["groups"].items()} == {"primary": 1, "fake": 1}
+    ledger = PostgresLedger(PostgresStore(postgres_url, migrate=False))
+    try:
+        assert sorted(str(record.deployment) for record in ledger.rows()) == ["None", "primary"]
+    finally:
+        ledger.store.close()

@@ -311,7 +311,12 @@ END
 $$;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1_TABLES + _V1_FUNCTIONS, _V2_RATE_LIMITS)
+# Routing names the deployment that served a call (`LedgerRecord.deployment`), as the SQLite ledger records it.
+_V3_DEPLOYMENT = """
+ALTER TABLE llmclient_calls ADD COLUMN IF NOT EXISTS deployment text;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1_TABLES + _V1_FUNCTIONS, _V2_RATE_LIMITS, _V3_DEPLOYMENT)
 """Migration N (1-based) is `MIGRATIONS[N - 1]`; append, never edit, once released."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

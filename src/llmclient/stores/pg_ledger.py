@@ -22,7 +22,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llmclient.ledger import CostLedger, LedgerRecord, Summary
+from llmclient.ledger import CostLedger, LedgerRecord, Summary, record_from_columns
 from llmclient.stores.postgres import PostgresStore, Settlement, StoreUnavailableError, warn_degraded
 from llmclient.types import Cost, Usage
 
@@ -32,10 +32,10 @@ if TYPE_CHECKING:
 _COLUMNS = (
     "call_id, at, provider, model, kind, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, "
     "estimated, cost_usd, cost_input_usd, cost_cached_usd, cost_output_usd, price_source, price_checked, "
-    "latency_s, attempts, request_id, tags, error, counted_input_tokens, budgets"
+    "latency_s, attempts, request_id, tags, error, counted_input_tokens, budgets, deployment"
 )
 _INSERT = (
-    f"INSERT INTO llmclient_calls ({_COLUMNS}) VALUES ({', '.join(['%s'] * 23)}) "
+    f"INSERT INTO llmclient_calls ({_COLUMNS}) VALUES ({', '.join(['%s'] * 24)}) "
     "ON CONFLICT (call_id) DO NOTHING RETURNING call_id"
 )
 _GROUPS = {
@@ -47,6 +47,8 @@ _GROUPS = {
     "LEFT JOIN LATERAL unnest(budgets) AS budget ON true {where} GROUP BY 1",
     "day": "SELECT to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS key, {aggregates} FROM llmclient_calls "
     "{where} GROUP BY 1",
+    # A call made without routing counts under its provider, as in the SQLite report.
+    "deployment": "SELECT coalesce(deployment, provider) AS key, {aggregates} FROM llmclient_calls {where} GROUP BY 1",
 }
 _AGGREGATES = (
     "count(*), coalesce(sum(input_tokens), 0), coalesce(sum(cached_input_tokens), 0), "
@@ -262,45 +264,21 @@ def _row(call_id: str | None, record: LedgerRecord, settlement: Settlement | Non
         c and c.total, c and c.input, c and c.cached_input, c and c.output, c and c.price_source,
         c and c.price_checked, record.latency_s, record.attempts, record.request_id, list(record.tags),
         record.error, record.counted_input_tokens, [] if settlement is None else list(settlement.budgets),
+        record.deployment,
     )  # fmt: skip
 
 
 def _record_from_row(row: Sequence[Any]) -> LedgerRecord:
     (_, at, provider, model, kind, input_tokens, cached, output, reasoning, estimated, total, cost_in, cost_cached,
-     cost_out, source, checked, latency, attempts, request_id, tags, error, counted, _budgets) = row  # fmt: skip
-    usage = Usage(
-        input_tokens=input_tokens,
-        cached_input_tokens=cached,
-        output_tokens=output,
-        reasoning_tokens=reasoning,
-        estimated=estimated,
-    )
-    cost = None
-    if total is not None:
-        cost = Cost(
-            input=cost_in,
-            cached_input=cost_cached,
-            output=cost_out,
-            total=total,
-            price_model=f"{provider}/{model}",
-            price_source=source,
-            price_checked=checked if checked is None or isinstance(checked, str) else str(checked),
-            estimated=estimated,
-        )
-    return LedgerRecord(
-        provider=provider,
-        model=model,
-        kind=kind,
-        usage=usage,
-        cost=cost,
-        latency_s=latency,
-        attempts=attempts,
-        request_id=request_id,
-        tags=tuple(tags),
-        error=error,
-        counted_input_tokens=counted,
-        timestamp=at.timestamp(),
-    )
+     cost_out, source, checked, latency, attempts, request_id, tags, error, counted, _budgets,
+     deployment) = row  # fmt: skip
+    return record_from_columns(
+        timestamp=at.timestamp(), provider=provider, model=model, kind=kind, input_tokens=input_tokens,
+        cached_input_tokens=cached, output_tokens=output, reasoning_tokens=reasoning, estimated=estimated,
+        cost=(total, cost_in, cost_cached, cost_out), price_source=source, price_checked=checked, latency_s=latency,
+        attempts=attempts, request_id=request_id, tags=tags, error=error, counted_input_tokens=counted,
+        deployment=deployment,
+    )  # fmt: skip
 
 
 def _summary(row: Sequence[Any]) -> Summary:
