@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from contextlib import asynccontextmanager, suppress
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 # Re-exported: drivers take framing, options and limits from here.
@@ -57,6 +57,7 @@ else:
     Transport = Any  # httpx is imported when the first HTTP driver is built, keeping `import llmclient` light
 
 _USER_AGENT = "llmclient/0.1"
+Frame = TypeVar("Frame", str, bytes)  # a decoded line, or an NDJSON line as bytes
 
 
 @dataclass(frozen=True)
@@ -230,39 +231,39 @@ class HTTPClient:
             rate_limits.update((k, v) for k, v in found if k.startswith("x-ratelimit-"))
         return self.decode_json(content, model=model, request_id=request_id, status=response.status_code), request_id
 
-    @asynccontextmanager
-    async def stream_lines(
+    def stream_lines(
         self, path: str, body: dict[str, Any], *, model: str | None
-    ) -> AsyncIterator[tuple[str | None, AsyncIterator[str]]]:
+    ) -> AbstractAsyncContextManager[tuple[str | None, AsyncIterator[str]]]:
         """POST `body` and yield the request id and an iterator over the answer's lines (decoded, unsplit)."""
-        backend = self._backend()
-        if backend is not None:
-            async with backend.stream(path, _dumps(body), _STREAM_HEADERS, model) as response:
-                lines = iter_lines(backend.chunks(response, model), max_line_bytes=self.limits.max_event_bytes)
-                yield request_id_from(response.headers), self._guarded(lines, model)
-            return
-        async with self._stream(path, body, _STREAM_HEADERS, model) as response:
-            lines = iter_lines(self._bytes(response, model), max_line_bytes=self.limits.max_event_bytes)
-            yield request_id_from(response.headers), self._guarded(lines, model)
+        return self._framed(path, body, _STREAM_HEADERS, iter_lines, model)
+
+    def stream_ndjson(
+        self, path: str, body: dict[str, Any], *, model: str | None
+    ) -> AbstractAsyncContextManager[tuple[str | None, AsyncIterator[bytes]]]:
+        """POST `body` and yield the request id and an iterator over the answer's NDJSON lines (see `iter_ndjson`)."""
+        return self._framed(path, body, _NDJSON_HEADERS, iter_ndjson, model)
 
     @asynccontextmanager
-    async def stream_ndjson(
-        self, path: str, body: dict[str, Any], *, model: str | None
-    ) -> AsyncIterator[tuple[str | None, AsyncIterator[bytes]]]:
-        """POST `body` and yield the request id and an iterator over the answer's NDJSON lines (see `iter_ndjson`)."""
+    async def _framed(
+        self,
+        path: str,
+        body: dict[str, Any],
+        headers: Mapping[str, str],
+        frame: Callable[..., AsyncIterator[Frame]],
+        model: str | None,
+    ) -> AsyncIterator[tuple[str | None, AsyncIterator[Frame]]]:
+        """A streamed answer over either backend, split by `frame` within `limits.max_event_bytes`."""
         backend = self._backend()
+        limit = self.limits.max_event_bytes
         if backend is not None:
-            async with backend.stream(path, _dumps(body), _NDJSON_HEADERS, model) as response:
-                lines = iter_ndjson(backend.chunks(response, model), max_line_bytes=self.limits.max_event_bytes)
-                yield request_id_from(response.headers), self._guarded(lines, model)
+            async with backend.stream(path, _dumps(body), headers, model) as response:
+                frames = frame(backend.chunks(response, model), max_line_bytes=limit)
+                yield request_id_from(response.headers), self._guarded(frames, model)
             return
-        async with self._stream(path, body, _NDJSON_HEADERS, model) as response:
-            lines = iter_ndjson(self._bytes(response, model), max_line_bytes=self.limits.max_event_bytes)
-            yield request_id_from(response.headers), self._guarded(lines, model)
-
-    def _stream(self, path: str, body: dict[str, Any], headers: Mapping[str, str], model: str | None) -> Any:
-        client = self._httpx()  # an async context manager of the response, its body unread
-        return self._send(client.build_request("POST", self._url(path), content=_dumps(body), headers=headers), model)
+        request = self._httpx().build_request("POST", self._url(path), content=_dumps(body), headers=headers)
+        async with self._send(request, model) as response:
+            frames = frame(self._bytes(response, model), max_line_bytes=limit)
+            yield request_id_from(response.headers), self._guarded(frames, model)
 
     @asynccontextmanager
     async def _send(self, request: httpx.Request, model: str | None) -> AsyncIterator[httpx.Response]:
