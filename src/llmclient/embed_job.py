@@ -157,12 +157,14 @@ async def run_embed_job(
             bar.update(len(batch))
 
     error: BaseException | None = None
+    deadline = Deadline(deadline_s)
     try:
-        async with Deadline(deadline_s).scope(provider=provider, model=name):
+        async with deadline.scope(provider=provider, model=name):
             await embedding.run_batches(batches, send, concurrency=options.concurrency, on_done=done)
     except BaseException as exc:
         error = exc
     finally:
+        deadline.close()
         if bar is not None:
             bar.close()
     if cache is not None and job.fresh:  # kept even when a later batch failed: never paid twice

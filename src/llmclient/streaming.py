@@ -79,8 +79,8 @@ class ChatStream:
             except StopAsyncIteration:
                 return None
 
+        deadline = deadline_of(call, self._deadline_s)
         try:
-            deadline = deadline_of(call, self._deadline_s)
             await admit(call, pipeline, deadline)
             watch = watches_stream(call)
             chunk = await send(call, deadline, first_chunk)
@@ -108,6 +108,8 @@ class ChatStream:
                 await iterator.aclose()  # type: ignore[attr-defined]
             await self._failed(exc, assembler)
             raise
+        finally:
+            deadline.close()
         if iterator is not None:
             await iterator.aclose()  # type: ignore[attr-defined]
         response = assembler.response(call.request, call.provider)

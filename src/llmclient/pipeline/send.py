@@ -51,12 +51,15 @@ async def chat(call: Call, pipeline: Pipeline, deadline_s: float | None) -> Chat
         return call.driver.chat(call.request)
 
     deadline = deadline_of(call, deadline_s)
-    await admit(call, pipeline, deadline)
     try:
-        response = await send(call, deadline, attempt)
-    except BaseException as exc:
-        await pipeline.fail(call, exc)
-        raise
+        await admit(call, pipeline, deadline)
+        try:
+            response = await send(call, deadline, attempt)
+        except BaseException as exc:
+            await pipeline.fail(call, exc)
+            raise
+    finally:
+        deadline.close()
     response.applied_params = call.applied
     response.dropped_params = call.dropped
     if call.deployment is not None:
