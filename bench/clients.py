@@ -152,12 +152,14 @@ class LLMClient(Client):
     """`Client.chat` / `stream` / `embed` through the openai-compatible driver, as the README shows them."""
 
     name = "llmclient"
-    backend = "aiohttp"
+    backend: str | None = None  # the default configuration (the native backend)
 
     def __init__(self, base_url: str) -> None:
         from llmclient import Client as LLM
 
-        options = {"base_url": base_url, "http": {"backend": self.backend}}
+        options: dict[str, Any] = {"base_url": base_url}
+        if self.backend is not None:
+            options["http"] = {"backend": self.backend}
         self.client = LLM(providers={"openai-compatible": options}, prices=FREE)
 
     async def chat(self) -> str:
@@ -177,6 +179,13 @@ class LLMClient(Client):
 
     async def aclose(self) -> None:
         await self.client.aclose()
+
+
+class LLMClientAiohttp(LLMClient):
+    """llmclient with `HTTPOptions(backend="aiohttp")`, the backend a proxied client uses."""
+
+    name = "llmclient (aiohttp backend)"
+    backend = "aiohttp"
 
 
 class LLMClientHttpx(LLMClient):
@@ -285,6 +294,7 @@ CLIENTS: tuple[Callable[[str], Client], ...] = (
     RawHttpx,
     HttpxOverAiohttp,
     LLMClient,
+    LLMClientAiohttp,
     LLMClientHttpx,
     OpenAISDK,
     OpenAISDKAiohttp,

@@ -239,9 +239,10 @@ def markdown(result: Result, command: str) -> str:
             "Clients: **raw aiohttp** `ClientSession.post(json=...)` + `json()` (streams: `async for line in "
             "response.content` + `json.loads` per event), the limit; **raw httpx** `AsyncClient.post` + `.json()` "
             "(streams: `aiter_lines`); **httpx + httpx-aiohttp**: the same over `httpx_aiohttp.AiohttpTransport`; "
-            "**llmclient** `Client.chat` / `stream` / `embed` with the default configuration (aiohttp backend, "
-            "usage read, cost priced, ledger recorded, embedding cache on); **llmclient (httpx backend)** the same "
-            "with `http={'backend': 'httpx'}`; **openai SDK** `AsyncOpenAI` with its defaults and with "
+            "**llmclient** `Client.chat` / `stream` / `embed` with the default configuration (native HTTP/1.1 "
+            "backend, usage read, cost priced, ledger recorded, embedding cache on); **llmclient (aiohttp "
+            "backend)** and **(httpx backend)** the same with `http={'backend': 'aiohttp'}` (what a proxied client "
+            "uses) and `{'backend': 'httpx'}`; **openai SDK** `AsyncOpenAI` with its defaults and with "
             "`DefaultAioHttpClient()`; **litellm** `acompletion` / `aembedding` where installed.",
             "",
             *rows,

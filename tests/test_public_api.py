@@ -111,7 +111,9 @@ def test_public_surface_is_pinned_and_sorted() -> None:
 
 
 def test_import_loads_no_heavy_library() -> None:
-    heavy = ["torch", "transformers", "llama_cpp", "langchain_core", "tiktoken", "numpy", "httpx", "aiohttp"]
+    heavy = [
+        "torch", "transformers", "llama_cpp", "langchain_core", "tiktoken", "numpy", "httpx", "aiohttp", "httptools"
+    ]  # fmt: skip
     code = f"import sys, llmclient; print([m for m in {heavy!r} if m in sys.modules])"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
@@ -137,6 +139,7 @@ LAYERS = {
     "retry": 10,
     "_http": 10,
     "_aiohttp": 10,
+    "_h1": 10,  # the native HTTP/1.1 backend: _http_options and errors
     "config": 10,
     "options": 10,
     "tools": 20,  # builds on schema
@@ -196,6 +199,8 @@ def test_only_http_module_imports_httpx() -> None:
             assert "import httpx" not in path.read_text(), path
         if path.name != "_aiohttp.py":
             assert "import aiohttp" not in path.read_text(), path
+        if path.name != "_h1.py":
+            assert "import httptools" not in path.read_text(), path
 
 
 def test_the_01_cost_module_still_exports_what_it_had() -> None:

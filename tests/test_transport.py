@@ -24,7 +24,7 @@ COMPLETION = {
     "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
 }
 FREE = {"openai-compatible/m": 0}
-BACKENDS = ["aiohttp", "httpx"]
+BACKENDS = ["native", "aiohttp", "httpx"]
 
 
 @dataclass
@@ -75,13 +75,23 @@ def client_for(url: str, backend: str, **options: Any) -> Client:
 
 def backend_of(client: Client) -> str:
     http: HTTPClient = client.driver("openai-compatible")._http  # type: ignore[attr-defined]
-    return "aiohttp" if http._backend() is not None else "httpx"
+    backend = http._backend()
+    return {"H1Backend": "native", "AiohttpBackend": "aiohttp", "NoneType": "httpx"}[type(backend).__name__]
 
 
-async def test_the_default_backend_is_aiohttp(server: Server) -> None:
+async def test_the_default_backend_is_native(server: Server) -> None:
     async with Client(providers={"openai-compatible": {"base_url": f"{server.url}/v1"}}, prices=FREE) as client:
-        assert backend_of(client) == "aiohttp"
+        assert backend_of(client) == "native"
         assert (await client.chat("ping", model="openai-compatible/m")).text == "pong"
+
+
+def test_a_proxy_selects_aiohttp(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    assert backend_of(client_for("https://llm.example", "native")) == "aiohttp"
+    assert backend_of(client_for("http://127.0.0.1:9", "native", http={"proxy": "http://proxy:3128"})) == "aiohttp"
+    assert backend_of(client_for("http://127.0.0.1:9", "native", http={"trust_env": False})) == "native"
 
 
 async def test_a_transport_or_a_started_respx_mock_selects_httpx() -> None:
@@ -90,7 +100,7 @@ async def test_a_transport_or_a_started_respx_mock_selects_httpx() -> None:
         assert backend_of(client) == "httpx"
     with respx.mock:
         route = respx.post("http://127.0.0.1:9/v1/chat/completions").respond(200, json=COMPLETION)
-        async with client_for("http://127.0.0.1:9", "aiohttp") as client:
+        async with client_for("http://127.0.0.1:9", "native") as client:
             assert backend_of(client) == "httpx"
             assert (await client.chat("ping", model="openai-compatible/m")).text == "pong"
         assert route.called

@@ -12,26 +12,16 @@ import asyncio
 import math
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import aiohttp
-from multidict import CIMultiDictProxy
 from yarl import URL
 
+from llmclient._http_options import Answer
 from llmclient.errors import LLMClientError
 
 if TYPE_CHECKING:
     from llmclient._http import FailureKind, HTTPClient
-
-
-@dataclass(frozen=True)
-class Answer:
-    """A whole HTTP answer, shaped like the parts of `httpx.Response` that `HTTPClient` reads."""
-
-    status_code: int
-    headers: CIMultiDictProxy[str]
-    content: bytes
 
 
 def _seconds(value: float | None) -> float | None:

@@ -1,11 +1,13 @@
 """HTTP plumbing: the only module that imports httpx (`_aiohttp.py` is the only one that imports aiohttp).
 
-`HTTPClient` sends a driver's requests over one of two backends. By default it is aiohttp (`_aiohttp.py`), whose
-per-call CPU cost is a third of httpx's; `transport=` (any `httpx.AsyncBaseTransport`, e.g. `httpx.MockTransport`),
-`HTTPOptions(backend="httpx")`, or a started `respx` mock select httpx, so the test seams keep working. Both
-backends take the same `Timeouts` and `HTTPOptions` (proxy, environment, TLS verification, connection limits,
-keep-alive), and the same `Limits`. Whatever the server or the transport does, only llmclient errors leave this
-module (or a cancellation): every httpx, aiohttp and JSON failure is translated here, once.
+`HTTPClient` sends a driver's requests over one of three backends. By default it is llmclient's own HTTP/1.1
+keep-alive pool (`_h1.py`), whose per-call CPU cost is well under aiohttp's and a fraction of httpx's; a proxy
+(given or from the environment) or `HTTPOptions(backend="aiohttp")` selects aiohttp (`_aiohttp.py`); `transport=`
+(any `httpx.AsyncBaseTransport`, e.g. `httpx.MockTransport`), `HTTPOptions(backend="httpx")`, or a started `respx`
+mock select httpx, so the test seams keep working. All take the same `Timeouts` and `HTTPOptions` (proxy,
+environment, TLS verification, connection limits, keep-alive), and the same `Limits`. Whatever the server or the
+transport does, only llmclient errors leave this module (or a cancellation): every transport and JSON failure is
+translated here, once.
 
 What it reads is bounded (`Limits`): a response body, and one stream line or event (split by `_framing`). It
 refuses API keys that could not be meant (whitespace, control or non-ASCII characters, placeholders such as
@@ -29,7 +31,7 @@ from llmclient._framing import iter_sse as iter_sse
 from llmclient._http_options import HTTPOptions as HTTPOptions
 from llmclient._http_options import InsecureURLWarning as InsecureURLWarning
 from llmclient._http_options import Limits as Limits
-from llmclient._http_options import check_api_key, check_base_url, respx_routing
+from llmclient._http_options import check_api_key, check_base_url, fast_backend, respx_routing
 from llmclient._sanitize import scrub_transport_logs
 from llmclient.errors import (
     APIConnectionError,
@@ -51,6 +53,7 @@ if TYPE_CHECKING:
     import httpx
 
     from llmclient._aiohttp import AiohttpBackend
+    from llmclient._h1 import H1Backend
 
     Transport = httpx.AsyncBaseTransport
 else:
@@ -139,20 +142,13 @@ class HTTPClient:
         scrub_transport_logs(self._secrets)
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
-        self._aiohttp: AiohttpBackend | None = None
-        if transport is None and self.options.backend == "aiohttp":
-            try:
-                from llmclient._aiohttp import AiohttpBackend
-            except ImportError:  # aiohttp is a dependency; a platform without its wheels still gets httpx
-                pass
-            else:
-                self._aiohttp = AiohttpBackend(self)
-        if self._aiohttp is None:
+        self._fast = None if transport is not None else fast_backend(self)
+        if self._fast is None:
             self._httpx()  # built now, so a bad option fails where the driver is configured
 
-    def _backend(self) -> AiohttpBackend | None:
-        """The aiohttp backend, or None to send through httpx."""
-        backend = self._aiohttp
+    def _backend(self) -> H1Backend | AiohttpBackend | None:
+        """The native or aiohttp backend, or None to send through httpx."""
+        backend = self._fast
         return None if backend is None or respx_routing() else backend
 
     def _httpx(self) -> httpx.AsyncClient:
@@ -257,7 +253,7 @@ class HTTPClient:
         limit = self.limits.max_event_bytes
         if backend is not None:
             async with backend.stream(path, _dumps(body), headers, model) as response:
-                frames = frame(backend.chunks(response, model), max_line_bytes=limit)
+                frames = frame(backend.chunks(response, model), max_line_bytes=limit)  # type: ignore[arg-type]
                 yield request_id_from(response.headers), self._guarded(frames, model)
             return
         request = self._httpx().build_request("POST", self._url(path), content=_dumps(body), headers=headers)
@@ -474,8 +470,8 @@ class HTTPClient:
 
     async def aclose(self) -> None:
         """Close the connection pool."""
-        if self._aiohttp is not None:
-            await self._aiohttp.aclose()
+        if self._fast is not None:
+            await self._fast.aclose()
         if self._client is not None:
             await self._client.aclose()
 

@@ -21,6 +21,10 @@ from llmclient.errors import ConfigurationError
 if TYPE_CHECKING:
     import ssl
 
+    from llmclient._aiohttp import AiohttpBackend
+    from llmclient._h1 import H1Backend
+    from llmclient._http import HTTPClient
+
 
 @dataclass(frozen=True)
 class HTTPOptions:
@@ -39,8 +43,9 @@ class HTTPOptions:
             `Timeouts.pool`); None for no limit.
         keepalive_expiry: Seconds an idle connection is kept for the next call; 0 closes every connection after
             its call (no keep-alive). Idle connections are kept up to `max_connections`.
-        backend: "aiohttp" (the default, the fastest) or "httpx". A `transport=` is an httpx transport, so giving
-            one selects httpx.
+        backend: "native" (the default and the fastest: llmclient's own HTTP/1.1 keep-alive pool, which hands a
+            proxied client to aiohttp), "aiohttp" or "httpx". A `transport=` is an httpx transport, so giving one
+            selects httpx.
     """
 
     proxy: str | None = None
@@ -48,11 +53,11 @@ class HTTPOptions:
     verify: bool | str | os.PathLike[str] | ssl.SSLContext = True
     max_connections: int | None = 100
     keepalive_expiry: float = 5.0
-    backend: Literal["aiohttp", "httpx"] = "aiohttp"
+    backend: Literal["native", "aiohttp", "httpx"] = "native"
 
     def __post_init__(self) -> None:
-        if self.backend not in ("aiohttp", "httpx"):
-            raise ValueError(f"backend must be 'aiohttp' or 'httpx', not {self.backend!r}")
+        if self.backend not in ("native", "aiohttp", "httpx"):
+            raise ValueError(f"backend must be 'native', 'aiohttp' or 'httpx', not {self.backend!r}")
         if self.max_connections is not None and self.max_connections < 1:
             raise ValueError("max_connections must be at least 1 (or None for no limit)")
         if self.keepalive_expiry < 0:
@@ -124,6 +129,36 @@ def _bypassed(host: str, no_proxy: str) -> bool:
         if entry and (host == entry or host.endswith("." + entry)):
             return True
     return False
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A whole HTTP answer from the native or aiohttp backend, shaped like the parts of `httpx.Response` that
+    `HTTPClient` reads (look headers up by lower-case name)."""
+
+    status_code: int
+    headers: Mapping[str, str]
+    content: bytes
+
+
+def fast_backend(owner: HTTPClient) -> H1Backend | AiohttpBackend | None:
+    """The backend of a client without an httpx transport: the native one unless a proxy needs aiohttp (or aiohttp
+    was asked for); None for httpx (asked for, or aiohttp missing on a platform)."""
+    options = owner.options
+    if options.backend == "httpx":
+        return None
+    if options.backend == "native" and options.proxy_for(owner.base_url) is None:
+        try:
+            from llmclient._h1 import H1Backend
+        except ImportError:  # httptools has no wheel for this platform: aiohttp serves
+            pass
+        else:
+            return H1Backend(owner)
+    try:
+        from llmclient._aiohttp import AiohttpBackend
+    except ImportError:
+        return None
+    return AiohttpBackend(owner)
 
 
 def respx_routing() -> bool:

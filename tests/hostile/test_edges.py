@@ -99,12 +99,12 @@ async def test_bad_inputs_are_invalid_request_errors_before_sending(serve, messa
     assert server.requests == [] and len(client.ledger) == 0
 
 
-@pytest.mark.parametrize("backend", ["httpx", "aiohttp"])
+@pytest.mark.parametrize("backend", ["httpx", "aiohttp", "native"])
 async def test_debug_logs_never_hold_the_key_a_server_echoes(serve, debug_logs, backend: str) -> None:
     server = await serve(ok())  # every answer carries `x-echo: Bearer <key>`
     async with client_for(server, provider={"http": {"backend": backend}}) as client:
         await client.chat("hi", model="openai-compatible/m")
-    if backend == "httpx":  # httpcore logs response headers at DEBUG; aiohttp does not log them at all
+    if backend == "httpx":  # httpcore logs response headers at DEBUG; aiohttp and native do not log them at all
         assert any("x-echo" in r.getMessage() for r in debug_logs.records)  # httpcore logged the headers…
     assert not any(KEY in r.getMessage() for r in debug_logs.records)  # …without the key
 

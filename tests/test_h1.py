@@ -1,0 +1,215 @@
+"""The native HTTP/1.1 backend (llmclient._h1) against servers that write exact bytes: framing, keep-alive, the
+pool, streams left early, TLS, and answers no well-behaved server sends."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+
+from llmclient import APIConnectionError, APITimeoutError, Client, HTTPOptions, Timeouts
+
+BODY = json.dumps(
+    {
+        "id": "chatcmpl-1",
+        "model": "m",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "pong"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 1},
+    }
+).encode()
+MODEL = "openai-compatible/m"
+
+
+def answer(body: bytes = BODY, *, headers: str = "", status: str = "200 OK") -> list[bytes | float | None]:
+    head = f"HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n{headers}\r\n"
+    return [head.encode() + body]
+
+
+def chunked(*pieces: bytes) -> list[bytes | float | None]:
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n"
+    return [head, *(f"{len(p):x}\r\n".encode() + p + b"\r\n" for p in pieces), b"0\r\n\r\n"]
+
+
+@dataclass
+class Wire:
+    """A loopback server writing what `script(request_number)` returns: bytes, pauses (floats) and None to close."""
+
+    script: Callable[[int], list[bytes | float | None]]
+    url: str = ""
+    connections: int = 0
+    requests: list[bytes] = field(default_factory=list)
+    server: asyncio.AbstractServer | None = None
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.lower().split(b"\r\n")
+                size = next((int(line.split(b":")[1]) for line in lines if line.startswith(b"content-length")), 0)
+                self.requests.append(head + await reader.readexactly(size))
+                for piece in self.script(len(self.requests)):
+                    if piece is None:
+                        return
+                    if isinstance(piece, float):
+                        await asyncio.sleep(piece)
+                    else:
+                        writer.write(piece)
+                        await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+@pytest.fixture
+async def wire() -> AsyncIterator[Callable[..., Any]]:
+    started: list[Wire] = []
+
+    async def start(script: Callable[[int], list[bytes | float | None]], tls: ssl.SSLContext | None = None) -> Wire:
+        server = Wire(script)
+        server.server = await asyncio.start_server(server.serve, "127.0.0.1", 0, ssl=tls)
+        port = server.server.sockets[0].getsockname()[1]
+        server.url = f"{'https' if tls else 'http'}://127.0.0.1:{port}/v1"
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        assert server.server is not None
+        server.server.close()
+        await server.server.wait_closed()
+
+
+def client(url: str, timeouts: Timeouts | None = None, **http: Any) -> Client:
+    provider: dict[str, Any] = {"base_url": url, "http": {"backend": "native", "trust_env": False, **http}}
+    if timeouts is not None:
+        provider["timeouts"] = timeouts
+    return Client(providers={"openai-compatible": provider}, prices={MODEL: 0}, retry=0)
+
+
+async def test_length_chunked_and_close_delimited_bodies(wire: Any) -> None:
+    half = len(BODY) // 2
+    scripts = {
+        "length": lambda n: answer(),
+        "length, split across writes": lambda n: [answer()[0][:40], 0.01, answer()[0][40:]],  # type: ignore[index]
+        "chunked": lambda n: chunked(BODY[:half], BODY[half:]),
+        "until close": lambda n: [b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n" + BODY, None],
+        "after 103 Early Hints": lambda n: [b"HTTP/1.1 103 Early Hints\r\nlink: </x>\r\n\r\n", *answer()],
+    }
+    for name, script in scripts.items():
+        server = await wire(script)
+        async with client(server.url) as llm:
+            for _ in range(2):
+                assert (await llm.chat("ping", model=MODEL)).text == "pong", name
+
+
+async def test_keep_alive_reuses_a_connection_and_survives_the_server_closing_it(wire: Any) -> None:
+    server = await wire(lambda n: answer() if n != 2 else [*answer(headers="connection: close\r\n"), None])
+    async with client(server.url) as llm:
+        for _ in range(4):
+            assert (await llm.chat("ping", model=MODEL)).text == "pong"
+    assert server.connections == 2  # the second answer said close: one new connection for the third and fourth
+    request = server.requests[0].decode("latin-1").lower()
+    assert "host: 127.0.0.1:" in request and "accept-encoding: identity" in request
+    assert request.startswith("post /v1/chat/completions http/1.1\r\n")
+
+
+async def test_an_idle_connection_closed_by_the_server_is_not_reused(wire: Any) -> None:
+    server = await wire(lambda n: [*answer(), 0.01, None])  # answers, then closes the idle connection
+    async with client(server.url) as llm:
+        for _ in range(3):
+            assert (await llm.chat("ping", model=MODEL)).text == "pong"
+            await asyncio.sleep(0.05)
+    assert server.connections == 3
+
+
+async def test_bytes_nobody_asked_for_break_the_connection(wire: Any) -> None:
+    # Two answers to the first request (in one write, then while idle): the first is read, the connection dropped.
+    server = await wire(lambda n: [answer()[0] + answer()[0]] if n == 1 else [*answer(), 0.02, *answer()])  # type: ignore[operator]
+    async with client(server.url) as llm:
+        for _ in range(3):
+            assert (await llm.chat("ping", model=MODEL)).text == "pong"
+            await asyncio.sleep(0.05)
+    assert server.connections == 3
+
+
+async def test_a_stream_left_early_closes_its_connection(wire: Any) -> None:
+    events = [f"data: {json.dumps({'choices': [{'index': 0, 'delta': {'content': 'x'}}]})}\n\n".encode()] * 3
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+    framed = [f"{len(e):x}\r\n".encode() + e + b"\r\n" for e in events]
+    server = await wire(lambda n: [head, framed[0], 0.2, *framed[1:], b"0\r\n\r\n"] if n == 1 else answer())
+    async with client(server.url) as llm:
+        async for chunk in llm.stream("ping", model=MODEL):
+            assert chunk.delta == "x"
+            break
+        assert (await llm.chat("ping", model=MODEL)).text == "pong"
+    assert server.connections == 2
+
+
+@pytest.mark.parametrize(
+    ("script", "match"),
+    [
+        (lambda n: [b'HTTP/1.1 200 OK\r\ncontent-length: 9999\r\n\r\n{"id"', None], "closed the connection"),
+        (lambda n: [b"NOT HTTP AT ALL\r\n\r\n", None], "not valid HTTP"),
+        (lambda n: answer(headers="content-encoding: gzip\r\n"), "encoded as 'gzip'"),
+        (lambda n: [None], "closed the connection"),
+    ],
+)
+async def test_broken_answers_are_connection_errors(wire: Any, script: Any, match: str) -> None:
+    server = await wire(script)
+    async with client(server.url) as llm:
+        with pytest.raises(APIConnectionError, match=match):
+            await llm.chat("ping", model=MODEL)
+        assert len(llm.ledger) == 0
+
+
+async def test_a_refused_connection_and_a_silent_server(wire: Any, unused_tcp_port: int) -> None:
+    async with client(f"http://127.0.0.1:{unused_tcp_port}/v1") as llm:
+        with pytest.raises(APIConnectionError, match="could not connect"):
+            await llm.chat("ping", model=MODEL)
+    server = await wire(lambda n: [1.0, *answer()])
+    async with client(server.url, timeouts=Timeouts(connect=5, read=0.1, total=None)) as llm:
+        with pytest.raises(APITimeoutError, match=r"read timeout \(no data for 0.1 s\)"):
+            await llm.chat("ping", model=MODEL)
+
+
+async def test_a_cancelled_call_gives_its_connection_slot_back(wire: Any) -> None:
+    server = await wire(lambda n: [0.5, *answer()] if n == 1 else answer())
+    async with client(server.url, max_connections=1) as llm:
+        slow = asyncio.ensure_future(llm.chat("ping", model=MODEL))
+        await asyncio.sleep(0.1)
+        slow.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await slow
+        assert (await llm.chat("ping", model=MODEL)).text == "pong"  # the one slot is free again
+    assert server.connections == 2  # the cancelled exchange's connection was not reused
+
+
+async def test_tls_verified_against_the_given_authority(wire: Any, tmp_path: Path) -> None:
+    authority = trustme.CA()
+    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(served)
+    server = await wire(lambda n: answer(), tls=served)
+    bundle = tmp_path / "ca.pem"
+    authority.cert_pem.write_to_path(str(bundle))
+    async with client(server.url, verify=str(bundle)) as llm:
+        assert (await llm.chat("ping", model=MODEL)).text == "pong"
+    async with client(server.url) as llm:  # certifi's authorities do not know this one
+        with pytest.raises(APIConnectionError, match="CERTIFICATE_VERIFY_FAILED"):
+            await llm.chat("ping", model=MODEL)
+    async with client(server.url, verify=False) as llm:
+        assert (await llm.chat("ping", model=MODEL)).text == "pong"
+
+
+def test_options_name_the_native_backend() -> None:
+    assert HTTPOptions().backend == "native"
+    with pytest.raises(ValueError, match="'native', 'aiohttp' or 'httpx'"):
+        HTTPOptions(backend="h2")  # type: ignore[arg-type]
