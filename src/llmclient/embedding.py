@@ -415,6 +415,10 @@ async def run_batches(
     """
     if not batches:
         return
+    if len(batches) == 1:  # the common call: no task to schedule and wait for
+        result = await send(batches[0])
+        on_done(batches[0], result)
+        return
     import asyncio  # here, not at module level: `import llmclient` stays fast
 
     semaphore = asyncio.Semaphore(concurrency)
