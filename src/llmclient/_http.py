@@ -132,8 +132,7 @@ class HTTPClient:
         self.options = HTTPOptions.from_value(options)
         self.headers = {"user-agent": _USER_AGENT, **headers}
         self.limits = limits or Limits()
-        # `refine` may turn an error answer into any llmclient error (a 400 that says a model lacks tools is an
-        # unsupported capability, not a bad request); `refine_connect` adds a provider's hint to a refused connection.
+        # `refine` may turn an error answer into any llmclient error (a 400 saying a model lacks tools: unsupported).
         self._refine = refine
         self._refine_connect = refine_connect
         self._urls: dict[str, httpx.URL] = {}
@@ -483,11 +482,14 @@ _STREAM_HEADERS = {"content-type": "application/json", "accept": "text/event-str
 _NDJSON_HEADERS = {"content-type": "application/json", "accept": "application/x-ndjson"}
 
 
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # made once: json.dumps builds one per call
+
+
 def _dumps(body: dict[str, Any]) -> bytes:
-    """The request body as JSON; what cannot be sent (a lone surrogate, a value JSON has no form for, a cycle or
-    nesting too deep) is `InvalidRequestError`, before anything is sent."""
+    """The request body as JSON, non-ASCII text as UTF-8 rather than 6-byte escapes; what cannot be sent (a lone
+    surrogate, a value JSON has no form for, a cycle or nesting too deep) is `InvalidRequestError`, unsent."""
     try:
-        return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        return _JSON.encode(body).encode()
     except UnicodeEncodeError as exc:
         problem = f"text that is not valid Unicode (a lone surrogate at position {exc.start})"
     except (TypeError, ValueError, RecursionError) as exc:
