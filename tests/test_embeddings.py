@@ -36,7 +36,8 @@ from llmclient import (
     UnsupportedParameterError,
 )
 from llmclient import embedding as embedding_module
-from llmclient.embedding import EmbedJob, cache_key, open_embedding_cache, plan_batches, truncate_to_tokens
+from llmclient.embed_job import EmbedJob
+from llmclient.embedding import cache_key, open_embedding_cache, plan_batches, truncate_to_tokens
 from llmclient.tokens import count_text
 
 URL = "https://api.openai.com/v1/embeddings"

@@ -9,11 +9,12 @@ anything is sent, and every billed request adds to its single record, even when 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from llmclient import embedding
-from llmclient.embedding import EmbeddingCache, EmbedJob
+from llmclient.embedding import EmbeddingCache, Vector
 from llmclient.errors import InvalidRequestError, ResponseFormatError, UnsupportedCapabilityError
 from llmclient.pipeline import Call, Deadline, Outcome, Pipeline, Pricing
 from llmclient.streaming import ended_by
@@ -59,6 +60,93 @@ class EmbedOptions:
                 provider=call.provider,
                 model=call.model,
             )
+
+
+class EmbedJob:
+    """The texts of one `embed` call: each distinct text once, what the cache answered, and what is left to send.
+
+    `pending` holds the distinct texts still to send, in first-appearance order; `sent[i]` is what will actually be
+    sent for `pending[i]` (the text itself, or its truncation) and `keys[i]` the cache key its vector is stored under.
+    """
+
+    def __init__(self, texts: Sequence[str], key: Callable[..., str]) -> None:
+        self.texts = texts
+        self._key = key
+        self.first_index: dict[str, int] = {}
+        for index, text in enumerate(texts):
+            self.first_index.setdefault(text, index)
+        self.found: dict[str, Vector] = {}
+        """Vectors the cache held, by text."""
+        self.received: list[tuple[range, Vector]] = []
+        """The vectors each request returned, with the positions in `pending` they belong to."""
+        self.width: int | None = None
+        self.pending: list[str] = list(self.first_index)
+        self.sent: list[str] = list(self.pending)
+        self.keys: list[str] = [key(text) for text in self.pending]
+        self._rows: list[int] = list(self.first_index.values())  # the output row of each pending text
+
+    def lookup(self, cache: EmbeddingCache | None, *, truncated_to: int | None = None) -> None:
+        """Take what the cache holds (under the plain key, or the truncated one when truncation is allowed)."""
+        if cache is None or not self.pending:
+            return
+        truncated = {text: self._key(text, truncated_to=truncated_to) for text in self.pending} if truncated_to else {}
+        hits = cache.get_many([*self.keys, *truncated.values()])
+        if not hits:
+            return
+        keep = []
+        for position, text in enumerate(self.pending):
+            vector = hits.get(self.keys[position])
+            if vector is None and text in truncated:
+                vector = hits.get(truncated[text])
+            if vector is None:
+                keep.append(position)
+            else:
+                self.found[text] = vector
+                self.width = self.width or int(vector.shape[0])
+        self.pending = [self.pending[p] for p in keep]
+        self.sent = [self.sent[p] for p in keep]
+        self.keys = [self.keys[p] for p in keep]
+        self._rows = [self._rows[p] for p in keep]
+
+    def truncate(self, position: int, text: str, limit: int) -> None:
+        """Send `text` (a cut of `pending[position]`) instead, stored under the truncated key."""
+        self.sent[position] = text
+        self.keys[position] = self._key(self.pending[position], truncated_to=limit)
+
+    def fill(self, batch: range, vectors: Vector) -> None:
+        """Take the vectors a request returned for `pending[batch]`."""
+        self.received.append((batch, vectors))
+        self.width = self.width or int(vectors.shape[1])
+
+    @property
+    def fresh(self) -> dict[str, Vector]:
+        """The vectors received in this call by cache key (rows of the answers' matrices): what to cache."""
+        return {
+            key: row
+            for batch, vectors in self.received
+            for key, row in zip(self.keys[batch.start : batch.stop], vectors, strict=True)
+        }
+
+    @property
+    def unsent(self) -> int:
+        """Inputs answered without a request: cache hits and repeats of an earlier input."""
+        return len(self.texts) - len(self.pending)
+
+    def assemble(self, dimensions: int) -> Vector:
+        """One float32 row per input, in input order: each answer's matrix placed in one step, then cache hits
+        and repeats."""
+        import numpy as np
+
+        out = np.empty((len(self.texts), dimensions), dtype=np.float32)
+        for batch, vectors in self.received:
+            out[self._rows[batch.start : batch.stop]] = vectors
+        first = self.first_index
+        for text, vector in self.found.items():
+            out[first[text]] = vector
+        if len(first) != len(self.texts):  # a repeated text takes the row of its first appearance
+            repeats = [index for index, text in enumerate(self.texts) if first[text] != index]
+            out[repeats] = out[[first[self.texts[index]] for index in repeats]]
+        return out
 
 
 async def run_embed_job(
@@ -167,7 +255,7 @@ async def run_embed_job(
         deadline.close()
         if bar is not None:
             bar.close()
-    if cache is not None and job.fresh:  # kept even when a later batch failed: never paid twice
+    if cache is not None and job.received:  # kept even when a later batch failed: never paid twice
         cache.put_many(job.fresh)
     cost: Cost | None = Cost()
     if billed:

@@ -40,6 +40,8 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
+    from llmclient.embed_job import EmbedJob
+
     Vector = npt.NDArray[np.float32]
 else:
     Vector = Any
@@ -123,12 +125,14 @@ class MemoryEmbeddingCache:
         return found
 
     def put_many(self, items: Mapping[str, Vector]) -> None:
+        pairs = list(items.items())[-self.max_entries :]  # the earlier ones would be evicted by the later ones
         with self._lock:
-            for key, vector in items.items():
+            for key, vector in pairs:
                 stored = vector.copy()
                 stored.flags.writeable = False  # callers get copies; the cache's own rows never change
+                if key in self._items:
+                    self._items.move_to_end(key)
                 self._items[key] = stored
-                self._items.move_to_end(key)
             while len(self._items) > self.max_entries:
                 self._items.popitem(last=False)
 
@@ -235,79 +239,6 @@ def open_embedding_cache(spec: EmbeddingCache | str | Path | bool | None) -> Emb
     if isinstance(spec, EmbeddingCache):
         return spec
     raise TypeError(f"embedding_cache must be None, a bool, a path or an EmbeddingCache, not {type(spec).__name__}")
-
-
-# -- one call's texts ------------------------------------------------------------------------------------------
-
-
-class EmbedJob:
-    """The texts of one `embed` call: each distinct text once, what the cache answered, and what is left to send.
-
-    `pending` holds the distinct texts still to send, in first-appearance order; `sent[i]` is what will actually be
-    sent for `pending[i]` (the text itself, or its truncation) and `keys[i]` the cache key its vector is stored under.
-    """
-
-    def __init__(self, texts: Sequence[str], key: Callable[..., str]) -> None:
-        self.texts = texts
-        self._key = key
-        self.first_index: dict[str, int] = {}
-        for index, text in enumerate(texts):
-            self.first_index.setdefault(text, index)
-        self.found: dict[str, Vector] = {}
-        self.fresh: dict[str, Vector] = {}
-        """Vectors received in this call, by cache key: what the cache should store."""
-        self.width: int | None = None
-        self.pending: list[str] = list(self.first_index)
-        self.sent: list[str] = list(self.pending)
-        self.keys: list[str] = [key(text) for text in self.pending]
-
-    def lookup(self, cache: EmbeddingCache | None, *, truncated_to: int | None = None) -> None:
-        """Take what the cache holds (under the plain key, or the truncated one when truncation is allowed)."""
-        if cache is None or not self.pending:
-            return
-        truncated = {text: self._key(text, truncated_to=truncated_to) for text in self.pending} if truncated_to else {}
-        hits = cache.get_many([*self.keys, *truncated.values()])
-        keep = []
-        for position, text in enumerate(self.pending):
-            vector = hits.get(self.keys[position])
-            if vector is None and text in truncated:
-                vector = hits.get(truncated[text])
-            if vector is None:
-                keep.append(position)
-            else:
-                self.found[text] = vector
-                self.width = self.width or int(vector.shape[0])
-        self.pending = [self.pending[p] for p in keep]
-        self.sent = [self.sent[p] for p in keep]
-        self.keys = [self.keys[p] for p in keep]
-
-    def truncate(self, position: int, text: str, limit: int) -> None:
-        """Send `text` (a cut of `pending[position]`) instead, stored under the truncated key."""
-        self.sent[position] = text
-        self.keys[position] = self._key(self.pending[position], truncated_to=limit)
-
-    def fill(self, batch: range, vectors: Vector) -> None:
-        """Take the vectors a request returned for `pending[batch]`."""
-        for row, position in enumerate(batch):
-            self.found[self.pending[position]] = vectors[row]
-            self.fresh[self.keys[position]] = vectors[row]
-        self.width = self.width or int(vectors.shape[1])
-
-    @property
-    def unsent(self) -> int:
-        """Inputs answered without a request: cache hits and repeats of an earlier input."""
-        return len(self.texts) - len(self.pending)
-
-    def assemble(self, dimensions: int) -> Vector:
-        """One float32 row per input, in input order, from the found vectors."""
-        import numpy as np
-
-        out = np.empty((len(self.texts), dimensions), dtype=np.float32)
-        rows: dict[str, int] = {}
-        for index, text in enumerate(self.texts):
-            first = rows.setdefault(text, index)
-            out[index] = self.found[text] if first == index else out[first]
-        return out
 
 
 async def fit_to_limits(
@@ -483,7 +414,6 @@ def _stderr_is_terminal() -> bool:
 __all__ = [
     "DEFAULT_LIMITS",
     "PROGRESS_THRESHOLD",
-    "EmbedJob",
     "EmbeddingCache",
     "EmbeddingLimits",
     "MemoryEmbeddingCache",
