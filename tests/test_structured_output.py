@@ -9,7 +9,7 @@ import httpx
 import pytest
 from pydantic import BaseModel, Field
 
-from llmclient import Client, FakeDriver, StructuredOutputError
+from llmclient import Client, FakeDriver, InvalidRequestError, StructuredOutputError
 
 
 class City(BaseModel):
@@ -97,3 +97,11 @@ async def test_nested_models_and_the_fake_driver() -> None:
     response_format = driver.requests[0].response_format or {}
     nested = response_format["json_schema"]["schema"]["$defs"]["City"]
     assert nested["additionalProperties"] is False
+
+
+@pytest.mark.parametrize("not_a_model", [dict, "City", None.__class__, int])
+async def test_a_response_model_that_is_not_a_pydantic_model_is_refused_unsent(not_a_model: Any) -> None:
+    async with Client() as client:
+        with pytest.raises(InvalidRequestError, match="pydantic BaseModel subclass"):
+            await client.chat("hi", model="fake/echo", response_model=not_a_model)
+        assert len(client.ledger) == 0

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from llmclient.drivers import Driver
-from llmclient.errors import StructuredOutputError
+from llmclient.errors import InvalidRequestError, StructuredOutputError
 from llmclient.pipeline.request import validation_message
 from llmclient.types import ChatResponse, Message
 
@@ -43,6 +43,11 @@ async def structured_chat(
         response_format: The caller's own response format, kept in the "prompt" mode.
         max_validation_retries: Invalid replies sent back before `StructuredOutputError`.
     """
+    if not (isinstance(response_model, type) and issubclass(response_model, BaseModel)):
+        raise InvalidRequestError(
+            f"response_model must be a pydantic BaseModel subclass, not {response_model!r}"[:200],
+            provider=driver.provider,
+        )
     mode = driver.capabilities.structured_output
     schema = strict_json_schema(response_model)
     transcript = list(messages)
