@@ -4,8 +4,10 @@ pool, streams left early, TLS, and answers no well-behaved server sends."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import ssl
+import zlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +16,7 @@ from typing import Any
 import pytest
 import trustme
 
-from llmclient import APIConnectionError, APITimeoutError, Client, HTTPOptions, Timeouts
+from llmclient import APIConnectionError, APITimeoutError, Client, HTTPOptions, Limits, ResponseFormatError, Timeouts
 
 BODY = json.dumps(
     {
@@ -159,7 +161,6 @@ async def test_a_stream_left_early_closes_its_connection(wire: Any) -> None:
     [
         (lambda n: [b'HTTP/1.1 200 OK\r\ncontent-length: 9999\r\n\r\n{"id"', None], "closed the connection"),
         (lambda n: [b"NOT HTTP AT ALL\r\n\r\n", None], "not valid HTTP"),
-        (lambda n: answer(headers="content-encoding: gzip\r\n"), "encoded as 'gzip'"),
         (lambda n: [None], "closed the connection"),
     ],
 )
@@ -169,6 +170,42 @@ async def test_broken_answers_are_connection_errors(wire: Any, script: Any, matc
         with pytest.raises(APIConnectionError, match=match):
             await llm.chat("ping", model=MODEL)
         assert len(llm.ledger) == 0
+
+
+async def test_compressed_answers_though_identity_was_asked_for(wire: Any) -> None:
+    event = f"data: {json.dumps({'choices': [{'index': 0, 'delta': {'content': 'x'}}]})}\n\n".encode()
+    end = f"data: {json.dumps({'choices': [{'index': 0, 'delta': {}, 'finish_reason': 'stop'}]})}\n\n".encode()
+    packed = gzip.compress(event * 3 + end + b"data: [DONE]\n\n")
+    streamed = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-encoding: gzip\r\n\r\n"
+    scripts = {
+        "gzip": lambda n: answer(gzip.compress(BODY), headers="content-encoding: gzip\r\n"),
+        "zlib deflate": lambda n: answer(zlib.compress(BODY), headers="content-encoding: deflate\r\n"),
+        "gzip stream": lambda n: [streamed + packed[:20], 0.01, packed[20:], None],
+    }
+    for name, script in scripts.items():
+        server = await wire(script)
+        async with client(server.url) as llm:
+            if name == "gzip stream":
+                assert "".join([c.delta async for c in llm.stream("ping", model=MODEL)]) == "xxx", name
+            else:
+                assert (await llm.chat("ping", model=MODEL)).text == "pong", name
+    bomb = gzip.compress(b" " * 5_000_000)  # 5 MB of spaces in about 5 kB
+    for script, match in [
+        (lambda n: answer(b"\x8b\x00 not brotli", headers="content-encoding: br\r\n"), "encoded as 'br'"),
+        (lambda n: answer(b"not gzip at all", headers="content-encoding: gzip\r\n"), "encoded as 'gzip'"),
+        (lambda n: answer(bomb, headers="content-encoding: gzip\r\n"), "over the 1,000,000 byte limit"),
+    ]:
+        server = await wire(script)
+        provider = {
+            "base_url": server.url,
+            "limits": Limits(max_response_bytes=1_000_000),
+            "http": {"trust_env": False},
+        }
+        async with Client(providers={"openai-compatible": provider}, prices={MODEL: 1}, retry=0) as llm:
+            with pytest.raises(ResponseFormatError, match=match) as caught:
+                await llm.chat("ping", model=MODEL)
+            assert caught.value.status == 200
+            assert len(llm.ledger) == 1  # answered, so billed: recorded though unusable
 
 
 async def test_a_refused_connection_and_a_silent_server(wire: Any, unused_tcp_port: int) -> None:

@@ -7,12 +7,48 @@ before it can grow without bound.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import AsyncIterator
 
 from llmclient.errors import StreamDecodeError
 
 DEFAULT_MAX_EVENT_BYTES = 8 * 2**20
 """The longest stream line or event read by default (`Limits.max_event_bytes`)."""
+
+_INFLATABLE = ("gzip", "x-gzip", "deflate")
+
+
+def _inflater(encoding: str, start: bytes) -> zlib._Decompress:
+    if encoding not in _INFLATABLE:
+        raise ValueError(f"no decoder for {encoding!r}")
+    # wbits 47: a gzip or zlib header, detected; "deflate" sent raw (no zlib header, as some servers do) is -15.
+    return zlib.decompressobj(47 if encoding != "deflate" or start[:1] == b"\x78" else -15)
+
+
+def inflate(content: bytes, encoding: str, limit: int) -> bytes | None:
+    """A gzip or deflate body undone, or None when it would expand past `limit` bytes (a small body must not
+    grow without bound). `ValueError` for another encoding or a corrupt body."""
+    try:
+        plain: bytes = _inflater(encoding, content).decompress(content, limit + 1)
+    except zlib.error as exc:
+        raise ValueError(f"corrupt {encoding} body") from exc
+    return None if len(plain) > limit else plain
+
+
+async def inflate_stream(pieces: AsyncIterator[bytes], encoding: str, cap: int) -> AsyncIterator[bytes]:
+    """A gzip or deflate stream undone a piece at a time, no piece over `cap` bytes (what the framing accepts as
+    one line). `ValueError` for another encoding or corrupt data."""
+    inflater = None
+    async for raw in pieces:
+        inflater = inflater or _inflater(encoding, raw)
+        try:
+            piece = inflater.decompress(raw, cap)
+            while piece:
+                yield piece
+                tail = inflater.unconsumed_tail
+                piece = inflater.decompress(tail, cap) if tail else b""
+        except zlib.error as exc:
+            raise ValueError(f"corrupt {encoding} stream") from exc
 
 
 async def iter_sse(lines: AsyncIterator[str], *, max_event_chars: int | None = None) -> AsyncIterator[tuple[str, str]]:

@@ -1,34 +1,33 @@
 """The default HTTP backend of `HTTPClient`: llmclient's own HTTP/1.1 keep-alive pool over asyncio.
 
 A provider call is one small POST to one origin, answered by JSON or an event stream. For that, a general client's
-machinery (request and response object models, cookie jars, redirects, per-request tasks and timers) costs more
-CPU than the exchange itself: aiohttp's `ClientSession` spends about 2.5 times what this module does per call (see
-BENCHMARKS.md). Here a request is one `transport.write`, the answer is parsed by `httptools` (llhttp, the parser
-Node.js uses) as it arrives, and the waiting task is woken once when the answer is complete.
+machinery (request and response models, cookie jars, a task and timers per request) costs more CPU than the exchange
+itself (BENCHMARKS.md). Here a request is one `transport.write`, `httptools` (llhttp, Node.js's parser) parses the
+answer as it arrives, and the waiting task is woken once when it is complete.
 
-What it keeps from a full client: keep-alive up to `HTTPOptions.keepalive_expiry`, `max_connections` with waiting
-up to `Timeouts.pool`, connect and read timeouts (`Timeouts.connect`, `Timeouts.read` between two reads), TLS
-verified as `HTTPOptions.verify` says, chunked and length-delimited bodies, and connections dropped (never reused)
-after an error, a cancellation or a stream left early. What it leaves out: proxies (a client with a proxy, given
-or from the environment, sends through aiohttp instead), compression (it asks for `identity`: LLM answers are
-small, and an uncompressed body cannot expand past `Limits.max_response_bytes`), redirects (never followed anyway)
-and HTTP/2.
+It keeps: keep-alive (`HTTPOptions.keepalive_expiry`), `max_connections` with waits bounded by `Timeouts.pool`,
+connect and read timeouts (`Timeouts.read` between two reads), TLS as `HTTPOptions.verify` says, chunked,
+length- and close-delimited bodies, and connections dropped (never reused) after an error, a cancellation or a
+stream left early. It asks for `identity` (LLM answers are small) and still undoes gzip or deflate within the size
+limits. It leaves out proxies (a proxied client sends through aiohttp), redirects (never followed) and HTTP/2.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httptools
 
+from llmclient._framing import inflate, inflate_stream
 from llmclient._http_options import Answer
-from llmclient.errors import LLMClientError
+from llmclient.errors import LLMClientError, ResponseFormatError, request_id_from
 
 if TYPE_CHECKING:
     import ssl
@@ -89,9 +88,6 @@ class _Connection(asyncio.Protocol):
             self._fail("connection", f"the answer is not valid HTTP/1.1 ({type(exc).__name__})")
             self.close()
 
-    def eof_received(self) -> bool:
-        return False  # close the transport: the answer ends here
-
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         if self.head_done and not self.complete and self.error is None and self._reads_until_close():
@@ -100,12 +96,6 @@ class _Connection(asyncio.Protocol):
         elif not self.complete:
             self._fail("connection", "the server closed the connection" + (f" ({exc})" if exc else ""))
         self._backend.lost(self)
-
-    def pause_writing(self) -> None:  # a large body: the transport buffers it; the read timeout still applies
-        pass
-
-    def resume_writing(self) -> None:
-        pass
 
     # -- httptools callbacks ---------------------------------------------------------------------------------
 
@@ -127,11 +117,6 @@ class _Connection(asyncio.Protocol):
             return
         self.status = status
         self.keep_alive = self._parser.should_keep_alive()
-        encoding = self.headers.get("content-encoding", "identity").strip().lower()
-        if encoding != "identity":
-            self._fail("connection", f"the answer is encoded as {encoding[:40]!r}, which was not asked for")
-            self.close()
-            return
         self.head_done = True
         self._wake()
 
@@ -165,9 +150,8 @@ class _Connection(asyncio.Protocol):
             self._wake()
 
     def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
     def send(self, data: bytes, read_timeout: float | None) -> None:
         """Write one request; the answer is read into this connection's state."""
@@ -198,9 +182,7 @@ class _Connection(asyncio.Protocol):
         """Until something new arrived (the head, body bytes, the end or an error)."""
         if self.error is not None:
             raise self.error
-        loop = self._backend.loop
-        assert loop is not None
-        self._waiter = waiter = loop.create_future()
+        self._waiter = waiter = self._backend.loop.create_future()  # type: ignore[union-attr]
         try:
             await waiter
         finally:
@@ -250,15 +232,14 @@ class H1Backend:
         self._connect_s = _seconds(timeouts.connect)
         self._read_s = _seconds(timeouts.read)
         self._pool_s = _seconds(timeouts.read if timeouts.pool is None else timeouts.pool)
-        authority = parts.netloc.rpartition("@")[2]
-        fixed = {"host": authority, "accept-encoding": "identity", **{k.lower(): v for k, v in owner.headers.items()}}
+        fixed = {"host": parts.netloc, "accept-encoding": "identity", "connection": "keep-alive"}
         if self._keepalive <= 0:
             fixed["connection"] = "close"
-        self._fixed = fixed
+        self._fixed = {**fixed, **{k.lower(): v for k, v in owner.headers.items()}}
         self._heads: dict[tuple[str, str, tuple[tuple[str, str], ...]], str] = {}
         self._ssl: ssl.SSLContext | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.loop_time = _no_loop_time
+        self.loop_time: Callable[[], float] = time.monotonic  # the bound loop's clock, read on every data_received
         self._idle: list[_Connection] = []
         self._open = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
@@ -409,7 +390,29 @@ class H1Backend:
             self._release(connection, reusable)
 
     async def _rest(self, connection: _Connection, model: str | None) -> bytes:
-        """The rest of an answer whose head has arrived, up to `Limits.max_response_bytes`."""
+        """The rest of an answer whose head has arrived, decoded, up to `Limits.max_response_bytes`."""
+        content = await self._raw_rest(connection, model)
+        encoding = connection.headers.get("content-encoding", "identity").strip().lower()
+        if encoding == "identity":
+            return content
+        try:
+            plain = inflate(content, encoding, self._owner.limits.max_response_bytes)
+        except ValueError:
+            raise self._undecodable(connection, encoding, model) from None
+        if plain is None:
+            raise self._owner.too_large(Answer(connection.status, connection.headers, b""), model)
+        return plain
+
+    def _undecodable(self, connection: _Connection, encoding: str, model: str | None) -> ResponseFormatError:
+        return ResponseFormatError(
+            f"{self._owner.provider} sent an answer encoded as {encoding[:40]!r} that could not be decoded",
+            provider=self._owner.provider,
+            model=model,
+            status=connection.status,  # a 2xx was billed: recorded though unusable
+            request_id=request_id_from(connection.headers),
+        )
+
+    async def _raw_rest(self, connection: _Connection, model: str | None) -> bytes:
         limit = self._owner.limits.max_response_bytes
         declared = connection.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
@@ -432,7 +435,18 @@ class H1Backend:
             raise self._failure(exc, model) from None
 
     async def chunks(self, connection: _Connection, model: str | None) -> AsyncIterator[bytes]:
-        """The body as it arrives, in chunks cut anywhere."""
+        """The body as it arrives, in chunks cut anywhere (a gzip or deflate stream inflated a piece at a time)."""
+        encoding = connection.headers.get("content-encoding", "identity").strip().lower()
+        pieces = self._raw_chunks(connection, model)
+        if encoding != "identity":
+            pieces = inflate_stream(pieces, encoding, self._owner.limits.max_event_bytes)
+        try:
+            async for piece in pieces:
+                yield piece
+        except ValueError:
+            raise self._undecodable(connection, encoding, model) from None
+
+    async def _raw_chunks(self, connection: _Connection, model: str | None) -> AsyncIterator[bytes]:
         while True:
             if connection.buffered:
                 yield connection.take()
@@ -457,15 +471,10 @@ class H1Backend:
                 _abandon(connection)
         self._open = 0
         self.loop = None
-        self.loop_time = _no_loop_time
 
 
 def _seconds(value: float | None) -> float | None:
     return None if value is None or math.isinf(value) else value
-
-
-def _no_loop_time() -> float:
-    return 0.0
 
 
 def _context(verify: ssl.SSLContext | bool) -> ssl.SSLContext:
