@@ -334,6 +334,15 @@ def test_embed_job_deduplicates_and_assembles_in_order() -> None:
     assert job.unsent == 2 and sorted(job.fresh) == ["k/a", "k/b", "k/c"]
 
 
+def test_an_embed_job_without_a_cache_computes_no_keys() -> None:
+    def key(text: str, truncated_to: int | None = None) -> str:
+        raise AssertionError("no cache: no SHA-256 per text")
+
+    job = EmbedJob(["a", "b", "a"], key, keyed=False)
+    job.fill(range(0, 2), np.arange(4, dtype=np.float32).reshape(2, 2))
+    assert job.assemble(2).tolist() == [[0, 1], [2, 3], [0, 1]]
+
+
 @pytest.mark.parametrize(
     "bad", [{"dimensions": 0}, {"batch_size": -1}, {"concurrency": 0}, {"dimensions": True}, {"batch_size": 2.5}]
 )

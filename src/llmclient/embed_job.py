@@ -69,7 +69,7 @@ class EmbedJob:
     sent for `pending[i]` (the text itself, or its truncation) and `keys[i]` the cache key its vector is stored under.
     """
 
-    def __init__(self, texts: Sequence[str], key: Callable[..., str]) -> None:
+    def __init__(self, texts: Sequence[str], key: Callable[..., str], *, keyed: bool = True) -> None:
         self.texts = texts
         self._key = key
         self.first_index: dict[str, int] = {}
@@ -82,7 +82,8 @@ class EmbedJob:
         self.width: int | None = None
         self.pending: list[str] = list(self.first_index)
         self.sent: list[str] = list(self.pending)
-        self.keys: list[str] = [key(text) for text in self.pending]
+        # Cache keys (a SHA-256 each) only when there is a cache to ask and feed.
+        self.keys: list[str] = [key(text) for text in self.pending] if keyed else [""] * len(self.pending)
         self._rows: list[int] = list(self.first_index.values())  # the output row of each pending text
 
     def lookup(self, cache: EmbeddingCache | None, *, truncated_to: int | None = None) -> None:
@@ -179,7 +180,7 @@ async def run_embed_job(
     entry = pricing.entry(call)
     known = [n for n in (limits.max_input_tokens, entry.max_input_tokens if entry else None) if n]
     max_input_tokens = min(known) if known else None
-    job = EmbedJob(texts, functools.partial(embedding.cache_key, provider, name, dimensions))
+    job = EmbedJob(texts, functools.partial(embedding.cache_key, provider, name, dimensions), keyed=cache is not None)
     job.lookup(cache, truncated_to=max_input_tokens if options.truncate else None)
     needs_counts = bool(job.pending) and bool(budgets or max_input_tokens or limits.max_tokens_per_request)
     counted = await embedding.fit_to_limits(
