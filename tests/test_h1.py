@@ -4,9 +4,13 @@ pool, streams left early, TLS, and answers no well-behaved server sends."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import gzip
 import json
+import socket
 import ssl
+import struct
+import warnings
 import zlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -16,7 +20,16 @@ from typing import Any
 import pytest
 import trustme
 
-from llmclient import APIConnectionError, APITimeoutError, Client, HTTPOptions, Limits, ResponseFormatError, Timeouts
+from llmclient import (
+    APIConnectionError,
+    APITimeoutError,
+    Client,
+    ConfigurationError,
+    HTTPOptions,
+    Limits,
+    ResponseFormatError,
+    Timeouts,
+)
 
 BODY = json.dumps(
     {
@@ -43,7 +56,7 @@ def chunked(*pieces: bytes) -> list[bytes | float | None]:
 class Wire:
     """A loopback server writing what `script(request_number)` returns: bytes, pauses (floats) and None to close."""
 
-    script: Callable[[int], list[bytes | float | None]]
+    script: Callable[[int], list[Any]]
     url: str = ""
     connections: int = 0
     requests: list[bytes] = field(default_factory=list)
@@ -59,6 +72,11 @@ class Wire:
                 self.requests.append(head + await reader.readexactly(size))
                 for piece in self.script(len(self.requests)):
                     if piece is None:
+                        return
+                    if piece == "reset":  # an RST instead of a FIN
+                        sock = writer.transport.get_extra_info("socket")
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                        writer.transport.abort()
                         return
                     if isinstance(piece, float):
                         await asyncio.sleep(piece)
@@ -143,6 +161,69 @@ async def test_bytes_nobody_asked_for_break_the_connection(wire: Any) -> None:
     assert server.connections == 3
 
 
+async def test_stray_bytes_after_an_answer_are_never_read_as_the_next_one(wire: Any) -> None:
+    server = await wire(lambda n: [answer()[0] + b"HTTP/1.1 200 OK\r\n"] if n == 1 else answer())  # type: ignore[operator]
+    async with client(server.url) as llm:
+        for _ in range(3):
+            assert (await llm.chat("ping", model=MODEL)).text == "pong"
+    assert server.connections == 2
+
+
+async def test_closing_the_client_mid_call_fails_nothing_and_leaks_no_slot(wire: Any) -> None:
+    server = await wire(lambda n: [0.2, *answer()])
+    llm = client(server.url, max_connections=1)
+    calls = [asyncio.ensure_future(llm.chat("ping", model=MODEL)) for _ in range(3)]
+    await asyncio.sleep(0.05)  # one in flight, two waiting for the one connection
+    await llm.aclose()
+    assert [reply.text for reply in await asyncio.gather(*calls)] == ["pong"] * 3
+    assert (await llm.chat("ping", model=MODEL)).text == "pong"  # a closed client opens new connections
+    await llm.aclose()
+
+
+async def test_a_wake_up_a_cancelled_waiter_cannot_take_goes_to_the_next(wire: Any) -> None:
+    server = await wire(lambda n: answer())
+    llm = client(server.url, max_connections=1)
+    backend = llm.driver("openai-compatible")._http._fast  # type: ignore[attr-defined]
+    loop = backend._bind()
+    backend._open = 1  # the one connection is busy
+    second, third = (asyncio.ensure_future(backend._wait_for_slot(loop)) for _ in range(2))
+    await asyncio.sleep(0)
+    backend._wake_one()  # the second is woken, then cancelled before it runs
+    second.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await second
+    await asyncio.wait_for(third, 1)  # the wake-up went on to the third
+    backend._open = 0
+    await llm.aclose()
+
+
+async def test_closing_leaves_no_socket_open_over_tls_either(wire: Any, tmp_path: Path) -> None:
+    authority = trustme.CA()
+    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(served)
+    server = await wire(lambda n: answer(), tls=served)
+    bundle = tmp_path / "ca.pem"
+    authority.cert_pem.write_to_path(str(bundle))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        async with client(server.url, verify=str(bundle)) as llm:
+            assert (await llm.chat("ping", model=MODEL)).text == "pong"
+        del llm
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
+
+
+async def test_headers_that_would_inject_lines_or_hosts_idna_refuses(wire: Any) -> None:
+    for headers in ({"x-team": "a\r\nx-injected: 1"}, {"x team": "a"}, {"x-team": "caf\u00e9 \u2615"}):
+        with pytest.raises(ConfigurationError, match="header"):
+            Client(providers={"openai-compatible": {"base_url": "http://127.0.0.1:9/v1", "headers": headers}}).driver(
+                "openai-compatible"
+            )
+    async with client("http://" + "a" * 64 + ".example/v1") as llm:
+        with pytest.raises(APIConnectionError, match="could not connect"):
+            await llm.chat("ping", model=MODEL)
+
+
 async def test_a_stream_left_early_closes_its_connection(wire: Any) -> None:
     events = [f"data: {json.dumps({'choices': [{'index': 0, 'delta': {'content': 'x'}}]})}\n\n".encode()] * 3
     head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
@@ -160,6 +241,19 @@ async def test_a_stream_left_early_closes_its_connection(wire: Any) -> None:
     ("script", "match"),
     [
         (lambda n: [b'HTTP/1.1 200 OK\r\ncontent-length: 9999\r\n\r\n{"id"', None], "closed the connection"),
+        (
+            lambda n: [b'HTTP/1.1 200 OK\r\ntransfer-encoding: Chunked\r\n\r\n5\r\n{"id"\r\n', None],
+            "closed the connection",
+        ),
+        (
+            lambda n: [b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n{"id"', 0.01, "reset"],
+            "closed the connection",
+        ),
+        (lambda n: [b"HTTP/1.1 200 OK\r\n" + b"x-flood: 1\r\n" * 300 + b"\r\n"], "headers run past"),
+        (
+            lambda n: [b"HTTP/1.1 101 Switching Protocols\r\nupgrade: h2c\r\nconnection: upgrade\r\n\r\n", None],
+            "not valid HTTP",
+        ),
         (lambda n: [b"NOT HTTP AT ALL\r\n\r\n", None], "not valid HTTP"),
         (lambda n: [None], "closed the connection"),
     ],

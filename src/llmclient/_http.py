@@ -31,7 +31,7 @@ from llmclient._framing import iter_sse as iter_sse
 from llmclient._http_options import HTTPOptions as HTTPOptions
 from llmclient._http_options import InsecureURLWarning as InsecureURLWarning
 from llmclient._http_options import Limits as Limits
-from llmclient._http_options import check_api_key, check_base_url, fast_backend, respx_routing
+from llmclient._http_options import check_api_key, check_base_url, check_headers, fast_backend, respx_routing
 from llmclient._sanitize import scrub_transport_logs
 from llmclient.errors import (
     APIConnectionError,
@@ -130,13 +130,13 @@ class HTTPClient:
         self.base_url = base_url
         self.timeouts = timeouts or Timeouts()
         self.options = HTTPOptions.from_value(options)
-        self.headers = {"user-agent": _USER_AGENT, **headers}
         self.limits = limits or Limits()
         # `refine` may turn an error answer into any llmclient error (a 400 saying a model lacks tools: unsupported).
         self._refine = refine
         self._refine_connect = refine_connect
         self._urls: dict[str, httpx.URL] = {}
         self._secrets = tuple(check_api_key(secret, provider=provider) for secret in secrets if secret)
+        self.headers = check_headers({"user-agent": _USER_AGENT, **headers}, provider=provider)  # after the key's
         check_base_url(base_url, provider=provider, sends_key=bool(self._secrets))
         scrub_transport_logs(self._secrets)
         self._transport = transport

@@ -199,6 +199,29 @@ def check_api_key(secret: str, *, provider: str) -> str:
     return secret
 
 
+_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def check_headers(headers: Mapping[str, str], *, provider: str) -> dict[str, str]:
+    """`headers` as a dict if every name is an HTTP token and every value one line of Latin-1 text, else
+    `ConfigurationError` naming the header (never its value: it may hold a secret). A CR or LF would let a value
+    add headers of its own."""
+    for name, value in headers.items():
+        if not isinstance(name, str) or not name or not set(name) <= _TOKEN:
+            raise ConfigurationError(
+                f"header name {str(name)[:60]!r} for {provider} is not an HTTP token", provider=provider
+            )
+        if not isinstance(value, str) or not value.replace("\t", " ").isprintable():  # no CR, LF or NUL
+            message = f"the {name!r} header for {provider} must be one line of printable text"
+            raise ConfigurationError(message, provider=provider)
+        try:
+            value.encode("latin-1")
+        except UnicodeEncodeError:
+            message = f"the {name!r} header for {provider} holds non-Latin-1 text"
+            raise ConfigurationError(message, provider=provider) from None
+    return dict(headers)
+
+
 def check_base_url(url: str, *, provider: str, sends_key: bool) -> None:
     """Refuse a base URL with whitespace or an invalid port (`ConfigurationError`); warn once per host when a key
     would go over plain http to a public host."""
