@@ -440,3 +440,11 @@ def to_messages(value: Any) -> list[Message]:
     if not isinstance(value, Iterable):
         raise TypeError(f"messages must be str, Message, dict or a list of those, not {type(value).__name__}")
     return [item if isinstance(item, Message) else Message.model_validate(item) for item in value]
+
+
+def build_validators() -> None:
+    """Build the validators of the models every call uses, once per process. They are deferred at import, which
+    keeps `import llmclient` light; a `Client` builds them when it is made, so its first calls do not pay (about
+    20 ms, all of them waiting on it when they start together)."""
+    for model in (Message, ChatRequest, Usage, Cost, ChatResponse, ChatChunk, TokenCount):
+        model.model_rebuild()

@@ -27,6 +27,7 @@ from llmclient.pipeline.observe import LoggingObserver, Observer, Run, ToolExecu
 from llmclient.pipeline.routing import Routing
 from llmclient.pipeline.steps import CountPrompt, LedgerRecording, Pipeline, Pricing, Step
 from llmclient.pipeline.tracing import Tracing
+from llmclient.types import build_validators
 
 if TYPE_CHECKING:
     from llmclient.budget import Budget
@@ -45,6 +46,7 @@ def client_pipeline(
     """A `Client`'s steps, in order: routing (for model groups, so budgets price the deployment picked), the prompt
     count (with `track_drift`), pricing, in-process budgets, shared budgets (with a `budget_store`: a
     `postgresql://` URL or `stores.SharedBudgets`), and the ledger record."""
+    build_validators()  # here, not at import: see its docstring
     steps: list[Step] = [Routing()] if routed else []
     steps += [CountPrompt()] if track_drift else []
     steps += [pricing, BudgetAdmission(budgets, pricing)]
