@@ -25,9 +25,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from harness import _cpu_model
 from llmclient import Client
 from llmclient.drivers._local import smollm2_gguf
-from run import _cpu_model, update_markdown
+from run import update_markdown
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPT = "What is the capital of France?"  # greedy SmolLM2 never stops on its own here

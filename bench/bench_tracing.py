@@ -29,10 +29,12 @@ import timeit
 from collections.abc import Sequence
 from typing import Any
 
+from clients import LLMCLIENT_MODEL, PROMPT
+from harness import bench_server, environment_line
 from llmclient import Client
 from llmclient.pipeline import Observer, Tracing
 from llmclient.pipeline.observe import Hooks, default_observers, notify
-from run import DEFAULT_OUTPUT, LLMCLIENT_MODEL, PROMPT, bench_server, environment_line, update_markdown
+from run import DEFAULT_OUTPUT, update_markdown
 
 SECTION = "tracing"
 TARGET = 0.01
