@@ -224,6 +224,20 @@ async def test_headers_that_would_inject_lines_or_hosts_idna_refuses(wire: Any) 
             await llm.chat("ping", model=MODEL)
 
 
+async def test_a_stream_read_to_its_done_marker_keeps_its_connection(wire: Any) -> None:
+    events = [
+        f"data: {json.dumps({'choices': [{'index': 0, 'delta': {'content': 'x'}, 'finish_reason': 'stop'}]})}\n\n",
+        "data: [DONE]\n\n",
+    ]
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+    framed = b"".join(f"{len(e):x}\r\n{e}\r\n".encode() for e in events)
+    server = await wire(lambda n: [head + framed, 0.01, b"0\r\n\r\n"])  # the terminator a moment after [DONE]
+    async with client(server.url) as llm:
+        for _ in range(3):
+            assert "".join([chunk.delta async for chunk in llm.stream("ping", model=MODEL)]) == "x"
+    assert server.connections == 1
+
+
 async def test_a_stream_left_early_closes_its_connection(wire: Any) -> None:
     events = [f"data: {json.dumps({'choices': [{'index': 0, 'delta': {'content': 'x'}}]})}\n\n".encode()] * 3
     head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"

@@ -216,9 +216,24 @@ class H1Backend:
                 content = await self._rest(connection, model)
                 self._owner.check_status(Answer(connection.status, connection.headers, content), content, model)
             yield connection
+            if not connection.complete:  # the reader stopped at its own end marker (OpenAI's `[DONE]`)
+                await self._drain(connection)
             reusable = connection.finished()
         finally:
             self._release(connection, reusable)
+
+    async def _drain(self, connection: Connection) -> None:
+        """Read what follows a stream's last event, so the connection can be reused: the chunked terminator usually
+        comes a moment after `[DONE]`. At most 64 KiB within 50 ms; past that the connection is closed instead."""
+        loop = asyncio.get_running_loop()
+        until, drained = loop.time() + 0.05, 0
+        while not connection.complete and drained <= 65536 and loop.time() < until:
+            drained += len(connection.take())
+            try:
+                await asyncio.wait_for(connection.wait(), until - loop.time())
+            except (Failed, asyncio.TimeoutError):
+                return
+        connection.take()
 
     async def _rest(self, connection: Connection, model: str | None) -> bytes:
         """The rest of an answer whose head has arrived, decoded, up to `Limits.max_response_bytes`."""
