@@ -108,6 +108,16 @@ async def wire() -> AsyncIterator[Callable[..., Any]]:
         await server.server.wait_closed()
 
 
+async def tls_server(wire: Any, folder: Path) -> tuple[Wire, Path]:
+    """A TLS server whose certificate a throwaway authority signed, and that authority's bundle."""
+    authority = trustme.CA()
+    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(served)
+    bundle = folder / "ca.pem"
+    authority.cert_pem.write_to_path(str(bundle))
+    return await wire(lambda n: answer(), tls=served), bundle
+
+
 def client(url: str, timeouts: Timeouts | None = None, **http: Any) -> Client:
     provider: dict[str, Any] = {"base_url": url, "http": {"backend": "native", "trust_env": False, **http}}
     if timeouts is not None:
@@ -142,18 +152,17 @@ async def test_keep_alive_reuses_a_connection_and_survives_the_server_closing_it
     assert request.startswith("post /v1/chat/completions http/1.1\r\n")
 
 
-async def test_an_idle_connection_closed_by_the_server_is_not_reused(wire: Any) -> None:
-    server = await wire(lambda n: [*answer(), 0.01, None])  # answers, then closes the idle connection
-    async with client(server.url) as llm:
-        for _ in range(3):
-            assert (await llm.chat("ping", model=MODEL)).text == "pong"
-            await asyncio.sleep(0.05)
-    assert server.connections == 3
-
-
-async def test_bytes_nobody_asked_for_break_the_connection(wire: Any) -> None:
-    # Two answers to the first request (in one write, then while idle): the first is read, the connection dropped.
-    server = await wire(lambda n: [answer()[0] + answer()[0]] if n == 1 else [*answer(), 0.02, *answer()])  # type: ignore[operator]
+@pytest.mark.parametrize(
+    "script",
+    [
+        lambda n: [*answer(), 0.01, None],  # answers, then closes the idle connection
+        # Two answers to one request (in one write, then while idle): the first is read, the connection dropped.
+        lambda n: [answer()[0] + answer()[0]] if n == 1 else [*answer(), 0.02, *answer()],  # type: ignore[operator]
+    ],
+    ids=["closed while idle", "bytes nobody asked for"],
+)
+async def test_a_connection_in_doubt_is_not_reused(wire: Any, script: Any) -> None:
+    server = await wire(script)
     async with client(server.url) as llm:
         for _ in range(3):
             assert (await llm.chat("ping", model=MODEL)).text == "pong"
@@ -198,12 +207,7 @@ async def test_a_wake_up_a_cancelled_waiter_cannot_take_goes_to_the_next(wire: A
 
 
 async def test_closing_leaves_no_socket_open_over_tls_either(wire: Any, tmp_path: Path) -> None:
-    authority = trustme.CA()
-    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    authority.issue_cert("127.0.0.1").configure_cert(served)
-    server = await wire(lambda n: answer(), tls=served)
-    bundle = tmp_path / "ca.pem"
-    authority.cert_pem.write_to_path(str(bundle))
+    server, bundle = await tls_server(wire, tmp_path)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         async with client(server.url, verify=str(bundle)) as llm:
@@ -339,12 +343,7 @@ async def test_a_cancelled_call_gives_its_connection_slot_back(wire: Any) -> Non
 
 
 async def test_tls_verified_against_the_given_authority(wire: Any, tmp_path: Path) -> None:
-    authority = trustme.CA()
-    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    authority.issue_cert("127.0.0.1").configure_cert(served)
-    server = await wire(lambda n: answer(), tls=served)
-    bundle = tmp_path / "ca.pem"
-    authority.cert_pem.write_to_path(str(bundle))
+    server, bundle = await tls_server(wire, tmp_path)
     async with client(server.url, verify=str(bundle)) as llm:
         assert (await llm.chat("ping", model=MODEL)).text == "pong"
     async with client(server.url) as llm:  # certifi's authorities do not know this one
