@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -133,6 +134,28 @@ async def test_an_explicit_proxy(server: Server, backend: str) -> None:
     async with client_for("http://llm.invalid", backend, http={"proxy": server.url, "trust_env": False}) as client:
         assert (await client.chat("ping", model="openai-compatible/m")).text == "pong"
     assert server.requests[-1].url.host == "llm.invalid"
+
+
+@pytest.mark.parametrize(
+    "environment",
+    [
+        {"HTTPS_PROXY": "http://a:1"},
+        {"https_proxy": "http://b:2", "HTTPS_PROXY": "http://a:1"},  # lower case wins
+        {"https_proxy": "", "HTTPS_PROXY": "http://a:1"},  # an empty lower-case one removes it
+        {"HTTP_PROXY": "http://c:3", "REQUEST_METHOD": "GET"},  # CGI: HTTP_PROXY is a request header
+        {"ALL_PROXY": "http://d:4", "no_proxy": "localhost"},
+    ],
+)
+def test_the_environment_is_read_as_urllib_reads_it(monkeypatch: pytest.MonkeyPatch, environment: Any) -> None:
+    import urllib.request
+
+    from llmclient._http_options import _environment_proxies
+
+    for name in [n for n in os.environ if n.lower().endswith("_proxy") or n == "REQUEST_METHOD"]:
+        monkeypatch.delenv(name)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    assert _environment_proxies() == urllib.request.getproxies_environment()
 
 
 def test_no_proxy_and_trust_env(monkeypatch: pytest.MonkeyPatch) -> None:

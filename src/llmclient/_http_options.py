@@ -79,9 +79,7 @@ class HTTPOptions:
         """The proxy for requests to `url`: `proxy`, else the environment's unless `NO_PROXY` exempts the host."""
         if self.proxy is not None or not self.trust_env:
             return self.proxy
-        import urllib.request
-
-        proxies = urllib.request.getproxies_environment()  # *_proxy variables, lower case first, as curl reads them
+        proxies = _environment_proxies()
         parts = urlsplit(url)
         if not proxies or _bypassed(parts.hostname or "", proxies.get("no", "")):
             return None
@@ -111,6 +109,23 @@ class HTTPOptions:
 
 
 _DEFAULT_OPTIONS = HTTPOptions()
+
+
+def _environment_proxies() -> dict[str, str]:
+    """The `*_proxy` variables by scheme, as `urllib.request.getproxies_environment` reads them (a lower-case name
+    wins over its upper-case twin, an empty one removes it; under CGI, `HTTP_PROXY` is a request header and is
+    ignored) without importing urllib.request and http.client on every driver's first use."""
+    environ = os.environ
+    proxies = {name.lower()[:-6]: value for name, value in environ.items() if value and name.lower()[-6:] == "_proxy"}
+    if "REQUEST_METHOD" in environ:
+        proxies.pop("http", None)
+    for name, value in environ.items():
+        if name[-6:] == "_proxy":  # lower case, applied last
+            if value:
+                proxies[name[:-6]] = value
+            else:
+                proxies.pop(name[:-6], None)
+    return proxies
 
 
 def _bypassed(host: str, no_proxy: str) -> bool:
