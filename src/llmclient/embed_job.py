@@ -83,6 +83,7 @@ class EmbedJob:
         self.pending: list[str] = list(self.first_index)
         self.sent: list[str] = list(self.pending)
         # Cache keys (a SHA-256 each) only when there is a cache to ask and feed.
+        self._keyed = keyed
         self.keys: list[str] = [key(text) for text in self.pending] if keyed else [""] * len(self.pending)
         self._rows: list[int] = list(self.first_index.values())  # the output row of each pending text
 
@@ -112,7 +113,8 @@ class EmbedJob:
     def truncate(self, position: int, text: str, limit: int) -> None:
         """Send `text` (a cut of `pending[position]`) instead, stored under the truncated key."""
         self.sent[position] = text
-        self.keys[position] = self._key(self.pending[position], truncated_to=limit)
+        if self._keyed:
+            self.keys[position] = self._key(self.pending[position], truncated_to=limit)
 
     def fill(self, batch: range, vectors: Vector) -> None:
         """Take the vectors a request returned for `pending[batch]`."""

@@ -91,12 +91,12 @@ class _Scope:
             return
         if deadline.expired:
             raise self._timeout()
-        if deadline._handle is None:
-            deadline._handle = deadline._loop.call_at(deadline.when, deadline._expire)
         import asyncio
 
         task = self._task = asyncio.current_task()
         assert task is not None, "a deadline scope runs inside a task"
+        if deadline._handle is None:
+            deadline._handle = deadline._loop.call_at(deadline.when, deadline._expire)
         if sys.version_info >= (3, 11):  # tells the deadline's cancellation from the caller's own (3.10 cannot)
             self._cancelling = task.cancelling()
         deadline._inside.append(self)
