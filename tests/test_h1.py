@@ -330,6 +330,27 @@ async def test_a_refused_connection_and_a_silent_server(wire: Any, unused_tcp_po
             await llm.chat("ping", model=MODEL)
 
 
+async def test_a_connect_timeout_when_the_server_takes_no_more_connections() -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)  # never accepts: once its backlog is full, further SYNs go unanswered
+    port = listener.getsockname()[1]
+    fillers = [socket.socket() for _ in range(4)]
+    for filler in fillers:
+        filler.setblocking(False)
+        filler.connect_ex(("127.0.0.1", port))
+    await asyncio.sleep(0.05)
+    try:
+        async with client(f"http://127.0.0.1:{port}/v1", Timeouts(connect=0.2, read=5, total=None)) as llm:
+            with pytest.raises(APITimeoutError, match=r"connect timeout") as caught:
+                await llm.chat("ping", model=MODEL)
+            assert caught.value.request_sent is False  # never sent: safe to retry, nothing billed
+            assert len(llm.ledger) == 0
+    finally:
+        for sock in [*fillers, listener]:
+            sock.close()
+
+
 async def test_a_cancelled_call_gives_its_connection_slot_back(wire: Any) -> None:
     server = await wire(lambda n: [0.5, *answer()] if n == 1 else answer())
     async with client(server.url, max_connections=1) as llm:

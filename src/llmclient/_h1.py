@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import sys
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -124,7 +125,11 @@ class H1Backend:
             server_hostname=self._host if self._ssl is not None else None,
         )
         try:
-            _, connection = await asyncio.wait_for(opening, self._connect_s)
+            if sys.version_info >= (3, 11):  # a timeout scope: no wait_for race that could leak a fresh connection
+                async with asyncio.timeout(self._connect_s):
+                    _, connection = await opening
+            else:
+                _, connection = await asyncio.wait_for(opening, self._connect_s)
         except asyncio.TimeoutError:
             raise Failed("connect timeout", f"no connection within {self._connect_s:g} s") from None
         except (OSError, UnicodeError) as exc:  # refused, unreachable, DNS, TLS (an OSError), a name IDNA refuses
