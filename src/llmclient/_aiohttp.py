@@ -9,7 +9,6 @@ and turns aiohttp's exceptions into llmclient errors through `HTTPClient.failure
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
@@ -18,15 +17,11 @@ import aiohttp
 from yarl import URL
 
 from llmclient._http_options import Answer
+from llmclient._http_options import finite_seconds as _seconds
 from llmclient.errors import LLMClientError
 
 if TYPE_CHECKING:
     from llmclient._http import FailureKind, HTTPClient
-
-
-def _seconds(value: float | None) -> float | None:
-    # aiohttp takes None for "no limit" (math.inf would overflow its timer rounding).
-    return None if value is None or math.isinf(value) else value
 
 
 class AiohttpBackend:

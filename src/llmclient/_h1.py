@@ -15,7 +15,6 @@ limits. It leaves out proxies (a proxied client sends through aiohttp), redirect
 from __future__ import annotations
 
 import asyncio
-import math
 import sys
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
@@ -26,6 +25,7 @@ from urllib.parse import urlsplit
 from llmclient._framing import inflate, inflate_stream
 from llmclient._h1_connection import Connection, Failed
 from llmclient._http_options import Answer
+from llmclient._http_options import finite_seconds as _seconds
 from llmclient.errors import LLMClientError, ResponseFormatError, request_id_from
 
 if TYPE_CHECKING:
@@ -177,27 +177,29 @@ class H1Backend:
         start = f"{head}{size}\r\n\r\n".encode("latin-1")
         return start if not body else start + body
 
-    async def _exchange(self, method: str, path: str, body: bytes | None, headers: Mapping[str, str]) -> Connection:
+    async def _exchange(
+        self, method: str, path: str, body: bytes | None, headers: Mapping[str, str], model: str | None
+    ) -> Connection:
         """Send a request and return its connection once the answer's head has arrived."""
         data = self._request_bytes(method, path, headers, body)
-        connection = await self._acquire()
         try:
-            connection.send(data, self._read_s)
-            while not connection.head_done:
-                await connection.wait()
-        except BaseException:
-            self._release(connection, False)
-            raise
+            connection = await self._acquire()
+            try:
+                connection.send(data, self._read_s)
+                while not connection.head_done:
+                    await connection.wait()
+            except BaseException:
+                self._release(connection, False)
+                raise
+        except Failed as exc:
+            raise self._failure(exc, model) from None
         return connection
 
     async def request(
         self, method: str, path: str, body: bytes | None, headers: Mapping[str, str], model: str | None
     ) -> Answer:
         """Send one request and read its whole answer, up to `Limits.max_response_bytes`."""
-        try:
-            connection = await self._exchange(method, path, body, headers)
-        except Failed as exc:
-            raise self._failure(exc, model) from None
+        connection = await self._exchange(method, path, body, headers, model)
         reusable = False
         try:
             content = await self._rest(connection, model)
@@ -211,10 +213,7 @@ class H1Backend:
         self, path: str, body: bytes, headers: Mapping[str, str], model: str | None
     ) -> AsyncIterator[Connection]:
         """POST and yield the connection once the answer's head has arrived; an error answer is read and raised."""
-        try:
-            connection = await self._exchange("POST", path, body, headers)
-        except Failed as exc:
-            raise self._failure(exc, model) from None
+        connection = await self._exchange("POST", path, body, headers, model)
         reusable = False
         try:
             if connection.status >= 300:  # an error answer, or a redirect (never followed: the key would go along)
@@ -325,10 +324,6 @@ class H1Backend:
                 _abandon(connection)
         if idle and running:
             await asyncio.sleep(0)  # the transports finish closing (their sockets, TLS ones too)
-
-
-def _seconds(value: float | None) -> float | None:
-    return None if value is None or math.isinf(value) else value
 
 
 def _context(verify: ssl.SSLContext | bool) -> ssl.SSLContext:

@@ -46,6 +46,7 @@ class Connection(asyncio.Protocol):
         self.closed = False
         self.active = False  # an exchange is in flight: bytes that arrive while idle break the connection
         self.idle_since = 0.0
+        self._paused = False
         self._reset()
 
     def _reset(self) -> None:
@@ -65,7 +66,7 @@ class Connection(asyncio.Protocol):
         self._resume()
 
     def _resume(self) -> None:
-        if getattr(self, "_paused", False) and self.transport is not None and not self.closed:
+        if self._paused and self.transport is not None and not self.closed:
             self.transport.resume_reading()
         self._paused = False
 

@@ -6,6 +6,7 @@ same over aiohttp and httpx. Nothing here imports either library.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import warnings
@@ -144,6 +145,12 @@ def _bypassed(host: str, no_proxy: str) -> bool:
         if entry and (host == entry or host.endswith("." + entry)):
             return True
     return False
+
+
+def finite_seconds(value: float | None) -> float | None:
+    """A timeout for the native and aiohttp backends: None for "no limit" (math.inf would overflow timer
+    rounding)."""
+    return None if value is None or math.isinf(value) else value
 
 
 @dataclass(frozen=True)
