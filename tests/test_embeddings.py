@@ -35,9 +35,10 @@ from llmclient import (
     UnsupportedCapabilityError,
     UnsupportedParameterError,
 )
-from llmclient import embedding as embedding_module
-from llmclient.embed_job import EmbedJob
-from llmclient.embedding import cache_key, open_embedding_cache, plan_batches, truncate_to_tokens
+from llmclient.embeddings import batches as embedding_batches
+from llmclient.embeddings.batches import plan_batches, truncate_to_tokens
+from llmclient.embeddings.cache import cache_key, open_embedding_cache
+from llmclient.embeddings.job import EmbedJob
 from llmclient.tokens import count_text
 
 URL = "https://api.openai.com/v1/embeddings"
@@ -454,7 +455,7 @@ async def test_progress_bar_on_request_and_off_when_not_a_terminal(capsys: pytes
 async def test_progress_bar_by_default_for_large_jobs_on_a_terminal(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(embedding_module, "_stderr_is_terminal", lambda: True)
+    monkeypatch.setattr(embedding_batches, "_stderr_is_terminal", lambda: True)
     client = Client()
     await client.embed([f"t{i}" for i in range(999)], model="fake/e")
     assert capsys.readouterr().err == ""  # under the threshold

@@ -1,5 +1,5 @@
-"""The native HTTP/1.1 backend (llmclient._h1) against servers that write exact bytes: framing, keep-alive, the
-pool, streams left early, TLS, and answers no well-behaved server sends."""
+"""The native HTTP/1.1 backend (llmclient.http.backends.native) against servers that write exact bytes: framing,
+keep-alive, the pool, streams left early, TLS, and answers no well-behaved server sends."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from llmclient import Timeouts
-from llmclient._http import iter_sse
+from llmclient.http.client import iter_sse
 
 
 async def lines(*items: str) -> AsyncIterator[str]:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from llmclient import Client, DimensionMismatchError, SearchResult, VectorIndex, ZeroVectorWarning
-from llmclient.index import IndexRecord
+from llmclient.vectors.index import IndexRecord
 
 DOCS = ["cats purr", "dogs bark", "birds sing", "fish swim"]
 META: list[dict[str, Any] | None] = [{"animal": "cat", "legs": 4}, {"animal": "dog", "legs": 4}, {"legs": 2}, None]

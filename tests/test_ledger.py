@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from llmclient import Client, FakeDriver, ResponseFormatError, RetryPolicy, ServerError
-from llmclient.ledger import CSV_COLUMNS, CostLedger, SQLiteLedger
+from llmclient.accounting.ledger import CSV_COLUMNS, CostLedger, SQLiteLedger
 
 PAID = {"fake/paid": {"input_cost_per_token": "0.000001", "output_cost_per_token": "0.000002"}}
 

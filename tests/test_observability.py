@@ -20,8 +20,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from llmclient import BudgetExceededError, Client, RateLimitError, ToolCall
-from llmclient.ledger import LedgerRecord
-from llmclient.pipeline import Call, LoggingObserver, Observer, Outcome, Tracing
+from llmclient.accounting.ledger import LedgerRecord
+from llmclient.lifecycle import Call, Outcome
+from llmclient.observability import LoggingObserver, Observer, Tracing
 
 PRICES = {"fake/priced": {"input_cost_per_token": "0.000001", "output_cost_per_token": "0.000002"}}
 

@@ -12,8 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from llmclient import Client, Usage
+from llmclient.accounting.prices import PriceEntry, PriceTable, UnknownPriceWarning
 from llmclient.drivers import is_self_hosted
-from llmclient.prices import PriceEntry, PriceTable, UnknownPriceWarning
 
 TABLE = PriceTable.default()
 

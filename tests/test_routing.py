@@ -27,11 +27,11 @@ from llmclient import (
     ServerError,
     SQLiteLedger,
 )
+from llmclient.accounting.ledger import SQLITE_SCHEMA
 from llmclient.cli import main
 from llmclient.config import client_options
-from llmclient.ledger import SQLITE_SCHEMA
-from llmclient.pipeline.ratelimit import MemoryRateLimitStore, RateLimit, parse_duration
 from llmclient.routing import Deployment, ModelGroup, moves
+from llmclient.routing.ratelimit import MemoryRateLimitStore, RateLimit, parse_duration
 
 NO_WAIT = RetryPolicy(max_retries=2, initial_backoff=0, jitter=False)
 

@@ -9,8 +9,8 @@ import pytest
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel, Field
 
-from llmclient.schema import parse_docstring
 from llmclient.tools import FunctionTool, tool_from_model
+from llmclient.tools.schema import parse_docstring
 
 
 class Colour(enum.Enum):

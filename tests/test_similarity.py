@@ -1,4 +1,4 @@
-"""llmclient.similarity against scipy and scikit-learn on random data, and every documented edge case."""
+"""llmclient.vectors.similarity against scipy and scikit-learn on random data, and every documented edge case."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ from hypothesis import strategies as st
 from scipy.spatial.distance import cdist
 from sklearn.metrics.pairwise import cosine_similarity
 
-from llmclient import DimensionMismatchError, LLMClientError, ZeroVectorWarning, similarity
-from llmclient.similarity import (
+from llmclient import DimensionMismatchError, LLMClientError, ZeroVectorWarning
+from llmclient.vectors import similarity
+from llmclient.vectors.similarity import (
     DEFAULT_CHUNK_BYTES,
     METRICS,
     SCRATCH_BYTES_PER_ROW,

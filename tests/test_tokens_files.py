@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llmclient import Client, TokenizerUnavailableWarning, tokens
-from llmclient import _tokenizer_files as files
+from llmclient.tokens import files
 
 ROOT = Path(__file__).parent.parent
 CORPUS = [

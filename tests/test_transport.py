@@ -16,7 +16,7 @@ import respx
 from aiohttp import web
 
 from llmclient import APITimeoutError, Client, HTTPOptions, Timeouts
-from llmclient._http import HTTPClient
+from llmclient.http.client import HTTPClient
 
 COMPLETION = {
     "id": "chatcmpl-1",
@@ -149,7 +149,7 @@ async def test_an_explicit_proxy(server: Server, backend: str) -> None:
 def test_the_environment_is_read_as_urllib_reads_it(monkeypatch: pytest.MonkeyPatch, environment: Any) -> None:
     import urllib.request
 
-    from llmclient._http_options import _environment_proxies
+    from llmclient.http.options import _environment_proxies
 
     for name in [n for n in os.environ if n.lower().endswith("_proxy") or n == "REQUEST_METHOD"]:
         monkeypatch.delenv(name)

@@ -14,12 +14,14 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from llmclient._http import HTTPOptions, InsecureURLWarning, Limits, Timeouts
-from llmclient.budget import Budget, BudgetOvershootWarning, BudgetScope
+from llmclient.accounting.budgets import Budget, BudgetOvershootWarning, BudgetScope
+from llmclient.accounting.ledger import CostLedger, LedgerRecord, SQLiteLedger, Summary
+from llmclient.accounting.prices import PriceEntry, PriceTable, UnknownPriceWarning
+from llmclient.chat.streaming import ChatStream
 from llmclient.client import Client
 from llmclient.drivers import BaseDriver, Capabilities, Driver
 from llmclient.drivers.fake import FakeDriver
-from llmclient.embedding import EmbeddingCache, MemoryEmbeddingCache, SQLiteEmbeddingCache
+from llmclient.embeddings.cache import EmbeddingCache, MemoryEmbeddingCache, SQLiteEmbeddingCache
 from llmclient.errors import (
     APIConnectionError,
     APIError,
@@ -59,12 +61,10 @@ from llmclient.errors import (
     UnsupportedCapabilityError,
     UnsupportedParameterError,
 )
-from llmclient.ledger import CostLedger, LedgerRecord, SQLiteLedger, Summary
+from llmclient.http.client import HTTPOptions, InsecureURLWarning, Limits, Timeouts
+from llmclient.lifecycle.request import ParameterDroppedWarning
+from llmclient.lifecycle.retry import RetryPolicy
 from llmclient.model_ids import ModelId
-from llmclient.pipeline.request import ParameterDroppedWarning
-from llmclient.prices import PriceEntry, PriceTable, UnknownPriceWarning
-from llmclient.retry import RetryPolicy
-from llmclient.streaming import ChatStream
 from llmclient.sync import SyncClient, SyncStream
 from llmclient.tokens import TokenizerUnavailableWarning
 from llmclient.tools import FunctionTool, RunResult, tool
@@ -87,14 +87,14 @@ from llmclient.types import (
 )
 
 if TYPE_CHECKING:
-    from llmclient.index import SearchResult, VectorIndex
-    from llmclient.similarity import ZeroVectorWarning
+    from llmclient.vectors.index import SearchResult, VectorIndex
+    from llmclient.vectors.similarity import ZeroVectorWarning
 
 # Names whose modules import numpy: loaded on first access, so `import llmclient` stays light.
 _LAZY = {
-    "SearchResult": "llmclient.index",
-    "VectorIndex": "llmclient.index",
-    "ZeroVectorWarning": "llmclient.similarity",
+    "SearchResult": "llmclient.vectors.index",
+    "VectorIndex": "llmclient.vectors.index",
+    "ZeroVectorWarning": "llmclient.vectors.similarity",
 }
 
 

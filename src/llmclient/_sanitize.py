@@ -1,7 +1,7 @@
 """What llmclient shows and accepts at its edges: bounded text, redacted secrets, JSON decoded without surprises,
 checked API keys and base URLs, and transport logs scrubbed of keys.
 
-It imports nothing from llmclient, so `errors` and `_http` both build on it. Its functions raise plain
+It imports nothing from llmclient, so `errors` and `http` both build on it. Its functions raise plain
 `ValueError`s (or return a problem as text); the modules above turn those into llmclient errors.
 """
 

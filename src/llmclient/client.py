@@ -9,9 +9,9 @@ async with Client(default_model="fake/echo") as client:
     assert reply.usage.input_tokens == 1
 ```
 
-Each call resolves its model id to a driver (`model_ids`, `pipeline.resolve`), builds a validated request
-(`pipeline.request`), and goes through `client.pipeline`: admission (prompt count, budgets), sending under one
-retry layer and deadline (`pipeline.send`), then pricing, settling and one ledger record. Streaming, structured
+Each call resolves its model id to a driver (`model_ids`, `lifecycle.resolve`), builds a validated request
+(`lifecycle.request`), and goes through `client.pipeline`: admission (prompt count, budgets), sending under one
+retry layer and deadline (`lifecycle.send`), then pricing, settling and one ledger record. Streaming, structured
 output, the tool loop and embedding jobs live in their own modules.
 
 `Client(routes={"chat": [Deployment(...), ...]})` makes `"chat"` a model group: `model="chat"` calls go to one of
@@ -29,41 +29,62 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from llmclient import embedding
-from llmclient._http import Timeouts, Transport
-from llmclient.budget import Budget, BudgetScope, open_budgets
+from llmclient.accounting.budgets import Budget, BudgetScope, open_budgets
+from llmclient.accounting.ledger import CostLedger, open_ledger
+from llmclient.accounting.prices import PriceTable
+from llmclient.chat.streaming import ChatStream
+from llmclient.chat.structured import structured_chat
 from llmclient.drivers import Driver
-from llmclient.embed_job import EmbedOptions, run_embed_job
+from llmclient.embeddings.cache import EmbeddingCache, open_embedding_cache
+from llmclient.embeddings.job import EmbedOptions, run_embed_job
 from llmclient.errors import UnsupportedCapabilityError
-from llmclient.ledger import CostLedger, open_ledger
+from llmclient.http.client import Timeouts, Transport
+from llmclient.lifecycle import BudgetAdmission, CountPrompt, LedgerRecording, Pipeline, Pricing, Step
+from llmclient.lifecycle import send as pipeline_send
+from llmclient.lifecycle.request import count_tokens, messages_of
+from llmclient.lifecycle.resolve import Resolver, checked_timeout
+from llmclient.lifecycle.retry import RetryPolicy
 from llmclient.model_ids import ModelId
 from llmclient.options import ChatOptions, RunStepOptions
-from llmclient.pipeline import (
-    Pricing,
-    client_pipeline,
-)
-from llmclient.pipeline import send as pipeline_send
-from llmclient.pipeline.groups import Deployment, ModelGroup
-from llmclient.pipeline.request import count_tokens, messages_of
-from llmclient.pipeline.resolve import Resolver, checked_timeout
-from llmclient.prices import PriceTable
-from llmclient.retry import RetryPolicy
-from llmclient.streaming import ChatStream
-from llmclient.structured import structured_chat
-from llmclient.tool_loop import run_tools
+from llmclient.routing.groups import Deployment, ModelGroup
+from llmclient.routing.router import Routing
 from llmclient.tools import OnToolError, RunResult
-from llmclient.types import ChatResponse, EmbedResponse, Message, ModelT, TokenCount
+from llmclient.tools.loop import run_tools
+from llmclient.types import ChatResponse, EmbedResponse, Message, ModelT, TokenCount, build_validators
 
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
     from typing_extensions import Unpack
 
-    from llmclient.index import SearchResult
-    from llmclient.similarity import Metric
     from llmclient.stores import SharedBudgets
+    from llmclient.vectors.index import SearchResult
+    from llmclient.vectors.similarity import Metric
 
 Messages = str | Message | Mapping[str, Any] | Sequence[Message | Mapping[str, Any]]
+
+
+def client_pipeline(
+    pricing: Pricing,
+    budgets: Callable[[], list[Budget]],
+    ledger: CostLedger,
+    track_drift: bool = False,
+    budget_store: Any = None,
+    *,
+    routed: bool = False,
+) -> Pipeline:
+    """A `Client`'s steps, in order: routing (for model groups, so budgets price the deployment picked), the prompt
+    count (with `track_drift`), pricing, in-process budgets, shared budgets (with a `budget_store`: a
+    `postgresql://` URL or `stores.SharedBudgets`), and the ledger record."""
+    build_validators()  # here, not at import: see its docstring
+    steps: list[Step] = [Routing()] if routed else []
+    steps += [CountPrompt()] if track_drift else []
+    steps += [pricing, BudgetAdmission(budgets, pricing)]
+    if budget_store is not None:
+        from llmclient.stores import shared_budget_step  # psycopg (and numpy) only for fleets
+
+        steps.append(shared_budget_step(budget_store, pricing, ledger))
+    return Pipeline([*steps, LedgerRecording(ledger)])
 
 
 class Client:
@@ -104,7 +125,7 @@ class Client:
         ledger: CostLedger | str | Path | None = None,
         prices: PriceTable | Mapping[str, Any] | None = None,
         budget_usd: Decimal | str | int | None = None,
-        embedding_cache: embedding.EmbeddingCache | str | Path | bool | None = None,
+        embedding_cache: EmbeddingCache | str | Path | bool | None = None,
         track_drift: bool = False,
         budget_store: str | SharedBudgets | None = None,
         routes: Mapping[str, ModelGroup | Sequence[Deployment | str | Mapping[str, Any]]] | None = None,
@@ -112,7 +133,7 @@ class Client:
         self.retry = retry if isinstance(retry, RetryPolicy) else RetryPolicy().with_max_retries(retry)
         self.timeouts = Timeouts.from_value(timeout)
         self.strict_params = strict_params
-        self.embedding_cache = embedding.open_embedding_cache(embedding_cache)
+        self.embedding_cache = open_embedding_cache(embedding_cache)
         self.ledger = open_ledger(ledger)
         self.prices = PriceTable.from_option(prices)
         self._client_budget = None if budget_usd is None else Budget(budget_usd, name="the client's budget")
@@ -324,7 +345,7 @@ class Client:
         Texts are embedded in one `embed` call (cached, recorded), vectors used as they are. Two single items give a
         float, one and a list a 1-D array, two lists a matrix. `metric`: "cosine", "dot" or "euclidean" (distance).
         """
-        from llmclient.similarity import of_texts_or_vectors  # numpy: imported on first use
+        from llmclient.vectors.similarity import of_texts_or_vectors  # numpy: imported on first use
 
         return await of_texts_or_vectors(a, b, self._vectors(model, dimensions, tags), metric=metric)
 
@@ -343,7 +364,7 @@ class Client:
 
         Query and corpus are embedded in one `embed` call; for a corpus searched often, use a `VectorIndex`.
         """
-        from llmclient.index import search_texts  # numpy: imported on first use
+        from llmclient.vectors.index import search_texts  # numpy: imported on first use
 
         return await search_texts(query, corpus, self._vectors(model, dimensions, tags), k=k, metric=metric)
 

@@ -173,7 +173,7 @@ def client_options(path: str | Path | None = None) -> dict[str, Any]:
         if key in data:
             options[key] = data[key]
     if isinstance(data.get("retry"), dict):
-        from llmclient.retry import RetryPolicy
+        from llmclient.lifecycle.retry import RetryPolicy
 
         options["retry"] = RetryPolicy(**RetrySettings.model_validate(data["retry"]).model_dump())
     elif "retry" in data:

@@ -41,7 +41,7 @@ LLMClientError
 ```
 
 Every error carries `provider`, `model`, `status`, a bounded `message`, `request_id` where known and `retryable`.
-Low-level exceptions (httpx, json) are translated in `llmclient._http` with `raise ... from exc`; API keys never
+Low-level exceptions (httpx, json) are translated in `llmclient.http.client` with `raise ... from exc`; API keys never
 appear in a message (`redact`). A low-level exception that holds a whole body or an unredacted secret (a
 `JSONDecodeError`'s document, a transport's own exception) is not chained at all: `detached` drops it, and the
 message says what it was.

@@ -25,10 +25,10 @@ from decimal import Decimal
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
-from llmclient.budget import BudgetScope
+from llmclient.accounting.budgets import BudgetScope
+from llmclient.accounting.ledger import CostLedger
+from llmclient.chat.streaming import ChatStream
 from llmclient.client import Client
-from llmclient.ledger import CostLedger
-from llmclient.streaming import ChatStream
 from llmclient.types import ChatChunk, ChatResponse
 
 if TYPE_CHECKING:

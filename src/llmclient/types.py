@@ -185,7 +185,7 @@ class Tool(_Model):
 
         See `llmclient.tool` for a runnable tool; this returns the definition only.
         """
-        from llmclient.schema import function_parts  # on first use: pydantic's schema machinery is not cheap
+        from llmclient.tools.schema import function_parts  # on first use: pydantic's schema machinery is not cheap
 
         _, tool_name, tool_description, parameters = function_parts(function, name=name, description=description)
         return cls(name=tool_name, description=tool_description, parameters=parameters)
@@ -193,7 +193,7 @@ class Tool(_Model):
     @classmethod
     def from_model(cls, model: type[BaseModel], *, name: str | None = None, description: str | None = None) -> Tool:
         """A tool whose parameters are a pydantic model's fields (its name and docstring by default)."""
-        from llmclient.schema import model_parts  # on first use: pydantic's schema machinery is not cheap
+        from llmclient.tools.schema import model_parts  # on first use: pydantic's schema machinery is not cheap
 
         tool_name, tool_description, parameters = model_parts(model, name=name, description=description)
         return cls(name=tool_name, description=tool_description, parameters=parameters)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from llmclient import ConfigurationError
-from llmclient.drivers._device import Accelerator, select_placement
+from llmclient.drivers.local.device import Accelerator, select_placement
 
 
 def machine(cuda: bool, bf16: bool = True, count: int = 1) -> Accelerator:

@@ -32,10 +32,10 @@ from llmclient import (
     OutOfMemoryError,
     Tool,
 )
-from llmclient.drivers._hf_encoder import _pool, read_sentence_config
-from llmclient.drivers._hf_models import ModelOptions, dequantized_folder, resolve_source
-from llmclient.drivers._local import minilm_folder, smollm2_gguf
-from llmclient.drivers.hf import TransformersDriver
+from llmclient.drivers.local.hf import TransformersDriver
+from llmclient.drivers.local.hf_encoder import _pool, read_sentence_config
+from llmclient.drivers.local.hf_models import ModelOptions, dequantized_folder, resolve_source
+from llmclient.drivers.local.runtime import minilm_folder, smollm2_gguf
 from llmclient.types import ChatRequest
 
 # Two cores shared with other test runs: one intra-op thread avoids OpenMP oversubscription, which makes torch

@@ -34,9 +34,9 @@ from llmclient import (
     ToolCall,
     UnsupportedCapabilityError,
 )
-from llmclient.drivers._local import smollm2_gguf
-from llmclient.drivers._local_templates import HeldToolText, parse_tool_calls
-from llmclient.drivers.llamacpp import LlamaCppDriver
+from llmclient.drivers.local.llamacpp import LlamaCppDriver
+from llmclient.drivers.local.runtime import smollm2_gguf
+from llmclient.drivers.local.templates import HeldToolText, parse_tool_calls
 
 MODEL = "llamacpp/smollm2"
 OPTIONS: dict[str, Any] = {"n_ctx": 2048, "n_threads": 1, "seed": 0}  # one thread: robust on shared CPUs

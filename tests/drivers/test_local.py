@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from llmclient.drivers._local import Finished, ModelWorker, Stop
-from llmclient.drivers._local_templates import parse_tool_calls
+from llmclient.drivers.local.runtime import Finished, ModelWorker, Stop
+from llmclient.drivers.local.templates import parse_tool_calls
 
 
 def generate(tokens: int, delay: float = 0.01) -> Callable[[Stop, Callable[[str], None]], int]:

@@ -40,8 +40,8 @@ from llmclient import (
     UnsupportedCapabilityError,
 )
 from llmclient import tokens as token_counting
-from llmclient._http import iter_ndjson
 from llmclient.drivers.ollama import OllamaDriver, OllamaTruncationWarning, parse_host
+from llmclient.http.client import iter_ndjson
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "ollama"
 HOST = "http://localhost:11434"

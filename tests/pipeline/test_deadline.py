@@ -1,4 +1,4 @@
-"""The call's one deadline (llmclient.pipeline.deadline)."""
+"""The call's one deadline (llmclient.lifecycle.deadline)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from llmclient import APITimeoutError
-from llmclient.pipeline import Deadline
+from llmclient.lifecycle import Deadline
 
 
 async def test_deadline_raises_a_typed_timeout() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from llmclient.pipeline.request import parameters_table
+from llmclient.lifecycle.request import parameters_table
 
 QUICKSTART = Path(__file__).parents[2] / "docs" / "quickstart.md"
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from llmclient import BudgetExceededError, Client, FakeDriver, Message, ResponseFormatError, TokenCount, Tool
-from llmclient.pipeline import Call, Outcome, Step
+from llmclient.lifecycle import Call, Outcome, Step
 
 
 class CountingFake(FakeDriver):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from llmclient import Client, DimensionMismatchError, VectorIndex
-from llmclient.similarity import Metric
+from llmclient.vectors.similarity import Metric
 
 
 @pytest.mark.parametrize("metric", ["cosine", "dot", "euclidean"])

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from llmclient import Client, RateLimitError
-from llmclient._http import Timeouts
+from llmclient.accounting.prices import PriceTable
 from llmclient.config import client_options
-from llmclient.pipeline.ratelimit import Admission, RateLimit
-from llmclient.pipeline.resolve import Drivers
-from llmclient.prices import PriceTable
+from llmclient.http.client import Timeouts
+from llmclient.lifecycle.resolve import Drivers
 from llmclient.routing import MemoryRateLimitStore, ModelGroup, Router
+from llmclient.routing.ratelimit import Admission, RateLimit
 from llmclient.stores import FleetDegradedWarning, PostgresRateLimitStore, PostgresStore, StoreUnavailableError
 
 

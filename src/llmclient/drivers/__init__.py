@@ -43,7 +43,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from llmclient import tokens
-from llmclient.embedding import DEFAULT_LIMITS, EmbeddingLimits
 from llmclient.errors import ConfigurationError, UnknownProviderError, UnsupportedCapabilityError
 from llmclient.types import (
     SAMPLING_PARAMS,
@@ -59,6 +58,28 @@ from llmclient.types import (
 
 if TYPE_CHECKING:
     from pydantic import SecretStr
+
+
+@dataclass(frozen=True)
+class EmbeddingLimits:
+    """What one embeddings request of a provider may hold; `Client.embed` splits its inputs to fit.
+
+    Args:
+        max_inputs_per_request: The most inputs in one request.
+        max_tokens_per_request: The most tokens summed over one request's inputs (None: no limit).
+        max_input_tokens: The most tokens in one input (None: no limit known; a price entry's
+            `max_input_tokens` applies too, and the smaller wins).
+        allow_empty_inputs: Whether an empty string is a valid input.
+    """
+
+    max_inputs_per_request: int = 2048
+    max_tokens_per_request: int | None = None
+    max_input_tokens: int | None = None
+    allow_empty_inputs: bool = True
+
+
+DEFAULT_LIMITS = EmbeddingLimits()
+
 
 StructuredOutputMode = Literal["json_schema", "json_object", "prompt"]
 
@@ -192,11 +213,11 @@ class BaseDriver:
 
 _BUILTINS: dict[str, str] = {
     "openai": "llmclient.drivers.openai:OpenAIDriver",
-    "deepseek": "llmclient.drivers.deepseek:DeepSeekDriver",
+    "deepseek": "llmclient.drivers.openai.deepseek:DeepSeekDriver",
     "openai-compatible": "llmclient.drivers.openai:OpenAICompatibleDriver",
     "ollama": "llmclient.drivers.ollama:OllamaDriver",
-    "transformers": "llmclient.drivers.hf:TransformersDriver",
-    "llamacpp": "llmclient.drivers.llamacpp:LlamaCppDriver",
+    "transformers": "llmclient.drivers.local.hf:TransformersDriver",
+    "llamacpp": "llmclient.drivers.local.llamacpp:LlamaCppDriver",
     "fake": "llmclient.drivers.fake:FakeDriver",
 }
 

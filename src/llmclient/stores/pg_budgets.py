@@ -21,11 +21,11 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Literal
 
+from llmclient.accounting.ledger import CostLedger
 from llmclient.errors import BudgetExceededError, ConfigurationError
-from llmclient.ledger import CostLedger
-from llmclient.pipeline.budgets import worst_case
-from llmclient.pipeline.call import Call, Outcome
-from llmclient.pipeline.steps import Pricing, Step
+from llmclient.lifecycle.budget_admission import worst_case
+from llmclient.lifecycle.call import Call, Outcome
+from llmclient.lifecycle.steps import Pricing, Step
 from llmclient.stores.pg_ledger import PostgresLedger
 from llmclient.stores.postgres import PostgresStore, Settlement, StoreUnavailableError, warn_degraded
 

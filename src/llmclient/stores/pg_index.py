@@ -28,9 +28,9 @@ import numpy as np
 import numpy.typing as npt
 
 from llmclient.errors import DimensionMismatchError, InvalidRequestError
-from llmclient.index import EmbedFunction, IndexRecord, SearchResult, VectorIndex, _unit_rows
-from llmclient.similarity import METRICS, Metric
 from llmclient.stores.postgres import PostgresStore, identifier
+from llmclient.vectors.index import EmbedFunction, IndexRecord, SearchResult, VectorIndex, _unit_rows
+from llmclient.vectors.similarity import METRICS, Metric
 
 if TYPE_CHECKING:
     import psycopg

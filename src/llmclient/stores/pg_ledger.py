@@ -22,7 +22,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llmclient.ledger import CostLedger, LedgerRecord, Summary, record_from_columns
+from llmclient.accounting.ledger import CostLedger, LedgerRecord, Summary, record_from_columns
 from llmclient.stores.postgres import PostgresStore, Settlement, StoreUnavailableError, warn_degraded
 from llmclient.types import Cost, Usage
 

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from llmclient.pipeline.ratelimit import Admission, RateLimit, _int, parse_duration
+from llmclient.routing.ratelimit import Admission, RateLimit, _int, parse_duration
 from llmclient.stores.postgres import PostgresStore, StoreUnavailableError, warn_degraded
 
 if TYPE_CHECKING:

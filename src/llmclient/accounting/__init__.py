@@ -1,0 +1,1 @@
+"""Money: prices with their provenance (`prices`), the ledger of every call (`ledger`) and budgets (`budgets`)."""

@@ -1,0 +1,1 @@
+"""Chat features built on the call lifecycle: streaming (`streaming`) and structured output (`structured`)."""

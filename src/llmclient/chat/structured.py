@@ -1,0 +1,114 @@
+"""Structured output: a reply validated into a pydantic model, with the strongest mode each driver offers.
+
+`Capabilities.structured_output` decides: "json_schema" sends OpenAI's strict `response_format`; "json_object"
+asks for JSON mode and puts the schema in the conversation; "prompt" puts the schema in the conversation only.
+An invalid reply is sent back with the validation errors, up to `max_validation_retries` times.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from llmclient.drivers import Driver
+from llmclient.errors import InvalidRequestError, StructuredOutputError
+from llmclient.lifecycle.request import validation_message
+from llmclient.types import ChatResponse, Message
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+_FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
+
+
+async def structured_chat(
+    chat: Callable[[list[Message], dict[str, Any] | None], Awaitable[ChatResponse]],
+    messages: list[Message],
+    response_model: type[ModelT],
+    *,
+    driver: Driver,
+    response_format: Mapping[str, Any] | None,
+    max_validation_retries: int,
+) -> ChatResponse:
+    """Chat until a reply validates as `response_model`; the reply's `parsed` holds the object.
+
+    Args:
+        chat: Sends a transcript with a response format (one logical call each, each in the ledger).
+        messages: The conversation.
+        response_model: The pydantic model the reply must be.
+        driver: The driver that serves the model; its `capabilities.structured_output` picks the mode.
+        response_format: The caller's own response format, kept in the "prompt" mode.
+        max_validation_retries: Invalid replies sent back before `StructuredOutputError`.
+    """
+    if not (isinstance(response_model, type) and issubclass(response_model, BaseModel)):
+        raise InvalidRequestError(
+            f"response_model must be a pydantic BaseModel subclass, not {response_model!r}"[:200],
+            provider=driver.provider,
+        )
+    mode = driver.capabilities.structured_output
+    schema = strict_json_schema(response_model)
+    transcript = list(messages)
+    wire_format = None if response_format is None else dict(response_format)
+    if mode == "json_schema":
+        wire_format = {
+            "type": "json_schema",
+            "json_schema": {"name": response_model.__name__, "schema": schema, "strict": True},
+        }
+    else:  # JSON mode or plain prompting: the schema goes into the conversation
+        if mode == "json_object":
+            wire_format = {"type": "json_object"}
+        instruction = "Reply with one JSON object only, no prose, that matches this JSON schema:\n" + json.dumps(
+            schema, ensure_ascii=False
+        )
+        transcript = [Message(role="system", content=instruction), *transcript]
+    for attempt in range(max_validation_retries + 1):
+        reply = await chat(transcript, wire_format)
+        try:
+            reply.parsed = response_model.model_validate_json(json_text(reply.text))
+            return reply
+        except ValidationError as exc:
+            if attempt == max_validation_retries:
+                raise StructuredOutputError(
+                    f"no valid {response_model.__name__} after {attempt + 1} replies: {validation_message(exc)}",
+                    raw_text=reply.text,
+                    provider=driver.provider,
+                    model=reply.model,
+                ) from exc
+            feedback = (
+                f"That reply is not a valid {response_model.__name__}: {validation_message(exc)}. "
+                "Reply again with the corrected JSON object only."
+            )
+            transcript = [*transcript, reply.message, Message(role="user", content=feedback)]
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def json_text(text: str) -> str:
+    """The JSON in a reply, unwrapped from a Markdown fence if the model added one."""
+    match = _FENCE.match(text)
+    return match.group(1) if match else text.strip()
+
+
+def strict_json_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """A model's JSON schema in the form OpenAI's strict structured outputs accept.
+
+    Every object lists all its properties as required and forbids others; optional fields stay nullable
+    (https://platform.openai.com/docs/guides/structured-outputs#supported-schemas).
+    """
+    schema = model.model_json_schema()
+
+    def visit(node: Any) -> Any:
+        if isinstance(node, dict):
+            node = {key: visit(value) for key, value in node.items() if key != "default"}
+            if node.get("type") == "object" and "properties" in node:
+                node["required"] = list(node["properties"])
+                node["additionalProperties"] = False
+            return node
+        if isinstance(node, list):
+            return [visit(item) for item in node]
+        return node
+
+    result: dict[str, Any] = visit(schema)
+    return result

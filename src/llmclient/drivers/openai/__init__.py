@@ -1,0 +1,387 @@
+"""The OpenAI wire format: chat completions (plain and SSE-streamed), tools, embeddings.
+
+`OpenAIDriver` talks to api.openai.com; `OpenAICompatibleDriver` to any server that speaks the same format
+(vLLM, SGLang, LM Studio, Xinference, llama.cpp's server); `DeepSeekDriver` (deepseek.py) builds on it.
+API reference: https://platform.openai.com/docs/api-reference/chat
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, ClassVar
+
+from pydantic import SecretStr, ValidationError
+
+from llmclient import tokens
+from llmclient.drivers import BaseDriver, Capabilities, EmbeddingLimits
+from llmclient.drivers.openai.wire import (
+    TokenCounting,
+    chunks_from_wire,
+    finish_from_wire,
+    message_to_wire,
+    stream_error,
+    stream_payload,
+    vectors_from_wire,
+)
+from llmclient.errors import (
+    APIConnectionError,
+    APIError,
+    ConfigurationError,
+    MissingAPIKeyError,
+    ResponseFormatError,
+    StreamDecodeError,
+    StreamError,
+    StreamInterruptedError,
+)
+from llmclient.http.client import HTTPClient, HTTPOptions, Limits, Timeouts, Transport, iter_sse
+from llmclient.http.options import validate_base_url
+from llmclient.types import (
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    EmbedResponse,
+    FinishReason,
+    Message,
+    TokenCount,
+    Tool,
+    Usage,
+    reported_tokens,
+)
+
+
+class OpenAIDriver(BaseDriver):
+    """OpenAI's API. Key from `api_key=` or `OPENAI_API_KEY`; base URL from `base_url=` or `OPENAI_BASE_URL`."""
+
+    name: ClassVar[str] = "openai"
+    default_base_url: ClassVar[str | None] = "https://api.openai.com/v1"
+    api_key_env: ClassVar[str] = "OPENAI_API_KEY"
+    base_url_env: ClassVar[str] = "OPENAI_BASE_URL"
+    requires_api_key: ClassVar[bool] = True
+    # OpenAI deprecated `max_tokens` for `max_completion_tokens`, which its reasoning models require
+    # (https://platform.openai.com/docs/api-reference/chat/create#chat-create-max_completion_tokens).
+    max_tokens_field: ClassVar[str] = "max_completion_tokens"
+    # base64 halves the body and skips float parsing; numpy decodes it directly.
+    embedding_encoding: ClassVar[str] = "base64"
+    # https://platform.openai.com/docs/api-reference/embeddings/create: at most 2048 inputs per request, none empty,
+    # 8192 tokens per input and 300,000 tokens summed over one request's inputs. The model pages (and prices.json's
+    # max_input_tokens) say 8191 per input for text-embedding-3-* and ada-002; Client.embed uses the smaller.
+    embedding_limits: ClassVar[EmbeddingLimits] = EmbeddingLimits(
+        max_inputs_per_request=2048, max_tokens_per_request=300_000, max_input_tokens=8192, allow_empty_inputs=False
+    )
+    capabilities = Capabilities(
+        http=True,
+        embed=True,
+        params=frozenset({"temperature", "top_p", "max_tokens", "stop", "seed", "response_format"}),
+    )
+
+    def __init__(
+        self,
+        *,
+        api_key: str | SecretStr | None = None,
+        base_url: str | None = None,
+        organization: str | None = None,
+        project: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        transport: Transport | None = None,
+        timeouts: Timeouts | None = None,
+        http: HTTPOptions | Mapping[str, Any] | None = None,
+        provider: str | None = None,
+        tokenizer: str | os.PathLike[str] | Mapping[str, Any] | tokens.HFTokenizer | None = None,
+        limits: Limits | None = None,
+    ) -> None:
+        self.provider = provider or self.name
+        configured = None if tokenizer is None else tokens.HFTokenizer.from_option(tokenizer)
+        self._counting = TokenCounting(configured, self._default_tokenizer)
+        # The environment speaks for the built-in provider only: a server added under a name of its own must not
+        # receive OPENAI_COMPATIBLE_API_KEY (or go to OPENAI_COMPATIBLE_BASE_URL) unless configured so.
+        environ = os.environ if self.provider == self.name else {}
+        key = api_key if api_key is not None else environ.get(self.api_key_env)
+        self.api_key: SecretStr | None = (
+            SecretStr(key) if isinstance(key, str) and key else (key if isinstance(key, SecretStr) else None)
+        )
+        url = base_url or environ.get(self.base_url_env) or self.default_base_url
+        if not url:
+            raise ConfigurationError(
+                f"{self.provider} needs a base_url: pass Client(providers={{{self.provider!r}: "
+                f"{{'base_url': 'http://host:port/v1'}}}}) or set {self.base_url_env}",
+                provider=self.provider,
+            )
+        self.base_url = validate_base_url(url, provider=self.provider)
+        wire_headers = dict(headers or {})
+        secret = self.api_key.get_secret_value() if self.api_key else ""
+        if secret:
+            wire_headers["authorization"] = f"Bearer {secret}"
+        if organization:
+            wire_headers["openai-organization"] = organization
+        if project:
+            wire_headers["openai-project"] = project
+        self._http = HTTPClient(
+            provider=self.provider,
+            base_url=self.base_url,
+            headers=wire_headers,
+            secrets=(secret,),
+            transport=transport,
+            timeouts=timeouts,
+            options=http,
+            refine=self._refine_error,
+            limits=limits,
+        )
+
+    def _check_key(self, model: str) -> None:
+        # Checked when a request is about to be sent, not at construction: counting tokens needs no key.
+        if self.api_key is None and self.requires_api_key:
+            raise MissingAPIKeyError(
+                f"{self.provider} needs an API key: set {self.api_key_env} or pass "
+                f"Client(providers={{{self.provider!r}: {{'api_key': ...}}}})",
+                provider=self.provider,
+                model=model,
+            )
+
+    def _refine_error(self, error: APIError) -> APIError:
+        """A hook for provider quirks in error answers; OpenAI's are mapped as they are."""
+        return error
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(provider={self.provider!r}, base_url={self.base_url!r})"
+
+    # -- chat ---------------------------------------------------------------------------------------------------
+
+    async def chat(self, request: ChatRequest) -> ChatResponse:
+        self._check_key(request.model)
+        limits: dict[str, str] = {}
+        data, request_id = await self._http.post_json(
+            "/chat/completions", self._to_wire(request, stream=False), model=request.model, rate_limits=limits
+        )
+        try:
+            response = self._from_wire(data, request, request_id)
+        except (AttributeError, KeyError, IndexError, TypeError, ValueError, ValidationError) as exc:
+            raise ResponseFormatError(
+                f"{self.provider} returned a chat completion without the documented fields ({type(exc).__name__})",
+                provider=self.provider,
+                model=request.model,
+                request_id=request_id,
+                status=200,
+            ) from exc
+        if response.usage.estimated:  # usage omitted (some compatible servers) or implausible: count it here
+            generated = response.text + "".join(call.raw_arguments for call in response.tool_calls)
+            response.usage = await self._estimate_usage(request, generated)
+        response.rate_limits = limits or None
+        return response
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        self._check_key(request.model)
+        body = self._to_wire(request, stream=True)
+        text: list[str] = []
+        finish_reason: FinishReason | None = None
+        usage: Usage | None = None
+        model = request.model
+        started = False
+        async with self._http.stream_lines("/chat/completions", body, model=request.model) as (
+            request_id,
+            lines,
+        ):
+            try:
+                async for event, data in iter_sse(lines, max_event_chars=self._http.limits.max_event_bytes):
+                    if data == "[DONE]":
+                        break
+                    payload = self._event_payload(data, event, text, request)
+                    try:
+                        model = payload.get("model") or model
+                        if payload.get("usage"):
+                            usage = self._usage_from_wire(payload["usage"])
+                            usage = None if usage.estimated else usage  # implausible: counted at the end
+                        pairs = chunks_from_wire(payload)
+                    except (AttributeError, KeyError, TypeError, ValueError, ValidationError) as exc:
+                        what = "sent a stream event without the documented fields"
+                        raise self._stream_error(StreamDecodeError, what, text, request, request_id) from exc
+                    for chunk, reason in pairs:
+                        finish_reason = reason or finish_reason
+                        if chunk is not None:
+                            text.append(chunk.delta)
+                            started = True
+                            yield chunk
+            except APIConnectionError as exc:
+                if not started:
+                    raise
+                what = f"stream was cut: {exc.message}"
+                raise self._stream_error(StreamInterruptedError, what, text, request, request_id) from exc
+        if finish_reason is None:
+            what = "stream ended before the reply finished"
+            raise self._stream_error(StreamInterruptedError, what, text, request, request_id)
+        if usage is None:  # the server sent no usage (llama-cpp-python's server never does): count it here
+            usage = await self._estimate_usage(request, "".join(text))
+        yield ChatChunk(finish_reason=finish_reason, usage=usage, model=model, request_id=request_id)
+
+    def _event_payload(self, data: str, event: str, text: list[str], request: ChatRequest) -> dict[str, Any]:
+        where: dict[str, Any] = {"provider": self.provider, "model": request.model, "partial": text}
+        payload = stream_payload(data.encode(), unit="stream event", **where)
+        if event == "error" or payload.get("error"):
+            error = payload.get("error", payload)
+            details = error if isinstance(error, dict) else {}
+            message = details.get("message") if details else str(error)
+            what = f"sent an error inside the stream: {self._http.redact(str(message))}"
+            interrupted = stream_error(StreamInterruptedError, what, **where)
+            # The provider's own type and code say what went wrong (overloaded, content filter, …): keep them.
+            interrupted.error_type = None if details.get("type") is None else str(details["type"])[:100]
+            interrupted.error_code = None if details.get("code") is None else str(details["code"])[:100]
+            raise interrupted
+        return payload
+
+    def _stream_error(
+        self, kind: type[StreamError], what: str, text: list[str], request: ChatRequest, request_id: str | None
+    ) -> StreamError:
+        return stream_error(
+            kind, what, provider=self.provider, model=request.model, partial=text, request_id=request_id
+        )
+
+    # -- wire mapping -------------------------------------------------------------------------------------------
+
+    def _to_wire(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": request.model,
+            "messages": [message_to_wire(message) for message in request.messages],
+        }
+        if request.tools:
+            body["tools"] = [tool.to_openai() for tool in request.tools]
+        if request.parallel_tool_calls is not None and request.tools:
+            body["parallel_tool_calls"] = request.parallel_tool_calls
+        if request.tool_choice is not None:
+            choice = request.tool_choice
+            body["tool_choice"] = (
+                choice if choice in ("auto", "none", "required") else {"type": "function", "function": {"name": choice}}
+            )
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        if request.top_p is not None:
+            body["top_p"] = request.top_p
+        if request.top_k is not None:
+            body["top_k"] = request.top_k
+        if request.max_tokens is not None:
+            body[self.max_tokens_field] = request.max_tokens
+        if request.stop:
+            body["stop"] = request.stop
+        if request.seed is not None:
+            body["seed"] = request.seed
+        if request.response_format is not None:
+            body["response_format"] = request.response_format
+        if stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+        if request.extra_body:
+            body.update(request.extra_body)
+        return body
+
+    def _from_wire(self, data: dict[str, Any], request: ChatRequest, request_id: str | None) -> ChatResponse:
+        choice = data["choices"][0]
+        wire = choice["message"]
+        reason = choice.get("finish_reason")
+        # One validation pass over the whole reply: tool calls go in as their wire dicts (ToolCall reads that shape).
+        return ChatResponse.model_validate(
+            {
+                "message": {
+                    "role": "assistant",
+                    "content": wire.get("content"),
+                    "tool_calls": wire.get("tool_calls") or None,
+                    "reasoning": wire.get("reasoning_content") or wire.get("reasoning"),
+                },
+                "finish_reason": finish_from_wire(reason) if reason else None,
+                "usage": self._usage_from_wire(data["usage"]) if data.get("usage") else Usage(estimated=True),
+                "model": data.get("model") or request.model,
+                "provider": self.provider,
+                "request_id": request_id or data.get("id"),
+                "raw": data,
+            }
+        )
+
+    def _usage_from_wire(self, usage: dict[str, Any]) -> Usage:
+        """The reported usage; `Usage(estimated=True)` when any figure is implausible (`reported_tokens`), so the
+        caller counts it locally instead of pricing a server's `prompt_tokens: 1e30`."""
+        prompt = reported_tokens(usage.get("prompt_tokens"))
+        cached = reported_tokens((usage.get("prompt_tokens_details") or {}).get("cached_tokens"))
+        reasoning = reported_tokens((usage.get("completion_tokens_details") or {}).get("reasoning_tokens"))
+        output = reported_tokens(usage.get("completion_tokens"))
+        if None in (prompt, cached, reasoning, output):
+            return Usage(estimated=True)
+        assert prompt is not None and cached is not None and output is not None and reasoning is not None
+        return Usage(
+            input_tokens=max(0, prompt - cached),
+            cached_input_tokens=cached,
+            output_tokens=output,
+            reasoning_tokens=reasoning,
+        )
+
+    async def _estimate_usage(self, request: ChatRequest, output: str) -> Usage:
+        prompt = await self.count_tokens(request.model, request.messages, request.tools or [])
+        return Usage(
+            input_tokens=prompt.tokens,
+            output_tokens=(await self.count_text(request.model, output)).tokens,
+            estimated=True,
+        )
+
+    # -- embeddings and counting --------------------------------------------------------------------------------
+
+    async def embed(self, model: str, inputs: list[str], *, dimensions: int | None = None) -> EmbedResponse:
+        if not inputs:  # nothing to send: an empty (0, d) result, d where known
+            import numpy as np  # only embeddings need it: a chat does not import numpy
+
+            width = dimensions or _EMBEDDING_DIMENSIONS.get(model, 0)
+            return EmbedResponse(vectors=np.zeros((0, width), dtype=np.float32), model=model, provider=self.provider)
+        self._check_key(model)
+        body: dict[str, Any] = {"model": model, "input": inputs, "encoding_format": self.embedding_encoding}
+        if dimensions is not None:  # text-embedding-3 and later shorten their vectors to this length
+            body["dimensions"] = dimensions
+        data, request_id = await self._http.post_json("/embeddings", body, model=model)
+        try:
+            vectors = vectors_from_wire(data["data"], len(inputs))
+            usage = Usage(input_tokens=int((data.get("usage") or {}).get("prompt_tokens") or 0))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ResponseFormatError(
+                f"{self.provider} returned embeddings without the documented fields: {exc}",
+                provider=self.provider,
+                model=model,
+                request_id=request_id,
+                status=200,  # a 2xx answer: billed even though unusable
+            ) from exc
+        return EmbedResponse(vectors=vectors, usage=usage, model=data.get("model") or model, provider=self.provider)
+
+    def _default_tokenizer(self, model: str) -> tuple[tokens.Tokenizer, bool]:
+        """tiktoken: exact for OpenAI's models, an estimate for anything a compatible server serves."""
+        return tokens.tokenizer_for(model)
+
+    async def count_tokens(self, model: str, messages: list[Message], tools: list[Tool]) -> TokenCount:
+        return await self._counting.count_tokens(model, messages, tools)
+
+    async def count_text(self, model: str, text: str) -> TokenCount:
+        """Tokens in plain text (no chat framing)."""
+        return await self._counting.count_text(model, text)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+class OpenAICompatibleDriver(OpenAIDriver):
+    """Any server speaking OpenAI's chat format. `base_url=` is required; the API key is optional.
+
+    Servers differ from OpenAI in small ways: they take `max_tokens` (not `max_completion_tokens`), usually accept
+    `top_k`, may send no usage in streams (then usage is counted locally and flagged estimated), and may not
+    implement base64 embeddings.
+    """
+
+    name: ClassVar[str] = "openai-compatible"
+    default_base_url: ClassVar[str | None] = None
+    api_key_env: ClassVar[str] = "OPENAI_COMPATIBLE_API_KEY"
+    base_url_env: ClassVar[str] = "OPENAI_COMPATIBLE_BASE_URL"
+    requires_api_key: ClassVar[bool] = False
+    max_tokens_field: ClassVar[str] = "max_tokens"
+    embedding_encoding: ClassVar[str] = "float"
+    # Each server sets its own limits (and rejects what breaks them); batches stay at OpenAI's 2048 inputs.
+    embedding_limits: ClassVar[EmbeddingLimits] = EmbeddingLimits()
+    capabilities = Capabilities(http=True, embed=True)
+
+
+# Default vector lengths (https://platform.openai.com/docs/guides/embeddings#embedding-models), for empty results.
+_EMBEDDING_DIMENSIONS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072, "text-embedding-ada-002": 1536}
+
+
+__all__ = ["OpenAICompatibleDriver", "OpenAIDriver", "validate_base_url"]

@@ -1,0 +1,1 @@
+"""Embedding jobs: what `Client.embed` does around a driver's `embed` (cache, limits, batches, one record)."""

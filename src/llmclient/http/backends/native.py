@@ -1,0 +1,357 @@
+"""The default HTTP backend of `HTTPClient`: llmclient's own HTTP/1.1 keep-alive pool over asyncio.
+
+A provider call is one small POST to one origin, answered by JSON or an event stream. For that, a general client's
+machinery (request and response models, cookie jars, a task and timers per request) costs more CPU than the exchange
+itself (BENCHMARKS.md). Here a request is one `transport.write`, `httptools` (llhttp, Node.js's parser) parses the
+answer as it arrives, and the waiting task is woken once when it is complete.
+
+It keeps: keep-alive (`HTTPOptions.keepalive_expiry`), `max_connections` with waits bounded by `Timeouts.pool`,
+connect and read timeouts (`Timeouts.read` between two reads), TLS as `HTTPOptions.verify` says, chunked,
+length- and close-delimited bodies, and connections dropped (never reused) after an error, a cancellation or a
+stream left early. It asks for `identity` (LLM answers are small) and still undoes gzip or deflate within the size
+limits. It leaves out proxies (a proxied client sends through aiohttp), redirects (never followed) and HTTP/2.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections import deque
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from llmclient.errors import LLMClientError, ResponseFormatError, request_id_from
+from llmclient.http.backends.native_connection import Connection, Failed
+from llmclient.http.framing import inflate, inflate_stream
+from llmclient.http.options import Answer
+from llmclient.http.options import finite_seconds as _seconds
+
+if TYPE_CHECKING:
+    import ssl
+
+    from llmclient.http.client import HTTPClient
+
+
+class H1Backend:
+    """One keep-alive pool to a provider's origin for one `HTTPClient`, bound to the event loop that first uses it
+    (a client reused on a new loop starts a new pool: the old loop's sockets cannot serve it)."""
+
+    def __init__(self, owner: HTTPClient) -> None:
+        self._owner = owner
+        parts = urlsplit(owner.base_url)
+        self._secure = parts.scheme == "https"
+        self._host = parts.hostname or ""
+        self._port = parts.port or (443 if self._secure else 80)
+        self._prefix = parts.path.rstrip("/")
+        options, timeouts = owner.options, owner.timeouts
+        self._limit = options.max_connections or 0
+        self._keepalive = options.keepalive_expiry
+        self._connect_s = _seconds(timeouts.connect)
+        self._read_s = _seconds(timeouts.read)
+        self._pool_s = _seconds(timeouts.read if timeouts.pool is None else timeouts.pool)
+        fixed = {"host": parts.netloc, "accept-encoding": "identity", "connection": "keep-alive"}
+        if self._keepalive <= 0:
+            fixed["connection"] = "close"
+        self._fixed = {**fixed, **{k.lower(): v for k, v in owner.headers.items()}}
+        self._heads: dict[tuple[str, str, tuple[tuple[str, str], ...]], str] = {}
+        # Built now, so a bad `verify=` fails where the driver is configured (as httpx does).
+        self._ssl = _context(options.ssl_context()) if self._secure else None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.generation = 0
+        self._idle: list[Connection] = []
+        self._open = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    # -- the pool --------------------------------------------------------------------------------------------
+
+    def _bind(self) -> asyncio.AbstractEventLoop:
+        loop = asyncio.get_running_loop()
+        if loop is not self.loop:
+            for connection in self._idle:  # the old loop's: closed without it (it may be closed itself)
+                _abandon(connection)
+            self._idle, self._open, self._waiters = [], 0, deque()
+            self.loop = loop
+        return loop
+
+    async def _acquire(self) -> Connection:
+        loop = self._bind()
+        while True:
+            while self._idle:
+                connection = self._idle.pop()
+                transport = connection.transport
+                fresh = loop.time() - connection.idle_since < self._keepalive
+                if fresh and not connection.closed and transport is not None and not transport.is_closing():
+                    return connection
+                self._drop(connection)
+            if not self._limit or self._open < self._limit:
+                break
+            await self._wait_for_slot(loop)
+        self._open += 1
+        try:
+            return await self._connect(loop)
+        except BaseException:
+            self._open -= 1
+            self._wake_one()
+            raise
+
+    async def _wait_for_slot(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Until a connection is released (`Timeouts.pool` at most); a wake-up this call cannot take (it was
+        cancelled meanwhile) goes to the next in line."""
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiters.append(waiter)
+        timer = None if self._pool_s is None else loop.call_later(self._pool_s, _expire, waiter)
+        try:
+            await waiter
+        except TimeoutError:
+            raise Failed("pool timeout", f"no free connection within {self._pool_s:g} s") from None
+        except BaseException:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                self._wake_one()
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+
+    async def _connect(self, loop: asyncio.AbstractEventLoop) -> Connection:
+        opening = loop.create_connection(
+            lambda: Connection(self, loop),
+            self._host,
+            self._port,
+            ssl=self._ssl,
+            server_hostname=self._host if self._ssl is not None else None,
+        )
+        try:
+            if sys.version_info >= (3, 11):  # a timeout scope: no wait_for race that could leak a fresh connection
+                async with asyncio.timeout(self._connect_s):
+                    _, connection = await opening
+            else:
+                _, connection = await asyncio.wait_for(opening, self._connect_s)
+        except asyncio.TimeoutError:
+            raise Failed("connect timeout", f"no connection within {self._connect_s:g} s") from None
+        except (OSError, UnicodeError) as exc:  # refused, unreachable, DNS, TLS (an OSError), a name IDNA refuses
+            raise Failed("connect", f"{type(exc).__name__}: {exc}") from None
+        return connection
+
+    def _release(self, connection: Connection, reusable: bool) -> None:
+        current = connection.generation == self.generation and self.loop is asyncio.get_running_loop()
+        if reusable and current and self._keepalive > 0:
+            connection.idle_since = asyncio.get_running_loop().time()
+            self._idle.append(connection)
+        else:
+            self._drop(connection)
+        self._wake_one()
+
+    def _drop(self, connection: Connection) -> None:
+        connection.close()
+        self._open = max(0, self._open - 1)
+
+    def _wake_one(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def lost(self, connection: Connection) -> None:
+        """A connection closed by the server while idle leaves the pool at once."""
+        if connection in self._idle:
+            self._idle.remove(connection)
+            self._open = max(0, self._open - 1)
+            self._wake_one()
+
+    # -- requests --------------------------------------------------------------------------------------------
+
+    def _request_bytes(self, method: str, path: str, headers: Mapping[str, str], body: bytes | None) -> bytes:
+        key = (method, path, tuple(headers.items()))
+        head = self._heads.get(key)
+        if head is None:
+            merged = {**self._fixed, **{k.lower(): v for k, v in headers.items()}}
+            target = self._prefix + "/" + path.lstrip("/")
+            lines = [f"{method} {target} HTTP/1.1", *(f"{k}: {v}" for k, v in merged.items())]
+            head = self._heads[key] = "\r\n".join(lines) + "\r\ncontent-length: "
+        size = 0 if body is None else len(body)
+        start = f"{head}{size}\r\n\r\n".encode("latin-1")
+        return start if not body else start + body
+
+    async def _exchange(
+        self, method: str, path: str, body: bytes | None, headers: Mapping[str, str], model: str | None
+    ) -> Connection:
+        """Send a request and return its connection once the answer's head has arrived."""
+        data = self._request_bytes(method, path, headers, body)
+        try:
+            connection = await self._acquire()
+            try:
+                connection.send(data, self._read_s)
+                while not connection.head_done:
+                    await connection.wait()
+            except BaseException:
+                self._release(connection, False)
+                raise
+        except Failed as exc:
+            raise self._failure(exc, model) from None
+        return connection
+
+    async def request(
+        self, method: str, path: str, body: bytes | None, headers: Mapping[str, str], model: str | None
+    ) -> Answer:
+        """Send one request and read its whole answer, up to `Limits.max_response_bytes`."""
+        connection = await self._exchange(method, path, body, headers, model)
+        reusable = False
+        try:
+            content = await self._rest(connection, model)
+            reusable = connection.finished()
+        finally:
+            self._release(connection, reusable)
+        return Answer(connection.status, connection.headers, content)
+
+    @asynccontextmanager
+    async def stream(
+        self, path: str, body: bytes, headers: Mapping[str, str], model: str | None
+    ) -> AsyncIterator[Connection]:
+        """POST and yield the connection once the answer's head has arrived; an error answer is read and raised."""
+        connection = await self._exchange("POST", path, body, headers, model)
+        reusable = False
+        try:
+            if connection.status >= 300:  # an error answer, or a redirect (never followed: the key would go along)
+                content = await self._rest(connection, model)
+                self._owner.check_status(Answer(connection.status, connection.headers, content), content, model)
+            yield connection
+            if not connection.complete:  # the reader stopped at its own end marker (OpenAI's `[DONE]`)
+                await self._drain(connection)
+            reusable = connection.finished()
+        finally:
+            self._release(connection, reusable)
+
+    async def _drain(self, connection: Connection) -> None:
+        """Read what follows a stream's last event, so the connection can be reused: the chunked terminator usually
+        comes a moment after `[DONE]`. At most 64 KiB within 50 ms; past that the connection is closed instead."""
+        loop = asyncio.get_running_loop()
+        until, drained = loop.time() + 0.05, 0
+        while not connection.complete and drained <= 65536 and loop.time() < until:
+            drained += len(connection.take())
+            try:
+                await asyncio.wait_for(connection.wait(), until - loop.time())
+            except (Failed, asyncio.TimeoutError):
+                return
+        connection.take()
+
+    async def _rest(self, connection: Connection, model: str | None) -> bytes:
+        """The rest of an answer whose head has arrived, decoded, up to `Limits.max_response_bytes`."""
+        content = await self._raw_rest(connection, model)
+        encoding = connection.headers.get("content-encoding", "identity").strip().lower()
+        if encoding == "identity":
+            return content
+        try:
+            plain = inflate(content, encoding, self._owner.limits.max_response_bytes)
+        except ValueError:
+            raise self._undecodable(connection, encoding, model) from None
+        if plain is None:
+            raise self._owner.too_large(Answer(connection.status, connection.headers, b""), model)
+        return plain
+
+    def _undecodable(self, connection: Connection, encoding: str, model: str | None) -> ResponseFormatError:
+        return ResponseFormatError(
+            f"{self._owner.provider} sent an answer encoded as {encoding[:40]!r} that could not be decoded",
+            provider=self._owner.provider,
+            model=model,
+            status=connection.status,  # a 2xx was billed: recorded though unusable
+            request_id=request_id_from(connection.headers),
+        )
+
+    async def _raw_rest(self, connection: Connection, model: str | None) -> bytes:
+        limit = self._owner.limits.max_response_bytes
+        declared = connection.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise self._owner.too_large(Answer(connection.status, connection.headers, b""), model)
+        pieces: list[bytes] = []
+        size = 0
+        try:
+            while True:
+                if connection.buffered:
+                    piece = connection.take()
+                    size += len(piece)
+                    if size > limit:
+                        raise self._owner.too_large(Answer(connection.status, connection.headers, b""), model)
+                    pieces.append(piece)
+                elif connection.complete:
+                    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+                else:
+                    await connection.wait()
+        except Failed as exc:
+            raise self._failure(exc, model) from None
+
+    async def chunks(self, connection: Connection, model: str | None) -> AsyncIterator[bytes]:
+        """The body as it arrives, in chunks cut anywhere (a gzip or deflate stream inflated a piece at a time)."""
+        encoding = connection.headers.get("content-encoding", "identity").strip().lower()
+        pieces = self._raw_chunks(connection, model)
+        if encoding != "identity":
+            pieces = inflate_stream(pieces, encoding, self._owner.limits.max_event_bytes)
+        try:
+            async for piece in pieces:
+                yield piece
+        except ValueError:
+            raise self._undecodable(connection, encoding, model) from None
+
+    async def _raw_chunks(self, connection: Connection, model: str | None) -> AsyncIterator[bytes]:
+        while True:
+            if connection.buffered:
+                yield connection.take()
+                continue
+            if connection.complete:
+                return
+            try:
+                await connection.wait()
+            except Failed as exc:
+                raise self._failure(exc, model) from None
+
+    def _failure(self, exc: Failed, model: str | None) -> LLMClientError:
+        return self._owner.failure(exc.kind, exc, model)
+
+    async def aclose(self) -> None:
+        """Close the idle connections; those in use close when their exchange ends (a later call opens new ones)."""
+        self.generation += 1
+        idle, self._idle = self._idle, []
+        self._open = max(0, self._open - len(idle))
+        running = self.loop is not None and not self.loop.is_closed()
+        for connection in idle:
+            if running:
+                connection.close()
+            else:
+                _abandon(connection)
+        if idle and running:
+            await asyncio.sleep(0)  # the transports finish closing (their sockets, TLS ones too)
+
+
+def _context(verify: ssl.SSLContext | bool) -> ssl.SSLContext:
+    """The TLS context to connect with: the one given, or for `verify=False` one that checks nothing."""
+    import ssl
+
+    if isinstance(verify, ssl.SSLContext):
+        return verify
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
+
+
+def _abandon(connection: Connection) -> None:
+    """Close a connection of a loop that may be closed (its transport can no longer schedule its own closing)."""
+    connection.closed = True
+    transport: Any = connection.transport
+    inner = getattr(getattr(transport, "_ssl_protocol", None), "_transport", None) or transport
+    for layer in {id(transport): transport, id(inner): inner}.values():  # asyncio's transports: socket, then TLS
+        sock = getattr(layer, "_sock", None)
+        if sock is not None:
+            sock.close()
+            layer._sock = None  # closed here: the finaliser has nothing left to warn about
+        if hasattr(layer, "_closed"):
+            layer._closed = True

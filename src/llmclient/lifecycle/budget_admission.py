@@ -1,0 +1,133 @@
+"""Budget admission as a pipeline step: reserve the worst case before sending, settle to the actual cost after.
+
+The worst case is the counted prompt at the input price plus `max_tokens` (else the model's maximum output) at the
+output price; a call that does not fit raises `BudgetExceededError` with nothing sent. When the prompt count is an
+estimate (a tokenizer that is not the model's own), the count is raised by a margin first (`CountMargins`: 25%,
+or the largest shortfall seen in that model's reported usage, whichever is more). A stream whose running cost
+outgrows its reservation is stopped (`check_stream`).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable
+from decimal import Decimal
+
+from llmclient.accounting.budgets import Budget
+from llmclient.errors import BudgetExceededError
+from llmclient.lifecycle.call import Call, Outcome
+from llmclient.lifecycle.steps import Pricing, Step
+
+
+class CountMargins:
+    """How far an estimated prompt count may fall short of the provider's billed input, per model.
+
+    The margin is `floor` (25%) until a model's reported usage shows a larger shortfall; then it is that shortfall
+    plus 10%, capped at `cap` (a provider that reports absurd usage must not shut a budget for good: what one
+    reservation misses is recorded as overshoot instead).
+
+    Args:
+        floor: The margin before anything is learned, as a fraction of the count.
+        cap: The largest margin learned.
+    """
+
+    def __init__(self, floor: float = 0.25, cap: float = 3.0) -> None:
+        self.floor = floor
+        self.cap = cap
+        self._learned: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def margin(self, model: str) -> float:
+        """The margin for `model` now."""
+        return max(self.floor, self._learned.get(model, 0.0))
+
+    def reserved_tokens(self, model: str, counted: int) -> int:
+        """The prompt tokens to reserve for an estimated count of `counted`."""
+        return math.ceil(counted * (1 + self.margin(model)))
+
+    def learn(self, model: str, counted: int, reported: int) -> None:
+        """Take in one call's estimate and the provider's reported prompt tokens."""
+        if counted <= 0 or reported <= counted:
+            return
+        shortfall = min(self.cap, (reported / counted - 1) * 1.1)
+        with self._lock:
+            self._learned[model] = max(self._learned.get(model, 0.0), shortfall)
+
+
+class BudgetAdmission(Step):
+    """Reserve on every open budget (all-or-nothing), then settle or release.
+
+    Args:
+        budgets: The budgets that apply to a call now (the client's own plus those opened around it).
+        pricing: Where prices come from (the same step that prices the outcome).
+        margins: The margins for estimated prompt counts, learned per model.
+    """
+
+    def __init__(
+        self, budgets: Callable[[], list[Budget]], pricing: Pricing, margins: CountMargins | None = None
+    ) -> None:
+        self._budgets = budgets
+        self._pricing = pricing
+        self.margins = margins or CountMargins()
+
+    async def admit(self, call: Call) -> None:
+        budgets = self._budgets()
+        if not budgets:
+            return
+        amount = await worst_case(call, self._pricing, self.margins)
+        call.reservation = Budget.reserve_all(budgets, amount, str(call.model_id))
+
+    def finish(self, call: Call, outcome: Outcome) -> None:
+        counted, usage = call.counted_input_tokens, outcome.usage
+        if counted is not None and not call.counted_exact and not usage.estimated and call.request is not None:
+            self.margins.learn(str(call.model_id), counted, usage.prompt_tokens)
+        if call.reservation is not None:
+            call.reservation.settle(outcome.cost)
+
+    def release(self, call: Call, error: BaseException | None) -> None:
+        if call.reservation is not None:
+            call.reservation.release()
+
+
+async def worst_case(call: Call, pricing: Pricing, margins: CountMargins | None = None) -> Decimal | None:
+    """The most a call may cost (None when its model has no known price); sets `call.price_entry`.
+
+    Shared by every budget step: the in-process `BudgetAdmission` and the PostgreSQL one in `llmclient.stores`.
+    An estimated prompt count is raised by the model's margin first (`margins`, when given).
+    """
+    entry = pricing.entry(call)
+    if call.request is None:  # an embedding job: input only
+        amount = None if entry is None else entry.input * call.worst_case_input_tokens
+    else:
+        counted = await call.count_prompt()
+        if margins is not None and not call.counted_exact:
+            counted = margins.reserved_tokens(str(call.model_id), counted)
+        amount = entry.worst_case(counted, call.request.max_tokens) if entry else None
+        if entry is not None and amount is None:
+            raise BudgetExceededError(
+                f"{call.model_id} has no known maximum output; pass max_tokens= so the budget can bound the call",
+                provider=call.provider,
+                model=call.model,
+            )
+    call.price_entry = entry
+    return amount
+
+
+def watches_stream(call: Call) -> bool:
+    """Whether a stream's output must be counted as it arrives to keep it within its reservation."""
+    return call.reservation is not None and call.price_entry is not None
+
+
+def check_stream(call: Call, output_tokens: int) -> None:
+    """Stop a stream whose running cost has outgrown its reservation (the documented policy)."""
+    entry, reservation = call.price_entry, call.reservation
+    if entry is None or reservation is None:
+        return
+    so_far = entry.input * (call.counted_input_tokens or 0) + entry.output * output_tokens
+    if not reservation.fits(so_far):
+        raise BudgetExceededError(
+            f"the stream from {call.model_id} passed its reserved ${reservation.amount:.6f}; stopped",
+            provider=call.provider,
+            model=call.model,
+        )
