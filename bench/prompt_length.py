@@ -135,7 +135,7 @@ def markdown(result: Result, command: str) -> str:
             "longer body costs CPU to encode and send whatever the client: raw aiohttp itself pays "
             f"{result.ratio('raw aiohttp'):.2f}× (+{growth['raw aiohttp']:.0f} µs), llmclient "
             f"+{growth['llmclient']:.0f} µs, so the target cannot hold as a plain ratio. No token is counted on this "
-            "path (tests/pipeline/test_steps.py checks it); what grows with the prompt is encoding the JSON body "
+            "path (tests/lifecycle/test_steps.py checks it); what grows with the prompt is encoding the JSON body "
             "(llmclient keeps non-ASCII text as UTF-8 with `ensure_ascii=False`: smaller bodies for non-Latin text, "
             "about 25 µs slower on 32 KB of ASCII than the escaped form raw aiohttp sends) and writing it to the "
             f"socket. Under a budget the prompt is counted to reserve its worst case: {budgeted:.0f} µs/call for the "
