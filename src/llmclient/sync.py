@@ -58,23 +58,29 @@ class LoopThread:
         if threading.current_thread() is self._thread:
             coroutine.close()
             raise RuntimeError("SyncClient was called from its own event loop; use the async Client there")
-        context = contextvars.copy_context()
-        outcome: concurrent.futures.Future[T] = concurrent.futures.Future()
-        tasks: list[asyncio.Task[T]] = []
-
-        def start() -> None:
-            task = context.run(self.loop.create_task, coroutine)
-            tasks.append(task)
-            task.add_done_callback(lambda done: _copy_outcome(done, outcome))
-
-        self.loop.call_soon_threadsafe(start)
+        outcome = self.submit(coroutine)
         try:
             return outcome.result()
         except BaseException:
-            # Interrupted while waiting (Ctrl-C): stop the work on the loop too.
-            if not outcome.done():
-                self.loop.call_soon_threadsafe(lambda: [task.cancel() for task in tasks])
+            outcome.cancel()  # interrupted while waiting (Ctrl-C): stop the work on the loop too
             raise
+
+    def submit(self, coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Start `coroutine` on the private loop; its future can be awaited from another loop
+        (`asyncio.wrap_future`), and cancelling it cancels the work."""
+        context = contextvars.copy_context()
+        outcome: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def start() -> None:
+            if outcome.cancelled():  # cancelled before it started
+                coroutine.close()
+                return
+            task = context.run(self.loop.create_task, coroutine)
+            task.add_done_callback(lambda done: _copy_outcome(done, outcome))
+            outcome.add_done_callback(lambda done: done.cancelled() and self.loop.call_soon_threadsafe(task.cancel))
+
+        self.loop.call_soon_threadsafe(start)
+        return outcome
 
     def close(self) -> None:
         """Stop the loop and its thread."""
@@ -86,6 +92,10 @@ class LoopThread:
 
 
 def _copy_outcome(task: asyncio.Task[T], outcome: concurrent.futures.Future[T]) -> None:
+    if outcome.done():  # cancelled by the caller: the task was told to stop
+        if not task.cancelled():
+            task.exception()  # retrieved, so an error while stopping is not logged as lost
+        return
     if task.cancelled():
         outcome.cancel()
     elif (error := task.exception()) is not None:
