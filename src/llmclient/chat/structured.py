@@ -92,23 +92,48 @@ def json_text(text: str) -> str:
 
 
 def strict_json_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """A model's JSON schema in the form OpenAI's strict structured outputs accept.
+    """A model's JSON schema in the form OpenAI's strict structured outputs accept (see `strict_schema`)."""
+    return strict_schema(model.model_json_schema())
 
-    Every object lists all its properties as required and forbids others; optional fields stay nullable
-    (https://platform.openai.com/docs/guides/structured-outputs#supported-schemas).
+
+def strict_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """A JSON schema in the form OpenAI's strict structured outputs accept: every object lists all its properties as
+    required and forbids others, and `default`s go
+    (https://platform.openai.com/docs/guides/structured-outputs#supported-schemas, checked 2026-12-07).
+
+    An optional property becomes a required one of the same type, not a nullable one: a value is always valid for
+    the original schema, where a null may not be (`b: int = 1`). Properties typed `X | None` stay nullable.
+
+    ```python
+    from llmclient.chat.structured import strict_schema
+
+    schema = {"type": "object", "properties": {"a": {"type": "string"}, "b": {"type": "integer", "default": 1}}}
+    assert strict_schema(schema) == {
+        "type": "object",
+        "properties": {"a": {"type": "string"}, "b": {"type": "integer"}},
+        "required": ["a", "b"],
+        "additionalProperties": False,
+    }
+    ```
     """
-    schema = model.model_json_schema()
 
     def visit(node: Any) -> Any:
-        if isinstance(node, dict):
-            node = {key: visit(value) for key, value in node.items() if key != "default"}
-            if node.get("type") == "object" and "properties" in node:
-                node["required"] = list(node["properties"])
-                node["additionalProperties"] = False
-            return node
         if isinstance(node, list):
             return [visit(item) for item in node]
-        return node
+        if not isinstance(node, dict):
+            return node
+        result: dict[str, Any] = {}
+        for key, value in node.items():
+            if key == "default":
+                continue
+            if key in ("properties", "$defs", "definitions") and isinstance(value, dict):
+                result[key] = {name: visit(sub) for name, sub in value.items()}  # names, not keywords
+            else:
+                result[key] = visit(value)
+        if result.get("type") == "object" or "properties" in result:
+            result["required"] = list(result.setdefault("properties", {}))
+            result["additionalProperties"] = False
+        return result
 
-    result: dict[str, Any] = visit(schema)
-    return result
+    strict: dict[str, Any] = visit(schema)
+    return strict
