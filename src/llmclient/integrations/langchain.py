@@ -14,38 +14,44 @@ assert message.usage_metadata["input_tokens"] == 1
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
+import weakref
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
 from operator import itemgetter
 from typing import Any, TypeVar
 
+from llmclient.chat.streaming import ChatStream
+from llmclient.chat.structured import strict_schema
 from llmclient.client import Client
 from llmclient.errors import MissingExtraError, UnknownProviderError
 from llmclient.model_ids import ModelId
 from llmclient.sync import LoopThread
 from llmclient.tools import FunctionTool, to_tool
-from llmclient.types import ChatChunk, ChatResponse, ImagePart, ImageURL, Message, TextPart, ToolCall, Usage
+from llmclient.types import ChatChunk
 
 try:
     from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
     from langchain_core.language_models import BaseChatModel, LangSmithParams
-    from langchain_core.messages import (
-        AIMessage,
-        AIMessageChunk,
-        BaseMessage,
-        HumanMessage,
-        SystemMessage,
-        ToolMessage,
-    )
-    from langchain_core.messages.ai import UsageMetadata
+    from langchain_core.messages import AIMessage, BaseMessage
     from langchain_core.output_parsers import JsonOutputParser, PydanticOutputParser
     from langchain_core.output_parsers.openai_tools import JsonOutputKeyToolsParser, PydanticToolsParser
     from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
     from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
     from langchain_core.tools import BaseTool, StructuredTool
-    from langchain_core.utils.function_calling import convert_to_openai_tool
-    from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
+    from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
+    from langchain_core.utils.pydantic import is_basemodel_subclass
+    from pydantic import ConfigDict, Field, PrivateAttr, SecretStr
+
+    from llmclient.integrations._langchain_messages import (
+        ai_message,
+        chunk_message,
+        last_chunk,
+        schema_name,
+        to_messages,
+        usage_metadata,
+    )
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise MissingExtraError(
         "the LangChain integration needs langchain-core: pip install 'llmclient[langchain]'"
@@ -72,94 +78,66 @@ def to_langchain_tool(tool: Callable[..., Any] | FunctionTool) -> BaseTool:
     )
 
 
-# -- messages -----------------------------------------------------------------------------------------------------
+# -- where calls run -----------------------------------------------------------------------------------------------
 
 
-def to_messages(messages: Sequence[BaseMessage]) -> list[Message]:
-    """llmclient messages from LangChain ones."""
-    converted: list[Message] = []
-    for message in messages:
-        content = _content(message.content)
-        if isinstance(message, SystemMessage):
-            converted.append(Message(role="system", content=content))
-        elif isinstance(message, HumanMessage):
-            converted.append(Message(role="user", content=content, name=message.name))
-        elif isinstance(message, AIMessage):
-            calls = [
-                ToolCall(id=call.get("id") or f"call_{index}", name=call["name"], arguments=call["args"])
-                for index, call in enumerate(message.tool_calls)
-            ]
-            converted.append(Message(role="assistant", content=content or None, tool_calls=calls or None))
-        elif isinstance(message, ToolMessage):
-            converted.append(Message(role="tool", content=content, tool_call_id=message.tool_call_id))
-        else:
-            raise ValueError(f"unsupported LangChain message type {type(message).__name__}")
-    return converted
+class _Runtime:
+    """The adapter's own `Client` on its own event loop thread, used from any thread and any event loop.
+
+    One loop for the client's whole life: its connections are never used from a loop that has closed (pytest and
+    `asyncio.run` make a loop per call), and they are closed with the client once no model refers to this runtime
+    any more (or at exit).
+    """
+
+    def __init__(self, client: Client, name: str) -> None:
+        self.client = client
+        self.thread = LoopThread(name)
+        weakref.finalize(self, _shut_down, self.thread, client)
+
+    def run(self, make: Callable[[Client], Coroutine[Any, Any, T]]) -> T:
+        return self.thread.run(make(self.client))
+
+    async def arun(self, make: Callable[[Client], Coroutine[Any, Any, T]]) -> T:
+        # Cancelling the caller cancels the work on the private loop (wrap_future cancels the concurrent future).
+        return await asyncio.wrap_future(self.thread.submit(make(self.client)))
+
+    def stream(self, open_stream: Callable[[Client], ChatStream]) -> Iterator[ChatChunk | ChatStream]:
+        """The chunks, pulled one at a time from the private loop, then the finished stream."""
+        stream = self.thread.run(_opened(open_stream, self.client))
+        iterator = stream.__aiter__()
+        try:
+            while (chunk := self.thread.run(_next(iterator))) is not None:
+                yield chunk
+            yield stream
+        finally:
+            self.thread.run(stream.aclose())
+
+    async def astream(self, open_stream: Callable[[Client], ChatStream]) -> AsyncIterator[ChatChunk | ChatStream]:
+        """`stream` for a caller on another event loop."""
+        stream = await asyncio.wrap_future(self.thread.submit(_opened(open_stream, self.client)))
+        iterator = stream.__aiter__()
+        try:
+            while (chunk := await asyncio.wrap_future(self.thread.submit(_next(iterator)))) is not None:
+                yield chunk
+            yield stream
+        finally:
+            await asyncio.wrap_future(self.thread.submit(stream.aclose()))
 
 
-def _content(content: str | list[Any]) -> str | list[TextPart | ImagePart]:
-    if isinstance(content, str):
-        return content
-    parts: list[TextPart | ImagePart] = []
-    for block in content:
-        if isinstance(block, str):
-            parts.append(TextPart(text=block))
-        elif block.get("type") == "text":
-            parts.append(TextPart(text=block["text"]))
-        elif block.get("type") == "image_url":
-            image = block["image_url"]
-            parts.append(ImagePart(image_url=ImageURL(url=image["url"] if isinstance(image, dict) else image)))
-        else:
-            raise ValueError(f"unsupported content block {block.get('type')!r}")
-    return parts
+async def _opened(open_stream: Callable[[Client], ChatStream], client: Client) -> ChatStream:
+    return open_stream(client)  # made on the private loop, where it will run
 
 
-def usage_metadata(usage: Usage) -> UsageMetadata:
-    """LangChain's usage shape (input counts cached tokens too, as LangChain defines it)."""
-    metadata: dict[str, Any] = {
-        "input_tokens": usage.prompt_tokens,
-        "output_tokens": usage.output_tokens,
-        "total_tokens": usage.total_tokens,
-    }
-    if usage.cached_input_tokens:
-        metadata["input_token_details"] = {"cache_read": usage.cached_input_tokens}
-    if usage.reasoning_tokens:
-        metadata["output_token_details"] = {"reasoning": usage.reasoning_tokens}
-    result: UsageMetadata = UsageMetadata(**metadata)  # type: ignore[typeddict-item]
-    return result
+async def _next(iterator: AsyncIterator[ChatChunk]) -> ChatChunk | None:
+    return await anext(iterator, None)
 
 
-def _ai_message(response: ChatResponse) -> AIMessage:
-    return AIMessage(
-        content=response.text,
-        tool_calls=[
-            {"name": call.name, "args": call.arguments, "id": call.id, "type": "tool_call"}
-            for call in response.tool_calls
-        ],
-        usage_metadata=usage_metadata(response.usage),
-        response_metadata=_metadata(response),
-    )
-
-
-def _metadata(response: ChatResponse) -> dict[str, Any]:
-    return {
-        "model_name": response.model,
-        "model_provider": response.provider,
-        "finish_reason": response.finish_reason,
-        "usage_estimated": response.usage.estimated,
-        "cost_usd": None if response.cost is None else str(response.cost.total),
-    }
-
-
-def _chunk_message(chunk: ChatChunk) -> AIMessageChunk:
-    return AIMessageChunk(
-        content=chunk.delta,
-        tool_call_chunks=[
-            {"name": d.name, "args": d.arguments, "id": d.id, "index": d.index, "type": "tool_call_chunk"}
-            for d in chunk.tool_call_deltas
-        ],
-        usage_metadata=usage_metadata(chunk.usage) if chunk.usage is not None else None,
-    )
+def _shut_down(thread: LoopThread, client: Client) -> None:
+    try:
+        thread.run(client.aclose())
+    except RuntimeError:  # collected on its own loop's thread (it cannot wait for itself), or already closed
+        return
+    thread.close()
 
 
 # -- the chat model -----------------------------------------------------------------------------------------------
@@ -172,9 +150,11 @@ class ChatLLMClient(BaseChatModel):
     """A LangChain chat model backed by llmclient: any provider (local ones included) in a LangChain agent.
 
     Attributes:
-        model: An llmclient model id such as `"deepseek/deepseek-chat"` (default: `LLMCLIENT_MODEL`).
+        model: An llmclient model id such as `"deepseek/deepseek-chat"` (default: `LLMCLIENT_MODEL`). A per-call
+            `model=` without a provider keeps this one's (`invoke(..., model="deepseek-reasoner")`).
         client: The `Client` to use for async calls (its ledger records every call). Sync calls run on a private
-            event loop with a client of the same settings that shares that ledger.
+            event loop with a client of the same settings that shares that ledger. Without one, the model makes
+            its own client, which lives on a private event loop thread and serves sync and async calls alike.
         api_key: Passed to the model's provider when no client is given.
         base_url: Passed to the model's provider when no client is given.
     """
@@ -194,9 +174,8 @@ class ChatLLMClient(BaseChatModel):
     streaming: bool = False
     client: Client | None = Field(default=None, exclude=True)
 
-    _async_client: Client | None = PrivateAttr(default=None)
-    _sync_client: Client | None = PrivateAttr(default=None)
-    _loop: LoopThread | None = PrivateAttr(default=None)
+    _own: _Runtime | None = PrivateAttr(default=None)
+    _sync: _Runtime | None = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     @property
@@ -221,7 +200,8 @@ class ChatLLMClient(BaseChatModel):
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         model = kwargs.get("model", self.model)
-        params = LangSmithParams(ls_provider=_provider(model) or "llmclient", ls_model_name=model, ls_model_type="chat")
+        provider = _provider(model) or _provider(self.model) or "llmclient"
+        params = LangSmithParams(ls_provider=provider, ls_model_name=model, ls_model_type="chat")
         if (temperature := kwargs.get("temperature", self.temperature)) is not None:
             params["ls_temperature"] = temperature
         if (max_tokens := kwargs.get("max_tokens", self.max_tokens)) is not None:
@@ -246,34 +226,31 @@ class ChatLLMClient(BaseChatModel):
             kwargs["retry"] = self.max_retries
         return Client(ledger=ledger, **kwargs)
 
-    def _client_for_async(self) -> Client:
-        if self.client is not None:
-            return self.client
+    def _own_runtime(self) -> _Runtime:
         with self._lock:
-            if self._async_client is None:
-                self._async_client = self._new_client()
-            return self._async_client
+            if self._own is None:
+                self._own = _Runtime(self._new_client(), "llmclient-langchain")
+            return self._own
 
-    def _run_sync(self, make: Callable[[Client], Coroutine[Any, Any, T]]) -> T:
+    def _sync_runtime(self) -> _Runtime:
+        """Where sync calls run: the model's own client, or a sibling of the given one that shares its ledger."""
+        if self.client is None:
+            return self._own_runtime()
         with self._lock:
-            if self._loop is None:
-                self._loop = LoopThread("llmclient-langchain")
-            if self._sync_client is None:
-                ledger = self.client.ledger if self.client is not None else None
-                self._sync_client = self._new_client(ledger=ledger)
-            loop, client = self._loop, self._sync_client
-        return loop.run(make(client))
+            if self._sync is None:
+                self._sync = _Runtime(self._new_client(ledger=self.client.ledger), "llmclient-langchain-sync")
+            return self._sync
 
     @property
     def ledger(self) -> Any:
         """The ledger every call of this model is recorded in."""
-        return self._client_for_async().ledger
+        return self.client.ledger if self.client is not None else self._own_runtime().client.ledger
 
     # calls -------------------------------------------------------------------------------------------------------
 
-    def _options(self, stop: list[str] | None, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    def _options(self, client: Client, stop: list[str] | None, kwargs: Mapping[str, Any]) -> dict[str, Any]:
         options: dict[str, Any] = {
-            "model": kwargs.get("model", self.model),
+            "model": self._model_id(client, kwargs.get("model")),
             "temperature": kwargs.get("temperature", self.temperature),
             "max_tokens": kwargs.get("max_tokens", self.max_tokens),
             "top_p": kwargs.get("top_p", self.top_p),
@@ -285,9 +262,23 @@ class ChatLLMClient(BaseChatModel):
                 options[key] = kwargs[key]
         return options
 
-    async def _achat(self, client: Client, messages: list[BaseMessage], options: dict[str, Any]) -> ChatResult:
-        response = await client.chat(to_messages(messages), **options)
-        return ChatResult(generations=[ChatGeneration(message=_ai_message(response))])
+    def _model_id(self, client: Client, override: str | None) -> str:
+        """The model a call uses: this model's, or a per-call one; a bare name keeps this model's provider."""
+        if not override:
+            return self.model
+        try:
+            client.resolve(override)  # an id, or an alias the client knows
+        except UnknownProviderError:
+            provider = _provider(self.model)
+            if provider is None:
+                raise
+            return f"{provider}/{override}"
+        return override
+
+    async def _achat(self, client: Client, messages: list[BaseMessage], kwargs: dict[str, Any]) -> ChatResult:
+        stop = kwargs.pop("stop", None)
+        response = await client.chat(to_messages(messages), **self._options(client, stop, kwargs))
+        return ChatResult(generations=[ChatGeneration(message=ai_message(response))])
 
     def _generate(
         self,
@@ -296,8 +287,7 @@ class ChatLLMClient(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        options = self._options(stop, kwargs)
-        return self._run_sync(lambda client: self._achat(client, messages, options))
+        return self._sync_runtime().run(lambda client: self._achat(client, messages, {**kwargs, "stop": stop}))
 
     async def _agenerate(
         self,
@@ -306,7 +296,13 @@ class ChatLLMClient(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        return await self._achat(self._client_for_async(), messages, self._options(stop, kwargs))
+        arguments = {**kwargs, "stop": stop}
+        if self.client is not None:
+            return await self._achat(self.client, messages, arguments)
+        return await self._own_runtime().arun(lambda client: self._achat(client, messages, arguments))
+
+    def _opener(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: Any) -> Callable[[Client], Any]:
+        return lambda client: client.stream(to_messages(messages), **self._options(client, stop, kwargs))
 
     async def _astream(
         self,
@@ -315,11 +311,15 @@ class ChatLLMClient(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        options = self._options(stop, kwargs)
-        async for chunk in self._client_for_async().stream(to_messages(messages), **options):
-            generation = ChatGenerationChunk(message=_chunk_message(chunk))
-            if run_manager is not None and chunk.delta:
-                await run_manager.on_llm_new_token(chunk.delta, chunk=generation)
+        opener = self._opener(messages, stop, kwargs)
+        if self.client is not None:
+            items: AsyncIterator[ChatChunk | ChatStream] = _with_end(opener(self.client))
+        else:
+            items = self._own_runtime().astream(opener)
+        async for item in items:
+            generation = _generation(item)
+            if run_manager is not None and isinstance(item, ChatChunk) and item.delta:
+                await run_manager.on_llm_new_token(item.delta, chunk=generation)
             yield generation
 
     def _stream(
@@ -329,17 +329,10 @@ class ChatLLMClient(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        options = self._options(stop, kwargs)
-
-        async def collect(client: Client) -> list[ChatChunk]:
-            return [chunk async for chunk in client.stream(to_messages(messages), **options)]
-
-        # Chunks are produced on the private loop and handed over once the stream ends: simple and correct for the
-        # sync path, which LangChain uses mostly in scripts; use `astream` for token-by-token delivery.
-        for chunk in self._run_sync(collect):
-            generation = ChatGenerationChunk(message=_chunk_message(chunk))
-            if run_manager is not None and chunk.delta:
-                run_manager.on_llm_new_token(chunk.delta, chunk=generation)
+        for item in self._sync_runtime().stream(self._opener(messages, stop, kwargs)):
+            generation = _generation(item)
+            if run_manager is not None and isinstance(item, ChatChunk) and item.delta:
+                run_manager.on_llm_new_token(item.delta, chunk=generation)
             yield generation
 
     # tools and structured output ---------------------------------------------------------------------------------
@@ -371,29 +364,24 @@ class ChatLLMClient(BaseChatModel):
         strict: bool | None = None,
         **kwargs: Any,
     ) -> Runnable[Any, Any]:
-        """Return objects shaped by `schema` (a pydantic model or JSON schema), by tool call, JSON schema or JSON
-        mode."""
+        """Return objects shaped by `schema` (a pydantic model, TypedDict or JSON schema), by tool call, JSON
+        schema or JSON mode. With `strict=True` the schema is sent in the form OpenAI's strict mode accepts (every
+        property required, optional ones nullable, no other properties)."""
         if kwargs:
             raise ValueError(f"unsupported arguments: {sorted(kwargs)}")
-        is_model = isinstance(schema, type) and issubclass(schema, BaseModel)
+        is_model = isinstance(schema, type) and is_basemodel_subclass(schema)
+        traced = {"kwargs": {"method": method, "strict": strict}, "schema": schema}  # for LangSmith and callbacks
         if method == "function_calling":
             name = convert_to_openai_tool(schema)["function"]["name"]
-            llm = self.bind_tools([schema], tool_choice=name, strict=strict)
+            llm = self.bind_tools([schema], tool_choice=name, strict=strict, ls_structured_output_format=traced)
             parser: Runnable[Any, Any] = (
                 PydanticToolsParser(tools=[schema], first_tool_only=True)
                 if is_model
                 else JsonOutputKeyToolsParser(key_name=name, first_tool_only=True)
             )
         elif method in ("json_schema", "json_mode"):
-            if method == "json_schema":
-                json_schema = schema.model_json_schema() if is_model else schema
-                spec: dict[str, Any] = {"name": json_schema.get("title", "output"), "schema": json_schema}
-                if strict is not None:
-                    spec["strict"] = strict
-                response_format: dict[str, Any] = {"type": "json_schema", "json_schema": spec}
-            else:
-                response_format = {"type": "json_object"}
-            llm = self.bind(response_format=response_format)
+            response_format = _response_format(schema, method, strict)
+            llm = self.bind(response_format=response_format, ls_structured_output_format=traced)
             parser = PydanticOutputParser(pydantic_object=schema) if is_model else JsonOutputParser()
         else:
             raise ValueError(f"unknown method {method!r}; use function_calling, json_schema or json_mode")
@@ -403,6 +391,41 @@ class ChatLLMClient(BaseChatModel):
         return RunnableMap(raw=llm) | parsed.with_fallbacks(
             [RunnablePassthrough.assign(parsed=lambda _: None)], exception_key="parsing_error"
         )
+
+
+def _response_format(schema: Any, method: str, strict: bool | None) -> dict[str, Any]:
+    if method == "json_mode":
+        return {"type": "json_object"}
+    if isinstance(schema, dict):
+        json_schema = schema
+    elif isinstance(schema, type) and is_basemodel_subclass(schema):
+        # pydantic v2 and v1 models: the model's own schema (with $defs), which its parser validates against
+        v2 = hasattr(schema, "model_json_schema")
+        json_schema = schema.model_json_schema() if v2 else schema.schema()  # type: ignore[attr-defined]
+    else:
+        json_schema = convert_to_json_schema(schema)  # a TypedDict or function
+    spec: dict[str, Any] = {"name": schema_name(json_schema.get("title")), "schema": json_schema}
+    if strict:
+        spec["schema"] = strict_schema(json_schema)
+    if strict is not None:
+        spec["strict"] = strict
+    if json_schema.get("description"):
+        spec["description"] = json_schema["description"]
+    return {"type": "json_schema", "json_schema": spec}
+
+
+def _generation(item: ChatChunk | ChatStream) -> ChatGenerationChunk:
+    """A streamed chunk, or the closing chunk made from the finished stream's reply."""
+    if isinstance(item, ChatChunk):
+        return ChatGenerationChunk(message=chunk_message(item))
+    return ChatGenerationChunk(message=last_chunk(item.response))
+
+
+async def _with_end(stream: ChatStream) -> AsyncIterator[ChatChunk | ChatStream]:
+    async with stream:
+        async for chunk in stream:
+            yield chunk
+    yield stream
 
 
 def _register_for_load() -> None:

@@ -1,0 +1,1 @@
+"""Tests of llmclient.integrations against the ecosystems' own suites (LangChain, MCP)."""
