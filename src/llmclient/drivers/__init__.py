@@ -100,6 +100,8 @@ class Capabilities:
             "json_object" (JSON mode plus the schema in the prompt), or "prompt" (the schema in the prompt only).
         params: The uniform sampling parameters (`llmclient.types.SAMPLING_PARAMS`) the backend accepts; others
             are dropped with a warning, or refused under `strict_params`.
+        embedding_encoding: The encoding its embeddings are requested in on the wire (`"float"`, `"base64"`),
+            where the request names one; traces report it as `gen_ai.request.encoding_formats`.
     """
 
     http: bool = False
@@ -110,6 +112,7 @@ class Capabilities:
     embed_dimensions: bool = True
     structured_output: StructuredOutputMode = "json_schema"
     params: frozenset[str] = field(default_factory=lambda: frozenset(SAMPLING_PARAMS))
+    embedding_encoding: str | None = None
 
 
 @runtime_checkable
@@ -126,6 +129,8 @@ class Driver(Protocol):
     """The provider name this instance serves (the driver's name, or the user's own: `"gpu-box"`)."""
     api_key: SecretStr | None
     """The key the driver sends, if any: the client redacts it from tool errors and messages."""
+    endpoint: str | None
+    """The base URL requests go to (None for in-process engines); traces report it as `server.address`/`.port`."""
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
         """One complete reply."""
@@ -168,6 +173,7 @@ class BaseDriver:
     capabilities: Capabilities = Capabilities()
     embedding_limits: ClassVar[EmbeddingLimits] = DEFAULT_LIMITS
     api_key: SecretStr | None = None
+    endpoint: str | None = None
 
     def __init__(self, *, provider: str | None = None) -> None:
         self.provider = provider or self.name

@@ -136,6 +136,7 @@ class OllamaDriver(BaseDriver):
         self.provider = provider or self.name
         environ = os.environ if self.provider == self.name else {}  # the environment speaks for "ollama" only
         self.host = parse_host(host or environ.get("OLLAMA_HOST"))
+        self.endpoint = self.host
         key = api_key if api_key is not None else environ.get("OLLAMA_API_KEY")
         secret = key.get_secret_value() if isinstance(key, SecretStr) else (key or "")
         self.api_key = SecretStr(secret) if secret else None

@@ -61,8 +61,6 @@ class OpenAIDriver(BaseDriver):
     # OpenAI deprecated `max_tokens` for `max_completion_tokens`, which its reasoning models require
     # (https://platform.openai.com/docs/api-reference/chat/create#chat-create-max_completion_tokens).
     max_tokens_field: ClassVar[str] = "max_completion_tokens"
-    # base64 halves the body and skips float parsing; numpy decodes it directly.
-    embedding_encoding: ClassVar[str] = "base64"
     # https://platform.openai.com/docs/api-reference/embeddings/create: at most 2048 inputs per request, none empty,
     # 8192 tokens per input and 300,000 tokens summed over one request's inputs. The model pages (and prices.json's
     # max_input_tokens) say 8191 per input for text-embedding-3-* and ada-002; Client.embed uses the smaller.
@@ -73,6 +71,7 @@ class OpenAIDriver(BaseDriver):
         http=True,
         embed=True,
         params=frozenset({"temperature", "top_p", "max_tokens", "stop", "seed", "response_format"}),
+        embedding_encoding="base64",  # half the body of floats, and numpy decodes it without parsing
     )
 
     def __init__(
@@ -108,6 +107,7 @@ class OpenAIDriver(BaseDriver):
                 provider=self.provider,
             )
         self.base_url = validate_base_url(url, provider=self.provider)
+        self.endpoint = self.base_url
         wire_headers = dict(headers or {})
         secret = self.api_key.get_secret_value() if self.api_key else ""
         if secret:
@@ -328,7 +328,11 @@ class OpenAIDriver(BaseDriver):
             width = dimensions or _EMBEDDING_DIMENSIONS.get(model, 0)
             return EmbedResponse(vectors=np.zeros((0, width), dtype=np.float32), model=model, provider=self.provider)
         self._check_key(model)
-        body: dict[str, Any] = {"model": model, "input": inputs, "encoding_format": self.embedding_encoding}
+        body: dict[str, Any] = {
+            "model": model,
+            "input": inputs,
+            "encoding_format": self.capabilities.embedding_encoding,
+        }
         if dimensions is not None:  # text-embedding-3 and later shorten their vectors to this length
             body["dimensions"] = dimensions
         data, request_id = await self._http.post_json("/embeddings", body, model=model)
@@ -374,10 +378,9 @@ class OpenAICompatibleDriver(OpenAIDriver):
     base_url_env: ClassVar[str] = "OPENAI_COMPATIBLE_BASE_URL"
     requires_api_key: ClassVar[bool] = False
     max_tokens_field: ClassVar[str] = "max_tokens"
-    embedding_encoding: ClassVar[str] = "float"
     # Each server sets its own limits (and rejects what breaks them); batches stay at OpenAI's 2048 inputs.
     embedding_limits: ClassVar[EmbeddingLimits] = EmbeddingLimits()
-    capabilities = Capabilities(http=True, embed=True)
+    capabilities = Capabilities(http=True, embed=True, embedding_encoding="float")
 
 
 # Default vector lengths (https://platform.openai.com/docs/guides/embeddings#embedding-models), for empty results.
