@@ -37,7 +37,7 @@ from llmclient.chat.structured import structured_chat
 from llmclient.drivers import Driver
 from llmclient.embeddings.cache import EmbeddingCache, open_embedding_cache
 from llmclient.embeddings.job import EmbedOptions, run_embed_job
-from llmclient.errors import UnsupportedCapabilityError
+from llmclient.errors import LLMClientError, UnsupportedCapabilityError
 from llmclient.http.client import Timeouts, Transport
 from llmclient.lifecycle import BudgetAdmission, CountPrompt, LedgerRecording, Pipeline, Pricing, Step
 from llmclient.lifecycle import send as pipeline_send
@@ -270,6 +270,10 @@ class Client:
         async def step(transcript: list[Message], options: dict[str, Any]) -> ChatResponse:
             return await self.chat(transcript, **options)
 
+        try:  # for the run's trace; a model that does not resolve fails in the first step, with its error
+            model_id: ModelId | None = self.resolve(chat_options.get("model"))
+        except LLMClientError:
+            model_id = None
         return await run_tools(
             step,
             messages_of(messages),
@@ -281,6 +285,7 @@ class Client:
             secrets=self._resolver.drivers.secrets(),
             chat_options=dict(chat_options),
             observers=self.pipeline.observers,
+            model_id=model_id,
         )
 
     async def embed(

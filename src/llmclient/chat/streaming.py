@@ -16,6 +16,7 @@ from llmclient.lifecycle import Call, Outcome, Pipeline
 from llmclient.lifecycle.budget_admission import check_stream, watches_stream
 from llmclient.lifecycle.call import ended_by
 from llmclient.lifecycle.send import admit, deadline_of, send
+from llmclient.observability.observers import notify
 from llmclient.types import ChatChunk, ChatRequest, ChatResponse, Message, ToolCall, Usage
 
 
@@ -85,8 +86,11 @@ class ChatStream:
             await admit(call, pipeline, deadline)
             watch = watches_stream(call)
             chunk = await send(call, deadline, first_chunk)
+            heard = call.observers.on_chunk if call.observers is not None else ()
             while chunk is not None:
                 assembler.add(chunk)
+                if heard:
+                    notify(heard, call, chunk)
                 if watch and chunk.delta:
                     output_tokens += (await call.count_text(chunk.delta)).tokens
                     check_stream(call, output_tokens)

@@ -264,6 +264,7 @@ async def run_embed_job(
     if billed:
         call.counted_input_tokens = sum(counted) if counted and error is None else None
         outcome = Outcome(usage, error=None if error is None else ended_by(error))
+        outcome.dimensions = job.width or dimensions
         pipeline.finish(call, outcome, error)
         cost = outcome.cost
     else:

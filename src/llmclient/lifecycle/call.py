@@ -130,6 +130,8 @@ class Outcome:
     """The reply of a chat or stream call that succeeded."""
     record: LedgerRecord | None = None
     """The ledger record written for the call (set by the recording step)."""
+    dimensions: int | None = None
+    """For an embedding job: the length of its vectors (traces report it)."""
 
 
 def ended_by(error: BaseException) -> str:

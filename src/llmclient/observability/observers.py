@@ -1,7 +1,8 @@
 """The observer interface: one set of events, fed by the pipeline, that logging, tracing and user hooks share.
 
 Every call admitted by the pipeline reports `on_request` (before admission: a budget refusal is an error too), an
-`on_retry` per retry (with its wait and the error that caused it), then exactly one of `on_response` (it succeeded)
+`on_retry` per retry (with its wait and the error that caused it), `on_chunk` per chunk of a stream as it arrives,
+then exactly one of `on_response` (it succeeded)
 or `on_error` (it failed, was cut or was cancelled; `outcome` is set when it was billed anyway), and `on_record`
 when its ledger record is written. `Client.run` adds `on_run_start`/`on_run_end` around the tool loop and
 `on_tool_start`/`on_tool_end` around each tool. A hook that raises is logged and ignored: observing never breaks a
@@ -47,8 +48,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from llmclient.accounting.ledger import LedgerRecord
     from llmclient.lifecycle.call import Call, Outcome
+    from llmclient.model_ids import ModelId
     from llmclient.tools import RunResult, ToolResult
-    from llmclient.types import ToolCall
+    from llmclient.types import ChatChunk, ToolCall
 
 logger = logging.getLogger("llmclient")
 
@@ -63,6 +65,8 @@ class Run:
     """The names of the tools the model may call."""
     notes: dict[str, Any] = field(default_factory=dict)
     """Per-observer state (a tracer keeps its span here)."""
+    model_id: ModelId | None = None
+    """The provider and model the run's steps go to, where the model named (or the default) resolves."""
 
 
 @dataclass(eq=False)
@@ -72,6 +76,8 @@ class ToolExecution:
     call: ToolCall
     notes: dict[str, Any] = field(default_factory=dict)
     """Per-observer state."""
+    description: str = ""
+    """The tool's description, as the model was given it."""
 
 
 class Observer:
@@ -85,6 +91,9 @@ class Observer:
 
     def on_retry(self, call: Call, retry: int, wait: float, error: BaseException) -> None:
         """Retry number `retry` (1-based) will be sent after `wait` seconds, because of `error`."""
+
+    def on_chunk(self, call: Call, chunk: ChatChunk) -> None:
+        """A streamed call received `chunk` (called for each, as it arrives: keep it quick)."""
 
     def on_response(self, call: Call, outcome: Outcome) -> None:
         """The call succeeded: `outcome` has its usage, cost (priced) and, for chat, the response."""
@@ -109,7 +118,7 @@ class Observer:
 
 
 _EVENTS = (
-    "on_request", "on_retry", "on_response", "on_error", "on_record",
+    "on_request", "on_retry", "on_chunk", "on_response", "on_error", "on_record",
     "on_run_start", "on_run_end", "on_tool_start", "on_tool_end",
 )  # fmt: skip
 
@@ -121,6 +130,7 @@ class Hooks:
     __slots__ = ("observers", *_EVENTS)
     on_request: tuple[Callable[..., None], ...]
     on_retry: tuple[Callable[..., None], ...]
+    on_chunk: tuple[Callable[..., None], ...]
     on_response: tuple[Callable[..., None], ...]
     on_error: tuple[Callable[..., None], ...]
     on_record: tuple[Callable[..., None], ...]

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from llmclient.errors import InvalidRequestError, MaxStepsExceededError
+from llmclient.model_ids import ModelId
 from llmclient.observability.observers import Hooks, Observer, Run, ToolExecution, notify
 from llmclient.tools import FunctionTool, OnToolError, RunResult, ToolResult, ToolRunner, to_tool, tool_messages
 from llmclient.types import ChatResponse, Message, ToolCall
@@ -56,6 +57,7 @@ async def run_tools(
     secrets: list[str],
     chat_options: dict[str, Any],
     observers: Sequence[Observer] = (),
+    model_id: ModelId | None = None,
 ) -> RunResult:
     """Loop until the model answers without calling a tool, or `max_steps` model calls were made.
 
@@ -72,6 +74,8 @@ async def run_tools(
             first step only, then "auto" (as the OpenAI Agents SDK's reset_tool_choice does), or the model could
             never answer.
         observers: Told of the run's start and end and of each tool's (model calls report through the pipeline).
+        model_id: Where the steps go, for the observers (None when the model does not resolve: the first step
+            raises why).
     """
     if on_tool_error not in ("message", "raise"):
         raise InvalidRequestError('on_tool_error must be "message" or "raise"')
@@ -81,7 +85,7 @@ async def run_tools(
     )
     options = {**chat_options, "tools": list(runnable.values())}
     hooks = Hooks(observers)
-    run = Run(model=options.get("model"), tools=tuple(runnable))
+    run = Run(model=options.get("model"), tools=tuple(runnable), model_id=model_id)
     notify(hooks.on_run_start, run)
     try:
         result = await _loop(chat, messages, runner, options, max_steps, hooks)
@@ -126,7 +130,8 @@ async def _observed(runner: ToolRunner, calls: Sequence[ToolCall], hooks: Hooks)
     """`runner.run(calls)` with each tool's start and end reported."""
 
     async def one(call: ToolCall) -> ToolResult:
-        execution = ToolExecution(call)
+        function = runner.tools.get(call.name)
+        execution = ToolExecution(call, description=function.tool.description if function is not None else "")
         notify(hooks.on_tool_start, execution)
         try:
             result = await runner.run_one(call)
