@@ -9,7 +9,9 @@ Not a mock of llmclient: it speaks OpenAI's chat-completions wire format (a JSON
 - a `json_schema` response format: a JSON object built from that schema; `json_object`: an object whose keys are
   the phrases the user quoted ("with 'setup' and 'punchline' keys");
 - otherwise prose about the last message; a user who asks it to "think" also gets reasoning (and its tokens);
-- usage is counted in words; a prompt that repeats an earlier prompt's messages reports them as cached tokens.
+- usage is counted in words; a prompt that repeats an earlier prompt's messages reports them as cached tokens;
+- `/embeddings` answers each input with a vector of its letters' counts (`dimensions` long, 8 by default);
+- `failures` scripts errors: each request takes the next status (429, 500, ...) from it while any are left.
 
 Like OpenAI it refuses a strict JSON schema that strict mode rejects (a property not required, objects without
 `additionalProperties: false`) and a schema name outside `^[a-zA-Z0-9_-]{1,64}$`, with a 400 error body.
@@ -245,6 +247,22 @@ def sse_events(completion_id: str, model: str, answer: dict[str, Any], include_u
     yield "[DONE]"
 
 
+def embeddings(body: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI's embeddings answer: per input, its letters counted into `dimensions` buckets (floats)."""
+    inputs = body.get("input") or []
+    inputs = [inputs] if isinstance(inputs, str) else inputs
+    size = int(body.get("dimensions") or 8)
+    data = []
+    for index, text in enumerate(inputs):
+        vector = [0.0] * size
+        for letter in str(text):
+            vector[ord(letter) % size] += 1.0
+        data.append({"object": "embedding", "index": index, "embedding": vector})
+    tokens = sum(words(str(text)) for text in inputs)
+    usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+    return {"object": "list", "data": data, "model": body.get("model", ""), "usage": usage}
+
+
 class ScriptedServer:
     """`ScriptedModel` served over HTTP/1.1 on 127.0.0.1 from a background thread, while in a `with` block; `url`
     ends in `/v1`, for an OpenAI-compatible client."""
@@ -252,6 +270,7 @@ class ScriptedServer:
     def __init__(self) -> None:
         self.model = ScriptedModel()
         self.requests: list[dict[str, Any]] = []
+        self.failures: list[int] = []
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="scripted-model", daemon=True)
@@ -266,9 +285,17 @@ class ScriptedServer:
         self._server.server_close()
         self._thread.join()
 
-    def respond(self, body: dict[str, Any]) -> tuple[int, str, str]:
-        """Status, content type and body for one chat-completions request."""
+    def respond(self, path: str, body: dict[str, Any]) -> tuple[int, str, str]:
+        """Status, content type and body for one request."""
         self.requests.append(body)
+        if self.failures:
+            status = self.failures.pop(0)
+            error = {"error": {"message": f"scripted {status}", "type": "server_error", "param": None, "code": None}}
+            return status, "application/json", json.dumps(error)
+        if path.endswith("/embeddings"):
+            return 200, "application/json", json.dumps(embeddings(body))
+        if not path.endswith("/chat/completions"):
+            return 404, "application/json", '{"error": {"message": "not found"}}'
         try:
             answer = self.model.answer(body)
         except BadRequest as exc:
@@ -298,10 +325,7 @@ def _handler(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             length = int(self.headers.get("content-length") or 0)
             body = json.loads(self.rfile.read(length) or b"{}")
-            if self.path.rstrip("/").endswith("/chat/completions"):
-                status, content_type, text = server.respond(body)
-            else:
-                status, content_type, text = 404, "application/json", '{"error": {"message": "not found"}}'
+            status, content_type, text = server.respond(self.path.rstrip("/"), body)
             data = text.encode()
             self.send_response(status)
             self.send_header("content-type", content_type)

@@ -1,16 +1,27 @@
 """OpenTelemetry spans and metrics for every call, following the GenAI semantic conventions.
 
+The conventions are those of open-telemetry/semantic-conventions v1.41.1 (the last release that held the GenAI
+conventions, since moved to open-telemetry/semantic-conventions-genai), whose names the
+`opentelemetry-semantic-conventions` package exports; tests/conformance checks every span and metric against them.
+
 Spans: `chat {model}` (chat and stream calls; kind CLIENT, INTERNAL for in-process engines), `embeddings {model}`,
 `execute_tool {tool}` and `invoke_agent` around `Client.run`, nested as they ran. Attributes: `gen_ai.operation.name`,
-`gen_ai.provider.name`, `gen_ai.request.model` and the request's sampling parameters, `gen_ai.response.model`,
-`gen_ai.response.finish_reasons`, `gen_ai.usage.input_tokens` (cached included, as the conventions define it),
-`gen_ai.usage.cache_read.input_tokens`, `gen_ai.usage.output_tokens`, `error.type`; and llmclient's own:
-`llmclient.cost_usd`, `llmclient.request_id`, `llmclient.attempts`, `llmclient.usage.estimated`,
-`llmclient.budget.reserved_usd` and `llmclient.budget.remaining_usd`. Each retry is a `retry` event on its span.
-Metrics: the histograms `gen_ai.client.operation.duration` (s) and `gen_ai.client.token.usage` ({token}).
+`gen_ai.provider.name`, `gen_ai.request.model` and the request's sampling parameters, `gen_ai.request.stream`,
+`gen_ai.output.type`, `server.address` and `server.port` (HTTP providers), `gen_ai.response.id`,
+`gen_ai.response.model`, `gen_ai.response.finish_reasons`, `gen_ai.response.time_to_first_chunk` (streams),
+`gen_ai.usage.input_tokens` (cached included, as the conventions define it), `gen_ai.usage.cache_read.input_tokens`,
+`gen_ai.usage.output_tokens`, `gen_ai.usage.reasoning.output_tokens`, `openai.response.service_tier` and
+`openai.response.system_fingerprint` (where the server sends them), `gen_ai.request.encoding_formats` and
+`gen_ai.embeddings.dimension.count` (embeddings), `gen_ai.tool.name`, `.call.id`, `.type`, `.description`, and
+`error.type`. llmclient's own, where the conventions have nothing: `llmclient.cost_usd`, `llmclient.attempts`,
+`llmclient.usage.estimated`, `llmclient.budget.reserved_usd`, `llmclient.budget.remaining_usd`, `llmclient.steps`,
+and `llmclient.request_id` (the provider's request id, when it is not the response id). Each retry is a `retry`
+event on its span. Metrics: the histograms `gen_ai.client.operation.duration` (s), `gen_ai.client.token.usage`
+({token}), and for streams `gen_ai.client.operation.time_to_first_chunk` and `...time_per_output_chunk` (s).
 
-Message content (`gen_ai.input.messages`, `gen_ai.output.messages`, tool arguments and results) is captured only
-with `Tracing(capture_content=True)` or `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true`.
+Message content (`gen_ai.input.messages`, `gen_ai.output.messages` in the conventions' JSON shapes, tool arguments
+and results) is captured only with `Tracing(capture_content=True)` or
+`OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true`.
 
 Only `opentelemetry-api` is used (`pip install 'llmclient[otel]'`); without it, or while no SDK tracer provider is
 set, every hook returns at once.
@@ -23,26 +34,33 @@ import os
 import sys
 import time
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
+from llmclient.observability.genai_messages import input_messages, output_messages
 from llmclient.observability.observers import Observer, Run, ToolExecution
 
 if TYPE_CHECKING:
     from llmclient.lifecycle.call import Call, Outcome
     from llmclient.tools import RunResult, ToolResult
+    from llmclient.types import ChatChunk, ChatRequest, Usage
 
 _UNSET = object()
 _SPAN = "llmclient.span"
 _STARTED = "llmclient.started"
 _TOKEN = "llmclient.context"
+_CHUNKS = "llmclient.chunks"
+_LAST_CHUNK = "llmclient.last_chunk"
+# The conventions' advice (gen-ai-metrics.md): one set for every duration histogram, one for token counts.
 _DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
 _TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
-_REQUEST_PARAMS = {
-    "temperature": "gen_ai.request.temperature",
-    "top_p": "gen_ai.request.top_p",
-    "top_k": "gen_ai.request.top_k",
-    "max_tokens": "gen_ai.request.max_tokens",
-    "seed": "gen_ai.request.seed",
+_REQUEST_PARAMS = {  # the conventions' types: top_k is a double there, unlike ours
+    "temperature": ("gen_ai.request.temperature", float),
+    "top_p": ("gen_ai.request.top_p", float),
+    "top_k": ("gen_ai.request.top_k", float),
+    "max_tokens": ("gen_ai.request.max_tokens", int),
+    "seed": ("gen_ai.request.seed", int),
 }
+_OUTPUT_TYPES = {"json_schema": "json", "json_object": "json", "text": "text"}  # response_format type → output type
 
 
 def _version() -> str:
@@ -75,7 +93,7 @@ class Tracing(Observer):
         self._meter_provider = meter_provider
         self._tracer: Any = None
         self._trace: Any = None  # the opentelemetry.trace module, once imported
-        self._histograms: tuple[Any, Any] | None = None
+        self._histograms: tuple[Any, Any, Any, Any] | None = None
         self._missing = False  # opentelemetry-api is not installed: stay a no-op
         self._provider_from_env = bool(os.environ.get("OTEL_PYTHON_TRACER_PROVIDER"))
 
@@ -115,8 +133,9 @@ class Tracing(Observer):
         self._tracer = provider.get_tracer("llmclient", _version())
         return self._tracer
 
-    def histograms(self) -> tuple[Any, Any] | None:
-        """The duration and token-usage histograms, or None while no meter provider is set."""
+    def histograms(self) -> tuple[Any, Any, Any, Any] | None:
+        """The duration, token-usage, time-to-first-chunk and time-per-chunk histograms, or None while no meter
+        provider is set."""
         if self._histograms is not None or self._missing:
             return self._histograms
         from opentelemetry import metrics
@@ -138,6 +157,18 @@ class Tracing(Observer):
                 description="Number of input and output tokens used",
                 explicit_bucket_boundaries_advisory=_TOKEN_BUCKETS,
             ),
+            meter.create_histogram(
+                "gen_ai.client.operation.time_to_first_chunk",
+                unit="s",
+                description="Time to receive the first chunk of a streamed response",
+                explicit_bucket_boundaries_advisory=_DURATION_BUCKETS,
+            ),
+            meter.create_histogram(
+                "gen_ai.client.operation.time_per_output_chunk",
+                unit="s",
+                description="Time between consecutive chunks of a streamed response",
+                explicit_bucket_boundaries_advisory=_DURATION_BUCKETS,
+            ),
         )
         return self._histograms
 
@@ -149,30 +180,31 @@ class Tracing(Observer):
             return
         from opentelemetry.trace import SpanKind
 
-        operation = "embeddings" if call.kind == "embed" else "chat"
-        attributes: dict[str, Any] = {
-            "gen_ai.operation.name": operation,
-            "gen_ai.provider.name": call.provider,
-            "gen_ai.request.model": call.model,
-        }
+        attributes = _call_attributes(call)
         request = call.request
         if request is not None:
-            for name, key in _REQUEST_PARAMS.items():
-                value = getattr(request, name)
-                if value is not None:
-                    attributes[key] = value
-            if request.stop:
-                attributes["gen_ai.request.stop_sequences"] = (
-                    [request.stop] if isinstance(request.stop, str) else list(request.stop)
-                )
-            if call.kind == "stream":
-                attributes["llmclient.stream"] = True
+            attributes.update(_request_attributes(call, request))
             if self.capture_content:
-                messages = [message.model_dump(mode="json", exclude_none=True) for message in request.messages]
-                attributes["gen_ai.input.messages"] = json.dumps(messages, ensure_ascii=False)
+                captured = input_messages(request.messages)
+                attributes["gen_ai.input.messages"] = json.dumps(captured, ensure_ascii=False)
+        elif call.kind == "embed" and call.driver.capabilities.embedding_encoding:
+            attributes["gen_ai.request.encoding_formats"] = [call.driver.capabilities.embedding_encoding]
         kind = SpanKind.CLIENT if call.driver.capabilities.http else SpanKind.INTERNAL
-        call.notes[_SPAN] = tracer.start_span(f"{operation} {call.model}", kind=kind, attributes=attributes)
+        name = f"{attributes['gen_ai.operation.name']} {call.model}"
+        call.notes[_SPAN] = tracer.start_span(name, kind=kind, attributes=attributes)
         call.notes[_STARTED] = time.perf_counter()
+
+    def on_chunk(self, call: Call, chunk: ChatChunk) -> None:
+        started = call.notes.get(_STARTED)
+        if started is None:
+            return
+        now = time.perf_counter()
+        chunks: list[float] | None = call.notes.get(_CHUNKS)
+        if chunks is None:
+            call.notes[_CHUNKS] = [now - started]  # the time to the first chunk, then one gap per chunk
+        else:
+            chunks.append(now - call.notes[_LAST_CHUNK])
+        call.notes[_LAST_CHUNK] = now
 
     def on_retry(self, call: Call, retry: int, wait: float, error: BaseException) -> None:
         span = call.notes.get(_SPAN)
@@ -194,18 +226,13 @@ class Tracing(Observer):
             return
         attributes: dict[str, Any] = {"llmclient.attempts": call.attempts}
         if outcome is not None:
-            attributes.update(_usage_attributes(outcome))
-            if outcome.served_model:
-                attributes["gen_ai.response.model"] = outcome.served_model
-            if outcome.request_id:
-                attributes["llmclient.request_id"] = outcome.request_id
-            response = outcome.response
-            if response is not None:
-                if response.finish_reason:
-                    attributes["gen_ai.response.finish_reasons"] = [response.finish_reason]
-                if self.capture_content:
-                    output = response.message.model_dump(mode="json", exclude_none=True)
-                    attributes["gen_ai.output.messages"] = json.dumps([output], ensure_ascii=False)
+            attributes.update(_outcome_attributes(call, outcome))
+            if self.capture_content and outcome.response is not None:
+                captured = output_messages(outcome.response)
+                attributes["gen_ai.output.messages"] = json.dumps(captured, ensure_ascii=False)
+        chunks = call.notes.get(_CHUNKS)
+        if chunks:
+            attributes["gen_ai.response.time_to_first_chunk"] = chunks[0]
         reservation = call.reservation
         if reservation is not None:
             attributes["llmclient.budget.reserved_usd"] = float(reservation.amount)
@@ -222,22 +249,24 @@ class Tracing(Observer):
         histograms = self.histograms()
         if histograms is None:
             return
-        duration, token_usage = histograms
-        attributes: dict[str, Any] = {
-            "gen_ai.operation.name": "embeddings" if call.kind == "embed" else "chat",
-            "gen_ai.provider.name": call.provider,
-            "gen_ai.request.model": call.model,
-        }
+        duration, token_usage, first_chunk, per_chunk = histograms
+        attributes = _call_attributes(call)
         if outcome is not None and outcome.served_model:
             attributes["gen_ai.response.model"] = outcome.served_model
+        chunks = call.notes.pop(_CHUNKS, None)
+        if chunks:  # streams only, as the conventions ask
+            first_chunk.record(chunks[0], attributes)
+            for gap in chunks[1:]:
+                per_chunk.record(gap, attributes)
+        if outcome is not None:  # OpenAI's duration and token metrics add these (openai.md, "Metrics")
+            attributes.update(_openai_attributes(call, outcome))
         if error is not None:
             attributes["error.type"] = type(error).__name__
         duration.record(time.perf_counter() - call.notes.pop(_STARTED, time.perf_counter()), attributes)
         if outcome is not None:
+            attributes.pop("error.type", None)  # not an attribute of token usage
             usage = outcome.usage
-            token_usage.record(
-                usage.input_tokens + usage.cached_input_tokens, {**attributes, "gen_ai.token.type": "input"}
-            )
+            token_usage.record(usage.prompt_tokens, {**attributes, "gen_ai.token.type": "input"})
             if call.kind != "embed":
                 token_usage.record(usage.output_tokens, {**attributes, "gen_ai.token.type": "output"})
 
@@ -250,8 +279,9 @@ class Tracing(Observer):
         from opentelemetry import context, trace
 
         attributes: dict[str, Any] = {"gen_ai.operation.name": "invoke_agent"}
-        if run.model:
-            attributes["gen_ai.request.model"] = run.model
+        if run.model_id is not None:  # the names its chat spans carry
+            attributes["gen_ai.provider.name"] = run.model_id.provider
+            attributes["gen_ai.request.model"] = run.model_id.model
         span = tracer.start_span("invoke_agent", kind=trace.SpanKind.INTERNAL, attributes=attributes)
         run.notes[_SPAN] = span
         run.notes[_TOKEN] = context.attach(trace.set_span_in_context(span))
@@ -265,13 +295,9 @@ class Tracing(Observer):
         context.detach(run.notes.pop(_TOKEN))
         if result is not None:
             usage = result.usage
-            span.set_attributes(
-                {
-                    "gen_ai.usage.input_tokens": usage.input_tokens + usage.cached_input_tokens,
-                    "gen_ai.usage.output_tokens": usage.output_tokens,
-                    "llmclient.steps": result.steps,
-                }
-            )
+            span.set_attributes({**_usage_attributes(usage), "llmclient.steps": result.steps})
+            if result.response.finish_reason:
+                span.set_attribute("gen_ai.response.finish_reasons", [result.response.finish_reason])
             if result.cost is not None:
                 span.set_attribute("llmclient.cost_usd", float(result.cost))
         if error is not None:
@@ -292,6 +318,8 @@ class Tracing(Observer):
             "gen_ai.tool.call.id": call.id,
             "gen_ai.tool.type": "function",
         }
+        if execution.description:
+            attributes["gen_ai.tool.description"] = execution.description
         if self.capture_content:
             attributes["gen_ai.tool.call.arguments"] = call.raw_arguments
         span = tracer.start_span(f"execute_tool {call.name}", kind=trace.SpanKind.INTERNAL, attributes=attributes)
@@ -319,19 +347,83 @@ class Tracing(Observer):
         span.end()
 
 
-def _usage_attributes(outcome: Outcome) -> dict[str, Any]:
-    usage = outcome.usage
+def _call_attributes(call: Call) -> dict[str, Any]:
+    """What every span and metric of a model call carries: operation, provider, model and server."""
     attributes: dict[str, Any] = {
-        "gen_ai.usage.input_tokens": usage.input_tokens + usage.cached_input_tokens,
-        "gen_ai.usage.output_tokens": usage.output_tokens,
-        "llmclient.usage.estimated": usage.estimated,
+        "gen_ai.operation.name": "embeddings" if call.kind == "embed" else "chat",
+        "gen_ai.provider.name": call.provider,
+        "gen_ai.request.model": call.model,
     }
-    if usage.cached_input_tokens:
-        attributes["gen_ai.usage.cache_read.input_tokens"] = usage.cached_input_tokens
-    if usage.reasoning_tokens:
-        attributes["llmclient.usage.reasoning_tokens"] = usage.reasoning_tokens
+    endpoint = call.driver.endpoint
+    if endpoint:
+        url = urlsplit(endpoint)
+        if url.hostname:
+            attributes["server.address"] = url.hostname
+            attributes["server.port"] = url.port or (443 if url.scheme == "https" else 80)
+    return attributes
+
+
+def _request_attributes(call: Call, request: ChatRequest) -> dict[str, Any]:
+    attributes: dict[str, Any] = {}
+    for name, (key, kind) in _REQUEST_PARAMS.items():
+        value = getattr(request, name)
+        if value is not None:
+            attributes[key] = kind(value)
+    if request.stop:
+        attributes["gen_ai.request.stop_sequences"] = list(request.stop)
+    if call.kind == "stream":
+        attributes["gen_ai.request.stream"] = True
+    output_type = _OUTPUT_TYPES.get(str((request.response_format or {}).get("type")))
+    if output_type is not None:
+        attributes["gen_ai.output.type"] = output_type
+    return attributes
+
+
+def _outcome_attributes(call: Call, outcome: Outcome) -> dict[str, Any]:
+    usage = outcome.usage
+    attributes = _usage_attributes(usage, output=call.kind != "embed")
+    attributes["llmclient.usage.estimated"] = usage.estimated
     if outcome.cost is not None:
         attributes["llmclient.cost_usd"] = float(outcome.cost.total)
+    if outcome.served_model:
+        attributes["gen_ai.response.model"] = outcome.served_model
+    if outcome.dimensions:
+        attributes["gen_ai.embeddings.dimension.count"] = outcome.dimensions
+    response = outcome.response
+    raw = (response.raw if response is not None else None) or {}
+    response_id = raw.get("id") if isinstance(raw.get("id"), str) else outcome.request_id
+    if response_id:
+        attributes["gen_ai.response.id"] = response_id
+    if outcome.request_id and outcome.request_id != response_id:  # an HTTP request id: worth keeping for support
+        attributes["llmclient.request_id"] = outcome.request_id
+    if response is not None and response.finish_reason:
+        attributes["gen_ai.response.finish_reasons"] = [response.finish_reason]
+    attributes.update(_openai_attributes(call, outcome))
+    return attributes
+
+
+def _openai_attributes(call: Call, outcome: Outcome) -> dict[str, Any]:
+    """`openai.response.*` from the reply's `service_tier` and `system_fingerprint`, on OpenAI's spans: the
+    conventions define them for spans whose `gen_ai.provider.name` is "openai" (span.openai.inference.client)."""
+    response = outcome.response
+    if call.provider != "openai" or response is None or not response.raw:
+        return {}
+    attributes: dict[str, Any] = {}
+    for field in ("service_tier", "system_fingerprint"):
+        value = getattr(response, field, None) or response.raw.get(field)  # a typed field once ChatResponse has it
+        if isinstance(value, str) and value:
+            attributes[f"openai.response.{field}"] = value
+    return attributes
+
+
+def _usage_attributes(usage: Usage, *, output: bool = True) -> dict[str, Any]:
+    attributes: dict[str, Any] = {"gen_ai.usage.input_tokens": usage.prompt_tokens}
+    if usage.cached_input_tokens:
+        attributes["gen_ai.usage.cache_read.input_tokens"] = usage.cached_input_tokens
+    if output:  # an embedding has no output tokens: none is recorded rather than 0
+        attributes["gen_ai.usage.output_tokens"] = usage.output_tokens
+        if usage.reasoning_tokens:
+            attributes["gen_ai.usage.reasoning.output_tokens"] = usage.reasoning_tokens
     return attributes
 
 

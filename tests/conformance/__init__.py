@@ -1,0 +1,1 @@
+"""Conformance with artefacts nobody here wrote: the ecosystems' own schemas and conventions, vendored."""
