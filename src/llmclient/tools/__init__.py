@@ -28,7 +28,9 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal, overload
@@ -124,6 +126,19 @@ class LangChainTool(FunctionTool):
         return await self.wrapped.ainvoke(dict(kwargs))
 
 
+class Toolset(ABC):
+    """Tools that live somewhere that must be opened first, such as an MCP server
+    (`llmclient.integrations.mcp.MCPTools`).
+
+    `Client.run(tools=[..., toolset])` opens each toolset for the run (unless it is open already), lists its tools
+    next to the others, and closes what it opened when the run ends.
+    """
+
+    @abstractmethod
+    def opened(self) -> AbstractAsyncContextManager[Sequence[FunctionTool]]:
+        """An async context manager that yields the tools, open for the duration of the block."""
+
+
 @overload
 def tool(fn: Callable[..., Any], *, name: str | None = None, description: str | None = None) -> FunctionTool: ...
 
@@ -155,6 +170,11 @@ def to_tool(item: Any) -> Tool | FunctionTool:
     """
     if isinstance(item, (Tool, FunctionTool)):
         return item
+    if isinstance(item, Toolset):
+        raise ToolError(
+            f"{type(item).__name__} lists its tools when it is opened: pass it to client.run(tools=...), which opens "
+            "it, or open it yourself (async with) and pass its tools"
+        )
     if isinstance(item, Mapping):
         return Tool.model_validate(dict(item))
     if isinstance(item, type) and issubclass(item, BaseModel):
@@ -259,7 +279,7 @@ class ToolRunner:
                 raise ToolExecutionError(f"tool {call.name} raised {type(exc).__name__}") from exc
             text = bound(redact(str(exc), self.secrets), MAX_TOOL_MESSAGE_CHARS)
             return ToolResult(call, f"Error: {type(exc).__name__}: {text}", error=type(exc).__name__)
-        return ToolResult(call, _as_text(result))
+        return ToolResult(call, as_text(result))
 
     def _invalid(self, call: ToolCall, reason: str) -> ToolResult:
         count = self.failures[call.name] = self.failures.get(call.name, 0) + 1
@@ -279,7 +299,8 @@ def _parsed_arguments(call: ToolCall) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def _as_text(result: Any) -> str:
+def as_text(result: Any) -> str:
+    """What a tool returned, as the text a model reads: strings as they are, models and data as JSON."""
     if isinstance(result, str):
         return result
     if isinstance(result, BaseModel):

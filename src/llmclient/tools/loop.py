@@ -8,12 +8,22 @@ model can act on (see `llmclient.tools.ToolRunner`). Each step is one `chat` cal
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from contextlib import AsyncExitStack
 from typing import Any
 
 from llmclient.errors import InvalidRequestError, MaxStepsExceededError
 from llmclient.model_ids import ModelId
 from llmclient.observability.observers import Hooks, Observer, Run, ToolExecution, notify
-from llmclient.tools import FunctionTool, OnToolError, RunResult, ToolResult, ToolRunner, to_tool, tool_messages
+from llmclient.tools import (
+    FunctionTool,
+    OnToolError,
+    RunResult,
+    ToolResult,
+    ToolRunner,
+    Toolset,
+    to_tool,
+    tool_messages,
+)
 from llmclient.types import ChatResponse, Message, ToolCall
 
 
@@ -64,7 +74,8 @@ async def run_tools(
     Args:
         chat: Sends the transcript with the given options (tools included) as one `chat` call.
         messages: The conversation so far (appended to in place).
-        tools: What the model may call; each must be executable.
+        tools: What the model may call; each must be executable. A `Toolset` (an MCP server) is opened for the
+            run unless it is open already, and its tools join the others.
         max_steps: The most model calls; past it, `MaxStepsExceededError` with the transcript so far.
         tool_timeout: Seconds a tool may run before it is cancelled and reported to the model.
         on_tool_error: "message" (report a tool's exception to the model) or "raise" (`ToolExecutionError`).
@@ -79,21 +90,25 @@ async def run_tools(
     """
     if on_tool_error not in ("message", "raise"):
         raise InvalidRequestError('on_tool_error must be "message" or "raise"')
-    runnable = runnable_tools(tools)
-    runner = ToolRunner(
-        runnable, timeout=tool_timeout, on_tool_error=on_tool_error, max_retries=max_tool_retries, secrets=secrets
-    )
-    options = {**chat_options, "tools": list(runnable.values())}
-    hooks = Hooks(observers)
-    run = Run(model=options.get("model"), tools=tuple(runnable), model_id=model_id)
-    notify(hooks.on_run_start, run)
-    try:
-        result = await _loop(chat, messages, runner, options, max_steps, hooks)
-    except BaseException as error:
-        notify(hooks.on_run_end, run, None, error)
-        raise
-    notify(hooks.on_run_end, run, result, None)
-    return result
+    async with AsyncExitStack() as toolsets:  # a toolset (an MCP server) stays open for the whole run
+        listed: list[Any] = []
+        for item in tools:
+            listed.extend(await toolsets.enter_async_context(item.opened()) if isinstance(item, Toolset) else [item])
+        runnable = runnable_tools(listed)
+        runner = ToolRunner(
+            runnable, timeout=tool_timeout, on_tool_error=on_tool_error, max_retries=max_tool_retries, secrets=secrets
+        )
+        options = {**chat_options, "tools": list(runnable.values())}
+        hooks = Hooks(observers)
+        run = Run(model=options.get("model"), tools=tuple(runnable), model_id=model_id)
+        notify(hooks.on_run_start, run)
+        try:
+            result = await _loop(chat, messages, runner, options, max_steps, hooks)
+        except BaseException as error:
+            notify(hooks.on_run_end, run, None, error)
+            raise
+        notify(hooks.on_run_end, run, result, None)
+        return result
 
 
 async def _loop(
