@@ -7,6 +7,7 @@
     llmclient db migrate --url postgresql://llm@db/llm             # create or upgrade its schema
     llmclient compare -m fake/a -m fake/b prompts.jsonl
     llmclient cost --by model
+    llmclient mcp serve myapp.tools:TOOLS                          # @tool functions as an MCP server (stdio)
 
 It reads the optional configuration file (see `llmclient.config`) and records every call in a SQLite ledger
 (`--ledger`, `LLMCLIENT_LEDGER`, the file's `ledger`, else `~/.local/share/llmclient/ledger.db`), which
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from llmclient.cli.ledger import POSTGRES, cmd_cost, cmd_db, default_ledger, print_json
+from llmclient.cli.mcp import add_parser as add_mcp_parser
 from llmclient.cli.terminal import in_cli_terms, loading, show_warning
 from llmclient.client import Client
 from llmclient.config import client_options, config_path
@@ -337,6 +339,8 @@ def parser() -> argparse.ArgumentParser:
     compare.add_argument("--max-tokens", type=int, default=256)
     compare.add_argument("--json", action="store_true")
     compare.set_defaults(handler=cmd_compare)
+
+    add_mcp_parser(command)
     return root
 
 
