@@ -2,7 +2,8 @@
 
 `Capabilities.structured_output` decides: "json_schema" sends OpenAI's strict `response_format`; "json_object"
 asks for JSON mode and puts the schema in the conversation; "prompt" puts the schema in the conversation only.
-An invalid reply is sent back with the validation errors, up to `max_validation_retries` times.
+An invalid reply is sent back with the validation errors, up to `max_validation_retries` times. A refusal (the
+model's `refusal` instead of content) is an answer, not an invalid reply: `RefusalError` at once, not retried.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from llmclient.drivers import Driver
-from llmclient.errors import InvalidRequestError, StructuredOutputError
+from llmclient.errors import InvalidRequestError, RefusalError, StructuredOutputError
 from llmclient.lifecycle.request import validation_message
 from llmclient.types import ChatResponse, Message
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 _FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
+_NOT_IN_NAME = re.compile(r"[^a-zA-Z0-9_-]+")
 
 
 async def structured_chat(
@@ -55,7 +57,7 @@ async def structured_chat(
     if mode == "json_schema":
         wire_format = {
             "type": "json_schema",
-            "json_schema": {"name": response_model.__name__, "schema": schema, "strict": True},
+            "json_schema": {"name": schema_name(response_model), "schema": schema, "strict": is_strict(schema)},
         }
     else:  # JSON mode or plain prompting: the schema goes into the conversation
         if mode == "json_object":
@@ -66,6 +68,14 @@ async def structured_chat(
         transcript = [Message(role="system", content=instruction), *transcript]
     for attempt in range(max_validation_retries + 1):
         reply = await chat(transcript, wire_format)
+        if reply.refusal is not None:
+            raise RefusalError(
+                f"the model refused to give a {response_model.__name__}: {reply.refusal}",
+                refusal=reply.refusal,
+                provider=driver.provider,
+                model=reply.model,
+                request_id=reply.request_id,
+            )
         try:
             reply.parsed = response_model.model_validate_json(json_text(reply.text))
             return reply
@@ -85,6 +95,24 @@ async def structured_chat(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def schema_name(model: type[BaseModel]) -> str:
+    """A model's name as OpenAI's `json_schema.name` allows it (`^[a-zA-Z0-9_-]{1,64}$`): `Page[Item]` →
+    `Page_Item`."""
+    return _NOT_IN_NAME.sub("_", model.__name__).strip("_")[:64] or "response"
+
+
+def is_strict(schema: Any) -> bool:
+    """Whether OpenAI's strict mode can take a schema made by `strict_json_schema`: it cannot when an object has
+    free-form keys (a `dict[str, int]` field), whose `additionalProperties` may not be false."""
+    if isinstance(schema, dict):
+        if schema.get("type") == "object" and schema.get("additionalProperties") is not False:
+            return False
+        return all(is_strict(value) for value in schema.values())
+    if isinstance(schema, list):
+        return all(is_strict(item) for item in schema)
+    return True
+
+
 def json_text(text: str) -> str:
     """The JSON in a reply, unwrapped from a Markdown fence if the model added one."""
     match = _FENCE.match(text)
@@ -94,8 +122,9 @@ def json_text(text: str) -> str:
 def strict_json_schema(model: type[BaseModel]) -> dict[str, Any]:
     """A model's JSON schema in the form OpenAI's strict structured outputs accept.
 
-    Every object lists all its properties as required and forbids others; optional fields stay nullable
-    (https://platform.openai.com/docs/guides/structured-outputs#supported-schemas).
+    Every object with properties lists all of them as required and forbids others; optional fields stay nullable
+    (https://platform.openai.com/docs/guides/structured-outputs#supported-schemas). An object with free-form keys
+    stays as it is, and `is_strict` says the schema then goes without `strict`.
     """
     schema = model.model_json_schema()
 
