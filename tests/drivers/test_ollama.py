@@ -270,7 +270,7 @@ async def test_tools_and_object_arguments(client: Client, show: respx.Route) -> 
     assert json.loads(call.raw_arguments) == call.arguments
 
 
-async def test_tool_history_uses_tool_name(client: Client, show: respx.Route) -> None:
+async def test_tool_history_sends_ids_and_tool_names(client: Client, show: respx.Route) -> None:
     route = respx.post(f"{HOST}/api/chat").respond(200, json=chat_body(150))
     history = [
         Message(role="user", content="What is the temperature in New York?"),
@@ -279,9 +279,13 @@ async def test_tool_history_uses_tool_name(client: Client, show: respx.Route) ->
         Message(role="tool", name="get_conditions", content="Sunny"),
     ]
     await client.chat(history, model=MODEL, tools=[WEATHER])
+    # Ollama matches a result to its call by `tool_call_id` (api/types.go Message), older servers by `tool_name`.
     assert sent(route)["messages"][1:] == [
-        {"role": "assistant", "tool_calls": [{"function": {"name": "get_temperature", "arguments": {"city": "NY"}}}]},
-        {"role": "tool", "content": "22°C", "tool_name": "get_temperature"},
+        {
+            "role": "assistant",
+            "tool_calls": [{"id": "call_0", "function": {"name": "get_temperature", "arguments": {"city": "NY"}}}],
+        },
+        {"role": "tool", "content": "22°C", "tool_name": "get_temperature", "tool_call_id": "call_0"},
         {"role": "tool", "content": "Sunny", "tool_name": "get_conditions"},
     ]
 
@@ -713,6 +717,11 @@ def documented_differences(official: dict[str, Any], num_ctx: int = 4096) -> dic
         del expected["tools"]  # the official client always sends `tools`, empty or not
     expected["options"] = {**expected.get("options", {}), "num_ctx": num_ctx}  # the context guard
     expected["truncate"] = False  # an error, not a silently cut prompt
+    for message in expected.get("messages", ()):  # tool-call ids go back (the official client drops them)
+        for number, call in enumerate(message.get("tool_calls") or ()):
+            call.setdefault("id", f"call_{number}")
+        if message.get("role") == "tool":
+            message.setdefault("tool_call_id", "call_0")
     return expected
 
 
