@@ -1,7 +1,9 @@
-"""Shared fixtures: recorded provider bodies, the SmolLM2 GGUF from its wheel, and a real llama.cpp server."""
+"""Shared fixtures: recorded provider bodies, the SmolLM2 GGUF from its wheel, a real llama.cpp server, and the
+conformance check every request to OpenAI, DeepSeek or Ollama goes through (tests/conformance/schemas.py)."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
@@ -15,6 +17,10 @@ from typing import Any
 
 import httpx
 import pytest
+
+# The test packages (hostile, conformance) import each other as top-level packages; this file loads first.
+sys.path.insert(0, str(Path(__file__).parent))
+from conformance.schemas import problems
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -46,7 +52,31 @@ def free_port() -> int:
 
 
 @pytest.fixture(autouse=True)
-def _no_provider_env(monkeypatch: pytest.MonkeyPatch) -> None:
+def _requests_conform(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every chat request a test sends through httpx (respx mocks, `httpx.MockTransport`) to OpenAI, DeepSeek or
+    Ollama must conform to the provider's published schema; a test that sends a wrong body on purpose says so with
+    `@pytest.mark.nonconforming`."""
+    found: list[str] = []
+    node = request.node
+    send = httpx.AsyncClient.send
+
+    async def checked(self: httpx.AsyncClient, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+        try:
+            found.extend(problems(request.method, str(request.url), request.content))
+        except Exception as exc:  # a broken check must fail the test, not pose as a transport error
+            found.append(f"the conformance check failed: {exc!r}")
+        return await send(self, request, **kwargs)
+
+    monkeypatch.setattr(httpx.AsyncClient, "send", checked)
+    yield
+    if found and node.get_closest_marker("nonconforming") is None:
+        pytest.fail("requests that break the provider's published schema:\n" + "\n".join(found[:20]), pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def _no_provider_env(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     # Tests never pick up a developer's real keys or hosts.
     for name in (
         "OPENAI_API_KEY",
@@ -62,6 +92,10 @@ def _no_provider_env(monkeypatch: pytest.MonkeyPatch) -> None:
         "OLLAMA_API_KEY",
     ):
         monkeypatch.delenv(name, raising=False)
+    # Nor a developer's refreshed price table (`llmclient prices update` writes it under the cache directory), nor
+    # another test's: each test has a cache directory of its own, made only if something writes there.
+    digest = hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:16]
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "cache" / digest))
 
 
 @pytest.fixture(scope="session")
