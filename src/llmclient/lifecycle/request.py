@@ -23,7 +23,6 @@ from llmclient.model_ids import ModelId
 from llmclient.tools import definitions as tool_definitions
 from llmclient.types import CHAT_PARAMS, ChatRequest, Message, TokenCount, to_messages
 
-
 _DECLARED = {name: number for number, name in enumerate((*CHAT_PARAMS, "parallel_tool_calls"))}
 
 
