@@ -3,7 +3,6 @@ conformance check every request to OpenAI, DeepSeek or Ollama goes through (test
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
@@ -74,9 +73,7 @@ def _requests_conform(request: pytest.FixtureRequest, monkeypatch: pytest.Monkey
 
 
 @pytest.fixture(autouse=True)
-def _no_provider_env(
-    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
-) -> None:
+def _no_provider_env(monkeypatch: pytest.MonkeyPatch) -> None:
     # Tests never pick up a developer's real keys or hosts.
     for name in (
         "OPENAI_API_KEY",
@@ -92,10 +89,6 @@ def _no_provider_env(
         "OLLAMA_API_KEY",
     ):
         monkeypatch.delenv(name, raising=False)
-    # Nor a developer's refreshed price table (`llmclient prices update` writes it under the cache directory), nor
-    # another test's: each test has a cache directory of its own, made only if something writes there.
-    digest = hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:16]
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "cache" / digest))
 
 
 @pytest.fixture(scope="session")
