@@ -19,7 +19,7 @@ import pytest
 
 # The test packages (hostile, conformance) import each other as top-level packages; this file loads first.
 sys.path.insert(0, str(Path(__file__).parent))
-from conformance.schemas import problems
+from conformance.schemas import FOUND, problems
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -57,6 +57,7 @@ def _requests_conform(request: pytest.FixtureRequest, monkeypatch: pytest.Monkey
     `@pytest.mark.nonconforming`."""
     found: list[str] = []
     node = request.node
+    node.stash[FOUND] = found  # a test may look at what was found (tests/conformance does)
     send = httpx.AsyncClient.send
 
     async def checked(self: httpx.AsyncClient, request: httpx.Request, **kwargs: Any) -> httpx.Response:

@@ -21,10 +21,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import pytest
+
 HERE = Path(__file__).parent
 OPENAI_HOSTS = frozenset({"api.openai.com"})
 DEEPSEEK_HOSTS = frozenset({"api.deepseek.com"})
 OLLAMA_CHAT = "/api/chat"
+FOUND = pytest.StashKey[list[str]]()
+"""Where tests/conftest.py keeps what the check found in a test's requests (`request.node.stash[FOUND]`)."""
 
 
 def _closed(node: Any, *, composed: bool = False) -> Any:

@@ -113,6 +113,12 @@ class ChatStream:
             deadline.close()
         if iterator is not None:
             await iterator.aclose()  # type: ignore[attr-defined]
+        self._response = self._finished(assembler)
+
+    def _finished(self, assembler: Assembler) -> ChatResponse:
+        """The assembled reply of a stream that ended, priced and recorded once."""
+        call = self._call
+        assert call.request is not None
         response = assembler.response(call.request, call.provider)
         response.applied_params = call.applied
         response.dropped_params = call.dropped
@@ -127,9 +133,9 @@ class ChatStream:
             service_tier=response.service_tier,
             response=response,
         )
-        pipeline.finish(call, outcome)
+        self._pipeline.finish(call, outcome)
         response.cost = outcome.cost
-        self._response = response
+        return response
 
     async def _failed(self, error: BaseException, assembler: Assembler) -> None:
         """A stream cut, cancelled or failed: once anything may have been generated, record an estimate once."""

@@ -50,25 +50,10 @@ async def structured_chat(
             f"response_model must be a pydantic BaseModel subclass, not {response_model!r}"[:200],
             provider=driver.provider,
         )
-    mode = driver.capabilities.structured_output
-    schema = strict_json_schema(response_model)
-    transcript = list(messages)
-    wire_format = None if response_format is None else dict(response_format)
-    if mode == "json_schema":
-        wire_format = {
-            "type": "json_schema",
-            "json_schema": {"name": schema_name(response_model), "schema": schema, "strict": is_strict(schema)},
-        }
-    else:  # JSON mode or plain prompting: the schema goes into the conversation
-        if mode == "json_object":
-            wire_format = {"type": "json_object"}
-        instruction = "Reply with one JSON object only, no prose, that matches this JSON schema:\n" + json.dumps(
-            schema, ensure_ascii=False
-        )
-        transcript = [Message(role="system", content=instruction), *transcript]
+    transcript, wire_format = _first_request(driver, response_model, messages, response_format)
     for attempt in range(max_validation_retries + 1):
         reply = await chat(transcript, wire_format)
-        if reply.refusal is not None:
+        if reply.refusal is not None:  # an answer, not a malformed reply: never sent back
             raise RefusalError(
                 f"the model refused to give a {response_model.__name__}: {reply.refusal}",
                 refusal=reply.refusal,
@@ -93,6 +78,25 @@ async def structured_chat(
             )
             transcript = [*transcript, reply.message, Message(role="user", content=feedback)]
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _first_request(
+    driver: Driver, response_model: type[BaseModel], messages: list[Message], response_format: Any
+) -> tuple[list[Message], dict[str, Any] | None]:
+    """The transcript and response format of the first request, by the driver's strongest mode."""
+    mode = driver.capabilities.structured_output
+    schema = strict_json_schema(response_model)
+    if mode == "json_schema":
+        strict = {"name": schema_name(response_model), "schema": schema, "strict": is_strict(schema)}
+        return list(messages), {"type": "json_schema", "json_schema": strict}
+    # JSON mode or plain prompting: the schema goes into the conversation.
+    wire_format = {"type": "json_object"} if mode == "json_object" else None
+    if wire_format is None and response_format is not None:
+        wire_format = dict(response_format)
+    instruction = "Reply with one JSON object only, no prose, that matches this JSON schema:\n" + json.dumps(
+        schema, ensure_ascii=False
+    )
+    return [Message(role="system", content=instruction), *messages], wire_format
 
 
 def schema_name(model: type[BaseModel]) -> str:
