@@ -97,6 +97,7 @@ async def test_developer_instructions_reach_a_server_that_knows_only_system(clie
     # llama.cpp, vLLM and most compatible servers know system, user, assistant and tool: developer goes as system.
     messages = [{"role": "developer", "content": "Answer with one word."}, {"role": "user", "content": "Sky colour?"}]
     reply = await client.chat(messages, model="openai-compatible/smollm2", temperature=0, max_tokens=4)
+    await client.aclose()
     assert reply.text.strip()
     with respx.mock:
         route = respx.post("http://127.0.0.1:9/v1/chat/completions").respond(200, json=reply.raw)

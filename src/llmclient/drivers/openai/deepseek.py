@@ -114,13 +114,14 @@ class DeepSeekDriver(OpenAIDriver):
         thinking = thinking_mode(request, legacy_thinking)
         body = super()._to_wire(request, stream=stream)
         body["model"] = model
-        body["messages"] = deepseek_messages(request.messages)
-        body.pop("thinking", None)
         if request.reasoning_effort == "none":
             body.pop("reasoning_effort", None)  # "none" means no thinking, which DeepSeek switches by `thinking`
         if request.thinking is not None or request.reasoning_effort == "none" or legacy_thinking is not None:
             body["thinking"] = {"type": "enabled" if thinking else "disabled"}
         return body
+
+    def _messages_to_wire(self, messages: list[Message]) -> list[dict[str, Any]]:
+        return deepseek_messages(messages)
 
     def _default_tokenizer(self, model: str) -> tuple[tokens.Tokenizer, bool]:
         found = tokens.load_encoding("deepseek")
