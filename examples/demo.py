@@ -35,7 +35,7 @@ async def main() -> None:
 
         heading("count tokens")
         text = "Token counts are exact where a tokenizer is known, and flagged where they are estimated."
-        for model in (CHAT_MODEL, "openai/gpt-4", "deepseek/deepseek-chat"):
+        for model in (CHAT_MODEL, "openai/gpt-4", "deepseek/deepseek-v4-pro"):
             count = await client.count_tokens(text, model=model)
             kind = "exact" if count.exact else "estimated"
             print(f"{model:<24} {count.tokens:>3} tokens ({kind}, {count.tokenizer})")
@@ -57,7 +57,7 @@ async def main() -> None:
             model = f"{record.provider}/{record.model}"
             print(f"{record.kind:<6} {model:<38} {usage.prompt_tokens:>4} in {usage.output_tokens:>4} out  ${cost}")
         print(f"total spent: ${client.ledger.total()} (local models are free)")
-        for hosted in ("openai/gpt-4o-mini", "deepseek/deepseek-chat"):
+        for hosted in ("openai/gpt-4o-mini", "deepseek/deepseek-flash"):
             print(f"the same usage on {hosted}: ${client.ledger.reprice(hosted):.6f}")
 
 

@@ -1,4 +1,5 @@
-"""Shared fixtures: recorded provider bodies, the SmolLM2 GGUF from its wheel, and a real llama.cpp server."""
+"""Shared fixtures: recorded provider bodies, the SmolLM2 GGUF from its wheel, a real llama.cpp server, and the
+conformance check every request to OpenAI, DeepSeek or Ollama goes through (tests/conformance/schemas.py)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,10 @@ from typing import Any
 
 import httpx
 import pytest
+
+# The test packages (hostile, conformance) import each other as top-level packages; this file loads first.
+sys.path.insert(0, str(Path(__file__).parent))
+from conformance.schemas import FOUND, problems
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -43,6 +48,29 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+@pytest.fixture(autouse=True)
+def _requests_conform(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every chat request a test sends through httpx (respx mocks, `httpx.MockTransport`) to OpenAI, DeepSeek or
+    Ollama must conform to the provider's published schema; a test that sends a wrong body on purpose says so with
+    `@pytest.mark.nonconforming`."""
+    found: list[str] = []
+    node = request.node
+    node.stash[FOUND] = found  # a test may look at what was found (tests/conformance does)
+    send = httpx.AsyncClient.send
+
+    async def checked(self: httpx.AsyncClient, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+        try:
+            found.extend(problems(request.method, str(request.url), request.content))
+        except Exception as exc:  # a broken check must fail the test, not pose as a transport error
+            found.append(f"the conformance check failed: {exc!r}")
+        return await send(self, request, **kwargs)
+
+    monkeypatch.setattr(httpx.AsyncClient, "send", checked)
+    yield
+    if found and node.get_closest_marker("nonconforming") is None:
+        pytest.fail("requests that break the provider's published schema:\n" + "\n".join(found[:20]), pytrace=False)
 
 
 @pytest.fixture(autouse=True)

@@ -61,7 +61,7 @@ def test_count_says_exact_or_estimated(env: dict[str, str], tmp_path: Path) -> N
     assert exact.stdout == "4 tokens (exact, cl100k_base)\n"
     o200k = llmclient("count", "some text", "-m", "openai/gpt-4o", env=env)
     assert o200k.stdout == "2 tokens (exact, o200k_base)\n"  # as docs/cli.md shows
-    deepseek = llmclient("count", "Hello, world!", "-m", "deepseek/deepseek-chat", env=env)
+    deepseek = llmclient("count", "Hello, world!", "-m", "deepseek/deepseek-v4-pro", env=env)
     assert deepseek.stdout == "4 tokens (exact, deepseek-v4)\n"
     local = {**env, "OPENAI_COMPATIBLE_BASE_URL": "http://127.0.0.1:9/v1"}  # counting sends nothing
     estimated = llmclient("count", "Hello, world!", "-m", "openai-compatible/some-model", env=local)
@@ -84,11 +84,37 @@ def test_embed_and_similarity(env: dict[str, str]) -> None:
     assert float(same.stdout) == pytest.approx(1.0)
 
 
+def test_prices_update_replaces_the_catalog_and_a_malformed_file_changes_nothing(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    litellm = Path(__file__).parent / "fixtures" / "litellm" / "model_prices_and_context_window.json"
+    updated = llmclient("prices", "update", "--from", str(litellm), env=env)
+    assert updated.returncode == 0, updated.stderr
+    assert updated.stdout.startswith(f"5 models priced from {litellm} (sha256 ")
+    cache = Path(env["XDG_CACHE_HOME"]) / "llmclient" / "prices.json"
+    assert f"written to {cache}" in updated.stdout
+    models = {card["model"]: card for card in json.loads(llmclient("models", "--json", env=env).stdout)["prices"]}
+    assert models["deepseek/deepseek-flash"]["input_per_million"] == "0.15"  # the file's price now
+    assert models["openai/gpt-6.2-sol"]["source"] == str(litellm)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"gpt-6.2-sol": {"input_cost_per_token": -2}}))
+    before = cache.read_bytes()
+    refused = llmclient("prices", "update", "--from", str(bad), env=env)
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("error: ") and "nothing was changed" in refused.stderr
+    assert cache.read_bytes() == before
+
+
 def test_models_lists_providers_aliases_and_prices(env: dict[str, str]) -> None:
     listing = json.loads(llmclient("models", "--json", env=env).stdout)
     assert {"openai", "deepseek", "fake"} <= set(listing["providers"])
     models = {price["model"]: price for price in listing["prices"]}
-    assert models["deepseek/deepseek-chat"]["input_per_million"] == "0.28"
+    assert models["deepseek/deepseek-flash"]["input_per_million"] == "0.3"
+    o3_mini = models["openai/o3-mini"]  # the catalog: windows, capabilities, parameter rules, each dated
+    assert (o3_mini["max_input_tokens"], o3_mini["max_output_tokens"]) == (200_000, 100_000)
+    assert "reasoning" in o3_mini["capabilities"] and "temperature" in o3_mini["unsupported_params"]
+    assert o3_mini["source"] == "https://platform.openai.com/docs/pricing" and o3_mini["checked"]
+    assert models["deepseek/deepseek-chat"]["alias_of"] == "deepseek-flash"
     assert models["fake/paid"]["output_per_million"] == "2"
     table = llmclient("models", env=env).stdout
     assert "openai/gpt-4o" in table

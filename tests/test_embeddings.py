@@ -369,7 +369,7 @@ async def test_non_string_inputs_and_providers_without_embeddings() -> None:
     with pytest.raises(InvalidRequestError, match="item 1 is int"):
         await Client().embed(["a", 3], model="fake/e")  # type: ignore[list-item]
     with pytest.raises(UnsupportedCapabilityError):
-        await Client(providers={"deepseek": {"api_key": "sk-x"}}).embed(["a"], model="deepseek/deepseek-chat")
+        await Client(providers={"deepseek": {"api_key": "sk-x"}}).embed(["a"], model="deepseek/deepseek-flash")
 
 
 # -- failures, retries, budgets and deadlines --------------------------------------------------------------------

@@ -346,13 +346,13 @@ async def test_deepseek_402_is_insufficient_balance_and_not_retried(serve: Calla
     payload = json.loads(fixture_bytes("deepseek", "error_402.json"))
     server = serve(json_reply(402, payload, {"x-request-id": "req_ds402"}), OK)
     async with make_client(server, provider="deepseek") as client:
-        error = await chat_error(client, model="deepseek/deepseek-chat")
+        error = await chat_error(client, model="deepseek/deepseek-flash")
     assert type(error) is InsufficientBalanceError
     assert isinstance(error, QuotaExceededError)
     assert server.count == 1
     assert server.requests[0].url == "https://api.deepseek.com/chat/completions"
     assert (error.status, error.request_id) == (402, "req_ds402")
-    assert (error.provider, error.model) == ("deepseek", "deepseek-chat")
+    assert (error.provider, error.model) == ("deepseek", "deepseek-flash")
     assert "Insufficient Balance" in error.message
 
 
@@ -603,7 +603,7 @@ async def test_deepseek_keep_alive_comments_are_skipped(serve: Callable[..., Ser
     data = fixture_bytes("deepseek", "stream_keepalive.sse")
     server = serve(sse_reply(*[data[i : i + 7] for i in range(0, len(data), 7)]))
     async with make_client(server, provider="deepseek") as client:
-        stream = client.stream("Hi", model="deepseek/deepseek-chat")
+        stream = client.stream("Hi", model="deepseek/deepseek-flash")
         response = await stream.final_response()
     assert response.text
     assert response.finish_reason is not None

@@ -48,8 +48,8 @@ async def test_reprice_shows_what_the_same_usage_would_cost_elsewhere() -> None:
     client = Client()
     await client.chat("a b c d", model="fake/x")
     usage = client.ledger.usage()
-    on_deepseek = client.ledger.reprice("deepseek/deepseek-chat")
-    assert on_deepseek == (Decimal("0.28") * usage.input_tokens + Decimal("0.42") * usage.output_tokens) / 10**6
+    on_deepseek = client.ledger.reprice("deepseek/deepseek-flash")
+    assert on_deepseek == (Decimal("0.3") * usage.input_tokens + Decimal("1.2") * usage.output_tokens) / 10**6
     assert client.ledger.reprice("nowhere/model") is None
 
 

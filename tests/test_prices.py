@@ -33,7 +33,7 @@ def test_every_shipped_entry_is_sourced_dated_and_sane() -> None:
             assert entry.cached_input < entry.input, entry.model
     for model in ("gpt-4o", "gpt-4o-mini", "gpt-4.1", "o3", "gpt-5", "text-embedding-3-small"):
         assert TABLE.lookup("openai", model) is not None, model
-    for model in ("deepseek-chat", "deepseek-reasoner"):
+    for model in ("deepseek-flash", "deepseek-v4-pro", "deepseek-v4-flash", "deepseek-chat", "deepseek-reasoner"):
         assert TABLE.lookup("deepseek", model) is not None, model
 
 
@@ -41,10 +41,63 @@ def test_prices_read_as_published_per_million() -> None:
     gpt4o = TABLE.lookup("openai", "gpt-4o")
     assert gpt4o is not None
     assert (gpt4o.input_per_million, gpt4o.output_per_million) == (Decimal("2.5"), Decimal("10"))
-    deepseek = TABLE.lookup("deepseek", "deepseek-chat")
-    assert deepseek is not None and deepseek.cached_input is not None
-    assert deepseek.cached_input * 1_000_000 == Decimal("0.028")
-    assert deepseek.source == "https://api-docs.deepseek.com/quick_start/pricing"
+    # https://api-docs.deepseek.com/quick_start/pricing (read 2026-12-07), peak rates: cache hit, miss, output.
+    flash = TABLE.lookup("deepseek", "deepseek-flash")
+    assert flash is not None and flash.cached_input is not None
+    assert (flash.cached_input * 1_000_000, flash.input_per_million, flash.output_per_million) == (
+        Decimal("0.006"),
+        Decimal("0.3"),
+        Decimal("1.2"),
+    )
+    assert (flash.max_input_tokens, flash.max_output_tokens) == (1_000_000, 384_000)
+    assert flash.source == "https://api-docs.deepseek.com/quick_start/pricing"
+    pro = TABLE.lookup("deepseek", "deepseek-v4-pro")
+    assert pro is not None and pro.cached_input is not None
+    assert (pro.cached_input * 1_000_000, pro.input_per_million, pro.output_per_million) == (
+        Decimal("0.044"),
+        Decimal("1.32"),
+        Decimal("3.96"),
+    )
+
+
+def test_a_legacy_name_is_priced_as_what_it_aliases_and_dated_on_its_own() -> None:
+    flash = TABLE.lookup("deepseek", "deepseek-flash")
+    for legacy in ("deepseek-v4-flash", "deepseek-chat", "deepseek-reasoner"):
+        entry = TABLE.lookup("deepseek", legacy)
+        assert entry is not None and flash is not None
+        assert (entry.alias_of, entry.input, entry.cached_input, entry.output) == (
+            "deepseek-flash",
+            flash.input,
+            flash.cached_input,
+            flash.output,
+        )
+    chat = TABLE.lookup("deepseek", "deepseek-chat")
+    assert chat is not None and chat.deprecation_date == "2026-07-24"
+
+
+def test_a_service_tier_with_rates_of_its_own_prices_the_call() -> None:
+    entry = TABLE.lookup("openai", "gpt-6.2-sol")
+    assert entry is not None
+    usage = Usage(input_tokens=1_000_000, cached_input_tokens=1_000_000, output_tokens=1_000_000)
+    standard, flex, priority = entry.cost(usage), entry.cost(usage, "flex"), entry.cost(usage, "priority")
+    assert standard.total == Decimal("2") + Decimal("0.1") + Decimal("10")
+    assert (flex.total, flex.service_tier) == (standard.total / 2, "flex")
+    assert (priority.total, priority.service_tier) == (standard.total * 2, "priority")
+    assert entry.cost(usage, "fast") == priority  # OpenAI bills and reports fast mode as priority
+    assert entry.cost(usage, "default") == standard and standard.service_tier is None
+    # The worst case at the tier's rates (a standard cache write, $2.50, costs more than standard input).
+    assert entry.worst_case(10, 10) == (Decimal("2.5") * 10 + Decimal("10") * 10) / 1_000_000
+    assert entry.worst_case(10, 10, service_tier="priority") == (Decimal("4") * 10 + Decimal("20") * 10) / 1_000_000
+    assert entry.worst_case(10, 10, choices=3) == (Decimal("2.5") * 10 + Decimal("10") * 30) / 1_000_000
+
+
+def test_cache_writes_are_priced_at_their_own_rate() -> None:
+    entry = TABLE.lookup("openai", "gpt-6.2-sol")
+    assert entry is not None
+    cost = entry.cost(Usage(input_tokens=100, cache_write_tokens=1_000_000))
+    assert cost.cache_write == Decimal("2.5")
+    assert cost.total == cost.input + cost.cache_write
+    assert PriceEntry.from_litellm("m", {"input_cost_per_token": 1}).cost(Usage(cache_write_tokens=2)).total == 2
 
 
 def test_cached_tokens_are_priced_at_the_cached_rate_once() -> None:
@@ -186,11 +239,11 @@ async def test_responses_carry_their_priced_cost() -> None:
     body = json.loads((Path(__file__).parent / "fixtures" / "deepseek" / "chat_reasoner.json").read_text())
     transport = httpx.MockTransport(lambda request: httpx.Response(200, json=body))
     async with Client(transport=transport, providers={"deepseek": {"api_key": "sk-x"}}) as client:
-        reply = await client.chat("9.11 和 9.8 哪个大？", model="deepseek/deepseek-reasoner")
+        reply = await client.chat("9.11 和 9.8 哪个大？", model="deepseek/deepseek-flash")
     usage = reply.usage
     assert (usage.input_tokens, usage.cached_input_tokens, usage.output_tokens) == (68, 1152, 482)
     assert reply.cost is not None
-    expected = (Decimal("0.28") * 68 + Decimal("0.028") * 1152 + Decimal("0.42") * 482) / 1_000_000
+    expected = (Decimal("0.3") * 68 + Decimal("0.006") * 1152 + Decimal("1.2") * 482) / 1_000_000
     assert reply.cost.total == expected
     assert reply.cost.price_source == "https://api-docs.deepseek.com/quick_start/pricing"
     assert client.ledger.total() == expected

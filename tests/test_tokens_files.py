@@ -119,14 +119,14 @@ async def test_deepseek_without_the_tokenizers_library_is_a_flagged_estimate(
     monkeypatch.setitem(sys.modules, "tokenizers", None)  # what a core-only install has: no `tokenizers`
     client = Client(providers={"deepseek": {"api_key": "sk-test"}})
     with pytest.warns(TokenizerUnavailableWarning, match=r"llmclient\[tokenizers\]"):
-        count = await client.count_tokens("a" * 100, model="deepseek/deepseek-chat")
+        count = await client.count_tokens("a" * 100, model="deepseek/deepseek-flash")
     assert (count.tokens, count.exact, count.tokenizer) == (30, False, "estimate (characters)")
 
 
 async def test_1000_cold_concurrent_first_calls_load_each_tokenizer_once(cold: object) -> None:
     before = tokens.loads.copy()
     client = Client(providers={"deepseek": {"api_key": "sk-test"}})
-    models = ["openai/gpt-4o-mini", "openai/gpt-4o", "openai/gpt-5", "openai/gpt-4", "deepseek/deepseek-chat"]
+    models = ["openai/gpt-4o-mini", "openai/gpt-4o", "openai/gpt-5", "openai/gpt-4", "deepseek/deepseek-v4-pro"]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         counts = await asyncio.gather(

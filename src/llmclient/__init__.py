@@ -19,7 +19,7 @@ from llmclient.accounting.ledger import CostLedger, LedgerRecord, SQLiteLedger, 
 from llmclient.accounting.prices import PriceEntry, PriceTable, UnknownPriceWarning
 from llmclient.chat.streaming import ChatStream
 from llmclient.client import Client
-from llmclient.drivers import BaseDriver, Capabilities, Driver
+from llmclient.drivers import BaseDriver, Capabilities, DeprecatedModelWarning, Driver
 from llmclient.drivers.fake import FakeDriver
 from llmclient.embeddings.cache import EmbeddingCache, MemoryEmbeddingCache, SQLiteEmbeddingCache
 from llmclient.errors import (
@@ -44,9 +44,11 @@ from llmclient.errors import (
     NotFoundError,
     OutOfMemoryError,
     PermissionDeniedError,
+    PriceFileError,
     QuotaExceededError,
     RateLimitError,
     RedirectError,
+    RefusalError,
     ResponseFormatError,
     ServerError,
     StreamDecodeError,
@@ -69,17 +71,21 @@ from llmclient.sync import SyncClient, SyncStream
 from llmclient.tokens import TokenizerUnavailableWarning
 from llmclient.tools import FunctionTool, RunResult, tool
 from llmclient.types import (
+    AudioPart,
     ChatChunk,
     ChatRequest,
     ChatResponse,
+    Choice,
     ContentPart,
     Cost,
     EmbedResponse,
+    FilePart,
     ImagePart,
     ImageURL,
     Message,
     TextPart,
     TokenCount,
+    TokenLogprob,
     Tool,
     ToolCall,
     ToolCallDelta,
@@ -113,6 +119,7 @@ __all__ = [
     "APIConnectionError",
     "APIError",
     "APITimeoutError",
+    "AudioPart",
     "AuthenticationError",
     "BadRequestError",
     "BaseDriver",
@@ -125,6 +132,7 @@ __all__ = [
     "ChatRequest",
     "ChatResponse",
     "ChatStream",
+    "Choice",
     "Client",
     "ConfigurationError",
     "ConflictError",
@@ -132,11 +140,13 @@ __all__ = [
     "ContextWindowExceededError",
     "Cost",
     "CostLedger",
+    "DeprecatedModelWarning",
     "DimensionMismatchError",
     "Driver",
     "EmbedResponse",
     "EmbeddingCache",
     "FakeDriver",
+    "FilePart",
     "FunctionTool",
     "HTTPOptions",
     "ImagePart",
@@ -160,10 +170,12 @@ __all__ = [
     "ParameterDroppedWarning",
     "PermissionDeniedError",
     "PriceEntry",
+    "PriceFileError",
     "PriceTable",
     "QuotaExceededError",
     "RateLimitError",
     "RedirectError",
+    "RefusalError",
     "ResponseFormatError",
     "RetryPolicy",
     "RunResult",
@@ -181,6 +193,7 @@ __all__ = [
     "TextPart",
     "Timeouts",
     "TokenCount",
+    "TokenLogprob",
     "TokenizerUnavailableWarning",
     "Tool",
     "ToolArgumentsError",

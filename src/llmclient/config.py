@@ -17,7 +17,7 @@ ledger = "~/.local/share/llmclient/ledger.db"   # a path or "sqlite:///…"; als
 
 [aliases]
 fast = "ollama/qwen2:1.5b"
-smart = "deepseek/deepseek-chat"
+smart = "deepseek/deepseek-flash"
 
 [providers.ollama]
 host = "http://gpu-box:11434"
@@ -31,7 +31,7 @@ input_cost_per_token = "0"
 output_cost_per_token = "0"
 
 [[routes.chat]]                  # a model group: `llmclient chat -m chat`, `client.chat(..., model="chat")`
-model = "deepseek/deepseek-chat"
+model = "deepseek/deepseek-flash"
 rpm = 60
 tpm = 100000
 

@@ -8,7 +8,8 @@ LLMClientError
  │    ├── MissingExtraError              says which `pip install 'llmclient[...]'`
  │    ├── InvalidRequestError            the call's arguments are invalid (also a ValueError)
  │    │    └── InputTooLongError         an embedding input over the model's token limit (names its index)
- │    └── UnsupportedParameterError      a parameter the provider lacks, under strict_params=True
+ │    ├── UnsupportedParameterError      a parameter the provider or model lacks, under strict_params=True
+ │    └── PriceFileError                 a price file that is not LiteLLM's format (also a ValueError)
  ├── UnsupportedCapabilityError          e.g. embeddings on DeepSeek
  ├── APIError                            the provider answered with an error
  │    ├── AuthenticationError            401
@@ -36,6 +37,7 @@ LLMClientError
  │    ├── ToolExecutionError             a tool raised, under on_tool_error="raise"
  │    └── MaxStepsExceededError          the tool loop hit max_steps (carries the transcript so far)
  ├── StructuredOutputError               no valid `response_model` object after the retries (keeps the text)
+ │    └── RefusalError                   the model refused to answer (never retried; keeps the refusal)
  ├── BudgetExceededError
  └── DimensionMismatchError              vectors of different lengths compared (also a ValueError)
 ```
@@ -145,6 +147,10 @@ class InputTooLongError(InvalidRequestError):
 
 class UnsupportedParameterError(ConfigurationError):
     """A parameter the provider does not accept, raised instead of dropped under `strict_params=True`."""
+
+
+class PriceFileError(ConfigurationError, ValueError):
+    """A price file given to `llmclient prices update` is not a LiteLLM-format table; nothing was changed."""
 
 
 class UnsupportedCapabilityError(LLMClientError):
@@ -318,6 +324,17 @@ class StructuredOutputError(LLMClientError):
     def __init__(self, message: str, *, raw_text: str = "", **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.raw_text = raw_text
+
+
+class RefusalError(StructuredOutputError):
+    """The model refused to produce the `response_model` object (OpenAI's `refusal`); `refusal` holds its words.
+
+    Raised at once: a refusal is an answer, not a malformed reply, so it is neither retried nor sent back.
+    """
+
+    def __init__(self, message: str, *, refusal: str = "", **kwargs: Any) -> None:
+        super().__init__(message, raw_text=refusal, **kwargs)
+        self.refusal = refusal
 
 
 class BudgetExceededError(LLMClientError):

@@ -1,9 +1,11 @@
 """The options of a chat call, declared once: `chat`, `stream`, `run` and their `SyncClient` twins all take them.
 
 They are keyword arguments typed by `ChatOptions` (PEP 692), so a type checker flags `temprature=0.2` or
-`max_tokens="ten"`, and at run time an unknown name raises `TypeError` as a misspelt keyword would. The sampling
-parameters among them are `llmclient.types.SAMPLING_PARAMS`: their types and ranges are `ChatRequest`'s fields, and
-each driver's `Capabilities.params` says which it accepts (the rest are dropped with a warning).
+`max_tokens="ten"`, and at run time an unknown name raises `TypeError` as a misspelt keyword would. The request
+parameters among them are `llmclient.types.CHAT_PARAMS`, with OpenAI's names (as openai-python takes them): their
+types and ranges are `ChatRequest`'s fields, and each driver's `Capabilities.params` says which it accepts (the
+rest are dropped with a warning, or refused under `strict_params`), as do a model's rules in the price catalog
+(OpenAI's reasoning models take no `temperature`, for one).
 
 ```python
 from llmclient import Client
@@ -21,6 +23,13 @@ from typing import Any, Literal, TypedDict
 
 ToolChoice = Literal["auto", "none", "required"] | str
 """`"auto"`, `"none"`, `"required"`, or the name of one of the tools given (hence also any `str`)."""
+ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"]
+"""How much a reasoning model thinks (OpenAI's values; DeepSeek maps them onto its own, Ollama onto `think`)."""
+ServiceTier = Literal["auto", "default", "flex", "scale", "priority", "fast"]
+"""OpenAI's processing tiers; `flex` and `priority` are priced at their own rates."""
+Verbosity = Literal["low", "medium", "high"]
+PromptCacheRetention = Literal["in_memory", "24h"]
+Modality = Literal["text", "audio"]
 
 
 class RunStepOptions(TypedDict, total=False):
@@ -42,8 +51,50 @@ class RunStepOptions(TypedDict, total=False):
     """A stop string or a list of them."""
     seed: int | None
     """A seed for reproducible sampling where the provider supports it."""
+    max_completion_tokens: int | None
+    """OpenAI's newer name for `max_tokens` (give one of them)."""
     response_format: Mapping[str, Any] | None
     """The provider's response format object, e.g. `{"type": "json_object"}`."""
+    frequency_penalty: float | None
+    """Penalise tokens by how often they appeared so far (-2 to 2)."""
+    presence_penalty: float | None
+    """Penalise tokens that appeared at all so far (-2 to 2)."""
+    logit_bias: Mapping[str, int] | None
+    """Token id (as a string) → bias from -100 to 100."""
+    logprobs: bool | None
+    """Return the log probability of each output token (`reply.logprobs`, `chunk.logprobs`)."""
+    top_logprobs: int | None
+    """With `logprobs`: also the k most likely tokens at each position (0–20)."""
+    n: int | None
+    """How many replies to generate (`reply.choices`); each is billed."""
+    reasoning_effort: ReasoningEffort | None
+    """How much a reasoning model thinks before it answers."""
+    verbosity: Verbosity | None
+    """How long the answer should be (OpenAI's GPT-5 and later)."""
+    thinking: bool | None
+    """Thinking on or off, where the model can do both (DeepSeek's `thinking`, Ollama's `think`)."""
+    service_tier: ServiceTier | None
+    """OpenAI's processing tier; the reply's `service_tier` says which served it (and priced it)."""
+    user: str | None
+    """A stable id of your end user (OpenAI now prefers `safety_identifier` and `prompt_cache_key`)."""
+    safety_identifier: str | None
+    """A stable id of your end user, for the provider's abuse detection (at most 64 characters)."""
+    prompt_cache_key: str | None
+    """Groups requests that share a prompt prefix, for better cache hits."""
+    prompt_cache_retention: PromptCacheRetention | None
+    """How long a cached prompt prefix is kept (`"in_memory"`, `"24h"`)."""
+    metadata: Mapping[str, str] | None
+    """Up to 16 string pairs stored with the completion (with `store`)."""
+    store: bool | None
+    """Let the provider store the completion (OpenAI's distillation and evals)."""
+    modalities: Sequence[Modality] | None
+    """Output modalities, e.g. `["text", "audio"]` (with `audio`)."""
+    audio: Mapping[str, Any] | None
+    """Audio output options: `{"voice": "alloy", "format": "wav"}`."""
+    prediction: Mapping[str, Any] | None
+    """A predicted output (`{"type": "content", "content": ...}`) that speeds up regenerating known text."""
+    web_search_options: Mapping[str, Any] | None
+    """Web search for search models (`{"search_context_size": "low"}`)."""
     parallel_tool_calls: bool | None
     """Whether the model may call several tools in one reply (where supported)."""
     extra_body: Mapping[str, Any] | None

@@ -15,11 +15,22 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
-from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from typing_extensions import TypeVar
+
+# Re-exported: these live in modules of their own to keep this one readable; `llmclient.types` names them all.
+from llmclient.content import AudioPart as AudioPart
+from llmclient.content import FilePart as FilePart
+from llmclient.content import TokenLogprob as TokenLogprob
+from llmclient.content import parts_from_openai
+from llmclient.options import Modality, PromptCacheRetention, ReasoningEffort, ServiceTier, Verbosity
+from llmclient.usage import MAX_REPORTED_TOKENS as MAX_REPORTED_TOKENS
+from llmclient.usage import Cost as Cost
+from llmclient.usage import TokenCount as TokenCount
+from llmclient.usage import Usage as Usage
+from llmclient.usage import reported_tokens as reported_tokens
 
 if TYPE_CHECKING:
     import numpy as np
@@ -28,7 +39,8 @@ if TYPE_CHECKING:
 else:
     FloatMatrix = Any  # numpy is imported on first use, keeping `import llmclient` light
 
-Role = Literal["system", "user", "assistant", "tool"]
+Role = Literal["system", "developer", "user", "assistant", "tool"]
+"""`developer` is OpenAI's name for instructions to reasoning models; drivers of providers without it send `system`."""
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error", "cancelled"]
 
 
@@ -58,7 +70,7 @@ class ImagePart(_Model):
     image_url: ImageURL
 
 
-ContentPart = Annotated[TextPart | ImagePart, Field(discriminator="type")]
+ContentPart = Annotated[TextPart | ImagePart | AudioPart | FilePart, Field(discriminator="type")]
 
 
 class ToolCall(_Model):
@@ -121,7 +133,12 @@ def _parse_arguments(raw: str) -> dict[str, Any]:
 
 
 class Message(_Model):
-    """One chat message. `content` is text, a list of parts, or None (an assistant message with tool calls)."""
+    """One chat message. `content` is text, a list of parts, or None (an assistant message with tool calls).
+
+    OpenAI-format dicts are accepted as they are, including openai-python's own `message.model_dump()` of a reply
+    (with `refusal`, `annotations`, `audio` and `function_call`), `input_audio` and `file` parts (kept as
+    `AudioPart` and `FilePart`) and DeepSeek's `reasoning_content`.
+    """
 
     role: Role
     content: str | list[ContentPart] | None = None
@@ -130,14 +147,33 @@ class Message(_Model):
     tool_call_id: str | None = None
     reasoning: str | None = None
     """The model's reasoning (DeepSeek's `reasoning_content`, Ollama's `thinking`). Each driver sends it back only
-    where its provider asks for it: never to DeepSeek (which rejects it), as `thinking` to Ollama (for tool loops)."""
+    where its provider asks for it (DeepSeek: in a turn that called tools in thinking mode; Ollama: as `thinking`)."""
+    reasoning_signature: str | None = None
+    """An opaque signature some providers attach to the reasoning and want back with it, unchanged."""
+    refusal: str | None = None
+    """An assistant's refusal to answer (OpenAI's `refusal`), instead of content."""
+    annotations: list[dict[str, Any]] | None = None
+    """Citations and other notes on an assistant's content (OpenAI's `url_citation` annotations), as sent."""
+    audio: dict[str, Any] | None = None
+    """An assistant's audio reply (`id`, `data`, `expires_at`, `transcript`); its `id` is sent back in history."""
 
     @model_validator(mode="before")
     @classmethod
     def _from_openai(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "reasoning_content" in data:
-            data = dict(data)
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if "reasoning_content" in data:
             data.setdefault("reasoning", data.pop("reasoning_content"))
+        function_call = data.pop("function_call", None)  # openai-python dumps it as None on every message
+        if isinstance(function_call, dict) and not data.get("tool_calls"):  # the deprecated single-call form
+            data["tool_calls"] = [{"id": "call_0", "function": function_call}]
+        if isinstance(data.get("content"), list):
+            data["content"], refusal = parts_from_openai(data["content"])
+            if refusal is not None and data.get("refusal") is None:
+                data["refusal"] = refusal
+            if not data["content"] and refusal is not None:
+                data["content"] = None
         return data
 
     @property
@@ -211,7 +247,12 @@ ToolChoice = Literal["auto", "none", "required"] | str
 
 
 class ChatRequest(_Model):
-    """A validated chat request as a driver receives it (`model` without the provider prefix)."""
+    """A validated chat request as a driver receives it (`model` without the provider prefix).
+
+    The optional parameters are declared here once, with their types and ranges (OpenAI's names, as openai-python
+    takes them); `CHAT_PARAMS` lists them, each driver's `Capabilities.params` says which it accepts, and
+    `llmclient.options.ChatOptions` types them for `chat`, `stream` and `run`.
+    """
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
@@ -226,6 +267,26 @@ class ChatRequest(_Model):
     stop: list[str] | None = None
     seed: int | None = None
     response_format: dict[str, Any] | None = None
+    frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    logit_bias: dict[str, Annotated[int, Field(ge=-100, le=100)]] | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    n: int | None = Field(default=None, ge=1, le=128)
+    reasoning_effort: ReasoningEffort | None = None
+    verbosity: Verbosity | None = None
+    thinking: bool | None = None
+    service_tier: ServiceTier | None = None
+    user: str | None = None
+    safety_identifier: str | None = Field(default=None, max_length=64)
+    prompt_cache_key: str | None = None
+    prompt_cache_retention: PromptCacheRetention | None = None
+    metadata: dict[str, str] | None = None
+    store: bool | None = None
+    modalities: list[Modality] | None = None
+    audio: dict[str, Any] | None = None
+    prediction: dict[str, Any] | None = None
+    web_search_options: dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
     extra_body: dict[str, Any] | None = None
 
@@ -242,104 +303,49 @@ class ChatRequest(_Model):
         return value
 
 
-SAMPLING_PARAMS: tuple[str, ...] = (
-    "temperature",
-    "top_p",
-    "top_k",
-    "max_tokens",
-    "stop",
-    "seed",
-    "response_format",
+SAMPLING_PARAMS: tuple[str, ...] = ("temperature", "top_p", "top_k", "max_tokens", "stop", "seed", "response_format")
+"""The sampling parameters nearly every backend has (local engines included)."""
+
+CHAT_PARAMS: tuple[str, ...] = (
+    *SAMPLING_PARAMS,
+    "frequency_penalty",
+    "presence_penalty",
+    "logit_bias",
+    "logprobs",
+    "top_logprobs",
+    "n",
+    "reasoning_effort",
+    "verbosity",
+    "thinking",
+    "service_tier",
+    "user",
+    "safety_identifier",
+    "prompt_cache_key",
+    "prompt_cache_retention",
+    "metadata",
+    "store",
+    "modalities",
+    "audio",
+    "prediction",
+    "web_search_options",
 )
-"""The uniform parameters a driver may accept or lack (see `Capabilities.params`)."""
-
-
-class Usage(_Model):
-    """Tokens used by one call, normalised across providers.
-
-    `input_tokens` counts the prompt tokens that were *not* served from a cache; `cached_input_tokens` the ones
-    that were. Their sum is the whole prompt (`prompt_tokens`). `reasoning_tokens` are part of `output_tokens`.
-    `estimated` is true when any figure was counted locally instead of reported by the provider.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    input_tokens: int = Field(default=0, ge=0)
-    cached_input_tokens: int = Field(default=0, ge=0)
-    output_tokens: int = Field(default=0, ge=0)
-    reasoning_tokens: int = Field(default=0, ge=0)
-    estimated: bool = False
-
-    @property
-    def prompt_tokens(self) -> int:
-        """Every prompt token, cached or not."""
-        return self.input_tokens + self.cached_input_tokens
-
-    @property
-    def total_tokens(self) -> int:
-        """Prompt plus output tokens."""
-        return self.input_tokens + self.cached_input_tokens + self.output_tokens
-
-    def __add__(self, other: Usage) -> Usage:
-        return Usage(
-            input_tokens=self.input_tokens + other.input_tokens,
-            cached_input_tokens=self.cached_input_tokens + other.cached_input_tokens,
-            output_tokens=self.output_tokens + other.output_tokens,
-            reasoning_tokens=self.reasoning_tokens + other.reasoning_tokens,
-            estimated=self.estimated or other.estimated,
-        )
-
-
-MAX_REPORTED_TOKENS = 100_000_000
-"""The most tokens one figure of one call's reported usage may hold; past it, usage is counted locally instead.
-No model's context window comes near it, and a server that reports `prompt_tokens: 1e30` must not price it."""
-
-
-def reported_tokens(value: Any) -> int | None:
-    """A token count from a provider's usage: a missing one is 0; a non-negative integer (or integral float) up to
-    `MAX_REPORTED_TOKENS` is itself; anything else (negative, fractional, a string, a bool, huge) is None."""
-    if value is None:
-        return 0
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    if isinstance(value, float) and not value.is_integer():
-        return None
-    return int(value) if 0 <= value <= MAX_REPORTED_TOKENS else None
-
-
-class Cost(_Model):
-    """What a call cost, in `currency`, split by token kind, with the price entry that was used."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    input: Decimal = Decimal(0)
-    cached_input: Decimal = Decimal(0)
-    output: Decimal = Decimal(0)
-    total: Decimal = Decimal(0)
-    currency: str = "USD"
-    price_model: str | None = None
-    price_source: str | None = None
-    price_checked: str | None = None
-    estimated: bool = False
-
-
-class TokenCount(_Model):
-    """The number of tokens some input takes, whether the count is exact, and the tokenizer that made it."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    tokens: int = Field(ge=0)
-    exact: bool
-    tokenizer: str
-
-    def __int__(self) -> int:
-        return self.tokens
+"""Every optional parameter of a chat request that a driver may accept or lack (see `Capabilities.params`); one
+that a provider lacks is dropped with a warning, or refused under `strict_params`."""
 
 
 ParsedT = TypeVar("ParsedT", default=Any)
 ModelT = TypeVar("ModelT", bound=BaseModel, default=Any)
 """A `response_model` type (Any when none is given)."""
 """What `ChatResponse.parsed` holds: the `response_model` type for `chat(response_model=City)`, else Any (None)."""
+
+
+class Choice(_Model):
+    """One of several replies to one request (`n > 1`)."""
+
+    index: int = 0
+    message: Message
+    finish_reason: FinishReason | None = None
+    logprobs: list[TokenLogprob] | None = None
 
 
 class ChatResponse(_Model, Generic[ParsedT]):
@@ -350,6 +356,15 @@ class ChatResponse(_Model, Generic[ParsedT]):
 
     message: Message
     finish_reason: FinishReason | None = None
+    logprobs: list[TokenLogprob] | None = None
+    """The generated tokens' log probabilities, when asked for (`logprobs=True`)."""
+    choices: list[Choice] = Field(default_factory=list)
+    """Every reply, in order, when the provider returned several (`n > 1`); `message`, `finish_reason` and
+    `logprobs` are the first's. Empty for a single reply."""
+    service_tier: str | None = None
+    """The processing tier that served the call, as the provider reports it (OpenAI's `"default"`, `"flex"`,
+    `"priority"`); the call is priced at that tier's rates where the price table has them."""
+    system_fingerprint: str | None = None
     usage: Usage = Field(default_factory=Usage)
     cost: Cost | None = None
     model: str = ""
@@ -377,8 +392,13 @@ class ChatResponse(_Model, Generic[ParsedT]):
 
     @property
     def reasoning(self) -> str | None:
-        """The model's reasoning text where the provider returns it (DeepSeek's reasoner)."""
+        """The model's reasoning text where the provider returns it (DeepSeek's thinking mode, Ollama's `think`)."""
         return self.message.reasoning
+
+    @property
+    def refusal(self) -> str | None:
+        """The model's refusal to answer, where the provider reports one apart from content (OpenAI)."""
+        return self.message.refusal
 
 
 class ToolCallDelta(_Model):
@@ -391,15 +411,25 @@ class ToolCallDelta(_Model):
 
 
 class ChatChunk(_Model):
-    """One streamed piece of a reply. The last chunk carries `finish_reason` and `usage`."""
+    """One streamed piece of a reply. The last chunk carries `finish_reason` and `usage`.
+
+    With `n > 1`, `choice` says which reply a chunk belongs to; each reply's last chunk carries its
+    `finish_reason`, and the very last chunk (of reply 0) the usage of all of them.
+    """
 
     delta: str = ""
     reasoning_delta: str = ""
+    refusal_delta: str = ""
+    """A piece of the model's refusal (OpenAI's `refusal` deltas)."""
     tool_call_deltas: list[ToolCallDelta] = Field(default_factory=list)
+    logprobs: list[TokenLogprob] | None = None
+    """The log probabilities of this chunk's tokens, when asked for."""
+    choice: int = 0
     finish_reason: FinishReason | None = None
     usage: Usage | None = None
     model: str | None = None
     request_id: str | None = None
+    service_tier: str | None = None
 
 
 class EmbedResponse(_Model):
@@ -446,5 +476,5 @@ def build_validators() -> None:
     """Build the validators of the models every call uses, once per process. They are deferred at import, which
     keeps `import llmclient` light; a `Client` builds them when it is made, so its first calls do not pay (about
     20 ms, all of them waiting on it when they start together)."""
-    for model in (Message, ChatRequest, Usage, Cost, ChatResponse, ChatChunk, TokenCount):
+    for model in (Message, ChatRequest, Usage, Cost, ChatResponse, ChatChunk, TokenCount, Choice):
         model.model_rebuild()

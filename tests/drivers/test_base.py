@@ -68,8 +68,8 @@ async def test_a_second_server_on_a_registered_driver_keeps_its_own_name(registe
     assert client.ledger.records[0].provider == "oneshot-eu"
 
 
-def test_capabilities_default_to_every_sampling_parameter() -> None:
-    from llmclient.types import SAMPLING_PARAMS
+def test_capabilities_default_to_every_request_parameter() -> None:
+    from llmclient.types import CHAT_PARAMS, SAMPLING_PARAMS
 
-    assert Capabilities().params == frozenset(SAMPLING_PARAMS)
+    assert Capabilities().params == frozenset(CHAT_PARAMS) >= frozenset(SAMPLING_PARAMS)
     assert not Capabilities().http and not Capabilities().self_hosted

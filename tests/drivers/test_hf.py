@@ -247,12 +247,16 @@ async def test_the_event_loop_keeps_ticking_during_generation(driver: Transforme
 
     beat = asyncio.create_task(heartbeat())
     await asyncio.sleep(0.02)
+    started = time.perf_counter()
     async for _ in driver.stream(request(PROMPTS[3])):
         pass
+    elapsed = time.perf_counter() - started
     done = True
     await beat
+    # Generation on the loop's thread would show as one gap as long as the whole generation. On 2 shared cores the
+    # GIL alone can delay a tick by tens of milliseconds, so the bound is relative, not a fixed 50 ms.
     assert len(gaps) > 20
-    assert max(gaps) < 0.05
+    assert max(gaps) < elapsed / 4
 
 
 @pytest.mark.parametrize(

@@ -184,6 +184,62 @@ async def test_driver_options_apply_to_every_call(show: respx.Route) -> None:
     assert body["options"] == {"num_thread": 8, "temperature": 0, "num_ctx": 4096}
 
 
+@pytest.mark.parametrize(
+    ("options", "think"),
+    [
+        ({}, "low"),
+        ({"thinking": False}, False),
+        ({"thinking": True}, True),
+        ({"reasoning_effort": "high"}, "high"),
+        ({"reasoning_effort": "xhigh"}, "max"),
+        ({"reasoning_effort": "minimal"}, "low"),
+        ({"reasoning_effort": "none"}, False),
+    ],
+)
+async def test_think_per_call_over_the_drivers_default(show: respx.Route, options: dict[str, Any], think: Any) -> None:
+    route = respx.post(f"{HOST}/api/chat").respond(200, json=body_of("chat_thinking.json"))
+    async with Client(providers={"ollama": {"think": "low"}}) as client:
+        reply = await client.chat("How many r in strawberry?", model=MODEL, **options)
+    assert sent(route)["think"] == think  # ThinkValue: a bool, or "low", "medium", "high", "max" (api/types.go)
+    assert reply.dropped_params == []
+
+
+async def test_logprobs_are_asked_for_and_read(client: Client, show: respx.Route) -> None:
+    # Ollama's `Logprob` (api/types.go): token, logprob, bytes, and top_logprobs when asked for.
+    logprobs = [
+        {
+            "token": "Hello",
+            "logprob": -0.03,
+            "bytes": [72, 101, 108, 108, 111],
+            "top_logprobs": [{"token": "Hello", "logprob": -0.03}, {"token": "Hi", "logprob": -3.6}],
+        }
+    ]
+    route = respx.post(f"{HOST}/api/chat").respond(200, json={**chat_body(26), "logprobs": logprobs})
+    reply = await client.chat("hi", model=MODEL, logprobs=True, top_logprobs=2)
+    assert (sent(route)["logprobs"], sent(route)["top_logprobs"]) == (True, 2)
+    assert reply.logprobs is not None and reply.logprobs[0].bytes == [72, 101, 108, 108, 111]
+    assert [(alt.token, alt.logprob) for alt in reply.logprobs[0].top_logprobs] == [("Hello", -0.03), ("Hi", -3.6)]
+
+
+async def test_no_cached_prompt_count_is_read(client: Client, show: respx.Route) -> None:
+    # `prompt_eval_cached_count` is in no released Ollama (api/types.go's Metrics lacks it), only in an unmerged
+    # branch: a server that sent it would not be believed on it.
+    respx.post(f"{HOST}/api/chat").respond(200, json={**chat_body(26), "prompt_eval_cached_count": 20})
+    reply = await client.chat("hi", model=MODEL)
+    assert (reply.usage.input_tokens, reply.usage.cached_input_tokens) == (26, 0)
+
+
+async def test_developer_goes_as_system_and_audio_is_refused(client: Client, show: respx.Route) -> None:
+    from llmclient import AudioPart
+
+    route = respx.post(f"{HOST}/api/chat").respond(200, json=chat_body(26))
+    await client.chat([Message(role="developer", content="Be brief."), Message(role="user", content="hi")], model=MODEL)
+    assert sent(route)["messages"][0] == {"role": "system", "content": "Be brief."}
+    with pytest.raises(UnsupportedCapabilityError, match="not audio or file parts"):
+        await client.chat([Message(role="user", content=[AudioPart(data="UklGRg==", format="wav")])], model=MODEL)
+    assert route.call_count == 1
+
+
 async def test_model_info_is_asked_once_per_model_even_concurrently(client: Client, show: respx.Route) -> None:
     respx.post(f"{HOST}/api/chat").respond(200, json=body_of("chat.json"))
     await asyncio.gather(*[client.chat("hi", model=MODEL) for _ in range(5)])
@@ -270,7 +326,7 @@ async def test_tools_and_object_arguments(client: Client, show: respx.Route) -> 
     assert json.loads(call.raw_arguments) == call.arguments
 
 
-async def test_tool_history_uses_tool_name(client: Client, show: respx.Route) -> None:
+async def test_tool_history_sends_ids_and_tool_names(client: Client, show: respx.Route) -> None:
     route = respx.post(f"{HOST}/api/chat").respond(200, json=chat_body(150))
     history = [
         Message(role="user", content="What is the temperature in New York?"),
@@ -279,9 +335,13 @@ async def test_tool_history_uses_tool_name(client: Client, show: respx.Route) ->
         Message(role="tool", name="get_conditions", content="Sunny"),
     ]
     await client.chat(history, model=MODEL, tools=[WEATHER])
+    # Ollama matches a result to its call by `tool_call_id` (api/types.go Message), older servers by `tool_name`.
     assert sent(route)["messages"][1:] == [
-        {"role": "assistant", "tool_calls": [{"function": {"name": "get_temperature", "arguments": {"city": "NY"}}}]},
-        {"role": "tool", "content": "22°C", "tool_name": "get_temperature"},
+        {
+            "role": "assistant",
+            "tool_calls": [{"id": "call_0", "function": {"name": "get_temperature", "arguments": {"city": "NY"}}}],
+        },
+        {"role": "tool", "content": "22°C", "tool_name": "get_temperature", "tool_call_id": "call_0"},
         {"role": "tool", "content": "Sunny", "tool_name": "get_conditions"},
     ]
 
@@ -713,6 +773,11 @@ def documented_differences(official: dict[str, Any], num_ctx: int = 4096) -> dic
         del expected["tools"]  # the official client always sends `tools`, empty or not
     expected["options"] = {**expected.get("options", {}), "num_ctx": num_ctx}  # the context guard
     expected["truncate"] = False  # an error, not a silently cut prompt
+    for message in expected.get("messages", ()):  # tool-call ids go back (the official client drops them)
+        for number, call in enumerate(message.get("tool_calls") or ()):
+            call.setdefault("id", f"call_{number}")
+        if message.get("role") == "tool":
+            message.setdefault("tool_call_id", "call_0")
     return expected
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import warnings
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -342,3 +343,205 @@ async def test_count_tokens_follows_openais_rule() -> None:
     assert count.exact
     assert count.tokenizer == "cl100k_base"
     assert count.tokens == 3 + 1 + 6 + 3 + 1 + 2 + 1 + 2 + 3
+
+
+# -- the whole Chat Completions surface ----------------------------------------------------------------------------
+
+EVERY: dict[str, Any] = {
+    "temperature": 0.2,
+    "top_p": 0.9,
+    "stop": ["END"],
+    "seed": 1,
+    "max_completion_tokens": 64,
+    "frequency_penalty": 0.5,
+    "presence_penalty": -0.5,
+    "logit_bias": {"50256": -100},
+    "n": 2,
+    "logprobs": True,
+    "top_logprobs": 3,
+    "reasoning_effort": "low",
+    "verbosity": "low",
+    "service_tier": "priority",
+    "user": "u-1",
+    "safety_identifier": "s-1",
+    "prompt_cache_key": "k-1",
+    "prompt_cache_retention": "24h",
+    "metadata": {"team": "search"},
+    "store": True,
+    "modalities": ["text", "audio"],
+    "audio": {"voice": "alloy", "format": "wav"},
+    "prediction": {"type": "content", "content": "Hello"},
+    "web_search_options": {"search_context_size": "low"},
+    "parallel_tool_calls": False,
+}
+
+
+def wire_params(body: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in body.items() if key not in ("model", "messages", "tools", "stream")}
+
+
+@respx.mock
+@pytest.mark.parametrize("method", ["chat", "stream", "run"])
+async def test_every_chat_completions_parameter_reaches_the_wire_by_its_name(method: str) -> None:
+    reply = body_of("chat_completion.json")
+    chunks = (FIXTURES / "stream.sse").read_bytes()
+    route = respx.post(f"{URL}/chat/completions").mock(
+        return_value=httpx.Response(200, content=chunks) if method == "stream" else httpx.Response(200, json=reply)
+    )
+
+    def add(a: int, b: int) -> int:
+        """Add two numbers."""
+        return a + b
+
+    async with Client(providers={"openai": {"api_key": "sk-test"}}, prices={"openai/gpt-test": 1}) as client:
+        if method == "chat":
+            response = await client.chat("Hi", model="openai/gpt-test", tools=[add], **EVERY)
+        elif method == "stream":
+            stream = client.stream("Hi", model="openai/gpt-test", tools=[add], **EVERY)
+            response = await stream.final_response()
+        else:
+            response = (await client.run("Hi", model="openai/gpt-test", tools=[add], **EVERY)).response
+    sent_params = wire_params(sent(route))
+    expected = {**EVERY, "max_completion_tokens": 64}
+    if method == "stream":
+        expected["stream_options"] = {"include_usage": True}
+    assert sent_params == expected
+    assert response.dropped_params == []
+    assert response.applied_params["max_tokens"] == 64  # the one name for both
+
+
+@respx.mock
+@pytest.mark.parametrize("strict", [False, True])
+async def test_a_reasoning_model_gets_no_sampling_parameters(strict: bool) -> None:
+    route = respx.post(f"{URL}/chat/completions").respond(200, json=body_of("chat_cached_reasoning.json"))
+    async with Client(providers={"openai": {"api_key": "sk-test"}}, strict_params=strict) as client:
+        if strict:
+            with pytest.raises(UnsupportedParameterError, match="openai/o3-mini does not accept temperature, stop"):
+                await client.chat("Hi", model="openai/o3-mini", temperature=0.2, stop="END", reasoning_effort="high")
+            assert not route.called
+            return
+        with pytest.warns(ParameterDroppedWarning, match="openai/o3-mini does not accept temperature, stop"):
+            reply = await client.chat(
+                "Hi", model="openai/o3-mini", temperature=0.2, stop="END", reasoning_effort="high"
+            )
+    body = sent(route)
+    assert "temperature" not in body and "stop" not in body
+    assert (body["reasoning_effort"], reply.dropped_params) == ("high", ["temperature", "stop"])
+
+
+@respx.mock
+async def test_a_reasoning_effort_the_model_refuses_is_refused_before_sending(client: Client) -> None:
+    route = respx.post(f"{URL}/chat/completions")
+    with pytest.raises(InvalidRequestError, match=r"gpt-6\.2-sol does not take reasoning_effort 'none'"):
+        await client.chat("Hi", model="openai/gpt-6.2-sol", reasoning_effort="none")
+    assert not route.called
+
+
+async def test_max_tokens_and_max_completion_tokens_must_agree(client: Client) -> None:
+    with pytest.raises(InvalidRequestError, match="give one of them"):
+        await client.chat("Hi", model="openai/gpt-4.1", max_tokens=10, max_completion_tokens=20)
+
+
+@respx.mock
+async def test_developer_audio_and_file_parts_in_openais_shapes(client: Client) -> None:
+    route = respx.post(f"{URL}/chat/completions").respond(200, json=body_of("chat_completion.json"))
+    history = [
+        {"role": "developer", "content": "Answer in French."},
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "What do you hear and read?"},
+                {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}},
+                {"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBERi0=", "filename": "a.pdf"}},
+                {"type": "file", "file": {"file_id": "file-abc123"}},
+            ],
+        },
+    ]
+    await client.chat(history, model="openai/gpt-4.1")
+    assert sent(route)["messages"] == history
+
+
+async def test_audio_openai_cannot_take_is_refused_before_sending(client: Client) -> None:
+    from llmclient import AudioPart
+
+    with pytest.raises(InvalidRequestError, match="wav or mp3"):
+        await client.chat(
+            [Message(role="user", content=[AudioPart(data="ZkxhQw==", format="flac")])], model="openai/gpt-4.1"
+        )
+
+
+@respx.mock
+async def test_a_legacy_function_call_reply_is_a_tool_call_run_can_answer() -> None:
+    legacy = {
+        "id": "chatcmpl-legacy",
+        "object": "chat.completion",
+        "created": 1699896916,
+        "model": "gpt-4o-mini",
+        "choices": [
+            {
+                "index": 0,
+                "message": {
+                    "role": "assistant",
+                    "content": None,
+                    "function_call": {"name": "add", "arguments": '{"a": 1, "b": 2}'},
+                },
+                "logprobs": None,
+                "finish_reason": "function_call",
+            }
+        ],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10},
+    }
+    route = respx.post(f"{URL}/chat/completions").mock(
+        side_effect=[httpx.Response(200, json=legacy), httpx.Response(200, json=body_of("chat_completion.json"))]
+    )
+
+    def add(a: int, b: int) -> int:
+        """Add two numbers."""
+        return a + b
+
+    async with Client(providers={"openai": {"api_key": "sk-test"}}) as client:
+        result = await client.run("1 + 2?", model="openai/gpt-4o-mini", tools=[add])
+    first = result.responses[0]
+    assert (first.finish_reason, [c.arguments for c in first.tool_calls]) == ("tool_calls", [{"a": 1, "b": 2}])
+    assert sent(route, 1)["messages"][2] == {"role": "tool", "content": "3", "tool_call_id": "call_0"}
+
+
+@respx.mock
+async def test_cache_writes_and_the_fingerprint_are_read(client: Client) -> None:
+    body = body_of("chat_completion.json")
+    body["usage"]["prompt_tokens_details"] = {"cached_tokens": 4, "cache_write_tokens": 10}
+    body["system_fingerprint"] = "fp_44709d6fcb"
+    respx.post(f"{URL}/chat/completions").respond(200, json=body)
+    reply = await client.chat("Hi", model="openai/gpt-6.2-sol")
+    usage = reply.usage
+    assert (usage.input_tokens, usage.cached_input_tokens, usage.cache_write_tokens) == (5, 4, 10)
+    assert usage.prompt_tokens == 19 and reply.system_fingerprint == "fp_44709d6fcb"
+    assert reply.cost is not None and reply.cost.cache_write == Decimal("2.5") * 10 / 1_000_000
+
+
+def test_a_tool_results_image_goes_in_a_user_message_after_the_tool_results() -> None:
+    # OpenAI's tool messages take text parts only (ChatCompletionRequestToolMessage in the spec).
+    from llmclient.drivers.openai.messages import messages_to_wire
+    from llmclient.types import ImagePart, ImageURL, TextPart, ToolCall
+
+    image = ImagePart(image_url=ImageURL(url="data:image/png;base64,iVBORw0KGgo="))
+    messages = [
+        Message(role="user", content="Look at both screens."),
+        Message(
+            role="assistant",
+            tool_calls=[ToolCall(id="a", name="shot", arguments={}), ToolCall(id="b", name="shot", arguments={})],
+        ),
+        Message(role="tool", tool_call_id="a", content=[TextPart(text="screen a"), image]),
+        Message(role="tool", tool_call_id="b", content="screen b is blank"),
+        Message(role="user", content="Well?"),
+    ]
+    wire = messages_to_wire(messages)
+    assert [m["role"] for m in wire] == ["user", "assistant", "tool", "tool", "user", "user"]
+    assert wire[2]["content"] == [
+        {"type": "text", "text": "screen a"},
+        {"type": "text", "text": "[the 1 attachment(s) of this result follow in a user message]"},
+    ]
+    assert wire[4]["content"] == [
+        {"type": "text", "text": "Attachments of tool result a:"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+    ]

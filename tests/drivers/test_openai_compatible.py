@@ -91,3 +91,16 @@ async def test_requests_use_max_tokens_and_no_key_by_default() -> None:
 async def test_base_url_is_required() -> None:
     with pytest.raises(ConfigurationError, match="base_url"):
         await Client().chat("hi", model="openai-compatible/m")
+
+
+async def test_developer_instructions_reach_a_server_that_knows_only_system(client: Client) -> None:
+    # llama.cpp, vLLM and most compatible servers know system, user, assistant and tool: developer goes as system.
+    messages = [{"role": "developer", "content": "Answer with one word."}, {"role": "user", "content": "Sky colour?"}]
+    reply = await client.chat(messages, model="openai-compatible/smollm2", temperature=0, max_tokens=4)
+    await client.aclose()
+    assert reply.text.strip()
+    with respx.mock:
+        route = respx.post("http://127.0.0.1:9/v1/chat/completions").respond(200, json=reply.raw)
+        async with Client(providers={"openai-compatible": {"base_url": "http://127.0.0.1:9/v1"}}, prices=FREE) as other:
+            await other.chat(messages, model="openai-compatible/smollm2")
+    assert json.loads(route.calls[0].request.content)["messages"][0] == messages[0] | {"role": "system"}

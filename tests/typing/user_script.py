@@ -34,6 +34,23 @@ async def main() -> None:
     async with Client(default_model="fake/echo", retry=1, timeout=30.0) as client:
         reply = await client.chat("hi", temperature=0.2, max_tokens=10, tool_choice="auto", tags=["x"])
         print(answer(reply), reply.usage.output_tokens)
+        typed = await client.chat(
+            "hi",
+            presence_penalty=0.5,
+            frequency_penalty=-0.5,
+            logit_bias={"50256": -100},
+            n=2,
+            logprobs=True,
+            top_logprobs=3,
+            reasoning_effort="high",
+            service_tier="flex",
+            user="u-1",
+            prompt_cache_key="k",
+            parallel_tool_calls=False,
+            thinking=False,
+            max_completion_tokens=10,
+        )
+        assert_type(typed.refusal, str | None)
         assert_type(reply, ChatResponse[Any])
     async with Client(providers={"fake": {"replies": [PARIS]}}) as scripted:
         structured = await scripted.chat("Paris?", model="fake/city", response_model=City)

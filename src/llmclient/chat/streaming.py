@@ -17,7 +17,7 @@ from llmclient.lifecycle.budget_admission import check_stream, watches_stream
 from llmclient.lifecycle.call import ended_by
 from llmclient.lifecycle.send import admit, deadline_of, send
 from llmclient.observability.observers import notify
-from llmclient.types import ChatChunk, ChatRequest, ChatResponse, Message, ToolCall, Usage
+from llmclient.types import ChatChunk, ChatRequest, ChatResponse, Choice, Message, TokenLogprob, ToolCall, Usage
 
 
 class ChatStream:
@@ -103,7 +103,7 @@ class ChatStream:
                 except APITimeoutError as exc:  # after the first chunk a timeout is a cut stream: keep the text
                     raise StreamInterruptedError(
                         f"{call.provider} stream cut: {exc.message}",
-                        partial_text="".join(assembler.text),
+                        partial_text=assembler.text(),
                         provider=call.provider,
                         model=call.model,
                         request_id=assembler.request_id,
@@ -117,6 +117,12 @@ class ChatStream:
             deadline.close()
         if iterator is not None:
             await iterator.aclose()  # type: ignore[attr-defined]
+        self._response = self._finished(assembler)
+
+    def _finished(self, assembler: Assembler) -> ChatResponse:
+        """The assembled reply of a stream that ended, priced and recorded once."""
+        call = self._call
+        assert call.request is not None
         response = assembler.response(call.request, call.provider)
         response.applied_params = call.applied
         response.dropped_params = call.dropped
@@ -125,11 +131,15 @@ class ChatStream:
         if response.finish_reason is None:  # a driver that ended without saying why: keep what arrived
             response.finish_reason = "stop"
         outcome = Outcome(
-            response.usage, request_id=response.request_id, served_model=response.model, response=response
+            response.usage,
+            request_id=response.request_id,
+            served_model=response.model,
+            service_tier=response.service_tier,
+            response=response,
         )
-        pipeline.finish(call, outcome)
+        self._pipeline.finish(call, outcome)
         response.cost = outcome.cost
-        self._response = response
+        return response
 
     async def _failed(self, error: BaseException, assembler: Assembler) -> None:
         """A stream cut, cancelled or failed: once anything may have been generated, record an estimate once."""
@@ -138,33 +148,32 @@ class ChatStream:
             # Nothing arrived: released, or recorded with an unknown cost when it timed out after the request left.
             await self._pipeline.fail(call, error)
             return
-        text = "".join(assembler.text) + "".join("".join(c["arguments"]) for c in assembler.calls.values())
-        output = await call.estimate_output(text)
+        output = await call.estimate_output(assembler.generated())
         usage = Usage(input_tokens=await call.prompt_tokens(), output_tokens=output, estimated=True)
         outcome = Outcome(usage, request_id=assembler.request_id, error=ended_by(error))
         self._pipeline.finish(call, outcome, error)
 
 
-class Assembler:
-    """Joins streamed chunks into one reply."""
+class _Reply:
+    """What has arrived of one reply (one choice)."""
 
     def __init__(self) -> None:
         self.text: list[str] = []
         self.reasoning: list[str] = []
+        self.refusal: list[str] = []
+        self.logprobs: list[TokenLogprob] | None = None
         self.calls: dict[int, dict[str, Any]] = {}
         self.finish_reason: Any = None
-        self.usage: Usage | None = None
-        self.model: str | None = None
-        self.request_id: str | None = None
-        self.received = False
 
     def add(self, chunk: ChatChunk) -> None:
-        """Take in one chunk."""
-        self.received = True
         if chunk.delta:
             self.text.append(chunk.delta)
         if chunk.reasoning_delta:
             self.reasoning.append(chunk.reasoning_delta)
+        if chunk.refusal_delta:
+            self.refusal.append(chunk.refusal_delta)
+        if chunk.logprobs:
+            self.logprobs = (self.logprobs or []) + chunk.logprobs
         for delta in chunk.tool_call_deltas:
             call = self.calls.setdefault(delta.index, {"id": "", "name": "", "arguments": []})
             if delta.id:
@@ -174,28 +183,76 @@ class Assembler:
             call["arguments"].append(delta.arguments)
         if chunk.finish_reason is not None:
             self.finish_reason = chunk.finish_reason
-        if chunk.usage is not None:
-            self.usage = chunk.usage
-        self.model = chunk.model or self.model
-        self.request_id = chunk.request_id or self.request_id
 
-    def response(self, request: ChatRequest, provider: str) -> ChatResponse:
-        """The assembled reply (usage flagged as estimated when the stream carried none)."""
+    def message(self) -> Message:
         calls = [
             ToolCall.model_validate({"id": c["id"], "name": c["name"], "arguments": "".join(c["arguments"])})
             for _, c in sorted(self.calls.items())
         ]
-        message = Message(
+        refusal = "".join(self.refusal) or None
+        return Message(
             role="assistant",
-            content="".join(self.text) if self.text or not calls else None,
+            content="".join(self.text) if self.text or not (calls or refusal) else None,
             tool_calls=calls or None,
             reasoning="".join(self.reasoning) or None,
+            refusal=refusal,
         )
+
+    def generated(self) -> str:
+        return (
+            "".join(self.text) + "".join(self.refusal) + "".join("".join(c["arguments"]) for c in self.calls.values())
+        )
+
+
+class Assembler:
+    """Joins streamed chunks into one reply (one per choice, with `n > 1`)."""
+
+    def __init__(self) -> None:
+        self.replies: dict[int, _Reply] = {}
+        self.usage: Usage | None = None
+        self.model: str | None = None
+        self.request_id: str | None = None
+        self.service_tier: str | None = None
+        self.received = False
+
+    def add(self, chunk: ChatChunk) -> None:
+        """Take in one chunk."""
+        self.received = True
+        reply = self.replies.get(chunk.choice)
+        if reply is None:
+            reply = self.replies[chunk.choice] = _Reply()
+        reply.add(chunk)
+        if chunk.usage is not None:
+            self.usage = chunk.usage
+        self.model = chunk.model or self.model
+        self.request_id = chunk.request_id or self.request_id
+        self.service_tier = chunk.service_tier or self.service_tier
+
+    def text(self) -> str:
+        """The first reply's text so far."""
+        first = self.replies.get(0)
+        return "".join(first.text) if first else ""
+
+    def generated(self) -> str:
+        """Everything generated so far, every reply's (to estimate the output of a cut stream)."""
+        return "".join(reply.generated() for reply in self.replies.values())
+
+    def response(self, request: ChatRequest, provider: str) -> ChatResponse:
+        """The assembled reply (usage flagged as estimated when the stream carried none)."""
+        replies = [(index, self.replies[index]) for index in sorted(self.replies)] or [(0, _Reply())]
+        choices = [
+            Choice(index=index, message=reply.message(), finish_reason=reply.finish_reason, logprobs=reply.logprobs)
+            for index, reply in replies
+        ]
+        first = choices[0]
         return ChatResponse(
-            message=message,
-            finish_reason=self.finish_reason,
+            message=first.message,
+            finish_reason=first.finish_reason,
+            logprobs=first.logprobs,
+            choices=choices if len(choices) > 1 else [],
             usage=self.usage or Usage(estimated=True),
             model=self.model or request.model,
             provider=provider,
             request_id=self.request_id,
+            service_tier=self.service_tier,
         )

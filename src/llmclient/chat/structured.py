@@ -2,7 +2,8 @@
 
 `Capabilities.structured_output` decides: "json_schema" sends OpenAI's strict `response_format`; "json_object"
 asks for JSON mode and puts the schema in the conversation; "prompt" puts the schema in the conversation only.
-An invalid reply is sent back with the validation errors, up to `max_validation_retries` times.
+An invalid reply is sent back with the validation errors, up to `max_validation_retries` times. A refusal (the
+model's `refusal` instead of content) is an answer, not an invalid reply: `RefusalError` at once, not retried.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from llmclient.drivers import Driver
-from llmclient.errors import InvalidRequestError, StructuredOutputError
+from llmclient.errors import InvalidRequestError, RefusalError, StructuredOutputError
 from llmclient.lifecycle.request import validation_message
 from llmclient.types import ChatResponse, Message
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 _FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
+_NOT_IN_NAME = re.compile(r"[^a-zA-Z0-9_-]+")
 
 
 async def structured_chat(
@@ -48,24 +50,17 @@ async def structured_chat(
             f"response_model must be a pydantic BaseModel subclass, not {response_model!r}"[:200],
             provider=driver.provider,
         )
-    mode = driver.capabilities.structured_output
-    schema = strict_json_schema(response_model)
-    transcript = list(messages)
-    wire_format = None if response_format is None else dict(response_format)
-    if mode == "json_schema":
-        wire_format = {
-            "type": "json_schema",
-            "json_schema": {"name": response_model.__name__, "schema": schema, "strict": True},
-        }
-    else:  # JSON mode or plain prompting: the schema goes into the conversation
-        if mode == "json_object":
-            wire_format = {"type": "json_object"}
-        instruction = "Reply with one JSON object only, no prose, that matches this JSON schema:\n" + json.dumps(
-            schema, ensure_ascii=False
-        )
-        transcript = [Message(role="system", content=instruction), *transcript]
+    transcript, wire_format = _first_request(driver, response_model, messages, response_format)
     for attempt in range(max_validation_retries + 1):
         reply = await chat(transcript, wire_format)
+        if reply.refusal is not None:  # an answer, not a malformed reply: never sent back
+            raise RefusalError(
+                f"the model refused to give a {response_model.__name__}: {reply.refusal}",
+                refusal=reply.refusal,
+                provider=driver.provider,
+                model=reply.model,
+                request_id=reply.request_id,
+            )
         try:
             reply.parsed = response_model.model_validate_json(json_text(reply.text))
             return reply
@@ -85,6 +80,43 @@ async def structured_chat(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def _first_request(
+    driver: Driver, response_model: type[BaseModel], messages: list[Message], response_format: Any
+) -> tuple[list[Message], dict[str, Any] | None]:
+    """The transcript and response format of the first request, by the driver's strongest mode."""
+    mode = driver.capabilities.structured_output
+    schema = strict_json_schema(response_model)
+    if mode == "json_schema":
+        strict = {"name": schema_name(response_model), "schema": schema, "strict": is_strict(schema)}
+        return list(messages), {"type": "json_schema", "json_schema": strict}
+    # JSON mode or plain prompting: the schema goes into the conversation.
+    wire_format = {"type": "json_object"} if mode == "json_object" else None
+    if wire_format is None and response_format is not None:
+        wire_format = dict(response_format)
+    instruction = "Reply with one JSON object only, no prose, that matches this JSON schema:\n" + json.dumps(
+        schema, ensure_ascii=False
+    )
+    return [Message(role="system", content=instruction), *messages], wire_format
+
+
+def schema_name(model: type[BaseModel]) -> str:
+    """A model's name as OpenAI's `json_schema.name` allows it (`^[a-zA-Z0-9_-]{1,64}$`): `Page[Item]` →
+    `Page_Item`."""
+    return _NOT_IN_NAME.sub("_", model.__name__).strip("_")[:64] or "response"
+
+
+def is_strict(schema: Any) -> bool:
+    """Whether OpenAI's strict mode can take a schema made by `strict_json_schema`: it cannot when an object has
+    free-form keys (a `dict[str, int]` field), whose `additionalProperties` may not be false."""
+    if isinstance(schema, dict):
+        if schema.get("type") == "object" and schema.get("additionalProperties") is not False:
+            return False
+        return all(is_strict(value) for value in schema.values())
+    if isinstance(schema, list):
+        return all(is_strict(item) for item in schema)
+    return True
+
+
 def json_text(text: str) -> str:
     """The JSON in a reply, unwrapped from a Markdown fence if the model added one."""
     match = _FENCE.match(text)
@@ -102,7 +134,9 @@ def strict_schema(schema: dict[str, Any]) -> dict[str, Any]:
     (https://platform.openai.com/docs/guides/structured-outputs#supported-schemas, checked 2026-12-07).
 
     An optional property becomes a required one of the same type, not a nullable one: a value is always valid for
-    the original schema, where a null may not be (`b: int = 1`). Properties typed `X | None` stay nullable.
+    the original schema, where a null may not be (`b: int = 1`). Properties typed `X | None` stay nullable. An
+    object with free-form keys (a `dict[str, int]` field) stays as it is, and `is_strict` then says the schema goes
+    without `strict`.
 
     ```python
     from llmclient.chat.structured import strict_schema
@@ -130,7 +164,8 @@ def strict_schema(schema: dict[str, Any]) -> dict[str, Any]:
                 result[key] = {name: visit(sub) for name, sub in value.items()}  # names, not keywords
             else:
                 result[key] = visit(value)
-        if result.get("type") == "object" or "properties" in result:
+        free_form = result.get("additionalProperties", False) is not False and "properties" not in result
+        if (result.get("type") == "object" or "properties" in result) and not free_form:
             result["required"] = list(result.setdefault("properties", {}))
             result["additionalProperties"] = False
         return result

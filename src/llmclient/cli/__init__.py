@@ -7,6 +7,8 @@
     llmclient db migrate --url postgresql://llm@db/llm             # create or upgrade its schema
     llmclient compare -m fake/a -m fake/b prompts.jsonl
     llmclient cost --by model
+    llmclient models --json                               # the model catalog, each entry sourced and dated
+    llmclient prices update --from model_prices.json      # refresh it from a LiteLLM-format file or URL
     llmclient mcp serve myapp.tools:TOOLS                          # @tool functions as an MCP server (stdio)
 
 It reads the optional configuration file (see `llmclient.config`) and records every call in a SQLite ledger
@@ -21,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import time
 import warnings
@@ -30,11 +31,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
 
+from llmclient.cli.catalog import add_commands
 from llmclient.cli.ledger import POSTGRES, cmd_cost, cmd_db, default_ledger, print_json
 from llmclient.cli.mcp import add_parser as add_mcp_parser
 from llmclient.cli.terminal import in_cli_terms, loading, show_warning
 from llmclient.client import Client
-from llmclient.config import client_options, config_path
+from llmclient.config import client_options
 from llmclient.errors import LLMClientError
 from llmclient.types import Message, to_messages
 
@@ -121,48 +123,6 @@ async def cmd_similarity(args: argparse.Namespace, out: TextIO) -> int:
     async with _client(args) as client:
         score = await client.similarity(args.a, args.b, model=args.model, metric=args.metric)
     out.write(f"{float(score):.6f}\n")
-    return 0
-
-
-async def cmd_models(args: argparse.Namespace, out: TextIO) -> int:
-    from llmclient.drivers import known_providers
-
-    options = client_options(args.config)
-    client = Client(**{key: value for key, value in options.items() if key != "ledger"})
-    listing: dict[str, Any] = {
-        "config": str(config_path()),
-        "default_model": client.default_model or os.environ.get("LLMCLIENT_MODEL"),
-        "providers": sorted({*known_providers(), *options.get("providers", {})}),
-        "aliases": client.aliases,
-        "prices": [
-            {
-                "model": f"{entry.provider}/{entry.model}",
-                "input_per_million": _plain(entry.input_per_million),
-                "output_per_million": _plain(entry.output_per_million),
-                "cached_input_per_million": None
-                if entry.cached_input is None
-                else _plain(entry.cached_input * 1_000_000),
-                "source": entry.source,
-                "checked": entry.checked,
-            }
-            for entry in client.prices
-        ],
-    }
-    if args.json:
-        print_json(listing, out)
-        return 0
-    out.write(f"configuration: {listing['config']}\n")
-    out.write(f"default model: {listing['default_model'] or '(none)'}\n")
-    out.write(f"providers: {', '.join(listing['providers'])}\n")
-    for alias, target in sorted(client.aliases.items()):
-        out.write(f"alias {alias} -> {target}\n")
-    out.write(f"\n{'model':<36} {'in $/M':>9} {'cached':>9} {'out $/M':>9}  checked\n")
-    for price in listing["prices"]:
-        cached = price["cached_input_per_million"] or "-"
-        out.write(
-            f"{price['model']:<36} {price['input_per_million']:>9} {cached:>9} {price['output_per_million']:>9}"
-            f"  {price['checked'] or ''}\n"
-        )
     return 0
 
 
@@ -313,9 +273,7 @@ def parser() -> argparse.ArgumentParser:
     similarity.add_argument("--metric", default="cosine", choices=["cosine", "dot", "euclidean"])
     similarity.set_defaults(handler=cmd_similarity)
 
-    models = command("models", help="configured providers, aliases and known prices")
-    models.add_argument("--json", action="store_true")
-    models.set_defaults(handler=cmd_models)
+    add_commands(command)  # models, prices
 
     cost = command("cost", help="report from the ledger (SQLite, or the fleet's PostgreSQL)")
     cost.add_argument(

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_chec
 from llmclient import tokens
 from llmclient.errors import ConfigurationError, UnknownProviderError, UnsupportedCapabilityError
 from llmclient.types import (
-    SAMPLING_PARAMS,
+    CHAT_PARAMS,
     ChatChunk,
     ChatRequest,
     ChatResponse,
@@ -98,8 +98,8 @@ class Capabilities:
         embed_dimensions: Its `embed` honours `dimensions=` (else the client refuses the option).
         structured_output: How `response_model` is enforced: "json_schema" (the backend validates a schema),
             "json_object" (JSON mode plus the schema in the prompt), or "prompt" (the schema in the prompt only).
-        params: The uniform sampling parameters (`llmclient.types.SAMPLING_PARAMS`) the backend accepts; others
-            are dropped with a warning, or refused under `strict_params`.
+        params: The request parameters (`llmclient.types.CHAT_PARAMS`) the backend accepts; others are dropped
+            with a warning, or refused under `strict_params`. A driver receives only these.
         embedding_encoding: The encoding its embeddings are requested in on the wire (`"float"`, `"base64"`),
             where the request names one; traces report it as `gen_ai.request.encoding_formats`.
     """
@@ -111,8 +111,12 @@ class Capabilities:
     embed: bool = False
     embed_dimensions: bool = True
     structured_output: StructuredOutputMode = "json_schema"
-    params: frozenset[str] = field(default_factory=lambda: frozenset(SAMPLING_PARAMS))
+    params: frozenset[str] = field(default_factory=lambda: frozenset(CHAT_PARAMS))
     embedding_encoding: str | None = None
+
+
+class DeprecatedModelWarning(FutureWarning):
+    """A model name its provider has retired or renamed; the driver sends the name the provider says it became."""
 
 
 @runtime_checkable

@@ -103,7 +103,12 @@ async def worst_case(call: Call, pricing: Pricing, margins: CountMargins | None 
         counted = await call.count_prompt()
         if margins is not None and not call.counted_exact:
             counted = margins.reserved_tokens(str(call.model_id), counted)
-        amount = entry.worst_case(counted, call.request.max_tokens) if entry else None
+        request = call.request
+        amount = (
+            entry.worst_case(counted, request.max_tokens, service_tier=request.service_tier, choices=request.n or 1)
+            if entry
+            else None
+        )
         if entry is not None and amount is None:
             raise BudgetExceededError(
                 f"{call.model_id} has no known maximum output; pass max_tokens= so the budget can bound the call",

@@ -123,6 +123,8 @@ class Outcome:
     usage: Usage
     request_id: str | None = None
     served_model: str | None = None
+    service_tier: str | None = None
+    """The processing tier the provider says served the call; priced at its own rates where it has them."""
     error: str | None = None
     cost: Cost | None = None
     priced: bool = False

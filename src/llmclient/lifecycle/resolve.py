@@ -151,6 +151,7 @@ class Resolver:
         drivers: The drivers per provider.
         retry: The client's retry policy (a call may override its count).
         strict_params: Refuse parameters a provider lacks instead of dropping them.
+        prices: The price catalog, whose entries say which parameters a model refuses.
     """
 
     def __init__(
@@ -161,12 +162,14 @@ class Resolver:
         retry: RetryPolicy,
         strict_params: bool,
         router: Router | None = None,
+        prices: PriceTable | None = None,
     ) -> None:
         self.models = models
         self.drivers = drivers
         self.retry = retry
         self.strict_params = strict_params
         self.router = router
+        self.prices = prices
 
     @classmethod
     def for_client(
@@ -192,6 +195,7 @@ class Resolver:
             retry=retry,
             strict_params=strict_params,
             router=Router(routes, drivers, prices) if routes else None,
+            prices=prices,
         )
 
     def resolve(self, model: str | None) -> ModelId:
@@ -245,6 +249,7 @@ class Resolver:
                 extra_body=extra_body,
                 params=params,
                 strict_params=self.strict_params,
+                model_entry=self.prices.lookup(call.provider, call.model) if self.prices is not None else None,
             )
 
         call = self.call(kind, model, max_retries=max_retries, tags=tags, rebuild=build)

@@ -64,7 +64,13 @@ async def chat(call: Call, pipeline: Pipeline, deadline_s: float | None) -> Chat
     response.dropped_params = call.dropped
     if call.deployment is not None:
         response.deployment = call.deployment
-    outcome = Outcome(response.usage, request_id=response.request_id, served_model=response.model, response=response)
+    outcome = Outcome(
+        response.usage,
+        request_id=response.request_id,
+        served_model=response.model,
+        service_tier=response.service_tier,
+        response=response,
+    )
     pipeline.finish(call, outcome)
     response.cost = outcome.cost
     return response

@@ -184,16 +184,19 @@ class Pricing(Step):
             entry = self.prices.lookup(call.provider, served_model, self_hosted=self_hosted)
         return entry
 
-    def cost(self, call: Call, usage: Usage, served_model: str | None = None) -> Cost | None:
-        """What `usage` cost on the call's model; None (warned once) when unknown."""
+    def cost(
+        self, call: Call, usage: Usage, served_model: str | None = None, service_tier: str | None = None
+    ) -> Cost | None:
+        """What `usage` cost on the call's model, at `service_tier`'s rates where it has its own; None (warned
+        once) when unknown."""
         entry = self.entry(call, served_model)
         if entry is None:
             return self.prices.cost(call.provider, call.model, usage)  # None, with one warning per model
-        return entry.cost(usage)
+        return entry.cost(usage, service_tier)
 
     def finish(self, call: Call, outcome: Outcome) -> None:
         if not outcome.priced:
-            outcome.cost = self.cost(call, outcome.usage, outcome.served_model)
+            outcome.cost = self.cost(call, outcome.usage, outcome.served_model, outcome.service_tier)
             outcome.priced = True
 
 

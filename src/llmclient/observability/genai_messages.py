@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmclient.types import ChatResponse, ImagePart, Message, TextPart
+from llmclient.types import AudioPart, ChatResponse, ContentPart, FilePart, Message, TextPart
 
 FINISH_REASONS = {"tool_calls": "tool_call", "cancelled": "error"}
 """Our finish reasons that the conventions name otherwise (theirs: stop, length, content_filter, tool_call, error)."""
@@ -58,9 +58,15 @@ def _message(message: Message) -> dict[str, Any]:
     return captured
 
 
-def _part(part: TextPart | ImagePart) -> dict[str, Any]:
+def _part(part: ContentPart) -> dict[str, Any]:
     if isinstance(part, TextPart):
         return {"type": "text", "content": part.text}
+    if isinstance(part, AudioPart):
+        return {"type": "blob", "modality": "audio", "mime_type": f"audio/{part.format}", "content": part.data}
+    if isinstance(part, FilePart):  # a document: the conventions' modality is open ("document" is not listed)
+        if part.file_id is not None:
+            return {"type": "file", "modality": "document", "mime_type": part.media_type, "file_id": part.file_id}
+        return {"type": "blob", "modality": "document", "mime_type": part.media_type, "content": part.data}
     url = part.image_url.url
     header, found, data = url.partition(",")
     if url.startswith("data:") and header.endswith(";base64") and found:

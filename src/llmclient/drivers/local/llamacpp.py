@@ -41,6 +41,7 @@ from llmclient.errors import (
     OutOfMemoryError,
 )
 from llmclient.types import (
+    SAMPLING_PARAMS,
     ChatChunk,
     ChatRequest,
     ChatResponse,
@@ -74,7 +75,10 @@ class LlamaCppDriver(BaseDriver):
     """
 
     name: ClassVar[str] = "llamacpp"
-    capabilities = Capabilities(self_hosted=True, embed=True, structured_output="json_schema")
+    # The sampling parameters llama.cpp's sampler takes; OpenAI's other request fields have no meaning here.
+    capabilities = Capabilities(
+        self_hosted=True, embed=True, structured_output="json_schema", params=frozenset(SAMPLING_PARAMS)
+    )
 
     def __init__(
         self, *, models: Mapping[str, Mapping[str, Any]] | None = None, provider: str | None = None, **options: Any

@@ -28,17 +28,16 @@ from llmclient.drivers.ollama.context import (
     pull_model,
     warn_if_truncated,
 )
-from llmclient.drivers.openai import validate_base_url
-from llmclient.drivers.openai.wire import (
-    TokenCounting,
-    finish_from_wire,
+from llmclient.drivers.ollama.wire import (
     ollama_chunk,
     ollama_format,
+    ollama_logprobs,
     ollama_messages,
+    ollama_think,
     ollama_tool_call,
-    stream_error,
-    stream_payload,
 )
+from llmclient.drivers.openai import validate_base_url
+from llmclient.drivers.openai.wire import TokenCounting, finish_from_wire, stream_error, stream_payload
 from llmclient.errors import (
     APIConnectionError,
     APIError,
@@ -98,7 +97,8 @@ class OllamaDriver(BaseDriver):
         provider: The provider name this driver serves under (another server: `{"driver": "ollama", ...}`).
         tokenizer: The model's Hugging Face tokenizer, for exact prompt counts (as for `openai-compatible`).
         keep_alive: How long Ollama keeps the model loaded after a call (`"10m"`, `0`, `-1`).
-        think: Thinking for reasoning models: True, False or a level such as `"low"`.
+        think: Thinking for reasoning models by default: True, False or a level such as `"low"`; a call's
+            `thinking=` or `reasoning_effort=` decides for that call.
         num_ctx: A fixed context size; by default the context guard picks one per call.
         options: More Ollama options for every call (`{"num_thread": 8, "repeat_penalty": 1.1}`).
         dimensions: Shorten embeddings to this many dimensions (models that support it).
@@ -110,7 +110,18 @@ class OllamaDriver(BaseDriver):
     """
 
     name: ClassVar[str] = "ollama"
-    capabilities = Capabilities(http=True, self_hosted=True, embed=True)
+    # Ollama's chat request (api/types.go): sampling options, `think`, and log probabilities.
+    capabilities = Capabilities(
+        http=True,
+        self_hosted=True,
+        embed=True,
+        params=frozenset(
+            {
+                *("temperature", "top_p", "top_k", "max_tokens", "stop", "seed", "response_format"),
+                *("frequency_penalty", "presence_penalty", "thinking", "reasoning_effort", "logprobs", "top_logprobs"),
+            }
+        ),
+    )
 
     def __init__(
         self,
@@ -199,6 +210,7 @@ class OllamaDriver(BaseDriver):
                 tool_calls=calls or None,
                 reasoning=wire.get("thinking") or None,
             )
+            logprobs = ollama_logprobs(data)
         except _PARSE_ERRORS as exc:
             raise ResponseFormatError(
                 f"{self.provider} returned a chat reply without the documented fields ({type(exc).__name__})",
@@ -210,6 +222,7 @@ class OllamaDriver(BaseDriver):
         return ChatResponse(
             message=message,
             finish_reason=finish_from_wire(data.get("done_reason"), called=bool(calls)),
+            logprobs=logprobs,
             usage=await self._usage(data, sent, request, generated),
             model=data.get("model") or request.model,
             provider=self.provider,
@@ -229,7 +242,7 @@ class OllamaDriver(BaseDriver):
                     payload = self._line_payload(line, text, request)
                     model = payload.get("model") or model
                     try:
-                        chunk = ollama_chunk(payload["message"], calls) if "message" in payload else None
+                        chunk = ollama_chunk(payload, calls)
                     except _PARSE_ERRORS as exc:
                         raise self._stream_error(
                             StreamDecodeError, "sent a chunk it does not document", text, request
@@ -299,8 +312,7 @@ class OllamaDriver(BaseDriver):
                 for t in request.tools
             ]
         options = dict(self.options)
-        uniform = (request.temperature, request.top_p, request.top_k, request.max_tokens, request.stop, request.seed)
-        for key, value in zip(_OPTION_NAMES, (*uniform, num_ctx), strict=True):
+        for key, value in zip(_OPTION_NAMES, (*(getattr(request, name) for name in _OPTIONS), num_ctx), strict=True):
             if value is not None:
                 options[key] = value
         extra = dict(request.extra_body or {})
@@ -311,24 +323,27 @@ class OllamaDriver(BaseDriver):
             body["format"] = wire_format
         if self.keep_alive is not None:
             body["keep_alive"] = self.keep_alive
-        if self.think is not None:
-            body["think"] = self.think
+        if (think := ollama_think(request, self.think)) is not None:
+            body["think"] = think
+        if request.logprobs is not None:
+            body["logprobs"] = request.logprobs
+        if request.top_logprobs is not None:
+            body["top_logprobs"] = request.top_logprobs
         if not self.truncate:
             body["truncate"] = False  # undocumented; since 0.12.6 Ollama errors instead of cutting (api/types.go)
         body.update(extra)
         return body
 
     async def _usage(self, data: dict[str, Any], sent: Sent, request: ChatRequest, generated: str) -> Usage:
+        # Ollama reports no cached prompt tokens (`Metrics` in api/types.go has prompt_eval_count and eval_count).
         prompt, output = data.get("prompt_eval_count"), data.get("eval_count")
         if prompt is not None:
             warn_if_truncated(request, sent, int(prompt), self._counting.fallback(request.model))
-        cached = int(data.get("prompt_eval_cached_count") or 0) if prompt is not None else 0
         if output is None:
             output = (await self.count_text(request.model, generated)).tokens
         return Usage(
             # Ollama before ollama#5371 (mid 2024) left prompt_eval_count out for a cached prompt: use the count.
-            input_tokens=max(0, int(prompt) - cached) if prompt is not None else sent.counted.tokens,
-            cached_input_tokens=cached,
+            input_tokens=int(prompt) if prompt is not None else sent.counted.tokens,
             output_tokens=int(output),
             estimated=prompt is None or "eval_count" not in data,
         )
@@ -395,6 +410,8 @@ def _estimate(model: str) -> tuple[tokens.Tokenizer, bool]:
     return tokens.load_encoding("cl100k_base") or tokens.RATIO_ESTIMATOR, False
 
 
-_OPTION_NAMES = ("temperature", "top_p", "top_k", "num_predict", "stop", "seed", "num_ctx")
+# The request's parameters that are Ollama options, and their names there (`Options` in api/types.go).
+_OPTIONS = ("temperature", "top_p", "top_k", "max_tokens", "stop", "seed", "frequency_penalty", "presence_penalty")
+_OPTION_NAMES = (*_OPTIONS[:3], "num_predict", *_OPTIONS[4:], "num_ctx")
 
 __all__ = ["OllamaDriver", "OllamaTruncationWarning", "parse_host"]

@@ -15,15 +15,9 @@ from pydantic import SecretStr, ValidationError
 
 from llmclient import tokens
 from llmclient.drivers import BaseDriver, Capabilities, EmbeddingLimits
-from llmclient.drivers.openai.wire import (
-    TokenCounting,
-    chunks_from_wire,
-    finish_from_wire,
-    message_to_wire,
-    stream_error,
-    stream_payload,
-    vectors_from_wire,
-)
+from llmclient.drivers.openai.messages import messages_to_wire
+from llmclient.drivers.openai.replies import StreamState, choices_from_wire, usage_from_wire
+from llmclient.drivers.openai.wire import TokenCounting, stream_error, stream_payload, vectors_from_wire
 from llmclient.errors import (
     APIConnectionError,
     APIError,
@@ -37,16 +31,15 @@ from llmclient.errors import (
 from llmclient.http.client import HTTPClient, HTTPOptions, Limits, Timeouts, Transport, iter_sse
 from llmclient.http.options import validate_base_url
 from llmclient.types import (
+    CHAT_PARAMS,
     ChatChunk,
     ChatRequest,
     ChatResponse,
     EmbedResponse,
-    FinishReason,
     Message,
     TokenCount,
     Tool,
     Usage,
-    reported_tokens,
 )
 
 
@@ -67,12 +60,16 @@ class OpenAIDriver(BaseDriver):
     embedding_limits: ClassVar[EmbeddingLimits] = EmbeddingLimits(
         max_inputs_per_request=2048, max_tokens_per_request=300_000, max_input_tokens=8192, allow_empty_inputs=False
     )
+    # Every Chat Completions parameter openai-python takes (https://platform.openai.com/docs/api-reference/chat/create);
+    # a model's own refusals (reasoning models: no temperature, top_p or stop) come from the price catalog.
     capabilities = Capabilities(
         http=True,
         embed=True,
-        params=frozenset({"temperature", "top_p", "max_tokens", "stop", "seed", "response_format"}),
+        params=frozenset(CHAT_PARAMS) - {"top_k", "thinking"},
         embedding_encoding="base64",  # half the body of floats, and numpy decodes it without parsing
     )
+    # Whether the server knows the `developer` role (else such messages go as `system`).
+    developer_role: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -164,7 +161,10 @@ class OpenAIDriver(BaseDriver):
                 status=200,
             ) from exc
         if response.usage.estimated:  # usage omitted (some compatible servers) or implausible: count it here
-            generated = response.text + "".join(call.raw_arguments for call in response.tool_calls)
+            replies = [choice.message for choice in response.choices] or [response.message]
+            generated = "".join(
+                m.text + (m.refusal or "") + "".join(c.raw_arguments for c in m.tool_calls or ()) for m in replies
+            )
             response.usage = await self._estimate_usage(request, generated)
         response.rate_limits = limits or None
         return response
@@ -172,46 +172,32 @@ class OpenAIDriver(BaseDriver):
     async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         self._check_key(request.model)
         body = self._to_wire(request, stream=True)
-        text: list[str] = []
-        finish_reason: FinishReason | None = None
-        usage: Usage | None = None
-        model = request.model
-        started = False
-        async with self._http.stream_lines("/chat/completions", body, model=request.model) as (
-            request_id,
-            lines,
-        ):
+        state = StreamState(request.model)
+        async with self._http.stream_lines("/chat/completions", body, model=request.model) as (request_id, lines):
             try:
                 async for event, data in iter_sse(lines, max_event_chars=self._http.limits.max_event_bytes):
                     if data == "[DONE]":
                         break
-                    payload = self._event_payload(data, event, text, request)
+                    payload = self._event_payload(data, event, state.text, request)
                     try:
-                        model = payload.get("model") or model
-                        if payload.get("usage"):
-                            usage = self._usage_from_wire(payload["usage"])
-                            usage = None if usage.estimated else usage  # implausible: counted at the end
-                        pairs = chunks_from_wire(payload)
+                        chunks = state.take(payload, self._usage_from_wire)
                     except (AttributeError, KeyError, TypeError, ValueError, ValidationError) as exc:
                         what = "sent a stream event without the documented fields"
-                        raise self._stream_error(StreamDecodeError, what, text, request, request_id) from exc
-                    for chunk, reason in pairs:
-                        finish_reason = reason or finish_reason
-                        if chunk is not None:
-                            text.append(chunk.delta)
-                            started = True
-                            yield chunk
+                        raise self._stream_error(StreamDecodeError, what, state.text, request, request_id) from exc
+                    for chunk in chunks:
+                        yield chunk
             except APIConnectionError as exc:
-                if not started:
+                if not state.started:
                     raise
                 what = f"stream was cut: {exc.message}"
-                raise self._stream_error(StreamInterruptedError, what, text, request, request_id) from exc
-        if finish_reason is None:
+                raise self._stream_error(StreamInterruptedError, what, state.text, request, request_id) from exc
+        if 0 not in state.reasons:
             what = "stream ended before the reply finished"
-            raise self._stream_error(StreamInterruptedError, what, text, request, request_id)
-        if usage is None:  # the server sent no usage (llama-cpp-python's server never does): count it here
-            usage = await self._estimate_usage(request, "".join(text))
-        yield ChatChunk(finish_reason=finish_reason, usage=usage, model=model, request_id=request_id)
+            raise self._stream_error(StreamInterruptedError, what, state.text, request, request_id)
+        # No usage from the server (llama-cpp-python's server never sends it): count it here.
+        usage = state.usage or await self._estimate_usage(request, "".join(state.generated))
+        for chunk in state.final_chunks(usage, request_id):
+            yield chunk
 
     def _event_payload(self, data: str, event: str, text: list[str], request: ChatRequest) -> dict[str, Any]:
         where: dict[str, Any] = {"provider": self.provider, "model": request.model, "partial": text}
@@ -238,10 +224,7 @@ class OpenAIDriver(BaseDriver):
     # -- wire mapping -------------------------------------------------------------------------------------------
 
     def _to_wire(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "model": request.model,
-            "messages": [message_to_wire(message) for message in request.messages],
-        }
+        body: dict[str, Any] = {"model": request.model, "messages": self._messages_to_wire(request.messages)}
         if request.tools:
             body["tools"] = [tool.to_openai() for tool in request.tools]
         if request.parallel_tool_calls is not None and request.tools:
@@ -251,20 +234,12 @@ class OpenAIDriver(BaseDriver):
             body["tool_choice"] = (
                 choice if choice in ("auto", "none", "required") else {"type": "function", "function": {"name": choice}}
             )
-        if request.temperature is not None:
-            body["temperature"] = request.temperature
-        if request.top_p is not None:
-            body["top_p"] = request.top_p
-        if request.top_k is not None:
-            body["top_k"] = request.top_k
+        for name in _WIRE_PARAMS:  # the request carries only the parameters this driver accepts
+            value = getattr(request, name)
+            if value is not None:
+                body[name] = value
         if request.max_tokens is not None:
             body[self.max_tokens_field] = request.max_tokens
-        if request.stop:
-            body["stop"] = request.stop
-        if request.seed is not None:
-            body["seed"] = request.seed
-        if request.response_format is not None:
-            body["response_format"] = request.response_format
         if stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
@@ -272,44 +247,30 @@ class OpenAIDriver(BaseDriver):
             body.update(request.extra_body)
         return body
 
+    def _messages_to_wire(self, messages: list[Message]) -> list[dict[str, Any]]:
+        """The messages in OpenAI's chat format (`developer` as `system` where the server lacks it)."""
+        return messages_to_wire(messages, developer=self.developer_role)
+
     def _from_wire(self, data: dict[str, Any], request: ChatRequest, request_id: str | None) -> ChatResponse:
-        choice = data["choices"][0]
-        wire = choice["message"]
-        reason = choice.get("finish_reason")
-        # One validation pass over the whole reply: tool calls go in as their wire dicts (ToolCall reads that shape).
-        return ChatResponse.model_validate(
-            {
-                "message": {
-                    "role": "assistant",
-                    "content": wire.get("content"),
-                    "tool_calls": wire.get("tool_calls") or None,
-                    "reasoning": wire.get("reasoning_content") or wire.get("reasoning"),
-                },
-                "finish_reason": finish_from_wire(reason) if reason else None,
-                "usage": self._usage_from_wire(data["usage"]) if data.get("usage") else Usage(estimated=True),
-                "model": data.get("model") or request.model,
-                "provider": self.provider,
-                "request_id": request_id or data.get("id"),
-                "raw": data,
-            }
+        choices = choices_from_wire(data)
+        first = choices[0]
+        return ChatResponse(
+            message=first.message,
+            finish_reason=first.finish_reason,
+            logprobs=first.logprobs,
+            choices=choices if len(choices) > 1 else [],
+            usage=self._usage_from_wire(data["usage"]) if data.get("usage") else Usage(estimated=True),
+            model=data.get("model") or request.model,
+            provider=self.provider,
+            request_id=request_id or data.get("id"),
+            service_tier=data.get("service_tier"),
+            system_fingerprint=data.get("system_fingerprint"),
+            raw=data,
         )
 
     def _usage_from_wire(self, usage: dict[str, Any]) -> Usage:
-        """The reported usage; `Usage(estimated=True)` when any figure is implausible (`reported_tokens`), so the
-        caller counts it locally instead of pricing a server's `prompt_tokens: 1e30`."""
-        prompt = reported_tokens(usage.get("prompt_tokens"))
-        cached = reported_tokens((usage.get("prompt_tokens_details") or {}).get("cached_tokens"))
-        reasoning = reported_tokens((usage.get("completion_tokens_details") or {}).get("reasoning_tokens"))
-        output = reported_tokens(usage.get("completion_tokens"))
-        if None in (prompt, cached, reasoning, output):
-            return Usage(estimated=True)
-        assert prompt is not None and cached is not None and output is not None and reasoning is not None
-        return Usage(
-            input_tokens=max(0, prompt - cached),
-            cached_input_tokens=cached,
-            output_tokens=output,
-            reasoning_tokens=reasoning,
-        )
+        """The reported usage; `Usage(estimated=True)` when any figure is implausible, to be counted instead."""
+        return usage_from_wire(usage)
 
     async def _estimate_usage(self, request: ChatRequest, output: str) -> Usage:
         prompt = await self.count_tokens(request.model, request.messages, request.tools or [])
@@ -368,8 +329,8 @@ class OpenAICompatibleDriver(OpenAIDriver):
     """Any server speaking OpenAI's chat format. `base_url=` is required; the API key is optional.
 
     Servers differ from OpenAI in small ways: they take `max_tokens` (not `max_completion_tokens`), usually accept
-    `top_k`, may send no usage in streams (then usage is counted locally and flagged estimated), and may not
-    implement base64 embeddings.
+    `top_k`, know no `developer` role (sent as `system`), may send no usage in streams (then usage is counted
+    locally and flagged estimated), and may not implement base64 embeddings.
     """
 
     name: ClassVar[str] = "openai-compatible"
@@ -380,8 +341,15 @@ class OpenAICompatibleDriver(OpenAIDriver):
     max_tokens_field: ClassVar[str] = "max_tokens"
     # Each server sets its own limits (and rejects what breaks them); batches stay at OpenAI's 2048 inputs.
     embedding_limits: ClassVar[EmbeddingLimits] = EmbeddingLimits()
-    capabilities = Capabilities(http=True, embed=True, embedding_encoding="float")
+    # What a server does with an OpenAI parameter it lacks is its own affair: they are passed on (top_k too).
+    capabilities = Capabilities(
+        http=True, embed=True, params=frozenset(CHAT_PARAMS) - {"thinking"}, embedding_encoding="float"
+    )
+    developer_role: ClassVar[bool] = False  # vLLM, llama.cpp and most others know system, user, assistant, tool
 
+
+# The request parameters sent under their own names (max_tokens has a per-driver field, thinking is DeepSeek's).
+_WIRE_PARAMS = tuple(name for name in CHAT_PARAMS if name not in ("max_tokens", "thinking"))
 
 # Default vector lengths (https://platform.openai.com/docs/guides/embeddings#embedding-models), for empty results.
 _EMBEDDING_DIMENSIONS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072, "text-embedding-ada-002": 1536}

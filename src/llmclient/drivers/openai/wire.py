@@ -1,6 +1,6 @@
-"""What the HTTP drivers (openai.py, ollama.py) share about OpenAI-style wire data: messages and stream chunks in
-OpenAI's chat format and in Ollama's variant of it, tool calls as stream deltas, finish reasons, stream payloads that
-are JSON objects or errors, embedding vectors, and which tokenizer counts a model's tokens.
+"""What the HTTP drivers (OpenAI's family and Ollama) share: finish reasons, tool calls as stream deltas, stream
+payloads that are JSON objects or errors, embedding vectors, and which tokenizer counts a model's tokens. OpenAI's
+chat format is in `messages.py` (out) and `replies.py` (in); Ollama's in `llmclient.drivers.ollama.wire`.
 """
 
 from __future__ import annotations
@@ -11,18 +11,8 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from llmclient import tokens
-from llmclient.errors import InvalidRequestError, StreamDecodeError, StreamError, loads
-from llmclient.types import (
-    ChatChunk,
-    FinishReason,
-    ImagePart,
-    Message,
-    TextPart,
-    TokenCount,
-    Tool,
-    ToolCall,
-    ToolCallDelta,
-)
+from llmclient.errors import StreamDecodeError, StreamError, loads
+from llmclient.types import FinishReason, Message, TokenCount, Tool, ToolCall, ToolCallDelta
 
 if TYPE_CHECKING:
     import numpy as np
@@ -51,67 +41,6 @@ def finish_from_wire(reason: str | None, *, called: bool = False) -> FinishReaso
     return "tool_calls" if called and mapped == "stop" else mapped
 
 
-# -- OpenAI's chat format ------------------------------------------------------------------------------------------
-
-
-def message_to_wire(message: Message) -> dict[str, Any]:
-    """A message in OpenAI's chat format."""
-    wire: dict[str, Any] = {"role": message.role}
-    content = message.content
-    if isinstance(content, list):
-        wire["content"] = [_part_to_wire(part) for part in content]
-    else:
-        wire["content"] = content
-    if message.name is not None:
-        wire["name"] = message.name
-    if message.tool_calls:
-        wire["tool_calls"] = [call.to_openai() for call in message.tool_calls]
-    if message.tool_call_id is not None:
-        wire["tool_call_id"] = message.tool_call_id
-    # `reasoning` is never sent back: DeepSeek rejects reasoning_content in input messages
-    # (https://api-docs.deepseek.com/guides/reasoning_model).
-    return wire
-
-
-def _part_to_wire(part: TextPart | ImagePart) -> dict[str, Any]:
-    if isinstance(part, TextPart):
-        return {"type": "text", "text": part.text}
-    image: dict[str, Any] = {"url": part.image_url.url}
-    if part.image_url.detail is not None:
-        image["detail"] = part.image_url.detail
-    return {"type": "image_url", "image_url": image}
-
-
-def chunks_from_wire(payload: dict[str, Any]) -> list[tuple[ChatChunk | None, FinishReason | None]]:
-    """Each choice of an OpenAI stream event: its chunk (None when it carries nothing) and its finish reason."""
-    out: list[tuple[ChatChunk | None, FinishReason | None]] = []
-    for choice in payload.get("choices") or ():
-        delta = choice.get("delta") or {}
-        content = delta.get("content") or ""
-        reasoning = delta.get("reasoning_content") or delta.get("reasoning") or ""
-        calls = delta.get("tool_calls")
-        chunk = None
-        if content or reasoning or calls:
-            chunk = ChatChunk(
-                delta=content,
-                reasoning_delta=reasoning,
-                tool_call_deltas=[_tool_call_delta(call) for call in calls] if calls else [],
-            )
-        reason = choice.get("finish_reason")
-        out.append((chunk, finish_from_wire(reason) if reason else None))
-    return out
-
-
-def _tool_call_delta(call: dict[str, Any]) -> ToolCallDelta:
-    function = call.get("function") or {}
-    return ToolCallDelta(
-        index=int(call.get("index", 0)),
-        id=call.get("id"),
-        name=function.get("name"),
-        arguments=function.get("arguments") or "",
-    )
-
-
 def call_deltas(calls: Sequence[ToolCall], first: int = 0) -> list[ToolCallDelta]:
     """Whole tool calls as stream deltas (one per call, numbered from `first`), for backends that send each call in
     one piece."""
@@ -119,71 +48,6 @@ def call_deltas(calls: Sequence[ToolCall], first: int = 0) -> list[ToolCallDelta
         ToolCallDelta(index=first + n, id=call.id, name=call.name, arguments=call.raw_arguments)
         for n, call in enumerate(calls)
     ]
-
-
-# -- Ollama's chat format: OpenAI's shape with fields of its own ------------------------------------------------
-
-
-def ollama_messages(messages: list[Message]) -> list[dict[str, Any]]:
-    """Messages in Ollama's chat format: text content, base64 `images`, `thinking`, calls with object arguments."""
-    wire: list[dict[str, Any]] = []
-    names: dict[str, str] = {}  # tool-call id → tool name: Ollama matches a result by `tool_name`, not by id
-    for message in messages:
-        item: dict[str, Any] = {"role": message.role}
-        content = message.content
-        parts = content if isinstance(content, list) else ()
-        text = "".join(part.text for part in parts if isinstance(part, TextPart)) if parts else (content or "")
-        if text:
-            item["content"] = text
-        if message.reasoning and message.role == "assistant":
-            # Sent back: Ollama asks for thinking in tool-loop history (docs/capabilities/streaming.mdx).
-            item["thinking"] = message.reasoning
-        if images := [_ollama_image(part) for part in parts if isinstance(part, ImagePart)]:
-            item["images"] = images
-        if message.tool_calls:
-            item["tool_calls"] = [{"function": {"name": c.name, "arguments": c.arguments}} for c in message.tool_calls]
-            names.update((call.id, call.name) for call in message.tool_calls)
-        if message.role == "tool" and (tool_name := message.name or names.get(message.tool_call_id or "")):
-            item["tool_name"] = tool_name
-        wire.append(item)
-    return wire
-
-
-def _ollama_image(part: ImagePart) -> str:
-    header, found, data = part.image_url.url.partition(",")
-    if not (header.startswith("data:") and header.endswith(";base64") and found):
-        # Ollama takes base64 image bytes only (docs/api.md, "Chat request (with images)"); nothing is downloaded.
-        raise InvalidRequestError("Ollama takes images as base64 data: URLs (data:image/png;base64,...)")
-    return data
-
-
-def ollama_format(response_format: dict[str, Any]) -> str | dict[str, Any] | None:
-    """A `response_format` as Ollama's `format`: a JSON schema, "json", or None for plain text."""
-    kind = response_format.get("type")
-    if kind == "json_schema":
-        schema = (response_format.get("json_schema") or {}).get("schema")
-        if not isinstance(schema, dict):
-            raise InvalidRequestError("a json_schema response_format needs json_schema.schema", provider="ollama")
-        return schema
-    if kind in ("json_object", "text"):
-        return "json" if kind == "json_object" else None
-    return response_format  # Ollama's own form: a JSON schema given as it is
-
-
-def ollama_tool_call(call: dict[str, Any], index: int) -> ToolCall:
-    """A tool call from Ollama (arguments as an object)."""
-    # Newer Ollama sends ids (`call_p7o2gz50`); older ones do not, so calls are numbered here.
-    return ToolCall.model_validate({"id": call.get("id") or f"call_{index}", "function": call["function"]})
-
-
-def ollama_chunk(message: dict[str, Any], calls_so_far: int) -> ChatChunk | None:
-    """The chunk of one streamed Ollama message (None when it carries nothing)."""
-    content, thinking = message.get("content") or "", message.get("thinking") or ""
-    # Ollama streams each tool call whole, in one chunk, with arguments as an object.
-    parsed = [ollama_tool_call(call, calls_so_far + n) for n, call in enumerate(message.get("tool_calls") or ())]
-    if not (content or thinking or parsed):
-        return None
-    return ChatChunk(delta=content, reasoning_delta=thinking, tool_call_deltas=call_deltas(parsed, calls_so_far))
 
 
 # -- streams -------------------------------------------------------------------------------------------------------

@@ -1,0 +1,74 @@
+"""`llmclient models` (the configured providers, aliases and the model catalog) and `llmclient prices update`
+(refresh the catalog's prices from a LiteLLM-format file or URL; see `llmclient.accounting.catalog`)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any, TextIO
+
+from llmclient.accounting.catalog import catalog_card, update_prices
+from llmclient.cli.ledger import print_json
+from llmclient.client import Client
+from llmclient.config import client_options, config_path
+
+
+async def cmd_models(args: argparse.Namespace, out: TextIO) -> int:
+    from llmclient.drivers import known_providers
+
+    options = client_options(args.config)
+    client = Client(**{key: value for key, value in options.items() if key != "ledger"})
+    providers = sorted({*known_providers(), *options.get("providers", {})})
+    listing: dict[str, Any] = {
+        "config": str(config_path()),
+        "default_model": client.default_model or os.environ.get("LLMCLIENT_MODEL"),
+        "providers": providers,
+        "aliases": client.aliases,
+        # The catalog, for the providers llmclient has drivers for (a refreshed LiteLLM table holds many more).
+        "prices": [catalog_card(entry) for entry in client.prices if entry.provider in providers],
+    }
+    if args.json:
+        print_json(listing, out)
+        return 0
+    out.write(f"configuration: {listing['config']}\n")
+    out.write(f"default model: {listing['default_model'] or '(none)'}\n")
+    out.write(f"providers: {', '.join(listing['providers'])}\n")
+    for alias, target in sorted(client.aliases.items()):
+        out.write(f"alias {alias} -> {target}\n")
+    out.write(f"\n{'model':<36} {'in $/M':>9} {'cached':>9} {'out $/M':>9} {'context':>9}  checked\n")
+    for card in listing["prices"]:
+        cached = card["cached_input_per_million"] or "-"
+        window = card["max_input_tokens"] or "-"
+        note = f"  (= {card['alias_of']})" if card["alias_of"] else ""
+        out.write(
+            f"{card['model']:<36} {card['input_per_million']:>9} {cached:>9} {card['output_per_million']:>9}"
+            f" {window:>9}  {card['checked'] or ''}{note}\n"
+        )
+    return 0
+
+
+async def cmd_prices(args: argparse.Namespace, out: TextIO) -> int:
+    result = update_prices(args.source)
+    out.write(
+        f"{result.entries} models priced from {result.source} (sha256 {result.sha256[:12]}…), "
+        f"written to {result.path}\n"
+    )
+    return 0
+
+
+def add_commands(command: Any) -> None:
+    """Add `models` and `prices` to the command's parser (`command(name, **kwargs)` makes a subcommand)."""
+    models = command("models", help="configured providers, aliases, and the model catalog with its sources")
+    models.add_argument("--json", action="store_true", help="the whole catalog entry of each model")
+    models.set_defaults(handler=cmd_models)
+
+    prices = command("prices", help="refresh the price catalog from a LiteLLM-format price file")
+    prices.add_argument("action", choices=["update"])
+    prices.add_argument(
+        "--from",
+        dest="source",
+        required=True,
+        metavar="FILE_OR_URL",
+        help="a model_prices_and_context_window.json (a path or an http(s) URL); a bad file changes nothing",
+    )
+    prices.set_defaults(handler=cmd_prices)
