@@ -43,6 +43,7 @@ EXPECTED = [
     "HTTPOptions",
     "ImagePart",
     "ImageURL",
+    "IncompleteWriteError",
     "InputTooLongError",
     "InsecureURLWarning",
     "InsufficientBalanceError",
@@ -97,6 +98,7 @@ EXPECTED = [
     "UnsupportedParameterError",
     "Usage",
     "VectorIndex",
+    "VectorStoreError",
     "ZeroVectorWarning",
     "__version__",
     "tool",
@@ -146,6 +148,7 @@ LAYERS = {
     "tools": 20,  # builds on schema
     "drivers": 20,
     "index": 20,
+    "vectors": 25,  # the vector-database adapters build on index (VectorIndex validates their batches)
     "model_ids": 30,
     "ledger": 40,
     "pipeline": 50,

@@ -31,6 +31,7 @@ from llmclient.errors import (
     ConflictError,
     ContextWindowExceededError,
     DimensionMismatchError,
+    IncompleteWriteError,
     InputTooLongError,
     InsufficientBalanceError,
     InvalidRequestError,
@@ -58,6 +59,7 @@ from llmclient.errors import (
     UnknownProviderError,
     UnsupportedCapabilityError,
     UnsupportedParameterError,
+    VectorStoreError,
 )
 from llmclient.ledger import CostLedger, LedgerRecord, SQLiteLedger, Summary
 from llmclient.model_ids import ModelId
@@ -141,6 +143,7 @@ __all__ = [
     "HTTPOptions",
     "ImagePart",
     "ImageURL",
+    "IncompleteWriteError",
     "InputTooLongError",
     "InsecureURLWarning",
     "InsufficientBalanceError",
@@ -195,6 +198,7 @@ __all__ = [
     "UnsupportedParameterError",
     "Usage",
     "VectorIndex",
+    "VectorStoreError",
     "ZeroVectorWarning",
     "__version__",
     "tool",
