@@ -1,0 +1,1 @@
+"""Vector indexes: `VectorIndex`'s API on the vector databases users run (Chroma, Qdrant, Pinecone)."""
