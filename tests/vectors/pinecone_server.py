@@ -153,6 +153,8 @@ class Index:
         metadata = vector.get("metadata")
         if metadata is not None:
             _check_metadata(id, metadata)
+            # "Integer (converted to a 64-bit floating point by Pinecone)": it reads back as a float.
+            metadata = {key: float(value) if _number(value) else value for key, value in metadata.items()}
         return id, array, metadata
 
     def query(self, body: dict[str, Any]) -> dict[str, Any]:

@@ -19,8 +19,10 @@ from llmclient import (
     MissingExtraError,
     VectorIndex,
     VectorStoreError,
+    ZeroVectorWarning,
 )
-from llmclient.vectors.base import EngineIndex, VectorStore
+from llmclient.vectors.base import EngineIndex
+from llmclient.vectors.protocol import VectorStore
 
 OpenIndex = Callable[..., EngineIndex]  # tests/vectors/conftest.py's open_index
 
@@ -61,13 +63,18 @@ async def test_searches_run_concurrently_off_the_event_loop(open_index: OpenInde
 
 
 def test_metadata_reads_back_exactly(open_index: OpenIndex, engine: str) -> None:
-    metadata = {"nested": {"a": [1, 2.5, None]}, "none": None, "big": 2**60, "a.b": 1, "$x": "y", "名": "猫", "f": 0.1}
+    special = {"nested": {"a": [1, 2.5, None]}, "none": None, "big": 2**60, "a.b": 1, "$x": "y", "名": "猫", "f": 0.1}
+    plain = {"名": "猫", "f": 0.1, "n": 3, "ok": True}  # every value an engine field (no JSON copy where ints stay)
     index = open_index(engine)
-    index.add(np.ones((1, 32)), ids=["m"], metadata=[metadata], texts=[None])
-    record = index.get("m")
-    assert record.metadata == metadata and record.text is None
-    hit = index.search_vector(np.ones(32), 1, where={"名": "猫", "f": 0.1})[0]
-    assert (hit.id, hit.metadata) == ("m", metadata)
+    index.add(np.ones((3, 32)), ids=["special", "plain", "none"], metadata=[special, plain, None], texts=[None] * 3)
+    for id, metadata in [("special", special), ("plain", plain), ("none", {})]:
+        record = index.get(id)
+        assert record.metadata == metadata and record.text is None
+        assert {key: type(value) for key, value in record.metadata.items()} == {
+            key: type(value) for key, value in metadata.items()
+        }  # 3 stays an int, 0.1 a float
+    hits = index.search_vector(np.ones(32), 3, where={"名": "猫", "f": 0.1})
+    assert {hit.id: hit.metadata for hit in hits} == {"special": special, "plain": plain}
 
 
 async def test_a_dimension_mismatch_is_refused_before_anything_is_written(
@@ -184,3 +191,11 @@ def test_a_missing_engine_names_its_extra(monkeypatch: pytest.MonkeyPatch, modul
             "pinecone": lambda: PineconeVectorIndex("http://127.0.0.1:9", api_key="k")}[extra]  # fmt: skip
     with pytest.raises(MissingExtraError, match=rf"llmclient\[{extra}\]"):
         open()
+
+
+def test_a_zero_query_scores_zero_under_cosine(open_index: OpenIndex, engine: str) -> None:
+    index = open_index(engine)
+    index.add(np.eye(32, dtype=np.float32)[:3], ids=["a", "b", "c"])
+    with pytest.warns(ZeroVectorWarning):
+        hits = index.search_vector(np.zeros(32), 3)
+    assert sorted(hit.id for hit in hits) == ["a", "b", "c"] and {hit.score for hit in hits} == {0.0}

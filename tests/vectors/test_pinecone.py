@@ -76,6 +76,7 @@ def test_the_loopback_server_answers_as_the_data_plane_api_documents(pinecone_se
     found = index.query(top_k=2, vector=origin, namespace=namespace, include_metadata=True)
     assert [(m.id, m.score) for m in found.matches] == [("o", 0.0), ("p", 25.0)]  # the squared distance, lowest first
     assert found.namespace == namespace and found.matches[0].metadata == metadata[0]
+    assert isinstance(found.matches[0].metadata["year"], float)  # Pinecone keeps numbers as 64-bit floats
     for filter, ids in [
         ({"genre": "drama"}, ["o"]),
         ({"year": {"$gte": 2020}}, ["p"]),

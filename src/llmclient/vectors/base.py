@@ -1,4 +1,4 @@
-"""What every vector index offers (`VectorStore`), and the half of the vector-database adapters they share.
+"""The half of the vector-database adapters they share: `EngineIndex`, and how a record is stored.
 
 The Chroma, Qdrant and Pinecone adapters differ only in how they talk to their engine; `EngineIndex` holds the
 rest, once:
@@ -15,9 +15,10 @@ rest, once:
 
 Every engine stores a record the same way, so that `where` means the same everywhere: the metadata values every
 engine can filter on (str, bool, finite float, int up to 2**53; keys without `.`, `[` or `]` that do not start with
-`$`, `#`, `chroma:` or `_llmclient`) become the engine's own fields, and the whole metadata is kept as JSON in
-`_llmclient_metadata`, so it reads back exactly (lists, nested objects and None included). A `where` on any other
-key or value is refused with `InvalidRequestError` rather than answered differently from the in-memory index.
+`$`, `#`, `chroma:` or `_llmclient`) become the engine's own fields. Metadata those fields cannot hold exactly
+(lists, nested objects, None, other keys; on Pinecone, ints) is kept whole as JSON in `_llmclient_metadata` as well,
+so it reads back exactly. A `where` on any other key or value is refused with `InvalidRequestError` rather than
+answered differently from the in-memory index.
 """
 
 from __future__ import annotations
@@ -27,11 +28,12 @@ import contextlib
 import json
 import threading
 import uuid
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -43,8 +45,8 @@ from llmclient.errors import (
     LLMClientError,
     VectorStoreError,
 )
-from llmclient.index import EmbedFunction, IndexRecord, SearchResult, VectorIndex, _unit_rows
-from llmclient.similarity import METRICS, Metric
+from llmclient.index import EmbedFunction, IndexRecord, SearchResult, VectorIndex, _per_item
+from llmclient.similarity import METRICS, Metric, ZeroVectorWarning
 
 METADATA_FIELD = "_llmclient_metadata"
 """The engine field that holds an item's whole metadata as JSON."""
@@ -63,73 +65,31 @@ _RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 T = TypeVar("T")
 
 
-@runtime_checkable
-class VectorStore(Protocol):
-    """The API every vector index has: `VectorIndex`, `PgVectorIndex` and the adapters in `llmclient.vectors`.
-
-    Code written against it runs on any of them: the same ids, `where` filters and score conventions (cosine and
-    dot are similarities, larger is closer; euclidean is a distance, smaller is closer).
-    """
-
-    embed: EmbedFunction | None
-    metric: Metric
-
-    @property
-    def dimensions(self) -> int | None: ...
-
-    @property
-    def ids(self) -> list[str]: ...
-
-    def __len__(self) -> int: ...
-
-    def __contains__(self, id: object) -> bool: ...
-
-    async def add_texts(
-        self,
-        texts: Sequence[str],
-        *,
-        ids: Sequence[str] | None = None,
-        metadata: Sequence[Mapping[str, Any] | None] | None = None,
-    ) -> list[str]: ...
-
-    def add(
-        self,
-        vectors: npt.ArrayLike,
-        *,
-        ids: Sequence[str] | None = None,
-        metadata: Sequence[Mapping[str, Any] | None] | None = None,
-        texts: Sequence[str | None] | None = None,
-    ) -> list[str]: ...
-
-    def remove(self, ids: Sequence[str]) -> int: ...
-
-    def get(self, id: str) -> IndexRecord: ...
-
-    def records(self) -> Iterator[IndexRecord]: ...
-
-    async def search(self, query: str | npt.ArrayLike, k: int = 10, *, where: Any = None) -> list[SearchResult]: ...
-
-    def search_vector(self, vector: npt.ArrayLike, k: int = 10, *, where: Any = None) -> list[SearchResult]: ...
-
-
 @dataclass(frozen=True)
 class Row:
-    """One validated item on its way to an engine (unit length under the cosine metric)."""
+    """One validated item on its way to an engine (unit length under the cosine metric).
+
+    `metadata` is as given; `encoded` is its JSON, which is what reads back (as from the in-memory index's copy).
+    """
 
     id: str
     vector: npt.NDArray[np.float32]
     text: str | None
     metadata: dict[str, Any]
+    encoded: str
 
-    def fields(self, *, text: bool = False, id: bool = False) -> dict[str, Any]:
-        """The engine's metadata (payload) for this item: its filterable values plus the exact metadata as JSON.
+    def fields(self, *, text: bool = False, id: bool = False, ints: bool = True) -> dict[str, Any]:
+        """The engine's metadata (payload) for this item: its filterable values, plus the metadata as JSON in
+        `METADATA_FIELD` when those cannot hold it exactly (a list, an object, None, a key that cannot be a field).
 
         Args:
             text: Keep the text in `TEXT_FIELD` too (for engines with no place of their own for it).
             id: Keep the id in `ID_FIELD` too (for engines whose ids are not free strings).
+            ints: Whether the engine gives an int back as an int (Pinecone gives every number back as a float).
         """
         fields = {key: value for key, value in self.metadata.items() if is_filterable(key, value)}
-        fields[METADATA_FIELD] = json.dumps(self.metadata, ensure_ascii=False)
+        if len(fields) < len(self.metadata) or not (ints or all(type(value) is not int for value in fields.values())):
+            fields[METADATA_FIELD] = self.encoded
         if text and self.text is not None:
             fields[TEXT_FIELD] = self.text
         if id:
@@ -141,7 +101,7 @@ def is_filterable(key: object, value: object) -> bool:
     """Whether every engine stores `key: value` as a field of its own and compares it as the in-memory index does."""
     if not isinstance(key, str) or not key or key.startswith(_RESERVED_PREFIXES) or _PATH_CHARACTERS & set(key):
         return False
-    if isinstance(value, (bool, str, float)):  # floats are finite: the metadata's JSON copy refused NaN and Inf
+    if isinstance(value, (bool, str, float)):  # floats are finite: encoding the metadata refused NaN and Inf
         return True
     return isinstance(value, int) and abs(value) <= _LARGEST_EXACT_INT
 
@@ -165,7 +125,7 @@ def where_conditions(where: Any, backend: str) -> list[tuple[str, Any]]:
 
 
 def metadata_from(fields: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The metadata `Row.fields` stored; for items another program wrote, their own fields."""
+    """The metadata `Row.fields` stored: its JSON copy where there is one, else the fields themselves."""
     if not fields:
         return {}
     encoded = fields.get(METADATA_FIELD)
@@ -173,6 +133,15 @@ def metadata_from(fields: Mapping[str, Any] | None) -> dict[str, Any]:
         metadata: dict[str, Any] = json.loads(encoded)
         return metadata
     return {key: value for key, value in fields.items() if not key.startswith("_llmclient")}
+
+
+def _encoded(metadata: Mapping[str, Any] | None) -> tuple[dict[str, Any], str]:
+    """The metadata as a dict, and as the JSON the engines keep (TypeError, as VectorIndex, when JSON cannot)."""
+    item = dict(metadata or {})
+    try:
+        return item, json.dumps(item, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"metadata must be JSON-serialisable: {exc}") from exc
 
 
 def cosine_score(similarity: float) -> float:
@@ -410,13 +379,16 @@ class EngineIndex(ABC):
         metadata: Sequence[Mapping[str, Any] | None] | None,
         texts: Sequence[str | None] | None,
     ) -> list[Row]:
-        # The in-memory index validates shapes, ids, metadata and normalises; reuse it on this batch alone.
+        # The in-memory index validates shapes, NaN, ids and texts and normalises; reuse it on this batch alone. The
+        # metadata is checked here instead, by encoding it once: the JSON the engines store.
         batch = VectorIndex(metric=self.metric, dimensions=self._dimensions)
         if ids is None:
             shape = np.shape(vectors)
             ids = [uuid.uuid4().hex for _ in range(shape[0] if len(shape) > 1 else len(shape))]
-        batch.add(vectors, ids=ids, metadata=metadata, texts=texts)
-        return [Row(record.id, record.vector, record.text, record.metadata) for record in batch.records()]
+        given = batch.add(vectors, ids=ids, texts=texts)
+        items = [_encoded(item) for item in _per_item(metadata, len(given), "metadata")]
+        matrix, texts = batch.vectors, _per_item(texts, len(given), "texts")
+        return [Row(id, matrix[position], texts[position], *items[position]) for position, id in enumerate(given)]
 
     def _incomplete(
         self, error: VectorStoreError, rows: Sequence[Row], stored: list[str], batch: Sequence[Row], start: int
@@ -495,10 +467,11 @@ class EngineIndex(ABC):
         if not np.isfinite(query).all():
             raise ValueError("the query vector contains NaN or Inf")
         conditions = where_conditions(where, self.backend)
+        if self.metric == "cosine" and not query.any():  # every engine scores it 0.0, as VectorIndex does
+            warnings.warn("a zero vector has no direction: its cosine with anything is 0.0", ZeroVectorWarning, 2)
         if not self._ready or self._dimensions is None:
             return []
-        if self.metric == "cosine":  # stored vectors are unit length; so is the query, as in VectorIndex
-            query = _unit_rows(query[None, :])[0]
+        # Under cosine the engines normalise the query themselves: sent as it is, it costs nothing extra here.
         return self._call("search", self._query, query, k, conditions)
 
     def drop(self) -> None:

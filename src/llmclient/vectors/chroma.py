@@ -142,7 +142,7 @@ class ChromaVectorIndex(EngineIndex):
         self.collection.add(
             ids=[row.id for row in rows],
             embeddings=np.stack([row.vector for row in rows]),
-            metadatas=[row.fields() for row in rows],
+            metadatas=[row.fields() or None for row in rows],  # type: ignore[misc]  # Chroma refuses an empty dict
             documents=[row.text for row in rows],  # type: ignore[misc]  # None: an item without a text
         )
 
@@ -197,17 +197,22 @@ class ChromaVectorIndex(EngineIndex):
         self._collection = None
 
     def _close(self) -> None:
-        if not self._owns_client:
-            return
-        # chromadb 1.5.9's HTTP client never closes its httpx sessions (its FastAPI component has no stop()): one
-        # for the client, one for the admin client it makes to check the tenant. This index made the client, so
-        # nothing else uses them; close them rather than leave sockets to the garbage collector.
-        servers = [self.client._server, getattr(getattr(self.client, "_admin_client", None), "_server", None)]  # type: ignore[attr-defined]
-        self.client.close()  # type: ignore[attr-defined]  # chromadb's Client has it; ClientAPI does not say
-        for server in servers:
-            session = getattr(server, "_session", None)
-            if session is not None:
-                session.close()
+        if self._owns_client:
+            close_client(self.client)
+
+
+def close_client(client: ClientAPI) -> None:
+    """Close a Chroma client and the HTTP sessions chromadb leaves open (use it only on a client you made)."""
+    # chromadb 1.5.9's HTTP client never closes its httpx sessions (its FastAPI component has no stop()): one for
+    # the client, one for the admin client it makes to check the tenant. Each HttpClient has a system of its own
+    # (a fresh identifier per client), so nothing else uses them; close them rather than leave sockets to the
+    # garbage collector.
+    servers = [getattr(client, "_server", None), getattr(getattr(client, "_admin_client", None), "_server", None)]
+    client.close()  # type: ignore[attr-defined]  # chromadb's Client has it; ClientAPI does not say
+    for server in servers:
+        session = getattr(server, "_session", None)
+        if session is not None:
+            session.close()
 
 
 def _shape(collection: Collection) -> tuple[int | None, Metric | None]:

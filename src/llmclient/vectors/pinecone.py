@@ -116,7 +116,7 @@ class PineconeVectorIndex(EngineIndex):
         for row in rows:
             if not row.id or len(row.id) > MAX_ID_LENGTH or not row.id.isascii() or "\x00" in row.id:
                 raise InvalidRequestError(f"Pinecone ids are 1 to {MAX_ID_LENGTH} ASCII characters: {row.id[:40]!r}")
-            size = len(json.dumps(row.fields(text=True), ensure_ascii=False).encode())
+            size = len(json.dumps(row.fields(text=True, ints=False), ensure_ascii=False).encode())
             if size > MAX_METADATA_BYTES:
                 raise InvalidRequestError(
                     f"the item {row.id!r} has {size} bytes of metadata and text; Pinecone stores at most "
@@ -128,13 +128,14 @@ class PineconeVectorIndex(EngineIndex):
 
     def _write(self, rows: Sequence[Row]) -> None:
         vectors = np.stack([row.vector for row in rows]).tolist()
-        self.index.upsert(
-            vectors=[
-                {"id": row.id, "values": values, "metadata": row.fields(text=True)}
-                for row, values in zip(rows, vectors, strict=True)
-            ],
-            namespace=self.namespace,
-        )
+        records = []
+        for row, values in zip(rows, vectors, strict=True):
+            record: dict[str, Any] = {"id": row.id, "values": values}
+            metadata = row.fields(text=True, ints=False)
+            if metadata:  # a record without any is sent without the key
+                record["metadata"] = metadata
+            records.append(record)
+        self.index.upsert(vectors=records, namespace=self.namespace)
 
     def _delete(self, ids: Sequence[str]) -> None:
         self.index.delete(ids=list(ids), namespace=self.namespace)
