@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import threading
 import uuid
 import warnings
@@ -69,14 +70,17 @@ T = TypeVar("T")
 class Row:
     """One validated item on its way to an engine (unit length under the cosine metric).
 
-    `metadata` is as given; `encoded` is its JSON, which is what reads back (as from the in-memory index's copy).
+    `metadata` is as given, `filterable` the part of it that becomes engine fields, and `encoded` its JSON (what
+    reads back, as from the in-memory index's copy) or None when all of it is filterable (plain JSON values
+    already: nothing to encode or check).
     """
 
     id: str
     vector: npt.NDArray[np.float32]
     text: str | None
     metadata: dict[str, Any]
-    encoded: str
+    filterable: dict[str, Any]
+    encoded: str | None
 
     def fields(self, *, text: bool = False, id: bool = False, ints: bool = True) -> dict[str, Any]:
         """The engine's metadata (payload) for this item: its filterable values, plus the metadata as JSON in
@@ -87,9 +91,9 @@ class Row:
             id: Keep the id in `ID_FIELD` too (for engines whose ids are not free strings).
             ints: Whether the engine gives an int back as an int (Pinecone gives every number back as a float).
         """
-        fields = {key: value for key, value in self.metadata.items() if is_filterable(key, value)}
+        fields = dict(self.filterable)
         if len(fields) < len(self.metadata) or not (ints or all(type(value) is not int for value in fields.values())):
-            fields[METADATA_FIELD] = self.encoded
+            fields[METADATA_FIELD] = self.encoded or json.dumps(self.metadata, ensure_ascii=False)
         if text and self.text is not None:
             fields[TEXT_FIELD] = self.text
         if id:
@@ -101,8 +105,10 @@ def is_filterable(key: object, value: object) -> bool:
     """Whether every engine stores `key: value` as a field of its own and compares it as the in-memory index does."""
     if not isinstance(key, str) or not key or key.startswith(_RESERVED_PREFIXES) or _PATH_CHARACTERS & set(key):
         return False
-    if isinstance(value, (bool, str, float)):  # floats are finite: encoding the metadata refused NaN and Inf
+    if isinstance(value, (bool, str)):
         return True
+    if isinstance(value, float):
+        return math.isfinite(value)  # NaN and Inf are not JSON: left to the encoding, which refuses them
     return isinstance(value, int) and abs(value) <= _LARGEST_EXACT_INT
 
 
@@ -135,13 +141,26 @@ def metadata_from(fields: Mapping[str, Any] | None) -> dict[str, Any]:
     return {key: value for key, value in fields.items() if not key.startswith("_llmclient")}
 
 
-def _encoded(metadata: Mapping[str, Any] | None) -> tuple[dict[str, Any], str]:
-    """The metadata as a dict, and as the JSON the engines keep (TypeError, as VectorIndex, when JSON cannot)."""
+def _encoded(metadata: Mapping[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any], str | None]:
+    """The metadata, its filterable part, and its JSON unless all of it is filterable (TypeError if JSON cannot)."""
     item = dict(metadata or {})
+    filterable = {key: value for key, value in item.items() if is_filterable(key, value)}
+    if len(filterable) == len(item):
+        return item, filterable, None
     try:
-        return item, json.dumps(item, ensure_ascii=False, allow_nan=False)
+        return item, filterable, json.dumps(item, ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"metadata must be JSON-serialisable: {exc}") from exc
+
+
+def _unit(rows: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """`rows` scaled to unit length; a zero row stays zero, with the in-memory index's warning."""
+    norms = np.sqrt(np.einsum("ij,ij->i", rows, rows))
+    zeros = norms == 0
+    if zeros.any():
+        warnings.warn("a zero vector has no direction: its cosine with anything is 0.0", ZeroVectorWarning, 4)
+    unit: npt.NDArray[np.float32] = rows / np.where(zeros, np.float32(1), norms)[:, None]
+    return unit
 
 
 def cosine_score(similarity: float) -> float:
@@ -379,15 +398,18 @@ class EngineIndex(ABC):
         metadata: Sequence[Mapping[str, Any] | None] | None,
         texts: Sequence[str | None] | None,
     ) -> list[Row]:
-        # The in-memory index validates shapes, NaN, ids and texts and normalises; reuse it on this batch alone. The
-        # metadata is checked here instead, by encoding it once: the JSON the engines store.
-        batch = VectorIndex(metric=self.metric, dimensions=self._dimensions)
+        # The in-memory index validates shapes, NaN, ids and texts; reuse it on this batch alone. The metadata is
+        # checked here instead, by encoding it once (the JSON the engines store), and unit vectors are made in
+        # float32: the engines compute in float32, and VectorIndex's float64 pass would double the cost of an add.
+        batch = VectorIndex(metric="dot" if self.metric == "cosine" else self.metric, dimensions=self._dimensions)
         if ids is None:
             shape = np.shape(vectors)
             ids = [uuid.uuid4().hex for _ in range(shape[0] if len(shape) > 1 else len(shape))]
         given = batch.add(vectors, ids=ids, texts=texts)
         items = [_encoded(item) for item in _per_item(metadata, len(given), "metadata")]
         matrix, texts = batch.vectors, _per_item(texts, len(given), "texts")
+        if self.metric == "cosine":
+            matrix = _unit(matrix)
         return [Row(id, matrix[position], texts[position], *items[position]) for position, id in enumerate(given)]
 
     def _incomplete(

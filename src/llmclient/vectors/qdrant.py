@@ -21,6 +21,7 @@ ints or UUIDs, so an item's id becomes a UUID derived from it (version 5) and th
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -43,6 +44,7 @@ _METRICS: dict[str, Metric] = {distance: metric for metric, distance in _DISTANC
 _POINT_IDS = uuid.UUID("6f1d5c1e-3a51-4f0e-9a59-58e2b8a8e1c4")  # the namespace of the UUIDs derived from our ids
 
 
+@functools.lru_cache(maxsize=1 << 16)  # an add asks for each id twice: is it stored, then the write
 def point_id(id: str) -> str:
     """The Qdrant point id that holds the item `id` (stable across processes and machines)."""
     return str(uuid.uuid5(_POINT_IDS, id))
@@ -117,10 +119,9 @@ class QdrantVectorIndex(EngineIndex):
         self.client.create_collection(self.name, vectors_config=models.VectorParams(size=dimensions, distance=distance))
 
     def _existing(self, ids: Sequence[str]) -> set[str]:
-        points = self.client.retrieve(
-            self.name, ids=[point_id(id) for id in ids], with_payload=[ID_FIELD], with_vectors=False
-        )
-        return {_id_of(point) for point in points}
+        wanted = {point_id(id): id for id in ids}  # no payload to read back: local mode copies every one it returns
+        points = self.client.retrieve(self.name, ids=list(wanted), with_payload=False, with_vectors=False)
+        return {wanted[str(point.id)] for point in points}
 
     def _write(self, rows: Sequence[Row]) -> None:
         from qdrant_client import models
