@@ -4,9 +4,11 @@ For each engine — Chroma embedded, a Chroma server (`chroma run`), Qdrant's lo
 data plane (tests/vectors/pinecone_server.py) through the `pinecone` SDK — the same vectors (384 dimensions,
 cosine) with metadata and texts are added, and the same queries searched (top 10, without and with a `where`
 filter), once through the adapter and once through the engine's client called directly as its docs show, in
-alternation. The adapter does more per add (validation, unit vectors, a check that no id is already stored, the
-metadata's JSON copy) and per search (score conversion, metadata decoding). Target: its throughput ≥ 0.9× the
-direct client's. Servers run in their own processes pinned to the last core; this process to the first.
+alternation. The adapter does more per add (validation, unit vectors, a check that no id is already stored, a JSON
+copy of metadata the engine's fields cannot hold) and per search (score conversion, reading the metadata back).
+Target: its throughput ≥ 0.9× the direct client's. Servers run in their own processes pinned to the last core;
+this process to the first. The machine is shared with other work, so the two clients take turns batch by batch
+and query by query, and the medians are compared.
 
     .venv/bin/python bench/bench_vectors.py             # full run; rewrites its BENCHMARKS.md section
     .venv/bin/python bench/bench_vectors.py --quick     # 1,000 vectors, fewer repeats; prints only
@@ -413,8 +415,8 @@ def report(results: list[dict[str, Any]], data: Data, command: str, seconds: flo
         "Direct means the engine's client as its docs show: Chroma's `collection.add` / `collection.query` with "
         "documents, metadatas and distances; Qdrant's `upsert(models.Batch(...))` (UUID point ids) / `query_points` "
         "with payload; Pinecone's `Index.upsert` / `Index.query` with metadata. The adapter's extra work per add "
-        "is the in-memory index's validation, unit vectors, a read that no id is already stored, and the metadata "
-        "kept as JSON; per search, score conversion and metadata decoding.",
+        "is the in-memory index's validation, unit vectors, a read that no id is already stored, and a JSON copy of "
+        "metadata the engine's own fields cannot hold; per search, score conversion and reading the metadata back.",
     ]
     return "\n".join(lines), ok
 
