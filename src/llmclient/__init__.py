@@ -33,6 +33,7 @@ from llmclient.errors import (
     ConflictError,
     ContextWindowExceededError,
     DimensionMismatchError,
+    IncompleteWriteError,
     InputTooLongError,
     InsufficientBalanceError,
     InvalidRequestError,
@@ -62,6 +63,7 @@ from llmclient.errors import (
     UnknownProviderError,
     UnsupportedCapabilityError,
     UnsupportedParameterError,
+    VectorStoreError,
 )
 from llmclient.http.client import HTTPOptions, InsecureURLWarning, Limits, Timeouts
 from llmclient.lifecycle.request import ParameterDroppedWarning
@@ -151,6 +153,7 @@ __all__ = [
     "HTTPOptions",
     "ImagePart",
     "ImageURL",
+    "IncompleteWriteError",
     "InputTooLongError",
     "InsecureURLWarning",
     "InsufficientBalanceError",
@@ -208,6 +211,7 @@ __all__ = [
     "UnsupportedParameterError",
     "Usage",
     "VectorIndex",
+    "VectorStoreError",
     "ZeroVectorWarning",
     "__version__",
     "tool",

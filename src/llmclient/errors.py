@@ -39,6 +39,8 @@ LLMClientError
  ├── StructuredOutputError               no valid `response_model` object after the retries (keeps the text)
  │    └── RefusalError                   the model refused to answer (never retried; keeps the refusal)
  ├── BudgetExceededError
+ ├── VectorStoreError                    a vector database (Chroma, Qdrant, Pinecone) failed an operation
+ │    └── IncompleteWriteError           add() stopped part-way: `stored_ids` were written, `unstored_ids` not
  └── DimensionMismatchError              vectors of different lengths compared (also a ValueError)
 ```
 
@@ -343,6 +345,34 @@ class BudgetExceededError(LLMClientError):
 
 class DimensionMismatchError(LLMClientError, ValueError):
     """Vectors of different lengths were compared (e.g. from two models); nothing is broadcast."""
+
+
+class VectorStoreError(LLMClientError):
+    """A vector database failed an operation (`provider` names it: chroma, qdrant, pinecone); the cause is chained."""
+
+
+class IncompleteWriteError(VectorStoreError):
+    """An index's `add` failed part-way through its batches; the ids say exactly what happened to each item.
+
+    Attributes:
+        stored_ids: Written before the failure (confirmed by the database).
+        unstored_ids: Not written: the failed batch's items the database does not hold, and every later batch.
+        uncertain_ids: The failed batch's items when the database could not even be asked what it holds.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        stored_ids: list[str],
+        unstored_ids: list[str],
+        uncertain_ids: list[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.stored_ids = stored_ids
+        self.unstored_ids = unstored_ids
+        self.uncertain_ids = uncertain_ids or []
 
 
 def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:

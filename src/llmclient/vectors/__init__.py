@@ -1,1 +1,3 @@
-"""Vectors: similarity scores and top-k search (`similarity`), and indexes that keep them (`index`)."""
+"""Vectors: similarity scores and top-k search (`similarity`), indexes that keep them (`index`), and the same
+index API on the vector databases users run (`chroma`, `qdrant`, `pinecone`, on a shared `base`).
+"""
