@@ -19,6 +19,7 @@ from llmclient.errors import (
 def test_backoff_doubles_up_to_the_cap() -> None:
     policy = RetryPolicy(initial_backoff=0.5, max_backoff=8.0, jitter=False)
     assert [policy.backoff(n) for n in range(1, 7)] == [0.5, 1.0, 2.0, 4.0, 8.0, 8.0]
+    assert policy.backoff(1024) == policy.backoff(5000) == 8.0  # a policy that retries for ever keeps its cap
 
 
 def test_jitter_stays_within_half_to_full_backoff() -> None:
