@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import respx
 
-from llmclient import BudgetExceededError, BudgetOvershootWarning, Client, FakeDriver, ServerError
+from llmclient import Budget, BudgetExceededError, BudgetOvershootWarning, Client, FakeDriver, ServerError
 
 # 1 µ$ per input word, 2 µ$ per output word (the fake driver counts words).
 PAID = {"fake/paid": {"input_cost_per_token": "0.000001", "output_cost_per_token": "0.000002"}}
@@ -144,3 +144,18 @@ def test_budget_also_works_as_a_plain_with_block() -> None:
     assert budget.limit == 0
     with pytest.raises(ValueError, match="negative"):
         client.budget(usd="-1")
+
+
+def test_a_float_limit_is_the_decimal_it_was_written_as() -> None:
+    # Budget(0.1) is 0.1 USD, not 0.1000000000000000055511151231257827: a limit must be exact to the last digit.
+    assert Budget(0.1).limit == Decimal("0.1")  # type: ignore[arg-type]
+    assert Budget(0.1).remaining == Decimal("0.1")  # type: ignore[arg-type]
+
+
+async def test_a_client_wide_budget_fails_closed_on_unknown_prices() -> None:
+    # Client(budget_usd=...) takes no allow_unknown_prices: an unpriced model can never pass it.
+    driver = FakeDriver(self_hosted=False)
+    client = Client(providers={"mystery": driver}, budget_usd="100")
+    with pytest.raises(BudgetExceededError, match="no known price"):
+        await client.chat("hi", model="mystery/m", max_tokens=5)
+    assert driver.requests == [] and len(client.ledger) == 0

@@ -194,3 +194,44 @@ async def test_responses_carry_their_priced_cost() -> None:
     assert reply.cost.total == expected
     assert reply.cost.price_source == "https://api-docs.deepseek.com/quick_start/pricing"
     assert client.ledger.total() == expected
+
+
+def test_a_bare_number_is_the_decimal_it_was_written_as() -> None:
+    # 0.15 as a float is 0.1499999999999999944…; the price must be 0.15 per million exactly, not its binary expansion.
+    table = Client(prices={"openai-compatible/llama": 0.15}).prices
+    entry = table.lookup("openai-compatible", "llama")
+    assert entry is not None and entry.source == "user"
+    assert (entry.input_per_million, entry.output_per_million) == (Decimal("0.15"), Decimal("0.15"))
+    cost = entry.cost(Usage(input_tokens=1_000_000, output_tokens=2_000_000))
+    assert cost.total == Decimal("0.45")
+    per_million = PriceEntry.per_million("m", "p", input=0.1, output=0.2, cached_input=0.05)  # type: ignore[arg-type]
+    assert (per_million.input, per_million.output, per_million.cached_input) == (
+        Decimal("0.0000001"),
+        Decimal("0.0000002"),
+        Decimal("0.00000005"),
+    )
+
+
+def test_a_price_entry_can_be_passed_as_an_override() -> None:
+    mine = PriceEntry.per_million("gpt-4o", "openai", input=1, output=2, source="contract")
+    new = PriceEntry.per_million("llama", "openai-compatible", input=3, output=4, source="contract")
+    table = Client(prices={"openai/gpt-4o": mine, "openai-compatible/llama": new}).prices
+    assert table.lookup("openai", "gpt-4o") is mine  # replaces the shipped price
+    assert table.lookup("openai", "gpt-4o-2024-08-06") is mine  # and its dated snapshots
+    assert table.lookup("openai-compatible", "llama") is new
+    cost = table.cost("openai-compatible", "llama", Usage(input_tokens=10**6, output_tokens=10**6))
+    assert cost is not None and (cost.total, cost.price_source) == (Decimal(7), "contract")
+
+
+def test_len_and_iteration_count_wildcards_once() -> None:
+    exact = PriceEntry.per_million("a", "p", input=1)
+    wildcard = PriceEntry.per_million("llama-*", "vllm", input=2)
+    single = PriceEntry.per_million("m?", "vllm", input=3)
+    table = PriceTable([exact, wildcard])
+    assert len(table) == 2 and list(table) == [exact, wildcard]
+    table.add(single)
+    table.add(PriceEntry.per_million("a", "p", input=4))  # replaces: still one entry for p/a
+    assert len(table) == 3
+    assert table.lookup("vllm", "m1") is single and table.lookup("vllm", "llama-3") is wildcard
+    assert table.lookup("vllm", "m10") is None  # `?` is one character
+    assert len(PriceTable.default()) == len(list(PriceTable.default())) > 0
