@@ -178,9 +178,12 @@ def test_windows_are_calendar_windows_in_utc_unless_told() -> None:
 async def test_a_call_no_shared_budget_applies_to_never_touches_the_database() -> None:
     # Neither `always`, nor charge_to, nor a tag: the call goes through even with the database down.
     down = SharedBudgets(PostgresStore(DOWN, timeout=1))
-    client = Client(prices=PRICES, budget_store=down)
+    driver = FakeDriver(replies=["w1 w2", ServerError("down", status=500)])
+    client = Client(providers={"fake": driver}, prices=PRICES, budget_store=down, retry=0)
     reply = await client.chat("a b c", model="fake/paid", max_tokens=10)
     assert reply.cost is not None and len(client.ledger) == 1
+    with pytest.raises(ServerError):  # a failed call has nothing to release either
+        await client.chat("a b c", model="fake/paid", max_tokens=10)
 
 
 async def test_with_the_ledger_elsewhere_a_call_settles_on_its_own_and_a_failed_one_releases(
