@@ -67,6 +67,8 @@ class Mutant:
         start: The byte offset where the change starts in the UTF-8 source.
         end: The byte offset where it ends.
         inserted: The exact text put there (the replacement, parenthesised where it is an operation).
+        statement_line: The first line of the statement the change is in (where coverage records a multi-line
+            statement as run).
     """
 
     module: str
@@ -80,6 +82,7 @@ class Mutant:
     start: int
     end: int
     inserted: str
+    statement_line: int
 
     @property
     def key(self) -> str:
@@ -98,6 +101,7 @@ class _Change:
     operator: str
     replacement: str
     qualname: str
+    statement_line: int
 
 
 class _Finder(ast.NodeVisitor):
@@ -106,6 +110,17 @@ class _Finder(ast.NodeVisitor):
     def __init__(self) -> None:
         self.changes: list[_Change] = []
         self._scope: list[str] = []
+        self._statement = 0
+
+    def visit(self, node: ast.AST) -> None:
+        if not isinstance(node, ast.stmt):
+            super().visit(node)
+            return
+        outer, self._statement = self._statement, node.lineno
+        try:
+            super().visit(node)
+        finally:
+            self._statement = outer
 
     @property
     def qualname(self) -> str:
@@ -113,7 +128,7 @@ class _Finder(ast.NodeVisitor):
 
     def _add(self, node: ast.AST, operator: str, replacement: ast.AST | str) -> None:
         text = replacement if isinstance(replacement, str) else ast.unparse(replacement)
-        self.changes.append(_Change(node, operator, text, self.qualname))
+        self.changes.append(_Change(node, operator, text, self.qualname, self._statement or node.lineno))  # type: ignore[attr-defined]
 
     # -- what is never mutated -----------------------------------------------------------------------------
 
@@ -329,7 +344,10 @@ def mutants(module: str, path: str, source: bytes, scopes: tuple[str, ...] = ())
         same = (change.qualname, *shown)
         ordinal = seen[same] = seen.get(same, 0) + 1
         line = node.lineno  # type: ignore[attr-defined]
-        yield Mutant(module, path, line, change.qualname, change.operator, *shown, ordinal, start, end, replacement)
+        yield Mutant(
+            module, path, line, change.qualname, change.operator, *shown, ordinal, start, end, replacement,
+            change.statement_line,
+        )  # fmt: skip
 
 
 def _compiles(source: bytes) -> bool:

@@ -101,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         run(names, options.tests, jobs=max(1, options.jobs), sample=options.sample)
     results = json.loads(RESULTS.read_text(encoding="utf-8"))
     explained = load_explanations()
-    REPORT.write_text(splice(REPORT.read_text(encoding="utf-8") if REPORT.exists() else "", render(results, explained)))
+    report = splice(REPORT.read_text(encoding="utf-8") if REPORT.exists() else "", render(results, explained))
+    REPORT.write_text(report, encoding="utf-8")
     print(f"wrote {REPORT.relative_to(ROOT)}")
     unexplained = [r for r in _all(results) if r["status"] in ("survived", "uncovered", "error")]
     unexplained = [r for r in unexplained if r["key"] not in explained]
@@ -173,7 +174,7 @@ def baseline(
 
 def select(mutant: Mutant, lines: dict[int, list[str]], durations: dict[str, float]) -> list[str]:
     """The tests that run the mutated line, fastest first; every test touching the module for import-time code."""
-    contexts = set(lines.get(mutant.line, ()))
+    contexts = set(lines.get(mutant.line, ())) | set(lines.get(mutant.statement_line, ()))
     tests = contexts - {""}
     if not tests and "" in contexts:
         tests = {test for by_line in lines.values() for test in by_line} - {""}
@@ -278,7 +279,7 @@ def status(exit_code: int | None, timed_out: bool) -> str:
 
 def record(mutant: Mutant, state: str, seconds: float, ran: int) -> dict[str, Any]:
     data = asdict(mutant)
-    del data["start"], data["end"], data["inserted"]
+    del data["start"], data["end"], data["inserted"], data["statement_line"]
     return {**data, "key": mutant.key, "status": state, "seconds": round(seconds, 2), "tests_run": ran}
 
 
@@ -350,9 +351,9 @@ def render(results: dict[str, Any], explained: dict[str, dict[str, str]]) -> str
         "`tools/mutation_survivors.toml`); not part of `make test`. Each mutant is one small change to one module",
         "(a flipped comparison, a changed number, a dropped conversion such as `Decimal(str(x))` → `Decimal(x)`, a",
         "deleted statement); the tests that run the changed line are run against it, fastest first, stopping at the",
-        "first failure, each under a pytest-timeout of 5× its unmutated duration (at least 10 s; a test that times",
-        "out is run again with 4× that before it counts). Every mutant is",
-        f"tested (no sampling); hypothesis is derandomized and `random` seeded with {SEED}, so runs are reproducible.",
+        "first failure, each under a pytest-timeout of 5× its unmutated duration (at least 10 s; a test that times out",
+        "is run again with 4× that before the mutant counts as hanging). Every mutant is tested (no sampling);",
+        f"hypothesis is derandomized and `random` seeded with {SEED}, so runs are reproducible.",
         "",
         f"Last run: {run['at']} · {run['machine']} · {run['jobs']} at a time · modules {', '.join(run['modules'])}"
         f" · {run['seconds'] // 60} min {run['seconds'] % 60} s.",

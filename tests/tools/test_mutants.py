@@ -99,3 +99,9 @@ def test_scopes_limit_the_mutants_to_some_classes() -> None:
     source = SOURCE.encode() + b"\n\ndef other(x: int) -> bool:\n    return x > 1\n"
     assert any(m.qualname == "other" for m in mutants.mutants("m", "m.py", source))
     assert {m.qualname.split(".")[0] for m in mutants.mutants("m", "m.py", source, ("Price",))} == {"Price"}
+
+
+def test_a_change_inside_a_multi_line_statement_knows_where_the_statement_starts() -> None:
+    # Coverage records a multi-line statement as run on its first line: tests are selected from there.
+    [inner] = [m for m in mutants.mutants("m", "m.py", SOURCE.encode()) if m.key == "m::Price.spread: 1 -> 2"]
+    assert (inner.line, inner.statement_line) == (27, 26)
