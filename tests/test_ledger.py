@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
+import dataclasses
 import io
 import json
 import sqlite3
@@ -16,8 +18,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from llmclient import Client, FakeDriver, ResponseFormatError, RetryPolicy, ServerError
-from llmclient.accounting.ledger import CSV_COLUMNS, CostLedger, SQLiteLedger
+from llmclient import Client, FakeDriver, ResponseFormatError, RetryPolicy, ServerError, Usage
+from llmclient.accounting.ledger import CSV_COLUMNS, CostLedger, LedgerRecord, SQLiteLedger
+from llmclient.accounting.prices import PriceEntry
 
 PAID = {"fake/paid": {"input_cost_per_token": "0.000001", "output_cost_per_token": "0.000002"}}
 
@@ -164,3 +167,73 @@ async def test_reprice_accepts_every_model_id_form_the_client_does() -> None:
     assert client.ledger.reprice("openai:gpt-4o-mini") == client.ledger.reprice("openai/gpt-4o-mini")
     assert client.ledger.reprice("openai:gpt-4o-mini") is not None
     assert client.ledger.reprice("ollama:llama3.2") == 0  # self-hosted: free unless priced
+
+
+def test_a_sqlite_ledger_reads_back_every_field_it_wrote(tmp_path: Path) -> None:
+    path = tmp_path / "runs" / "2026" / "ledger.db"  # folders that do not exist yet are made
+
+    async def calls() -> SQLiteLedger:
+        client = Client(ledger=path, prices=PAID)  # a Path, as well as a sqlite:/// URL
+        await client.chat("one two", model="fake/paid", tags=["batch", "猫"])
+        return client.ledger  # type: ignore[return-value]
+
+    ledger = asyncio.run(calls())
+    gpt = PriceEntry.per_million("gpt-4o", "openai", input="2.5", output=10, source="https://x", checked="2026-12-01")
+    ledger.add(LedgerRecord(
+        provider="openai", model="gpt-4o", kind="stream", latency_s=0.25, attempts=3, request_id="req-1",
+        usage=(usage := Usage(input_tokens=7, cached_input_tokens=2, output_tokens=5, estimated=True)),
+        cost=gpt.cost(usage), tags=("x",), error="StreamInterruptedError", counted_input_tokens=9, deployment="east",
+    ))  # fmt: skip
+    written = ledger.records
+    assert len(ledger) == 2 and written[0].tags == ("batch", "猫")
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"  # readers never block the writers
+    ledger.close()
+    assert not path.with_name(path.name + "-wal").exists()  # closed: everything is in the file itself
+    reopened = SQLiteLedger(path)
+    assert reopened.records == written
+    reopened.close()
+
+
+def test_a_sqlite_ledger_is_written_from_any_thread(tmp_path: Path) -> None:
+    ledger = SQLiteLedger(tmp_path / "ledger.db")
+
+    async def call() -> None:
+        await Client(ledger=ledger).chat("from a worker thread", model="fake/x")
+
+    worker = threading.Thread(target=asyncio.run, args=(call(),))
+    worker.start()
+    worker.join()
+    assert len(SQLiteLedger(tmp_path / "ledger.db")) == 1 and len(ledger) == 1
+    ledger.close()
+
+
+def test_records_are_a_snapshot_and_exports_keep_every_field() -> None:
+    ledger = CostLedger()
+    usage = Usage(input_tokens=3, output_tokens=4)
+    priced = LedgerRecord("fake", "paid", "chat", usage, PriceEntry.per_million("paid", "fake", input=1).cost(usage),
+                          0.5, request_id="req-9", tags=("猫",), error="ServerError", counted_input_tokens=2,
+                          deployment="east")  # fmt: skip
+    unpriced = LedgerRecord("mystery", "m", "chat", usage, None, 0.1)
+    ledger.add(priced)
+    snapshot = ledger.records
+    ledger.add(unpriced)
+    assert len(snapshot) == 1 and len(ledger.records) == 2
+    data = priced.to_dict()
+    assert json.loads(json.dumps(data)) == data  # JSON-ready as it is: no tuples, no Decimals
+    assert (data["tags"], data["input_drift"]) == (["猫"], 1)
+    assert "猫" in ledger.to_json()  # exported as written, not as \\u escapes
+    rows = list(csv.DictReader(io.StringIO(ledger.to_csv())))
+    assert (rows[0]["cost_usd"], rows[0]["price_source"]) == (str(priced.cost.total), "")  # type: ignore[union-attr]
+    assert (rows[0]["request_id"], rows[0]["error"], rows[0]["deployment"]) == ("req-9", "ServerError", "east")
+    assert (rows[1]["cost_usd"], rows[1]["request_id"], rows[1]["error"], rows[1]["deployment"]) == ("", "", "", "")
+    summary = ledger.by_model()["fake/paid"]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        summary.cost = Decimal(0)  # type: ignore[misc]
+
+
+def test_a_record_is_immutable_and_counts_one_request_unless_told() -> None:
+    record = LedgerRecord("fake", "x", "chat", Usage(input_tokens=1), None, 0.1)
+    assert record.attempts == 1 and record.input_drift is None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        record.cost = None  # type: ignore[misc]  # what was recorded stays recorded

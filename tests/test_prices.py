@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 from decimal import Decimal
 from pathlib import Path
 
 import httpx
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -247,3 +249,104 @@ async def test_responses_carry_their_priced_cost() -> None:
     assert reply.cost.total == expected
     assert reply.cost.price_source == "https://api-docs.deepseek.com/quick_start/pricing"
     assert client.ledger.total() == expected
+
+
+def test_a_bare_number_is_the_decimal_it_was_written_as() -> None:
+    # 0.15 as a float is 0.1499999999999999944…; the price must be 0.15 per million exactly, not its binary expansion.
+    table = Client(prices={"openai-compatible/llama": 0.15}).prices
+    entry = table.lookup("openai-compatible", "llama")
+    assert entry is not None and entry.source == "user"
+    assert (entry.input_per_million, entry.output_per_million) == (Decimal("0.15"), Decimal("0.15"))
+    cost = entry.cost(Usage(input_tokens=1_000_000, output_tokens=2_000_000))
+    assert cost.total == Decimal("0.45")
+    per_million = PriceEntry.per_million("m", "p", input=0.1, output=0.2, cached_input=0.05)  # type: ignore[arg-type]
+    assert (per_million.input, per_million.output, per_million.cached_input) == (
+        Decimal("0.0000001"),
+        Decimal("0.0000002"),
+        Decimal("0.00000005"),
+    )
+
+
+def test_a_price_entry_can_be_passed_as_an_override() -> None:
+    mine = PriceEntry.per_million("gpt-4o", "openai", input=1, output=2, source="contract")
+    new = PriceEntry.per_million("llama", "openai-compatible", input=3, output=4, source="contract")
+    table = Client(prices={"openai/gpt-4o": mine, "openai-compatible/llama": new}).prices
+    assert table.lookup("openai", "gpt-4o") is mine  # replaces the shipped price
+    assert table.lookup("openai", "gpt-4o-2024-08-06") is mine  # and its dated snapshots
+    assert table.lookup("openai-compatible", "llama") is new
+    cost = table.cost("openai-compatible", "llama", Usage(input_tokens=10**6, output_tokens=10**6))
+    assert cost is not None and (cost.total, cost.price_source) == (Decimal(7), "contract")
+
+
+def test_len_and_iteration_count_wildcards_once() -> None:
+    exact = PriceEntry.per_million("a", "p", input=1)
+    wildcard = PriceEntry.per_million("llama-*", "vllm", input=2)
+    single = PriceEntry.per_million("m?", "vllm", input=3)
+    table = PriceTable([exact, wildcard])
+    assert len(table) == 2 and list(table) == [exact, wildcard]
+    table.add(single)
+    table.add(PriceEntry.per_million("a", "p", input=4))  # replaces: still one entry for p/a
+    assert len(table) == 3
+    assert table.lookup("vllm", "m1") is single and table.lookup("vllm", "llama-3") is wildcard
+    assert table.lookup("vllm", "m10") is None  # `?` is one character
+    assert len(PriceTable.default()) == len(list(PriceTable.default())) > 0
+
+
+def test_litellm_items_fill_what_they_leave_out() -> None:
+    table = PriceTable()
+    table.update(
+        {
+            "openai-compatible/embedder": {"input_cost_per_token": "0.0000001", "mode": "embedding"},
+            "openai-compatible/output-only": {"output_cost_per_token": "0.000002", "max_output_tokens": 4096.0},
+        }
+    )
+    embedder = table.lookup("openai-compatible", "embedder")
+    assert embedder is not None and (embedder.output, embedder.mode) == (0, "embedding")
+    output_only = table.lookup("openai-compatible", "output-only")
+    assert output_only is not None and (output_only.input, output_only.mode) == (0, "chat")
+    # A float from a JSON file is still a token count: the worst case multiplies it with a Decimal.
+    assert output_only.max_output_tokens == 4096 and isinstance(output_only.max_output_tokens, int)
+    assert output_only.worst_case(100, None) == Decimal("0.000002") * 4096
+    # Without litellm_provider the provider is the key's prefix.
+    entry = PriceEntry.from_litellm("deepseek/deepseek-chat", {"input_cost_per_token": 2.8e-07})
+    assert (entry.provider, entry.model) == ("deepseek", "deepseek-chat")
+    assert PriceEntry.per_million("m", "p", input=1).output == 0
+
+
+def test_the_worst_case_of_a_model_without_an_output_bound() -> None:
+    # Free output and no output bound (a priced local model): the input alone bounds the call.
+    local = PriceEntry(model="m", provider="ollama", input=Decimal("0.000001"))
+    assert local.worst_case(1000, None) == Decimal("0.001")
+    assert local.worst_case(1000, 10) == Decimal("0.001")
+    # Priced reasoning without an output bound cannot be bounded, even when visible output is free.
+    thinking = PriceEntry(model="m", provider="p", input=Decimal("0.000001"), reasoning=Decimal("0.000004"))
+    assert thinking.worst_case(1000, None) is None
+    # With a bound, the dearer of output and reasoning prices every token of it.
+    assert thinking.worst_case(1000, 10) == Decimal("0.001") + Decimal("0.000004") * 10
+
+
+def test_entries_are_immutable() -> None:
+    # One entry serves every call and every client sharing the table: nobody may reprice it in place.
+    entry = TABLE.lookup("openai", "gpt-4o")
+    assert entry is not None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        entry.input = Decimal(0)  # type: ignore[misc]
+
+
+def test_a_later_wildcard_overrides_an_earlier_one() -> None:
+    table = PriceTable([PriceEntry.per_million("*", "vllm", input=1)])
+    table.update({"vllm/llama-*": 2})  # a narrower override, added later, wins where both match
+    llama, other = table.lookup("vllm", "llama-3"), table.lookup("vllm", "mistral")
+    assert llama is not None and llama.input_per_million == 2
+    assert other is not None and other.input_per_million == 1
+
+
+def test_a_litellm_file_s_other_prices_are_skipped_wherever_they_stand(tmp_path: Path) -> None:
+    litellm = {
+        "gpt-image-1": {"litellm_provider": "openai", "mode": "image_generation", "output_cost_per_image": 0.04},
+        "tts-1": {"litellm_provider": "openai", "mode": "audio_speech", "input_cost_per_character": 1.5e-05},
+        "gpt-4o-mini": {"litellm_provider": "openai", "input_cost_per_token": 1.5e-07, "output_cost_per_token": 6e-07},
+    }
+    path = tmp_path / "prices.json"
+    path.write_text(json.dumps(litellm))
+    assert [entry.model for entry in PriceTable.from_litellm(path)] == ["gpt-4o-mini"]

@@ -11,7 +11,8 @@ import pytest
 from llmclient import Client
 from llmclient.tokens import HFTokenizer
 
-pytestmark = pytest.mark.server
+# The server fixture starts llama.cpp's server (up to 120 s on a loaded machine) inside the first test's timeout.
+pytestmark = [pytest.mark.server, pytest.mark.timeout(300)]
 
 
 @pytest.fixture(scope="module")

@@ -42,6 +42,9 @@ from llmclient.types import ChatRequest
 # several times slower here. Reference and driver run in this same process, so the comparison is unaffected.
 torch.set_num_threads(1)
 
+# The module's fixtures load SmolLM2 twice (25 s here) inside the first test's timeout.
+pytestmark = pytest.mark.timeout(300)
+
 SMOL = "smollm2"
 MINILM = "all-MiniLM-L6-v2"
 MAX_TOKENS = 16

@@ -9,7 +9,8 @@ import respx
 
 from llmclient import Client, ConfigurationError
 
-pytestmark = pytest.mark.server
+# The server fixture starts llama.cpp's server (up to 120 s on a loaded machine) inside the first test's timeout.
+pytestmark = [pytest.mark.server, pytest.mark.timeout(300)]
 
 FREE = {"openai-compatible/*": 0}
 

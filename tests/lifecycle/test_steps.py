@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from llmclient import BudgetExceededError, Client, FakeDriver, Message, ResponseFormatError, TokenCount, Tool
+from llmclient.accounting.prices import PriceTable
 from llmclient.lifecycle import Call, Outcome, Step
 
 
@@ -81,3 +85,17 @@ async def test_a_new_step_sees_every_call_once_and_a_refusal_releases_earlier_st
     assert early.seen == ["admit fake/echo", "release BudgetExceededError"]
     assert len(refusing.ledger) == 0 and refusing._client_budget is not None
     assert refusing._client_budget.reserved == 0  # the budget step admitted, then gave its reservation back
+
+
+async def test_an_unpriced_model_is_priced_by_the_model_the_provider_says_served_it() -> None:
+    # The recorded reply says gpt-4.1-2025-04-14 served it: an alias the table does not know is priced by that.
+    body = json.loads((Path(__file__).parent.parent / "fixtures" / "openai" / "chat_completion.json").read_text())
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json=body))
+    async with Client(transport=transport, providers={"openai": {"api_key": "k"}}) as client:
+        reply = await client.chat("Hello!", model="openai/my-deployment")
+        priced = await client.chat("Hello!", model="openai/gpt-4o")  # a known model keeps its own price
+    gpt41, gpt4o = PriceTable.default().lookup("openai", "gpt-4.1"), PriceTable.default().lookup("openai", "gpt-4o")
+    assert gpt41 is not None and gpt4o is not None
+    assert reply.cost is not None and reply.cost.price_model == "openai/gpt-4.1"
+    assert reply.cost.total == gpt41.cost(reply.usage).total
+    assert priced.cost is not None and priced.cost.total == gpt4o.cost(priced.usage).total != reply.cost.total

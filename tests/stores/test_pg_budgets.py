@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -11,12 +12,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from llmclient import BudgetExceededError, Client, ConfigurationError, FakeDriver
-from llmclient.stores import PostgresLedger, PostgresStore, SharedBudgets, Window, charge_to
+from llmclient import BudgetExceededError, Client, ConfigurationError, FakeDriver, ServerError
+from llmclient.stores import FleetDegradedWarning, PostgresLedger, PostgresStore, SharedBudgets, Window, charge_to
 
 PRICES = {"fake/paid": {"input_cost_per_token": "0.000001", "output_cost_per_token": "0.000002"}}
 BERLIN = ZoneInfo("Europe/Berlin")
 LEASE = timedelta(minutes=1)
+DOWN = "postgresql://nobody@/nowhere?host=/nonexistent-socket-dir"
 
 
 class Clock:
@@ -134,3 +136,77 @@ def test_a_budget_with_an_unknown_time_zone_is_refused(postgres_url: str) -> Non
     budgets = SharedBudgets(postgres_url)
     with pytest.raises(ConfigurationError, match="Mars/Olympus"):
         budgets.define("x", "1", window=Window.day(time_zone="Mars/Olympus"))
+
+
+def test_defining_reading_listing_and_deleting_budgets(postgres_url: str) -> None:
+    budgets = SharedBudgets(postgres_url)
+    assert budgets.lease == timedelta(minutes=15)  # docs/fleet.md: longer than any call should last
+    budgets.define("org", 0.1)  # type: ignore[arg-type]  # a float limit is the decimal written
+    budgets.define("free", 0)  # zero is a limit (nothing may be spent), not an error
+    budgets.define("team", "5", window=Window.month(time_zone="Europe/Berlin"))
+    with pytest.raises(ValueError, match="negative"):
+        budgets.define("debt", "-0.01")
+    assert budgets.names() == ["free", "org", "team"]
+    org, team = budgets.status("org"), budgets.status("team")
+    assert (org.limit, org.window, team.window) == (Decimal("0.1"), None, Window("month", False, "Europe/Berlin"))
+    budgets.reserve("r1", ["org"], [], Decimal("0.02"), lease=LEASE)
+    budgets.settle_reservation("r1", ["org"], Decimal("0.03"))
+    budgets.reserve("r2", ["org"], [], Decimal("0.04"), lease=LEASE)
+    org = budgets.status("org")
+    assert (org.spent, org.reserved, org.remaining, org.calls) == (Decimal("0.03"), Decimal("0.04"), Decimal("0.03"), 1)
+    assert type(org.calls) is int  # not the Decimal PostgreSQL's sum() gives
+    budgets.release("r2")
+    assert budgets.status("org").reserved == 0
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        org.spent = Decimal(0)  # type: ignore[misc]
+    assert budgets.delete("team") is True and budgets.delete("team") is False
+    with pytest.raises(KeyError):
+        budgets.status("team")
+
+
+def test_windows_are_calendar_windows_in_utc_unless_told() -> None:
+    assert Window("day") == Window.day() == Window("day", rolling=False, time_zone="UTC")
+    assert Window.month(rolling=True).rolling is True
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Window.day().rolling = True  # type: ignore[misc]
+    names = ["org"]
+    budgets = SharedBudgets(PostgresStore(DOWN), always=names)
+    names.append("team")  # the budgets a client charges are fixed when it is made
+    assert budgets.always == ("org",)
+
+
+async def test_a_call_no_shared_budget_applies_to_never_touches_the_database() -> None:
+    # Neither `always`, nor charge_to, nor a tag: the call goes through even with the database down.
+    down = SharedBudgets(PostgresStore(DOWN, timeout=1))
+    driver = FakeDriver(replies=["w1 w2", ServerError("down", status=500)])
+    client = Client(providers={"fake": driver}, prices=PRICES, budget_store=down, retry=0)
+    reply = await client.chat("a b c", model="fake/paid", max_tokens=10)
+    assert reply.cost is not None and len(client.ledger) == 1
+    with pytest.raises(ServerError):  # a failed call has nothing to release either
+        await client.chat("a b c", model="fake/paid", max_tokens=10)
+
+
+async def test_with_the_ledger_elsewhere_a_call_settles_on_its_own_and_a_failed_one_releases(
+    postgres_url: str,
+) -> None:
+    budgets = SharedBudgets(postgres_url, always=["org"])
+    budgets.store.migrate()
+    budgets.define("org", "1")
+    driver = FakeDriver(replies=["w1 w2", ServerError("down", status=500)])
+    client = Client(providers={"fake": driver}, prices=PRICES, budget_store=budgets, retry=0)  # ledger in memory
+    reply = await client.chat("a b c", model="fake/paid", max_tokens=10)
+    with pytest.raises(ServerError):
+        await client.chat("a b c", model="fake/paid", max_tokens=10)
+    status = budgets.status("org")  # the failed call's reservation is gone at once, not when its lease ends
+    assert (status.spent, status.reserved, status.calls) == (reply.cost.total, 0, 1)  # type: ignore[union-attr]
+
+
+async def test_fail_open_warns_at_admission_and_at_settlement() -> None:
+    down = PostgresStore(DOWN, timeout=1)
+    client = Client(prices=PRICES, budget_store=SharedBudgets(down, always=["org"], fail_open=True))
+    with pytest.warns(FleetDegradedWarning) as warned:
+        reply = await client.chat("a b c", model="fake/paid", max_tokens=10)
+    messages = [str(warning.message) for warning in warned]
+    assert any("sent without admission (fail_open)" in message for message in messages), messages
+    assert any("could not settle shared budgets ('org',)" in message for message in messages), messages
+    assert reply.cost is not None and len(client.ledger) == 1

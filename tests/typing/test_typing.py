@@ -29,6 +29,7 @@ def mypy(*files: str) -> tuple[int, str]:
     return done.returncode, done.stdout + done.stderr
 
 
+@pytest.mark.timeout(300)  # mypy --strict from a cold cache: a minute on two busy cores
 def test_a_typed_user_script_passes_mypy_strict() -> None:
     code, output = mypy("user_script.py")
     assert (code, output) == (0, "")

@@ -58,7 +58,8 @@ class RetryPolicy:
 
     def backoff(self, attempt: int) -> float:
         """The wait before retry number `attempt` (1-based), without any Retry-After."""
-        wait: float = min(self.max_backoff, self.initial_backoff * 2.0 ** (attempt - 1))
+        # The exponent stops at 1023: 2.0 ** 1024 raises OverflowError, and the cap is reached long before anyway.
+        wait: float = min(self.max_backoff, self.initial_backoff * 2.0 ** min(attempt - 1, 1023))
         return wait * (0.5 + random.random() / 2) if self.jitter else wait
 
     def should_retry(self, error: BaseException) -> bool:

@@ -1,0 +1,98 @@
+"""The fleet's ledger on a real PostgreSQL: this process's records and the fleet's totals, and the spool that keeps
+every record while the database is down."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from llmclient import Client, Usage
+from llmclient.accounting.ledger import LedgerRecord
+from llmclient.accounting.prices import PriceEntry
+from llmclient.stores import FleetDegradedWarning, PostgresLedger, PostgresStore, SharedBudgets, StoreUnavailableError
+from llmclient.stores.pg_ledger import flush_spool
+from llmclient.stores.postgres import Settlement
+
+PRICES = {"fake/paid": {"input_cost_per_token": "0.000001", "output_cost_per_token": "0.000002"}}
+DOWN = "postgresql://nobody:secret@/nowhere?host=/nonexistent-socket-dir"
+
+
+def record(tags: tuple[str, ...] = ("猫",)) -> LedgerRecord:
+    usage = Usage(input_tokens=3, output_tokens=4)
+    cost = PriceEntry.per_million("paid", "fake", input=1, output=2).cost(usage)
+    return LedgerRecord("fake", "paid", "chat", usage, cost, 0.5, tags=tags)
+
+
+async def test_this_process_s_records_and_the_fleet_s_totals(postgres_url: str) -> None:
+    store = PostgresStore(postgres_url)
+    other_process = PostgresLedger(store)
+    other_process.add(record(("batch",)))
+    async with Client(prices=PRICES, ledger=postgres_url) as client:
+        await client.chat("a b c", model="fake/paid", tags=["batch"])
+        await client.chat("d", model="fake/free")
+    ledger = client.ledger
+    assert isinstance(ledger, PostgresLedger)
+    assert len(ledger) == 2 and [r.model for r in ledger.records] == ["paid", "free"]  # this process's
+    assert {name: s.calls for name, s in ledger.by_model().items()} == {"fake/free": 1, "fake/paid": 2}  # the fleet's
+    assert {name: s.calls for name, s in ledger.by_provider().items()} == {"fake": 3}
+    assert {name: s.calls for name, s in ledger.by_tag().items()} == {"(untagged)": 1, "batch": 2}
+    assert ledger.total() == ledger.by_model()["fake/paid"].cost > 0
+    with pytest.raises(ValueError, match="cannot group by 'week'; choose one of model, provider"):
+        ledger.summary("week")
+
+
+def test_a_ledger_s_repr_hides_the_password() -> None:
+    assert (
+        repr(PostgresLedger(PostgresStore(DOWN)))
+        == "PostgresLedger(PostgresStore(postgresql://nobody:***@/nowhere?host=/nonexistent-socket-dir))"
+    )
+
+
+def test_records_wait_in_a_spool_while_the_database_is_down(postgres_url: str, tmp_path: Path) -> None:
+    spool_dir = tmp_path / "state" / "spool"  # made when the first record waits
+    down = PostgresLedger(PostgresStore(DOWN, timeout=1), spool_dir=spool_dir)
+    with pytest.warns(FleetDegradedWarning, match="spooled to .* for later upload"):
+        down.add(record())
+    with pytest.warns(FleetDegradedWarning, match="spooled"):
+        down.add(record())
+    written = down.spool_path.read_text(encoding="utf-8")
+    assert written.count("\n") == 2 and "猫" in written
+
+    # An upload that fails puts every line back as it was, and leaves nothing claimed behind.
+    with pytest.raises(StoreUnavailableError):
+        flush_spool(PostgresStore(DOWN, timeout=1), down.spool_path)
+    assert down.spool_path.read_text(encoding="utf-8") == written
+    assert [path.name for path in spool_dir.iterdir()] == [down.spool_path.name]
+
+    # Once the database is back, a flush uploads them and removes the spool and its claimed copy.
+    up = PostgresStore(postgres_url)
+    assert flush_spool(up, down.spool_path) == 2
+    assert list(spool_dir.iterdir()) == [] and PostgresLedger(up).count() == 2
+
+
+def test_the_next_record_written_uploads_the_spool(postgres_url: str, tmp_path: Path) -> None:
+    ledger = PostgresLedger(PostgresStore(postgres_url), spool_dir=tmp_path)
+    ledger._spool("earlier-call", record(), None)  # what a write during an outage left
+    ledger.add(record())
+    assert ledger.count() == 2 and not ledger.spool_path.exists()
+
+
+def test_a_settlement_whose_record_never_came_is_settled_on_its_own(postgres_url: str) -> None:
+    budgets = SharedBudgets(postgres_url)
+    budgets.store.migrate()
+    budgets.define("org", "1")
+    ledger = PostgresLedger(budgets.store)
+    budgets.reserve("lost", ["org"], [], Decimal("0.1"), lease=timedelta(minutes=1))
+    budgets.reserve("next", ["org"], [], Decimal("0.2"), lease=timedelta(minutes=1))
+    at = datetime.now(timezone.utc)
+    ledger.settle_with_next_record(Settlement("lost", ("org",), at))
+    ledger.settle_with_next_record(Settlement("next", ("org",), at))  # the first call's record never came
+    status = budgets.status("org")
+    assert (status.reserved, status.calls) == (Decimal("0.2"), 1)  # the lost one settled, without a row
+    ledger.add(record())
+    status = budgets.status("org")
+    assert (status.reserved, status.calls, ledger.count()) == (0, 2, 1)
+    assert status.spent == record().cost.total  # type: ignore[union-attr]  # the unknown cost adds nothing
