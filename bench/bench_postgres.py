@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from llmclient import Client, VectorIndex
-from llmclient.stores import PostgresLedger, PostgresStore, SharedBudgets
+from llmclient.stores import PgVectorIndex, PostgresLedger, PostgresStore, SharedBudgets
 from run import update_markdown
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -139,13 +139,13 @@ def search(url: str, size: int, dimensions: int = 128) -> dict[str, Any]:
     ids = [str(i) for i in range(size)]
     memory = VectorIndex()
     memory.add(vectors, ids=ids)
-    exact = VectorIndex.on_postgres(url, "bench_exact")
+    exact = PgVectorIndex(url, "bench_exact")
     start = time.perf_counter()
     for begin in range(0, size, 10_000):
         exact.add(vectors[begin : begin + 10_000], ids=ids[begin : begin + 10_000])
     load_s = time.perf_counter() - start
     start = time.perf_counter()
-    approximate = VectorIndex.on_postgres(url, "bench_exact", hnsw=True)  # builds the graph over the loaded rows
+    approximate = PgVectorIndex(url, "bench_exact", hnsw=True)  # builds the graph over the loaded rows
     hnsw_load_s = time.perf_counter() - start
     recall = statistics.mean(
         len({h.id for h in approximate.search_vector(q, 10)} & {h.id for h in exact.search_vector(q, 10)}) / 10

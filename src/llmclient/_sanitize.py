@@ -31,6 +31,9 @@ _MASKED = re.compile(r"[\w\-]*(?:…|\.{3}|\*{3,})[\w\-]*")
 # What an unset variable becomes when a config template is filled in, and the documentation's stand-ins.
 _PLACEHOLDER_KEYS = frozenset({"null", "none", "nil", "undefined", "false", "true", "0", "your-api-key", "api-key"})
 _LOCAL_SUFFIXES = (".local", ".localhost", ".internal", ".lan", ".home.arpa")
+# A URL's scheme: letters, digits, `+`, `.`, `-`, starting with a letter (RFC 3986, section 3.1).
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):")
+_FORMS = {"sqlite": "sqlite:///path.db", "postgresql": "postgresql://..."}
 
 E = TypeVar("E", bound=BaseException)
 
@@ -118,6 +121,34 @@ def base_url_problem(url: str) -> str | None:
     except ValueError:
         return "has an invalid port"
     return None
+
+
+def split_location(location: str, schemes: Iterable[str]) -> tuple[str | None, str]:
+    """Where a store lives, as (scheme, what follows): `("postgresql", url)` for `postgresql://…` (or
+    `postgres://…`), `("sqlite", path)` for `sqlite:///path`, `(None, location)` for a plain path.
+
+    Raises a `ValueError` that names the scheme alone (the rest may hold a password) when the scheme is not one of
+    `schemes` (`mysql://`, a typo such as `postgresq://`) or is malformed (`postgresql:/x`, `sqlite://x`). A
+    one-letter scheme is a Windows drive (`C:\\ledger.db`), so a path.
+    """
+    match = _SCHEME.match(location)
+    if match is None or len(match.group(1)) == 1:
+        return None, location
+    scheme, allowed = match.group(1).lower(), tuple(schemes)
+    family = "postgresql" if scheme in ("postgresql", "postgres") else scheme
+    if family not in allowed:
+        choices = " or ".join(_FORMS.get(name, f"{name}://...") for name in allowed) or "a path"
+        raise ValueError(f"the scheme {scheme!r} is not supported here; use {choices}")
+    rest = location[match.end() :]
+    if family == "postgresql":
+        if not rest.startswith("//"):
+            raise ValueError(f"a {scheme} URL must start with {scheme}://")
+        return family, location
+    if family == "sqlite":
+        if not rest.startswith("///"):
+            raise ValueError("a sqlite URL must start with sqlite:/// (then a path: sqlite:///ledger.db)")
+        return family, rest[3:]
+    return family, location
 
 
 def is_public_host(host: str) -> bool:

@@ -30,7 +30,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from llmclient.accounting.budgets import Budget, BudgetScope, open_budgets
-from llmclient.accounting.ledger import CostLedger, open_ledger
+from llmclient.accounting.ledger import CostLedger
 from llmclient.accounting.prices import PriceTable
 from llmclient.chat.streaming import ChatStream
 from llmclient.chat.structured import structured_chat
@@ -42,12 +42,13 @@ from llmclient.http.client import Timeouts, Transport
 from llmclient.lifecycle import BudgetAdmission, CountPrompt, LedgerRecording, Pipeline, Pricing, Step
 from llmclient.lifecycle import send as pipeline_send
 from llmclient.lifecycle.request import count_tokens, messages_of
-from llmclient.lifecycle.resolve import Resolver, checked_timeout
+from llmclient.lifecycle.resolve import Drivers, Resolver, checked_timeout
 from llmclient.lifecycle.retry import RetryPolicy
-from llmclient.model_ids import ModelId
+from llmclient.model_ids import ModelId, ModelResolver
 from llmclient.options import ChatOptions, RunStepOptions
 from llmclient.routing.groups import Deployment, ModelGroup
-from llmclient.routing.router import Routing
+from llmclient.routing.router import Router, Routing
+from llmclient.stores import urls
 from llmclient.tools import OnToolError, RunResult
 from llmclient.tools.loop import run_tools
 from llmclient.types import ChatResponse, EmbedResponse, Message, ModelT, TokenCount, build_validators
@@ -81,9 +82,7 @@ def client_pipeline(
     steps += [CountPrompt()] if track_drift else []
     steps += [pricing, BudgetAdmission(budgets, pricing)]
     if budget_store is not None:
-        from llmclient.stores import shared_budget_step  # psycopg (and numpy) only for fleets
-
-        steps.append(shared_budget_step(budget_store, pricing, ledger))
+        steps.append(urls.open_budget_step(budget_store, pricing, ledger))
     return Pipeline([*steps, LedgerRecording(ledger)])
 
 
@@ -134,12 +133,14 @@ class Client:
         self.timeouts = Timeouts.from_value(timeout)
         self.strict_params = strict_params
         self.embedding_cache = open_embedding_cache(embedding_cache)
-        self.ledger = open_ledger(ledger)
+        self.ledger = urls.open_ledger(ledger)
         self.prices = PriceTable.from_option(prices)
         self._client_budget = None if budget_usd is None else Budget(budget_usd, name="the client's budget")
-        self._resolver = Resolver.for_client(
-            providers, routes, aliases=aliases, default_model=default_model, transport=transport,
-            timeouts=self.timeouts, retry=self.retry, strict_params=strict_params, prices=self.prices,
+        drivers = Drivers(providers, transport=transport, timeouts=self.timeouts)
+        router = Router(routes, drivers, self.prices, open_store=urls.open_rate_limit_store) if routes else None
+        self._resolver = Resolver(
+            ModelResolver(aliases=aliases, default_model=default_model, providers=providers or {}),
+            drivers, retry=self.retry, strict_params=strict_params, router=router,
         )  # fmt: skip
         self._pricing = Pricing(self.prices)
         self.pipeline = client_pipeline(

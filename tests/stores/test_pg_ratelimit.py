@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from llmclient import Client, RateLimitError
+from llmclient import Client, ConfigurationError, RateLimitError
 from llmclient.accounting.prices import PriceTable
 from llmclient.config import client_options
 from llmclient.http.client import Timeouts
 from llmclient.lifecycle.resolve import Drivers
 from llmclient.routing import MemoryRateLimitStore, ModelGroup, Router
 from llmclient.routing.ratelimit import Admission, RateLimit
-from llmclient.stores import FleetDegradedWarning, PostgresRateLimitStore, PostgresStore, StoreUnavailableError
+from llmclient.stores import FleetDegradedWarning, PostgresRateLimitStore, PostgresStore, StoreUnavailableError, urls
 
 
 async def test_admission_waits_settles_and_refunds_as_in_memory(postgres_url: str) -> None:
@@ -97,7 +97,10 @@ def test_a_router_takes_a_url_for_groups_without_a_store_of_their_own(postgres_u
     own = MemoryRateLimitStore()
     routes = {"a": ModelGroup(["fake/m"], store=own), "b": ["fake/n"]}
     drivers = Drivers(None, transport=None, timeouts=Timeouts.from_value(None))
-    router = Router(routes, drivers, PriceTable.from_option(None), store=postgres_url)
+    with pytest.raises(ConfigurationError, match="open_store"):  # routing knows the interface, not PostgreSQL
+        Router(routes, drivers, PriceTable.from_option(None), store=postgres_url)
+    opened = urls.open_rate_limit_store
+    router = Router(routes, drivers, PriceTable.from_option(None), store=postgres_url, open_store=opened)
     assert router.store is PostgresRateLimitStore.shared(postgres_url)
     assert router.stores == {"a@0": own, "b@0": router.store}
 

@@ -2,7 +2,7 @@
 
 The in-memory `CostLedger` is the default; `SQLiteLedger` also appends every record to a file that several
 processes may share. `Client(ledger=...)` takes either, a `sqlite:///` URL, or a `postgresql://` URL for the ledger
-a whole fleet shares (`llmclient.stores.PostgresLedger`, see `open_ledger`).
+a whole fleet shares (`llmclient.stores.PostgresLedger`; the client turns URLs into ledgers, `stores.urls`).
 """
 
 from __future__ import annotations
@@ -370,24 +370,3 @@ def record_from_columns(
         timestamp=timestamp,
         deployment=deployment,
     )
-
-
-def open_ledger(spec: CostLedger | str | Path | None) -> CostLedger:
-    """A ledger from `Client(ledger=...)`: an instance (shared), `"sqlite:///path.db"`, `"postgresql://..."` (the
-    fleet's shared ledger, `llmclient.stores`), a path, or None (memory)."""
-    if spec is None:
-        return CostLedger()
-    if isinstance(spec, CostLedger):
-        return spec
-    text = str(spec)
-    if text.startswith(("postgresql://", "postgres://")):
-        from llmclient.stores import PostgresLedger, PostgresStore  # psycopg only for users of PostgreSQL
-
-        return PostgresLedger(PostgresStore.shared(text))
-    if text.startswith("sqlite:///"):
-        text = text[len("sqlite:///") :]
-    elif "://" in text:
-        raise ValueError(
-            f"unsupported ledger {spec!r}; use 'sqlite:///path/to/ledger.db', 'postgresql://...' or a CostLedger"
-        )
-    return SQLiteLedger(text)

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
-from llmclient.accounting.prices import PriceTable
 from llmclient.drivers import Driver, create_driver
 from llmclient.errors import InvalidRequestError
 from llmclient.http.client import Timeouts, Transport
@@ -151,6 +150,7 @@ class Resolver:
         drivers: The drivers per provider.
         retry: The client's retry policy (a call may override its count).
         strict_params: Refuse parameters a provider lacks instead of dropping them.
+        router: The client's model groups (`routing.Router`, built by the client: routing builds on this layer).
     """
 
     def __init__(
@@ -167,32 +167,6 @@ class Resolver:
         self.retry = retry
         self.strict_params = strict_params
         self.router = router
-
-    @classmethod
-    def for_client(
-        cls,
-        providers: Mapping[str, Mapping[str, Any] | Driver] | None,
-        routes: Mapping[str, Any] | None,
-        *,
-        aliases: Mapping[str, str] | None,
-        default_model: str | None,
-        transport: Transport | None,
-        timeouts: Timeouts,
-        retry: RetryPolicy,
-        strict_params: bool,
-        prices: PriceTable,
-    ) -> Resolver:
-        """The resolver of a `Client` built with these arguments (model groups routed when `routes` are given)."""
-        from llmclient.routing.router import Router  # routing builds on this module
-
-        drivers = Drivers(providers, transport=transport, timeouts=timeouts)
-        return cls(
-            ModelResolver(aliases=aliases, default_model=default_model, providers=providers or {}),
-            drivers,
-            retry=retry,
-            strict_params=strict_params,
-            router=Router(routes, drivers, prices) if routes else None,
-        )
 
     def resolve(self, model: str | None) -> ModelId:
         """The `ModelId` of an id, alias or the default; a model group's is its first deployment's (by the name its

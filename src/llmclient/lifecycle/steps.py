@@ -35,7 +35,8 @@ from llmclient.accounting.ledger import CostLedger, LedgerRecord
 from llmclient.accounting.prices import PriceTable
 from llmclient.errors import APITimeoutError, ResponseFormatError
 from llmclient.lifecycle.call import Call, Outcome
-from llmclient.observability.observers import Hooks, Observer, default_observers, hook_failed, notify
+from llmclient.observability import default_observers
+from llmclient.observability.observers import Hooks, Observer, hook_failed, notify
 from llmclient.types import Cost, Usage
 
 if TYPE_CHECKING:

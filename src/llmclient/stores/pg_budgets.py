@@ -304,9 +304,3 @@ class SharedBudgetAdmission(Step):
             return
         with contextlib.suppress(StoreUnavailableError):  # the lease returns it
             self.budgets.release(settlement.reservation_id)
-
-
-def shared_budget_step(spec: str | SharedBudgets, pricing: Pricing, ledger: CostLedger) -> SharedBudgetAdmission:
-    """The step `Client(budget_store=...)` adds: from a URL (budgets by tag and `charge_to`) or `SharedBudgets`."""
-    budgets = spec if isinstance(spec, SharedBudgets) else SharedBudgets(spec)
-    return SharedBudgetAdmission(budgets, pricing, ledger=ledger)

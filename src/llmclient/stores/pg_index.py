@@ -2,10 +2,11 @@
 
 ```python fixture:postgres_url
 from functools import partial
-from llmclient import Client, VectorIndex
+from llmclient import Client
+from llmclient.stores import PgVectorIndex
 
 client = Client()
-index = VectorIndex.on_postgres(postgres_url, "notes", embed=partial(client.embed, model="fake/embedder"))
+index = PgVectorIndex(postgres_url, "notes", embed=partial(client.embed, model="fake/embedder"))
 await index.add_texts(["cats purr", "dogs bark"], ids=["c", "d"], metadata=[{"kind": "cat"}, {"kind": "dog"}])
 best = (await index.search("cats purr", k=1, where={"kind": "cat"}))[0]
 assert (best.id, best.metadata) == ("c", {"kind": "cat"})
