@@ -76,13 +76,14 @@ def client_pipeline(
 ) -> Pipeline:
     """A `Client`'s steps, in order: routing (for model groups, so budgets price the deployment picked), the prompt
     count (with `track_drift`), pricing, in-process budgets, shared budgets (with a `budget_store`: a
-    `postgresql://` URL or `stores.SharedBudgets`), and the ledger record."""
+    `postgresql://` URL or `stores.SharedBudgets`), and the ledger record. With shared budgets both budget steps
+    count with the fleet's margins."""
     build_validators()  # here, not at import: see its docstring
     steps: list[Step] = [Routing()] if routed else []
     steps += [CountPrompt()] if track_drift else []
-    steps += [pricing, BudgetAdmission(budgets, pricing)]
-    if budget_store is not None:
-        steps.append(urls.open_budget_step(budget_store, pricing, ledger))
+    shared = None if budget_store is None else urls.open_budget_step(budget_store, pricing, ledger)
+    steps += [pricing, BudgetAdmission(budgets, pricing, shared.margins if shared is not None else None)]
+    steps += [shared] if shared is not None else []
     return Pipeline([*steps, LedgerRecording(ledger)])
 
 
@@ -161,8 +162,10 @@ class Client:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close every driver this client opened (connection pools, loaded models)."""
+        """Close every driver this client opened (connection pools, loaded models), and wait for the records a
+        shared store has still to write (or spool)."""
         await self._resolver.drivers.aclose()
+        await self.pipeline.aclose()
 
     @property
     def default_model(self) -> str | None:
@@ -326,7 +329,6 @@ class Client:
             EmbedOptions(dimensions, batch_size, truncate, concurrency, progress),
             pipeline=self.pipeline,
             pricing=self._pricing,
-            budgets=self._budgets(),
             cache=self.embedding_cache,
             deadline_s=self.timeouts.total if timeout is None else checked_timeout(timeout),
         )

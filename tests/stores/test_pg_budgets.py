@@ -83,9 +83,7 @@ async def test_rollover_under_concurrent_load_keeps_every_cent(postgres_url: str
         replies += await asyncio.gather(*(client.chat("a b c", model="fake/paid", max_tokens=10) for _ in range(5)))
     total = sum((reply.cost.total for reply in replies if reply.cost), Decimal(0))
 
-    rows = budgets.store.run(
-        lambda c: c.execute("SELECT bucket, spent, calls FROM llmclient_budget_spend ORDER BY bucket").fetchall()
-    )
+    rows = budgets.store.fetch("SELECT bucket, spent, calls FROM llmclient_budget_spend ORDER BY bucket")
     assert [bucket.astimezone(BERLIN).date().isoformat() for bucket, _, _ in rows] == ["2026-05-31", "2026-06-01"]
     assert sum(spent for _, spent, _ in rows) == total == PostgresLedger(budgets.store).total()
     assert sum(calls for _, _, calls in rows) == 40

@@ -131,10 +131,8 @@ async def test_running_totals_match_the_holds_after_settles_refunds_and_expiry(p
         store.refund(second)
         store.settle(third, None)  # keeps its 50
         assert store.flush(5)
-    totals = store.store.run(
-        lambda c: c.execute(
-            "SELECT w.held, w.held_tokens, (SELECT count(*) FROM llmclient_rate_holds), "
-            "(SELECT sum(tokens) FROM llmclient_rate_holds) FROM llmclient_rate_windows w"
-        ).fetchone()
+    [totals] = store.store.fetch(
+        "SELECT w.held, w.held_tokens, (SELECT count(*) FROM llmclient_rate_holds), "
+        "(SELECT sum(tokens) FROM llmclient_rate_holds) FROM llmclient_rate_windows w"
     )
     assert totals == (30, 700, 30, 700)  # the last 10 steps' holds (ended <= 19 s left at 29 s): 3 × (20 + 0 + 50)

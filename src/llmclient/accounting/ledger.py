@@ -95,9 +95,13 @@ class CostLedger:
         self._records: list[LedgerRecord] = []
 
     def add(self, record: LedgerRecord) -> None:
-        """Append one record."""
+        """Append one record. It must not wait on I/O (it runs in every call's synchronous finish): a ledger that
+        writes elsewhere hands the record over and writes it in the background (see `drain`)."""
         with self._lock:
             self._records.append(record)
+
+    async def drain(self) -> None:
+        """Wait until every record added so far is stored (at once here; `Client.aclose` awaits it)."""
 
     @property
     def records(self) -> Sequence[LedgerRecord]:

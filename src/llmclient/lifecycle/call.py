@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
 from llmclient import tokens
@@ -50,6 +51,8 @@ class Call:
     counted_exact: bool = False
     """Whether `counted_input_tokens` is the model's own count (else an estimate: budgets add a margin)."""
     reservation: Reservation | None = None
+    reserved_usd: Decimal | None = None
+    """The least any budget (in-process or shared) reserved for this call: a stream is stopped past it."""
     price_entry: PriceEntry | None = None
     started: float = field(default_factory=time.perf_counter)
     recorded: bool = False
@@ -73,6 +76,11 @@ class Call:
     def model(self) -> str:
         """The model name the provider knows."""
         return self.model_id.model
+
+    def bound_by(self, amount: Decimal | None) -> None:
+        """A budget reserved `amount` for this call (None: unpriced, nothing to bound a stream by)."""
+        if amount is not None and (self.reserved_usd is None or amount < self.reserved_usd):
+            self.reserved_usd = amount
 
     def retrying(self, retry: int, wait: float, error: BaseException) -> None:
         """Tell the observers that retry number `retry` follows in `wait` seconds because of `error`."""

@@ -56,6 +56,14 @@ class Step:
         """After a call that ended with nothing billed (`error` says why, when it failed): give back what `admit`
         took."""
 
+    def reserves(self, call: Call) -> bool:
+        """Whether admitting `call` reserves money, so its input must be counted first (an embedding job counts
+        its texts only then)."""
+        return False
+
+    async def aclose(self) -> None:
+        """The client is closing: finish what was handed over (a store's queued writes)."""
+
 
 class Pipeline:
     """The ordered steps of a client's calls: admission in order, then exactly one `finish` or `release`.
@@ -81,6 +89,15 @@ class Pipeline:
         """Add a step at the end, or before the first step of type `before` (e.g. before `LedgerRecording`)."""
         index = next((i for i, s in enumerate(self.steps) if before and isinstance(s, before)), len(self.steps))
         self.steps.insert(index, step)
+
+    def reserves(self, call: Call) -> bool:
+        """Whether any step reserves money for `call` (`Step.reserves`)."""
+        return any(step.reserves(call) for step in self.steps)
+
+    async def aclose(self) -> None:
+        """Close every step (`Step.aclose`), in order."""
+        for step in self.steps:
+            await step.aclose()
 
     async def admit(self, call: Call) -> None:
         """Run every step's admission; if one refuses, release those already admitted, and raise."""
@@ -203,6 +220,9 @@ class LedgerRecording(Step):
 
     def __init__(self, ledger: CostLedger) -> None:
         self.ledger = ledger
+
+    async def aclose(self) -> None:
+        await self.ledger.drain()
 
     def finish(self, call: Call, outcome: Outcome) -> None:
         outcome.record = record = LedgerRecord(

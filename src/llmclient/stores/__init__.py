@@ -19,24 +19,27 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from llmclient.stores.pg_budgets import BudgetStatus, SharedBudgetAdmission, SharedBudgets, Window, charge_to
+    from llmclient.stores.base import FleetDegradedWarning, StoreUnavailableError
+    from llmclient.stores.pg_admission import SharedBudgetAdmission, SharedMargins, charge_to
+    from llmclient.stores.pg_budgets import BudgetStatus, SharedBudgets, Window
     from llmclient.stores.pg_index import PgVectorIndex
     from llmclient.stores.pg_ledger import PostgresLedger
     from llmclient.stores.pg_ratelimit import PostgresRateLimitStore
-    from llmclient.stores.postgres import FleetDegradedWarning, PostgresStore, StoreUnavailableError
+    from llmclient.stores.postgres import PostgresStore
 
 _HOMES = {
     "BudgetStatus": "pg_budgets",
-    "FleetDegradedWarning": "postgres",
+    "FleetDegradedWarning": "base",
     "PgVectorIndex": "pg_index",
     "PostgresLedger": "pg_ledger",
     "PostgresRateLimitStore": "pg_ratelimit",
     "PostgresStore": "postgres",
-    "SharedBudgetAdmission": "pg_budgets",
+    "SharedBudgetAdmission": "pg_admission",
     "SharedBudgets": "pg_budgets",
-    "StoreUnavailableError": "postgres",
+    "SharedMargins": "pg_admission",
+    "StoreUnavailableError": "base",
     "Window": "pg_budgets",
-    "charge_to": "pg_budgets",
+    "charge_to": "pg_admission",
 }
 
 __all__ = [
@@ -48,6 +51,7 @@ __all__ = [
     "PostgresStore",
     "SharedBudgetAdmission",
     "SharedBudgets",
+    "SharedMargins",
     "StoreUnavailableError",
     "Window",
     "charge_to",

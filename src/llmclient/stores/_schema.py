@@ -316,7 +316,24 @@ _V3_DEPLOYMENT = """
 ALTER TABLE llmclient_calls ADD COLUMN IF NOT EXISTS deployment text;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1_TABLES + _V1_FUNCTIONS, _V2_RATE_LIMITS, _V3_DEPLOYMENT)
+# The writer (stores/writer.py) repeats a write whose acknowledgement was lost: a settlement without a ledger row
+# is keyed by its call id here, so it counts once. `charged_usd` is what a row's shared budgets were charged (its
+# cost, or its reservation when the cost is unknown), so every budget's spend is the sum of its rows' charges.
+# Count margins learned from shortfalls, per model or deployment, shared so a new process starts from them.
+_V4_FLEET = """
+ALTER TABLE llmclient_calls ADD COLUMN IF NOT EXISTS charged_usd numeric;
+CREATE TABLE IF NOT EXISTS llmclient_settled (
+    call_id text PRIMARY KEY,
+    at      timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS llmclient_margins (
+    key        text PRIMARY KEY,
+    margin     double precision NOT NULL CHECK (margin >= 0),
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1_TABLES + _V1_FUNCTIONS, _V2_RATE_LIMITS, _V3_DEPLOYMENT, _V4_FLEET)
 """Migration N (1-based) is `MIGRATIONS[N - 1]`; append, never edit, once released."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -17,7 +17,8 @@ from llmclient.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from llmclient.lifecycle import Pricing
-    from llmclient.stores.pg_budgets import SharedBudgetAdmission, SharedBudgets
+    from llmclient.stores.pg_admission import SharedBudgetAdmission
+    from llmclient.stores.pg_budgets import SharedBudgets
     from llmclient.stores.pg_ratelimit import PostgresRateLimitStore
     from llmclient.stores.postgres import PostgresStore
 
@@ -60,7 +61,8 @@ def open_ledger(spec: CostLedger | str | Path | None) -> CostLedger:
 
 def open_budget_step(spec: str | SharedBudgets, pricing: Pricing, ledger: CostLedger) -> SharedBudgetAdmission:
     """The step `Client(budget_store=...)` adds: from a URL (budgets by tag and `charge_to`) or `SharedBudgets`."""
-    from llmclient.stores.pg_budgets import SharedBudgetAdmission, SharedBudgets
+    from llmclient.stores.pg_admission import SharedBudgetAdmission
+    from llmclient.stores.pg_budgets import SharedBudgets
 
     budgets = spec if isinstance(spec, SharedBudgets) else SharedBudgets(postgres_store(spec, "budget_store"))
     return SharedBudgetAdmission(budgets, pricing, ledger=ledger)
