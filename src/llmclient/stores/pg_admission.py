@@ -162,15 +162,15 @@ class SharedBudgetAdmission(Step):
                 reservation_id, required, optional, amount, lease=budgets.lease, what=str(call.model_id)
             )
         except StoreUnavailableError as exc:
-            budgets.store.writer.put(ReleaseWrite(reservation_id))  # made, perhaps, before the answer was lost
+            budgets.store.writer.put(ReleaseWrite(reservation_id, unknown=True))  # made, perhaps: the answer was lost
             if not budgets.fail_open:
                 raise
             warn_degraded(f"shared budgets unavailable; {call.model_id} sent without admission (fail_open): {exc}")
             self._held[call] = _Held(Settlement(None, (*required, *optional), unknown_cost=amount))
             call.bound_by(amount)
             return
-        except BaseException:  # cancelled while reserving: the reservation may exist
-            budgets.store.writer.put(ReleaseWrite(reservation_id))
+        except BaseException:  # cancelled while reserving: the reservation may exist, or come to
+            budgets.store.writer.put(ReleaseWrite(reservation_id, unknown=True))
             raise
         if reserved:
             renewal = StoreLoop.get().submit(self._renew(reservation_id))

@@ -19,7 +19,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 from llmclient.errors import BudgetExceededError, ConfigurationError
-from llmclient.stores.base import Settlement
+from llmclient.stores.base import Settlement, StoreUnavailableError
 from llmclient.stores.postgres import PostgresStore
 from llmclient.stores.writer import SettleWrite
 
@@ -234,6 +234,8 @@ async def _fetch(connection: psycopg.AsyncConnection[Any], sql: str, params: Seq
 def _reserved(rows: list[tuple[Any, ...]], amount: Decimal | None, what: str) -> tuple[str, ...]:
     if len(rows) == 1 and rows[0][1] != "reserved":
         name, reason, remaining, limit = rows[0]
+        if reason == "released":  # this id was given up on already: nothing is held
+            raise StoreUnavailableError(f"the reservation for {what} was released before it was made")
         if reason == "missing":
             raise ConfigurationError(
                 f"no shared budget named {name!r}; define it with SharedBudgets.define({name!r}, usd=...)"

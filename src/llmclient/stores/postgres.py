@@ -169,27 +169,31 @@ class PostgresStore:
         return time.monotonic() < self._down_until
 
     def failed(self) -> None:
-        """The database failed or fell silent: count it down, and have the store loop probe for its return."""
+        """The database failed or fell silent: count it down, drop the pool (its connections are suspect, and it
+        would back off reconnecting for longer than the outage), and have the store loop probe for its return."""
+        self._count_failure()
         with self._state:
-            self._failures += 1
-            pause = min(_BACKOFF[1], _BACKOFF[0] * 2 ** (self._failures - 1))
-            self._down_until = time.monotonic() + pause
             start, self._probing = not self._probing, True
         if start:
-            StoreLoop.get().submit(self._probe())
+            loop = StoreLoop.get()
+            loop.call_soon(self._drop_pool)
+            loop.submit(self._probe())
+
+    def _drop_pool(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:  # closed in the background: its connections in use are closed when given back
+            asyncio.get_running_loop().create_task(pool.close(timeout=1.0))
 
     async def _probe(self) -> None:
-        """On the store loop: wait out the pause, try a trivial statement, until the database answers; then let the
-        writer upload what it spooled meanwhile."""
+        """On the store loop: wait out the pause, then try a connection of its own (not the pool's), until the
+        database answers; then let the writer upload what it spooled meanwhile."""
         try:
             while True:
                 await asyncio.sleep(max(0.0, self._down_until - time.monotonic()))
                 try:
-                    await asyncio.wait_for(self._execute(_ping, retries=0), self.timeout)
-                except StoreUnavailableError:  # still down (`_execute` counted it)
-                    continue
-                except asyncio.TimeoutError:  # silent
-                    self.failed()
+                    await asyncio.wait_for(self._ping(), self.timeout)
+                except (StoreUnavailableError, asyncio.TimeoutError):  # refused, or silent
+                    self._count_failure()
                     continue
                 except LLMClientError:  # it answered, if only to refuse: calls will say why
                     pass
@@ -201,6 +205,19 @@ class PostgresStore:
                 self._probing = False
         if self._writer is not None:
             self._writer.wake()
+
+    def _count_failure(self) -> None:
+        with self._state:
+            self._failures += 1
+            pause = min(_BACKOFF[1], _BACKOFF[0] * 2 ** (self._failures - 1))
+            self._down_until = time.monotonic() + pause
+
+    async def _ping(self) -> None:
+        connection = await self._connect()
+        try:
+            await connection.execute("SELECT 1")
+        finally:
+            await connection.close()
 
     def unavailable(self) -> StoreUnavailableError:
         """The error of a call made while the store is down."""
@@ -439,10 +456,6 @@ class PostgresStore:
         for store in stores:
             with contextlib.suppress(Exception):  # at exit, one store's trouble must not keep the others open
                 store.close()
-
-
-async def _ping(connection: psycopg.AsyncConnection[Any]) -> None:
-    await connection.execute("SELECT 1")
 
 
 async def _rows(connection: psycopg.AsyncConnection[Any], sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:

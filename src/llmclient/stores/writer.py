@@ -55,6 +55,7 @@ _SETTLE_ONCE = (
     "SELECT llmclient_settle(%s, %s, %s::numeric, %s) FROM fresh"
 )
 _RELEASE = "DELETE FROM llmclient_reservations WHERE id = %s"
+_RELEASE_UNKNOWN = "SELECT llmclient_release(%s)"
 _MARGIN = (
     "INSERT INTO llmclient_margins AS m (key, margin) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE "
     "SET margin = greatest(m.margin, excluded.margin), updated_at = now()"
@@ -116,15 +117,17 @@ class SettleWrite(Write):
 
 @dataclass(frozen=True)
 class ReleaseWrite(Write):
-    """A reservation given back unspent, or one whose reserve may have committed though its answer was lost."""
+    """A reservation given back unspent; `unknown`: one whose reserve may or may not have been made (its answer
+    was lost, or never came), released for good, so that a reserve arriving late makes nothing."""
 
     reservation_id: str
+    unknown: bool = False
 
     def statement(self) -> tuple[str, tuple[Any, ...]]:
-        return _RELEASE, (self.reservation_id,)
+        return (_RELEASE_UNKNOWN if self.unknown else _RELEASE), (self.reservation_id,)
 
     def to_json(self) -> dict[str, Any]:
-        return {"release": self.reservation_id}
+        return {"release": self.reservation_id, "unknown": self.unknown}
 
 
 @dataclass(frozen=True)
@@ -329,7 +332,7 @@ def _settlement_from(data: dict[str, Any] | None) -> Settlement | None:
 def from_json(data: dict[str, Any]) -> Write:
     """The write a spool line holds (lines written before this version hold a record and/or a settlement)."""
     if "release" in data:
-        return ReleaseWrite(data["release"])
+        return ReleaseWrite(data["release"], bool(data.get("unknown")))
     if "margin" in data:
         return MarginWrite(data["margin"], float(data["value"]))
     if "settle" in data:
