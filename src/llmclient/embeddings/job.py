@@ -210,7 +210,11 @@ async def run_embed_job(
 
         async def attempt() -> EmbedResponse:
             call.attempts += 1
-            return await driver.embed(name, chunk, **extra)
+            try:
+                return await driver.embed(name, chunk, **extra)
+            except Exception as exc:  # a timeout after the request left may have been billed
+                call.attempt_failed(exc)
+                raise
 
         try:
             result = await call.policy.run(attempt, call.retrying if call.observers is not None else None)
@@ -259,7 +263,7 @@ async def run_embed_job(
     if cache is not None and job.received:  # kept even when a later batch failed: never paid twice
         cache.put_many(job.fresh)
     cost: Cost | None = Cost()
-    if billed:
+    if billed or call.billed_unknown:
         call.counted_input_tokens = sum(counted) if counted and error is None else None
         outcome = Outcome(usage, error=None if error is None else ended_by(error))
         pipeline.finish(call, outcome, error)

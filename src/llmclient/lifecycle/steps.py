@@ -148,7 +148,8 @@ class Pipeline:
     async def fail(self, call: Call, error: BaseException) -> None:
         """A call that ended in an error: a 2xx we could not use was billed, so it is recorded with its prompt counted
         (an estimate); a timeout after the request left may have been billed, so it is recorded with an unknown cost
-        (None); anything else is released."""
+        (None), also when a retry or another deployment failed after it (a 500, a 401); anything else is
+        released."""
         if isinstance(error, ResponseFormatError) and error.status is not None and error.status < 300:
             usage = Usage(input_tokens=await call.prompt_tokens(), estimated=True)
             self.finish(call, Outcome(usage, request_id=error.request_id, error=type(error).__name__), error)
@@ -167,8 +168,11 @@ class Pipeline:
 
 
 def maybe_billed(call: Call, error: BaseException) -> bool:
-    """Whether a failed call may have been billed though nothing usable came back: it timed out after a request
-    was sent (a provider bills what it generated for a client that stopped waiting)."""
+    """Whether a failed call may have been billed though nothing usable came back: it, or any attempt before the
+    last, timed out after a request was sent (a provider bills what it generated for a client that stopped
+    waiting)."""
+    if call.billed_unknown:
+        return True
     return isinstance(error, APITimeoutError) and error.request_sent is not False and call.attempts > 0
 
 
@@ -183,7 +187,9 @@ class CountPrompt(Step):
 
 
 class Pricing(Step):
-    """Price the outcome's usage: by the requested model, else by the model the provider says served it.
+    """Price the outcome's usage: by the requested model, else by the model the provider says served it. A call
+    one of whose attempts timed out after its request left (`Call.billed_unknown`) has an unknown cost (None), even
+    when a later attempt answered: that request may have been billed too.
 
     Self-hosted providers (their driver's `Capabilities.self_hosted`) cost 0 unless priced; any other unknown
     model costs None, with one `UnknownPriceWarning` per model.
@@ -210,7 +216,9 @@ class Pricing(Step):
         return entry.cost(usage)
 
     def finish(self, call: Call, outcome: Outcome) -> None:
-        if not outcome.priced:
+        if call.billed_unknown:  # an attempt timed out after its request left: what the call cost is unknown
+            outcome.cost, outcome.priced = None, True
+        elif not outcome.priced:
             outcome.cost = self.cost(call, outcome.usage, outcome.served_model)
             outcome.priced = True
 
