@@ -344,6 +344,7 @@ CREATE INDEX IF NOT EXISTS llmclient_released_at ON llmclient_released (released
 -- its lease).
 CREATE OR REPLACE FUNCTION llmclient_release(p_id text) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
+    PERFORM pg_advisory_xact_lock(26, hashtext(p_id));
     INSERT INTO llmclient_released (id) VALUES (p_id) ON CONFLICT (id) DO NOTHING;
     DELETE FROM llmclient_reservations WHERE id = p_id;
     DELETE FROM llmclient_released WHERE released_at < now() - interval '1 day';
@@ -361,7 +362,9 @@ DECLARE
     missing text;
 BEGIN
     -- Released before it was made: the client gave up waiting for this statement (a silent database, a network
-    -- that held it) and released the id; made now, it would hold the budget until its lease ran out.
+    -- that held it) and released the id; made now, it would hold the budget until its lease ran out. The id's
+    -- lock orders this with its release (`llmclient_release` takes it too): whichever comes second sees the other.
+    PERFORM pg_advisory_xact_lock(26, hashtext(p_id));
     IF EXISTS (SELECT 1 FROM llmclient_released x WHERE x.id = p_id) THEN
         RETURN QUERY SELECT NULL::text, 'released'::text, NULL::numeric, NULL::numeric;
         RETURN;
@@ -372,8 +375,10 @@ BEGIN
         RETURN QUERY SELECT missing, 'missing'::text, NULL::numeric, NULL::numeric;
         RETURN;
     END IF;
+    -- NO KEY UPDATE: admissions to one budget take turns, while a settle (whose spend row only references the
+    -- budget: KEY SHARE) goes on; each statement below reads a fresh snapshot, a settle committed whole or not.
     FOR b IN SELECT * FROM llmclient_budgets x WHERE x.name = ANY (p_required || p_optional)
-             ORDER BY x.name FOR UPDATE LOOP
+             ORDER BY x.name FOR NO KEY UPDATE LOOP
         DELETE FROM llmclient_reservations r WHERE r.budget = b.name AND r.expires_at <= t;
         IF p_amount IS NULL AND NOT b.allow_unknown_prices THEN
             RETURN QUERY SELECT b.name, 'unpriced'::text, NULL::numeric, b.limit_usd;
