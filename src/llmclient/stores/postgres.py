@@ -118,6 +118,7 @@ class PostgresStore:
         self._down_until = 0.0
         self._probing = False
         self._writer: Writer | None = None
+        self._pid = os.getpid()
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.where})"
@@ -147,6 +148,8 @@ class PostgresStore:
     @property
     def writer(self) -> Writer:
         """The store's writer: records, settlements and releases handed over without waiting (`stores.writer`)."""
+        if self._pid != os.getpid():  # a forked child starts a writer (and pool) of its own
+            self._pid, self._pool, self._opening, self._writer = os.getpid(), None, None, None
         if self._writer is None:
             from llmclient.stores.writer import Writer
 
@@ -293,6 +296,8 @@ class PostgresStore:
         psycopg = load_psycopg()
         from psycopg_pool import PoolTimeout
 
+        if self._pid != os.getpid():  # a forked child: the parent's pool and writer belong to the parent's loop
+            self._pid, self._pool, self._opening, self._writer = os.getpid(), None, None, None
         if drain:  # what this process handed to any writer for this database, first
             with self._shared_lock:
                 writers = [store._writer for store in self._open if store.url == self.url and store._writer]
