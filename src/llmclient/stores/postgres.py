@@ -168,8 +168,8 @@ class PostgresStore:
 
     @property
     def down(self) -> bool:
-        """Whether the last attempt failed and the database has not answered since (calls fail at once)."""
-        return time.monotonic() < self._down_until
+        """Whether the last attempt failed and the database has not answered the probe since (calls fail at once)."""
+        return self._probing
 
     def failed(self) -> None:
         """The database failed or fell silent: count it down, drop the pool (its connections are suspect, and it
