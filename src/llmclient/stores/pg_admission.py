@@ -12,13 +12,14 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import os
 import threading
 import time
 import uuid
 import weakref
 from collections.abc import Iterator
 from contextvars import ContextVar
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -102,16 +103,43 @@ async def _margins(connection: psycopg.AsyncConnection[Any]) -> list[tuple[str, 
     return await (await connection.execute("SELECT key, margin FROM llmclient_margins")).fetchall()
 
 
-@dataclass
-class _Held:
-    """What a call holds on the shared budgets: its settlement-to-be and the task renewing its lease."""
+class Renewals:
+    """The reservations of calls in progress, their leases renewed together every third of a lease by one task on
+    the store loop (one statement for all of them; holding or dropping one wakes no thread)."""
 
-    settlement: Settlement
-    renewal: concurrent.futures.Future[None] | None = None
+    def __init__(self, budgets: SharedBudgets) -> None:
+        self.budgets = budgets
+        self._held: set[str] = set()
+        self._lock = threading.Lock()
+        self._running_in: int | None = None  # the process whose store loop runs the task (a fork starts anew)
 
-    def stop(self) -> None:
-        if self.renewal is not None:
-            self.renewal.cancel()
+    def hold(self, reservation_id: str) -> None:
+        with self._lock:
+            self._held.add(reservation_id)
+            start, self._running_in = self._running_in != os.getpid(), os.getpid()
+        if start:
+            StoreLoop.get().submit(self._run())
+
+    def drop(self, reservation_id: str) -> None:
+        with self._lock:
+            self._held.discard(reservation_id)
+
+    async def _run(self) -> None:
+        lease = self.budgets.lease
+        try:
+            while True:
+                await asyncio.sleep(lease.total_seconds() / 3)
+                with self._lock:
+                    held = list(self._held)
+                    if not held:  # nothing in progress: the task ends, the next `hold` starts another
+                        self._running_in = None
+                        return
+                with contextlib.suppress(LLMClientError):  # down: the next round may reach it, else the lease ends
+                    await self.budgets.renew(held, lease)
+        except BaseException:
+            with self._lock:
+                self._running_in = None
+            raise
 
 
 class SharedBudgetAdmission(Step):
@@ -139,7 +167,8 @@ class SharedBudgetAdmission(Step):
         self._pricing = pricing
         self._ledger = ledger
         self.margins = margins if margins is not None else SharedMargins(budgets.store)
-        self._held: weakref.WeakKeyDictionary[Call, _Held] = weakref.WeakKeyDictionary()
+        self._held: weakref.WeakKeyDictionary[Call, Settlement] = weakref.WeakKeyDictionary()
+        self._renewals = Renewals(budgets)
 
     def _names(self, call: Call) -> tuple[tuple[str, ...], tuple[str, ...]]:
         required = (*self.budgets.always, *_CHARGED.get())
@@ -166,32 +195,29 @@ class SharedBudgetAdmission(Step):
             if not budgets.fail_open:
                 raise
             warn_degraded(f"shared budgets unavailable; {call.model_id} sent without admission (fail_open): {exc}")
-            self._held[call] = _Held(Settlement(None, (*required, *optional), unknown_cost=amount))
+            self._held[call] = Settlement(None, (*required, *optional), unknown_cost=amount)
             call.bound_by(amount)
             return
         except BaseException:  # cancelled while reserving: the reservation may exist, or come to
             budgets.store.writer.put(ReleaseWrite(reservation_id, unknown=True))
             raise
         if reserved:
-            renewal = StoreLoop.get().submit(self._renew(reservation_id))
-            self._held[call] = _Held(Settlement(reservation_id, reserved, unknown_cost=amount), renewal)
+            self._renewals.hold(reservation_id)
+            self._held[call] = Settlement(reservation_id, reserved, unknown_cost=amount)
             call.bound_by(amount)
 
-    async def _renew(self, reservation_id: str) -> None:
-        """On the store loop, while the call runs: extend the lease every third of it."""
-        lease = self.budgets.lease
-        while True:
-            await asyncio.sleep(lease.total_seconds() / 3)
-            with contextlib.suppress(LLMClientError):  # down: the next try may reach it, else the lease ends it
-                await self.budgets.renew(reservation_id, lease)
+    def _pop(self, call: Call) -> Settlement | None:
+        settlement = self._held.pop(call, None)
+        if settlement is not None and settlement.reservation_id is not None:
+            self._renewals.drop(settlement.reservation_id)
+        return settlement
 
     def finish(self, call: Call, outcome: Outcome) -> None:
-        held = self._held.pop(call, None)
+        held = self._pop(call)
         if held is None:
             return
-        held.stop()
         store = self.budgets.store
-        settlement = replace(held.settlement, at=store.now())
+        settlement = replace(held, at=store.now())
         ledger = self._ledger
         if isinstance(ledger, PostgresLedger) and ledger.store.url == store.url:
             ledger.settle_with_next_record(settlement)
@@ -200,12 +226,9 @@ class SharedBudgetAdmission(Step):
         store.writer.put(SettleWrite(uuid.uuid4().hex, settlement, amount))
 
     def release(self, call: Call, error: BaseException | None) -> None:
-        held = self._held.pop(call, None)
-        if held is None:
-            return
-        held.stop()
-        if held.settlement.reservation_id is not None:
-            self.budgets.store.writer.put(ReleaseWrite(held.settlement.reservation_id))
+        held = self._pop(call)
+        if held is not None and held.reservation_id is not None:
+            self.budgets.store.writer.put(ReleaseWrite(held.reservation_id))
 
     async def aclose(self) -> None:
         await self.budgets.store.drain()

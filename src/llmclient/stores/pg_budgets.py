@@ -194,9 +194,9 @@ class SharedBudgets:
         rows = self.store.run(partial(_fetch, sql=_RESERVE, params=params), retries=0)
         return _reserved(rows, amount, what)
 
-    async def renew(self, reservation_id: str, lease: timedelta) -> None:
-        """Keep a reservation for `lease` more from now (a call that outlives its lease keeps its worst case)."""
-        params = (self.store.now(), lease, reservation_id)
+    async def renew(self, reservation_ids: Sequence[str], lease: timedelta) -> None:
+        """Keep reservations for `lease` more from now (a call that outlives its lease keeps its worst case)."""
+        params = (self.store.now(), lease, list(reservation_ids))
         await self.store.call(partial(_execute, sql=_RENEW, params=params))
 
     def release(self, reservation_id: str) -> None:
@@ -219,7 +219,7 @@ class SharedBudgets:
 _RESERVE = "SELECT * FROM llmclient_reserve(%s, %s, %s, %s, %s, %s)"
 _RENEW = (
     "UPDATE llmclient_reservations SET expires_at = greatest(expires_at, coalesce(%s::timestamptz, "
-    "clock_timestamp()) + %s) WHERE id = %s"
+    "clock_timestamp()) + %s) WHERE id = ANY(%s)"
 )
 
 

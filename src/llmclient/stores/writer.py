@@ -20,6 +20,7 @@ import asyncio
 import json
 import logging
 import os
+import threading
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -158,6 +159,9 @@ class Writer:
 
     def __init__(self, store: PostgresStore) -> None:
         self.store = store
+        self._inbox: list[Write] = []  # handed over, not yet taken in by the store loop
+        self._inbox_lock = threading.Lock()
+        self._called = False  # whether the store loop has been asked to take the inbox in
         self._queue: list[Write] = []
         self._pending = 0  # queued or being written; touched on the store loop only
         self._wake: asyncio.Event | None = None
@@ -166,21 +170,30 @@ class Writer:
         self._warned = False
 
     def put(self, write: Write) -> None:
-        """Hand `write` over (from any thread; returns at once)."""
-        StoreLoop.get().call_soon(self._put, write)
+        """Hand `write` over (from any thread; returns at once). Writes handed over together wake the store loop
+        once: every wake-up is a thread switch, which on a busy core the caller's loop would wait for."""
+        with self._inbox_lock:
+            self._inbox.append(write)
+            if self._called:
+                return
+            self._called = True
+        StoreLoop.get().call_soon(self._take_in)
 
     def wake(self) -> None:
         """Look at the spool again (the database answered)."""
-        StoreLoop.get().call_soon(self._put, None)
+        StoreLoop.get().call_soon(self._take_in)
 
-    def _put(self, write: Write | None) -> None:
+    def _take_in(self) -> None:
+        """On the store loop: move the inbox to the queue and wake the writing task."""
+        with self._inbox_lock:
+            writes, self._inbox, self._called = self._inbox, [], False
         if self._task is None or self._task.done():
             self._wake, self._idle = asyncio.Event(), asyncio.Event()
             self._task = asyncio.get_running_loop().create_task(self._run())
         assert self._wake is not None and self._idle is not None
-        if write is not None:
-            self._queue.append(write)
-            self._pending += 1
+        if writes:
+            self._queue += writes
+            self._pending += len(writes)
             self._idle.clear()
         self._wake.set()
 
@@ -241,7 +254,9 @@ class Writer:
     async def drained(self, timeout: float | None) -> None:
         """Wait until everything handed over so far is written or spooled (at most `timeout` seconds; what is
         still queued then is spooled, so nothing handed over is lost)."""
-        if self._idle is None or self._pending == 0:
+        self._take_in()
+        assert self._idle is not None
+        if self._pending == 0:
             return
         try:
             await asyncio.wait_for(self._idle.wait(), timeout)
