@@ -178,10 +178,10 @@ orders of magnitude).
 | the same with `synchronous_commit = off` (no disk flush per commit) | {o["no_fsync_overhead_ms"]:.3f} |
 
 Each call commits twice: its reservation, on the call's path, then its ledger row with its settlement, which the
-store's writer sends in the background (batched with other calls' rows) while the call returns. A sequential caller
-still meets the previous row's commit in the database; on this machine's disk the flush of those commits is most
-of the overhead, as the `synchronous_commit = off` row shows. The client does not turn durability off for you: a
-reservation or a ledger row that a crash could lose is what the store exists to prevent.
+store's writer sends in the background (batched with other calls' rows) while the call returns. On this machine's
+disk the flush of the reservation's commit is most of what a call waits for, as the `synchronous_commit = off` row
+shows. The client does not turn durability off for you: a reservation or a ledger row that a crash could lose is
+what the store exists to prevent.
 
 Fleet: {f["processes"]} processes × {f["tasks"]} concurrent calls, one budget with room for {f["room"]}:
 {f["admitted"]} admitted, {f["rows"]} ledger rows ({f["retried"]} calls retried once), spend equal to the rows' sum:
