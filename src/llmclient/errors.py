@@ -361,15 +361,8 @@ def request_id_from(headers: Mapping[str, str], secrets: Iterable[str] = ()) -> 
     for name in ("x-request-id", "request-id", "x-ds-trace-id", "cf-ray"):
         value = headers.get(name)
         if value:
-            return clean_request_id(value, secrets)
+            return bound(redact(value, secrets), MAX_REQUEST_ID_CHARS)
     return None
-
-
-def clean_request_id(value: str | None, secrets: Iterable[str] = ()) -> str | None:
-    """A request id from a header or a body, with `secrets` (and anything shaped like a key) removed, bounded."""
-    if not value:
-        return None
-    return bound(redact(str(value), secrets), MAX_REQUEST_ID_CHARS)
 
 
 def error_from_response(

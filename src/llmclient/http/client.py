@@ -36,7 +36,6 @@ from llmclient.errors import (
     RedirectError,
     ResponseFormatError,
     StreamDecodeError,
-    clean_request_id,
     detached,
     error_from_response,
     loads,
@@ -226,7 +225,6 @@ class HTTPClient:
         request_id = request_id_from(response.headers, self._secrets)
         if rate_limits is not None:
             found = ((k.lower(), v) for k, v in response.headers.items())  # aiohttp keeps the server's case
-            # Kept on the reply: redacted like every header value llmclient keeps.
             rate_limits.update((k, self.redact(v)) for k, v in found if k.startswith("x-ratelimit-"))
         return self.decode_json(content, model=model, request_id=request_id, status=response.status_code), request_id
 
@@ -392,15 +390,6 @@ class HTTPClient:
     def redact(self, text: str) -> str:
         """`text` without this client's API key or anything shaped like one."""
         return redact(text, self._secrets)
-
-    @property
-    def secrets(self) -> tuple[str, ...]:
-        """The API keys this client sends, which nothing it reports may show."""
-        return self._secrets
-
-    def request_id(self, value: str | None) -> str | None:
-        """A request id a body carries (an answer's `id`), redacted and bounded like the header's."""
-        return clean_request_id(value, self._secrets)
 
     def decode_json(
         self, content: bytes, *, model: str | None, request_id: str | None = None, status: int | None = None

@@ -289,7 +289,7 @@ class OpenAIDriver(BaseDriver):
                 "usage": self._usage_from_wire(data["usage"]) if data.get("usage") else Usage(estimated=True),
                 "model": data.get("model") or request.model,
                 "provider": self.provider,
-                "request_id": request_id or self._http.request_id(data.get("id")),  # a body may echo a key too
+                "request_id": request_id or self._http.redact(str(data.get("id") or "")) or None,  # may echo a key
                 "raw": data,
             }
         )
