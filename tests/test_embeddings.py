@@ -21,6 +21,7 @@ from llmclient import (
     APITimeoutError,
     BudgetExceededError,
     Client,
+    ConfigurationError,
     DimensionMismatchError,
     FakeDriver,
     InputTooLongError,
@@ -230,8 +231,9 @@ def test_cache_specs_and_lru_eviction() -> None:
     assert open_embedding_cache(False) is None
     shared = MemoryEmbeddingCache(max_entries=2)
     assert open_embedding_cache(shared) is shared
-    with pytest.raises(ValueError, match="sqlite"):
-        open_embedding_cache("redis://localhost")
+    with pytest.raises(ConfigurationError, match=r"'redis' is not supported.*sqlite:///") as refused:
+        open_embedding_cache("redis://:hunter2@localhost")
+    assert "hunter2" not in str(refused.value)
     with pytest.raises(TypeError):
         open_embedding_cache(3)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="max_entries"):

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from llmclient import Client, FakeDriver, ResponseFormatError, RetryPolicy, ServerError, Usage
+from llmclient import Client, ConfigurationError, FakeDriver, ResponseFormatError, RetryPolicy, ServerError, Usage
 from llmclient.accounting.ledger import CSV_COLUMNS, CostLedger, LedgerRecord, SQLiteLedger
 from llmclient.accounting.prices import PriceEntry
 
@@ -156,9 +156,23 @@ def test_several_processes_append_to_one_sqlite_file(tmp_path: Path) -> None:
     ledger.close()
 
 
-def test_unsupported_ledger_urls_are_refused() -> None:
-    with pytest.raises(ValueError, match="sqlite"):
-        Client(ledger="mysql://db/ledger")  # postgresql:// is the fleet ledger (tests/stores)
+@pytest.mark.parametrize(
+    ("spec", "problem"),
+    [
+        ("mysql://root:hunter2@db/ledger", "the scheme 'mysql' is not supported"),
+        ("postgresq://app:hunter2@db/ledger", "the scheme 'postgresq' is not supported"),  # a typo
+        ("postgresql:/app:hunter2@db/ledger", "must start with postgresql://"),  # not a local file named so
+        ("sqlite://hunter2.db", "must start with sqlite:///"),
+    ],
+)
+def test_unsupported_or_malformed_ledger_urls_are_refused_naming_the_scheme_only(
+    spec: str, problem: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigurationError, match=problem) as refused:
+        Client(ledger=spec)  # postgresql:// is the fleet ledger (tests/stores)
+    assert "hunter2" not in str(refused.value) and refused.value.__cause__ is None
+    assert list(tmp_path.iterdir()) == []  # no SQLite file made from a URL it could not read
 
 
 async def test_reprice_accepts_every_model_id_form_the_client_does() -> None:

@@ -14,7 +14,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from llmclient import Client, Usage
-from llmclient.accounting.prices import PriceEntry, PriceTable, UnknownPriceWarning
+from llmclient.accounting.catalog import PriceTable
+from llmclient.accounting.prices import PriceEntry, UnknownPriceWarning
 from llmclient.drivers import is_self_hosted
 
 TABLE = PriceTable.default()

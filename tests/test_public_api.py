@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import ast
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import llmclient
 
@@ -128,64 +130,45 @@ def test_import_loads_no_heavy_library() -> None:
     assert result.stdout.strip() == "[]"
 
 
-# Each package may import only from the layers below it (DESIGN.md, "Layout" and "Data flow"); the modules of one
-# package import each other freely. docs/architecture.md draws the same table.
-LAYERS = {
-    # Below every other module: text, secrets and JSON at the edges; the data types; the error tree; chat options.
-    "_sanitize": -10,
-    "content": -5,  # provider-neutral message parts and reply details
-    "usage": -5,  # usage, cost and token counts
-    "options": -5,  # chat options and the types of their values
-    "types": 0,
-    "errors": 0,
-    "http": 10,  # the driver toolkit's transport half: client, framing, options, backends
-    "tokens": 10,  # tokenizers and counting; where their files are found
-    "config": 10,
-    "drivers": 20,  # the contract, the registry and one package per wire family
-    "model_ids": 30,  # "provider/model" against the registry
-    "accounting": 40,  # prices, the ledger, budgets
-    "observability": 50,  # observers, logging, OpenTelemetry
-    "tools": 55,  # definitions, schemas, running tools, the tool loop (given a chat step)
-    "lifecycle": 60,  # the call lifecycle: resolve, build, admit, send under retry and deadline, finish
-    "chat": 70,
-    "routing": 70,
-    "embeddings": 70,
-    "vectors": 70,
-    "stores": 80,  # PostgreSQL (ledger, budgets, rate limits, pgvector)
-    "client": 90,  # the composition root
-    "sync": 100,
-    "cli": 110,
-    "integrations": 110,
-    "__init__": 120,
-}
+ROOT = SRC.parent.parent  # the checkout: pyproject.toml and docs/ beside src/
 
 
-def _layer(module: str) -> int:
-    parts = module.split(".")
-    return LAYERS[parts[1] if len(parts) > 1 else "__init__"]
+def _contract(kind: str) -> dict[str, Any]:
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["importlinter"]
+    return next(contract for contract in config["contracts"] if contract["id"] == kind)
 
 
 def test_modules_only_import_lower_layers() -> None:
-    for path in SRC.rglob("*.py"):
-        relative = path.relative_to(SRC.parent).with_suffix("")
-        module = ".".join(relative.parts)
-        own = _layer(module)
-        # Module-level imports only: a deferred import inside a function (Tool.from_function → schema) adds no
-        # import-time dependency, and schema imports nothing of llmclient, so there is no cycle either.
-        for node in ast.parse(path.read_text()).body:
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("llmclient"):
-                targets = [node.module] if node.module != "llmclient" else [f"llmclient.{a.name}" for a in node.names]
-            elif isinstance(node, ast.Import):
-                targets = [a.name for a in node.names if a.name.startswith("llmclient")]
-            else:
-                continue
-            for target in targets:
-                if tuple(target.split(".")[1:2]) == relative.parts[1:2]:
-                    continue  # within the same package (drivers importing drivers)
-                assert _layer(target) < own, f"{module} imports {target}"
+    # import-linter reads every import, those inside functions included (a deferred import is still a dependency:
+    # one that points upward is an import cycle waiting for its first call); pyproject.toml holds the contracts.
+    code = (
+        "import sys; from importlinter.cli import lint_imports; "
+        "sys.exit(lint_imports(config_filename='pyproject.toml', no_cache=True, no_logo=True))"
+    )
+    environment = {**os.environ, "PYTHONPATH": str(SRC.parent)}
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=environment, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "0 broken" in result.stdout
     drivers = "\n".join(p.read_text() for p in (SRC / "drivers").rglob("*.py"))
     for forbidden in ("llmclient.client", "llmclient.lifecycle", "llmclient.accounting", "llmclient.stores"):
         assert forbidden not in drivers
+
+
+def test_the_architecture_page_draws_the_layer_contract() -> None:
+    page = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    block = page.split("## Layout", 1)[1].split("```", 2)[1]
+    drawn = [m.group(1) for line in block.splitlines() if (m := re.match(r"([\w]+(?: \| [\w]+)*)\s{2,}", line))]
+    layers = [layer.replace("llmclient.", "") for layer in _contract("layers")["layers"]]
+    assert drawn == layers
+    modules = {p.stem for p in SRC.glob("*.py") if p.name != "__init__.py"}
+    packages = {p.parent.name for p in SRC.glob("*/__init__.py")}
+    assert modules | packages == {name for layer in layers for name in layer.split(" | ")}  # each in one layer
 
 
 def test_only_http_module_imports_httpx() -> None:

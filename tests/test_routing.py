@@ -30,7 +30,9 @@ from llmclient import (
 from llmclient.accounting.ledger import SQLITE_SCHEMA
 from llmclient.cli import main
 from llmclient.config import client_options
-from llmclient.routing import Deployment, ModelGroup, moves
+from llmclient.errors import parse_retry_after
+from llmclient.routing import Cooldown, Deployment, ModelGroup, moves
+from llmclient.routing.groups import Health
 from llmclient.routing.ratelimit import MemoryRateLimitStore, RateLimit, parse_duration
 
 NO_WAIT = RetryPolicy(max_retries=2, initial_backoff=0, jitter=False)
@@ -96,6 +98,20 @@ async def test_a_rate_limited_deployment_is_skipped_until_its_retry_after() -> N
         replies = [await client.chat(f"hi {i}", model="chat") for i in range(5)]
     assert len(first.requests) == 1
     assert [r.deployment for r in replies] == ["chat@1"] * 5
+
+
+@pytest.mark.parametrize("asked", ["999999", "inf"])
+async def test_a_retry_after_of_days_or_forever_cools_down_for_at_most_longest(asked: str) -> None:
+    retry_after = parse_retry_after({"retry-after": asked})
+    assert retry_after is not None and retry_after >= 999999  # what the server said
+    assert Cooldown().period(Health(), RateLimitError("slow", status=429, retry_after=retry_after)) == 600.0
+    only = fake(RateLimitError("slow", status=429, retry_after=retry_after), "back again")
+    routes = {"chat": ModelGroup([Deployment("fake/a", driver=only)], cooldown=Cooldown(longest=0.2))}
+    async with Client(routes=routes, retry=NO_WAIT) as client:
+        with pytest.raises(RateLimitError):
+            await client.chat("hi", model="chat")
+        await asyncio.sleep(0.25)  # longest passed: probed back, though the server asked for far longer
+        assert (await client.chat("hi", model="chat")).text == "back again"
 
 
 async def test_a_group_whose_deployments_all_cool_down_fails_fast_with_retry_after() -> None:

@@ -27,6 +27,7 @@ from llmclient import (
     ToolExecutionError,
     tool,
 )
+from llmclient.tools import tool_from_function
 
 
 def add(a: int, b: int) -> int:
@@ -266,7 +267,7 @@ async def test_tools_accept_every_form_mixed() -> None:
 
 
 async def test_tool_from_function_matches_the_decorator() -> None:
-    assert Tool.from_function(add) == tool(add).tool
+    assert tool_from_function(add) == tool(add).tool
 
 
 async def test_against_an_openai_format_server_one_tool_message_per_call_id() -> None:

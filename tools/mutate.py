@@ -56,6 +56,7 @@ class Target:
 # under these names, so a move only changes a path here.
 MODULES = {
     "prices": Target("src/llmclient/accounting/prices.py"),
+    "price_table": Target("src/llmclient/accounting/catalog.py", scopes=("PriceTable",)),
     "budget": Target("src/llmclient/accounting/budgets.py"),
     "budget_admission": Target("src/llmclient/lifecycle/budget_admission.py"),
     "pricing_step": Target("src/llmclient/lifecycle/steps.py", scopes=("Pricing",)),

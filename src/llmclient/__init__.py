@@ -15,8 +15,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from llmclient.accounting.budgets import Budget, BudgetOvershootWarning, BudgetScope
+from llmclient.accounting.catalog import PriceTable
 from llmclient.accounting.ledger import CostLedger, LedgerRecord, SQLiteLedger, Summary
-from llmclient.accounting.prices import PriceEntry, PriceTable, UnknownPriceWarning
+from llmclient.accounting.prices import PriceEntry, UnknownPriceWarning
 from llmclient.chat.streaming import ChatStream
 from llmclient.client import Client
 from llmclient.drivers import BaseDriver, Capabilities, DeprecatedModelWarning, Driver

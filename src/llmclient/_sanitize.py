@@ -24,13 +24,22 @@ _TAG = re.compile(r"<[A-Za-z/!?][^<>]*(?:>|(?=<)|\Z)")
 _SPACE = re.compile(r"\s+")
 # Key shapes that providers echo back; scrubbed even when the exact key is not known to the caller.
 _KEY_SHAPES = re.compile(r"\b(sk-[A-Za-z0-9_\-*]{6,}|Bearer\s+[A-Za-z0-9_\-.=*]{6,})")
-# A password in a URL (`scheme://user:password@host`): scrubbed wherever it appears, the user name kept.
-_URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@]*:)[^\s/@]+@")
+# A password in a URL (`scheme://user:password@host`): scrubbed wherever it appears, the user name kept. The
+# password runs to the last `@` before the host (libpq reads `user:p@ss@host` so), never past a `/`, `?` or `#`.
+_URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@?#]*:)[^\s/?#]*@")
+# A password as a parameter: libpq's `?password=…` (and `sslpassword=`) in a URL's query, `password=…` or
+# `password='…'` in a keyword/value connection string, `PGPASSWORD=…` in an environment dump.
+_PASSWORD_PARAMETER = re.compile(r"(?i)(\b(?:pg|ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'?|[^\s&'\"#;,)]+)")
 # A masked echo of a key (`tok_ABCD…QRST`, `sk-ab*****wxyz`, `...QRST`): one run of word characters around a mask.
 _MASKED = re.compile(r"[\w\-]*(?:…|\.{3}|\*{3,})[\w\-]*")
 # What an unset variable becomes when a config template is filled in, and the documentation's stand-ins.
 _PLACEHOLDER_KEYS = frozenset({"null", "none", "nil", "undefined", "false", "true", "0", "your-api-key", "api-key"})
 _LOCAL_SUFFIXES = (".local", ".localhost", ".internal", ".lan", ".home.arpa")
+# A URL's scheme: letters, digits, `+`, `.`, `-`, starting with a letter (RFC 3986, section 3.1).
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):")
+_FORMS = {"sqlite": "sqlite:///path.db", "postgresql": "postgresql://..."}
+# How a libpq keyword/value connection string starts (`host=db dbname=llm user=app password=…`).
+_CONNINFO = re.compile(r"\s*(?:host|hostaddr|port|dbname|user|password|passfile|service|sslmode)\s*=", re.IGNORECASE)
 
 E = TypeVar("E", bound=BaseException)
 
@@ -43,8 +52,12 @@ def bound(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """Remove API keys from `text`: the given secrets exactly and as masked echoes of them (`tok_ABCD…QRST`,
-    `****QRST`), common key shapes (`sk-…`, `Bearer …`), and passwords in URLs."""
+    """Remove secrets from `text`: the given secrets exactly and as masked echoes of them (`tok_ABCD…QRST`,
+    `****QRST`), common key shapes (`sk-…`, `Bearer …`), and passwords in every form libpq reads (a URL's
+    `user:password@`, `?password=`, a keyword/value `password=`, `PGPASSWORD=`).
+
+    The one redaction of the package: errors, reprs, ledger rows, logs, spans and the command line all use it.
+    """
     fragments: list[str] = []
     for secret in secrets:
         if secret and len(secret) >= 4:
@@ -54,6 +67,7 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     if fragments and ("…" in text or "..." in text or "***" in text):
         text = _MASKED.sub(lambda m: "[REDACTED]" if any(f in m.group() for f in fragments) else m.group(), text)
     text = _URL_PASSWORD.sub(r"\1[REDACTED]@", text)
+    text = _PASSWORD_PARAMETER.sub(r"\1[REDACTED]", text)
     return _KEY_SHAPES.sub("[REDACTED]", text)
 
 
@@ -120,6 +134,39 @@ def base_url_problem(url: str) -> str | None:
     return None
 
 
+def split_location(location: str, schemes: Iterable[str]) -> tuple[str | None, str]:
+    """Where a store lives, as (scheme, what follows): `("postgresql", url)` for `postgresql://…` (or
+    `postgres://…`, or a libpq keyword/value string `host=… dbname=…`), `("sqlite", path)` for `sqlite:///path`,
+    `(None, location)` for a plain path.
+
+    Raises a `ValueError` that names the scheme alone (the rest may hold a password) when the scheme is not one of
+    `schemes` (`mysql://`, a typo such as `postgresq://`) or is malformed (`postgresql:/x`, `sqlite://x`). A
+    one-letter scheme is a Windows drive (`C:\\ledger.db`), so a path.
+    """
+    match = _SCHEME.match(location)
+    if match is None or len(match.group(1)) == 1:
+        if _CONNINFO.match(location):  # `host=db dbname=llm password=…`: PostgreSQL, never a file of that name
+            if "postgresql" not in tuple(schemes):
+                raise ValueError("a PostgreSQL connection string is not supported here")
+            return "postgresql", location
+        return None, location
+    scheme, allowed = match.group(1).lower(), tuple(schemes)
+    family = "postgresql" if scheme in ("postgresql", "postgres") else scheme
+    if family not in allowed:
+        choices = " or ".join(_FORMS.get(name, f"{name}://...") for name in allowed) or "a path"
+        raise ValueError(f"the scheme {scheme!r} is not supported here; use {choices}")
+    rest = location[match.end() :]
+    if family == "postgresql":
+        if not rest.startswith("//"):
+            raise ValueError(f"a {scheme} URL must start with {scheme}://")
+        return family, location
+    if family == "sqlite":
+        if not rest.startswith("///"):
+            raise ValueError("a sqlite URL must start with sqlite:/// (then a path: sqlite:///ledger.db)")
+        return family, rest[3:]
+    return family, location
+
+
 def is_public_host(host: str) -> bool:
     """Whether `host` is outside this machine and its local network (a dotted public name or a global address);
     a one-label name (`gpu-box`) or a local suffix (`.local`, `.internal`, `.lan`) counts as local."""
@@ -155,8 +202,14 @@ _TRANSPORT_LOGGERS = ("httpx", "httpcore.connection", "httpcore.http11", "httpco
 
 def scrub_transport_logs(secrets: Iterable[str]) -> None:
     """Keep `secrets` out of httpx's and httpcore's log records (DEBUG logs headers a server may echo keys in)."""
+    scrub_logs(_TRANSPORT_LOGGERS, secrets)
+
+
+def scrub_logs(names: Iterable[str], secrets: Iterable[str]) -> None:
+    """Keep `secrets` (and passwords in any form, key shapes) out of the records of the loggers named, e.g.
+    psycopg's, whose connection errors quote the server's words."""
     TRANSPORT_LOGS.secrets.update(secrets)
-    for name in _TRANSPORT_LOGGERS:
+    for name in names:
         logger = logging.getLogger(name)
         if TRANSPORT_LOGS not in logger.filters:
             logger.addFilter(TRANSPORT_LOGS)

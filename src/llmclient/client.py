@@ -30,8 +30,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from llmclient.accounting.budgets import Budget, BudgetScope, open_budgets
-from llmclient.accounting.ledger import CostLedger, open_ledger
-from llmclient.accounting.prices import PriceTable
+from llmclient.accounting.catalog import PriceTable
+from llmclient.accounting.ledger import CostLedger
 from llmclient.chat.streaming import ChatStream
 from llmclient.chat.structured import structured_chat
 from llmclient.drivers import Driver
@@ -42,12 +42,13 @@ from llmclient.http.client import Timeouts, Transport
 from llmclient.lifecycle import BudgetAdmission, CountPrompt, LedgerRecording, Pipeline, Pricing, Step
 from llmclient.lifecycle import send as pipeline_send
 from llmclient.lifecycle.request import count_tokens, messages_of
-from llmclient.lifecycle.resolve import Resolver, checked_timeout
+from llmclient.lifecycle.resolve import Drivers, Resolver, checked_timeout
 from llmclient.lifecycle.retry import RetryPolicy
-from llmclient.model_ids import ModelId
+from llmclient.model_ids import ModelId, ModelResolver
 from llmclient.options import ChatOptions, RunStepOptions
 from llmclient.routing.groups import Deployment, ModelGroup
-from llmclient.routing.router import Routing
+from llmclient.routing.router import Router, Routing
+from llmclient.stores import urls
 from llmclient.tools import OnToolError, RunResult
 from llmclient.tools.loop import run_tools
 from llmclient.types import ChatResponse, EmbedResponse, Message, ModelT, TokenCount, build_validators
@@ -75,15 +76,14 @@ def client_pipeline(
 ) -> Pipeline:
     """A `Client`'s steps, in order: routing (for model groups, so budgets price the deployment picked), the prompt
     count (with `track_drift`), pricing, in-process budgets, shared budgets (with a `budget_store`: a
-    `postgresql://` URL or `stores.SharedBudgets`), and the ledger record."""
+    `postgresql://` URL or `stores.SharedBudgets`), and the ledger record. With shared budgets both budget steps
+    count with the fleet's margins."""
     build_validators()  # here, not at import: see its docstring
     steps: list[Step] = [Routing()] if routed else []
     steps += [CountPrompt()] if track_drift else []
-    steps += [pricing, BudgetAdmission(budgets, pricing)]
-    if budget_store is not None:
-        from llmclient.stores import shared_budget_step  # psycopg (and numpy) only for fleets
-
-        steps.append(shared_budget_step(budget_store, pricing, ledger))
+    shared = None if budget_store is None else urls.open_budget_step(budget_store, pricing, ledger)
+    steps += [pricing, BudgetAdmission(budgets, pricing, shared.margins if shared is not None else None)]
+    steps += [shared] if shared is not None else []
     return Pipeline([*steps, LedgerRecording(ledger)])
 
 
@@ -134,12 +134,14 @@ class Client:
         self.timeouts = Timeouts.from_value(timeout)
         self.strict_params = strict_params
         self.embedding_cache = open_embedding_cache(embedding_cache)
-        self.ledger = open_ledger(ledger)
+        self.ledger = urls.open_ledger(ledger)
         self.prices = PriceTable.from_option(prices)
         self._client_budget = None if budget_usd is None else Budget(budget_usd, name="the client's budget")
-        self._resolver = Resolver.for_client(
-            providers, routes, aliases=aliases, default_model=default_model, transport=transport,
-            timeouts=self.timeouts, retry=self.retry, strict_params=strict_params, prices=self.prices,
+        drivers = Drivers(providers, transport=transport, timeouts=self.timeouts)
+        router = Router(routes, drivers, self.prices, open_store=urls.open_rate_limit_store) if routes else None
+        self._resolver = Resolver(
+            ModelResolver(aliases=aliases, default_model=default_model, providers=providers or {}),
+            drivers, retry=self.retry, strict_params=strict_params, router=router, prices=self.prices,
         )  # fmt: skip
         self._pricing = Pricing(self.prices)
         self.pipeline = client_pipeline(
@@ -160,8 +162,10 @@ class Client:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close every driver this client opened (connection pools, loaded models)."""
+        """Close every driver this client opened (connection pools, loaded models), and wait for the records a
+        shared store has still to write (or spool)."""
         await self._resolver.drivers.aclose()
+        await self.pipeline.aclose()
 
     @property
     def default_model(self) -> str | None:
@@ -330,7 +334,6 @@ class Client:
             EmbedOptions(dimensions, batch_size, truncate, concurrency, progress),
             pipeline=self.pipeline,
             pricing=self._pricing,
-            budgets=self._budgets(),
             cache=self.embedding_cache,
             deadline_s=self.timeouts.total if timeout is None else checked_timeout(timeout),
         )

@@ -399,12 +399,16 @@ def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-def request_id_from(headers: Mapping[str, str]) -> str | None:
-    """The provider's request id header, where it sends one."""
+MAX_REQUEST_ID_CHARS = 200
+
+
+def request_id_from(headers: Mapping[str, str], secrets: Iterable[str] = ()) -> str | None:
+    """The provider's request id header, where it sends one: redacted (a server may echo the API key there, and
+    the id goes into errors, replies, logs, spans and every ledger) and bounded."""
     for name in ("x-request-id", "request-id", "x-ds-trace-id", "cf-ray"):
         value = headers.get(name)
         if value:
-            return value
+            return bound(redact(value, secrets), MAX_REQUEST_ID_CHARS)
     return None
 
 
@@ -429,7 +433,7 @@ def error_from_response(
         "provider": provider,
         "model": model,
         "status": status,
-        "request_id": request_id_from(headers),
+        "request_id": request_id_from(headers, secrets),
         # ensure_ascii=False: a masked echo (`tok_AB…YZ`) must stay visible to `redact`, not become `\u2026`.
         "body": None if parsed is None else json.loads(redact(json.dumps(parsed, ensure_ascii=False), secrets)),
         "error_code": code or error_type,

@@ -14,7 +14,7 @@ assert msg.text == "Hello"
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -212,27 +212,6 @@ class Tool(_Model):
         if isinstance(data, dict) and data.get("type") == "function" and "function" in data:
             return data["function"]
         return data
-
-    @classmethod
-    def from_function(
-        cls, function: Callable[..., Any], *, name: str | None = None, description: str | None = None
-    ) -> Tool:
-        """The tool definition of a Python function: schema from its type hints, text from its docstring.
-
-        See `llmclient.tool` for a runnable tool; this returns the definition only.
-        """
-        from llmclient.tools.schema import function_parts  # on first use: pydantic's schema machinery is not cheap
-
-        _, tool_name, tool_description, parameters = function_parts(function, name=name, description=description)
-        return cls(name=tool_name, description=tool_description, parameters=parameters)
-
-    @classmethod
-    def from_model(cls, model: type[BaseModel], *, name: str | None = None, description: str | None = None) -> Tool:
-        """A tool whose parameters are a pydantic model's fields (its name and docstring by default)."""
-        from llmclient.tools.schema import model_parts  # on first use: pydantic's schema machinery is not cheap
-
-        tool_name, tool_description, parameters = model_parts(model, name=name, description=description)
-        return cls(name=tool_name, description=tool_description, parameters=parameters)
 
     def to_openai(self) -> dict[str, Any]:
         """The OpenAI function-tool shape: `{"type": "function", "function": {...}}`."""

@@ -30,13 +30,13 @@ from llmclient import (
     LocalEngineError,
     Message,
     MissingExtraError,
-    Tool,
     ToolCall,
     UnsupportedCapabilityError,
 )
 from llmclient.drivers.local.llamacpp import LlamaCppDriver
 from llmclient.drivers.local.runtime import smollm2_gguf
 from llmclient.drivers.local.templates import HeldToolText, parse_tool_calls
+from llmclient.tools import tool_from_function
 
 MODEL = "llamacpp/smollm2"
 OPTIONS: dict[str, Any] = {"n_ctx": 2048, "n_threads": 1, "seed": 0}  # one thread: robust on shared CPUs
@@ -53,7 +53,7 @@ def get_weather(city: str) -> str:
     return f"18°C and sunny in {city}"
 
 
-WEATHER = Tool.from_function(get_weather)
+WEATHER = tool_from_function(get_weather)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -152,7 +152,7 @@ async def test_a_forced_tool_call_is_well_formed(client: Client, choice: str) ->
     reply = await client.chat("Weather in Paris?", model=MODEL, tools=tools, tool_choice=choice, temperature=0)
     (call,) = reply.tool_calls
     assert reply.finish_reason == "tool_calls" and reply.message.content is None
-    schema = {get_weather.__name__: WEATHER, "get_time": Tool.from_function(get_time)}[call.name]
+    schema = {get_weather.__name__: WEATHER, "get_time": tool_from_function(get_time)}[call.name]
     assert set(call.arguments) == set(schema.parameters["properties"])  # the grammar forced exactly these keys
     if choice == "get_weather":
         assert call.name == "get_weather" and isinstance(call.arguments["city"], str)

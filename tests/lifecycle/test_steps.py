@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from llmclient import BudgetExceededError, Client, FakeDriver, Message, ResponseFormatError, TokenCount, Tool
-from llmclient.accounting.prices import PriceTable
+from llmclient.accounting.catalog import PriceTable
 from llmclient.lifecycle import Call, Outcome, Step
 
 

@@ -53,6 +53,27 @@ def test_processes_never_admit_more_than_the_limit_and_the_ledger_adds_up(postgr
     assert ledger.summary("budget")["fleet"].cost == status.spent
 
 
+def test_three_processes_on_one_budget_never_overspend_a_provider_that_bills_20_percent_more(
+    postgres_url: str,
+) -> None:
+    # Each call: 103 words counted, an estimate, billed as 124 input tokens (+20 %) and 10 output tokens: 144 µ$.
+    # Its reservation covers the documented worst case: the count + 25 % (129 tokens) and max_tokens: 149 µ$.
+    cost = Decimal("0.000144")
+    budgets = SharedBudgets(postgres_url)
+    budgets.store.migrate()
+    budgets.define("fleet", cost * 80)  # what fits: 80 of the 120 calls
+
+    results = [_finish(p) for p in [_start(postgres_url, n, 40, "overbill") for n in range(3)]]
+
+    admitted = sum(r["admitted"] for r in results)
+    status = budgets.status("fleet")
+    rows = PostgresLedger(budgets.store).rows()
+    assert status.spent <= cost * 80  # never overspent (without the margin, 93 would be admitted: 13.4 m$)
+    assert admitted >= 0.8 * 80  # and at least 80 % of what fits is admitted
+    assert len(rows) == admitted == status.calls and status.reserved == 0
+    assert status.spent == sum((r.cost.total for r in rows if r.cost), Decimal(0)) == cost * admitted
+
+
 def test_a_killed_process_returns_its_reservation_after_the_lease(postgres_url: str) -> None:
     budgets = SharedBudgets(postgres_url)
     budgets.store.migrate()

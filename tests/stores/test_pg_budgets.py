@@ -85,9 +85,7 @@ async def test_rollover_under_concurrent_load_keeps_every_cent(postgres_url: str
         replies += await asyncio.gather(*(client.chat("a b c", model="fake/paid", max_tokens=10) for _ in range(5)))
     total = sum((reply.cost.total for reply in replies if reply.cost), Decimal(0))
 
-    rows = budgets.store.run(
-        lambda c: c.execute("SELECT bucket, spent, calls FROM llmclient_budget_spend ORDER BY bucket").fetchall()
-    )
+    rows = budgets.store.fetch("SELECT bucket, spent, calls FROM llmclient_budget_spend ORDER BY bucket")
     assert [bucket.astimezone(BERLIN).date().isoformat() for bucket, _, _ in rows] == ["2026-05-31", "2026-06-01"]
     assert sum(spent for _, spent, _ in rows) == total == PostgresLedger(budgets.store).total()
     assert sum(calls for _, _, calls in rows) == 40
@@ -201,12 +199,12 @@ async def test_with_the_ledger_elsewhere_a_call_settles_on_its_own_and_a_failed_
     assert (status.spent, status.reserved, status.calls) == (reply.cost.total, 0, 1)  # type: ignore[union-attr]
 
 
-async def test_fail_open_warns_at_admission_and_at_settlement() -> None:
+async def test_fail_open_warns_at_admission() -> None:
     down = PostgresStore(DOWN, timeout=1)
     client = Client(prices=PRICES, budget_store=SharedBudgets(down, always=["org"], fail_open=True))
     with pytest.warns(FleetDegradedWarning) as warned:
         reply = await client.chat("a b c", model="fake/paid", max_tokens=10)
     messages = [str(warning.message) for warning in warned]
     assert any("sent without admission (fail_open)" in message for message in messages), messages
-    assert any("could not settle shared budgets ('org',)" in message for message in messages), messages
+    # Admitted without a reservation, the call has nothing to settle: the record goes to the writer, which spools it.
     assert reply.cost is not None and len(client.ledger) == 1

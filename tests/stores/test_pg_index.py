@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from llmclient import Client, DimensionMismatchError, VectorIndex
+from llmclient.stores import PgVectorIndex
 from llmclient.vectors.similarity import Metric
 
 
@@ -19,7 +20,7 @@ def test_pgvector_returns_the_same_top_k_as_the_in_memory_index(postgres_url: st
     metadata = [{"lang": "en" if i % 3 else "de", "n": i} for i in range(500)]
     memory = VectorIndex(metric=metric)
     memory.add(vectors, ids=ids, metadata=metadata)
-    shared = VectorIndex.on_postgres(postgres_url, f"parity_{metric}", metric=metric)
+    shared = PgVectorIndex(postgres_url, f"parity_{metric}", metric=metric)
     shared.add(vectors, ids=ids, metadata=metadata)
     assert len(shared) == 500 and "doc7" in shared and shared.dimensions == 24
 
@@ -35,9 +36,7 @@ def test_pgvector_returns_the_same_top_k_as_the_in_memory_index(postgres_url: st
 
 async def test_texts_are_embedded_through_the_client_and_hnsw_finds_them(postgres_url: str) -> None:
     client = Client()
-    index = VectorIndex.on_postgres(
-        postgres_url, "notes", embed=partial(client.embed, model="fake/embedder"), hnsw=True
-    )
+    index = PgVectorIndex(postgres_url, "notes", embed=partial(client.embed, model="fake/embedder"), hnsw=True)
     texts = [f"note number {i}" for i in range(50)]
     await index.add_texts(texts, metadata=[{"even": i % 2 == 0} for i in range(50)])
     best = (await index.search("note number 7", k=1))[0]
@@ -49,7 +48,7 @@ async def test_texts_are_embedded_through_the_client_and_hnsw_finds_them(postgre
     with pytest.raises(ValueError, match="already in the index"):
         index.add(np.ones((1, index.dimensions or 0)), ids=[index.ids[0]])
     assert index.remove(index.ids[:10]) == 10 and len(index) == 40
-    reopened = VectorIndex.on_postgres(postgres_url, "notes")
+    reopened = PgVectorIndex(postgres_url, "notes")
     assert reopened.dimensions == index.dimensions and len(reopened) == 40
     index.drop()
-    assert len(VectorIndex.on_postgres(postgres_url, "notes")) == 0
+    assert len(PgVectorIndex(postgres_url, "notes")) == 0

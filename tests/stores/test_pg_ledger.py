@@ -12,9 +12,8 @@ import pytest
 from llmclient import Client, Usage
 from llmclient.accounting.ledger import LedgerRecord
 from llmclient.accounting.prices import PriceEntry
-from llmclient.stores import FleetDegradedWarning, PostgresLedger, PostgresStore, SharedBudgets, StoreUnavailableError
-from llmclient.stores.pg_ledger import flush_spool
-from llmclient.stores.postgres import Settlement
+from llmclient.stores import FleetDegradedWarning, PostgresLedger, PostgresStore, SharedBudgets
+from llmclient.stores.base import Settlement
 
 PRICES = {"fake/paid": {"input_cost_per_token": "0.000001", "output_cost_per_token": "0.000002"}}
 DOWN = "postgresql://nobody:secret@/nowhere?host=/nonexistent-socket-dir"
@@ -47,37 +46,30 @@ async def test_this_process_s_records_and_the_fleet_s_totals(postgres_url: str) 
 def test_a_ledger_s_repr_hides_the_password() -> None:
     assert (
         repr(PostgresLedger(PostgresStore(DOWN)))
-        == "PostgresLedger(PostgresStore(postgresql://nobody:***@/nowhere?host=/nonexistent-socket-dir))"
+        == "PostgresLedger(PostgresStore(postgresql://nobody:[REDACTED]@/nowhere?host=/nonexistent-socket-dir))"
     )
 
 
-def test_records_wait_in_a_spool_while_the_database_is_down(postgres_url: str, tmp_path: Path) -> None:
+def test_records_wait_in_a_spool_while_the_database_is_down(tmp_path: Path) -> None:
     spool_dir = tmp_path / "state" / "spool"  # made when the first record waits
-    down = PostgresLedger(PostgresStore(DOWN, timeout=1), spool_dir=spool_dir)
-    with pytest.warns(FleetDegradedWarning, match="spooled to .* for later upload"):
+    store = PostgresStore(DOWN, timeout=1, spool_dir=spool_dir)
+    down = PostgresLedger(store)
+
+    def write_two() -> None:
         down.add(record())
-    with pytest.warns(FleetDegradedWarning, match="spooled"):
+        store.drain_blocking()  # the first write finds the database down and spools
         down.add(record())
+        store.drain_blocking()
+
+    with pytest.warns(FleetDegradedWarning, match="spooled to .* uploaded when it answers"):
+        write_two()
     written = down.spool_path.read_text(encoding="utf-8")
     assert written.count("\n") == 2 and "猫" in written
 
     # An upload that fails puts every line back as it was, and leaves nothing claimed behind.
-    with pytest.raises(StoreUnavailableError):
-        flush_spool(PostgresStore(DOWN, timeout=1), down.spool_path)
+    assert store.upload() == 0
     assert down.spool_path.read_text(encoding="utf-8") == written
     assert [path.name for path in spool_dir.iterdir()] == [down.spool_path.name]
-
-    # Once the database is back, a flush uploads them and removes the spool and its claimed copy.
-    up = PostgresStore(postgres_url)
-    assert flush_spool(up, down.spool_path) == 2
-    assert list(spool_dir.iterdir()) == [] and PostgresLedger(up).count() == 2
-
-
-def test_the_next_record_written_uploads_the_spool(postgres_url: str, tmp_path: Path) -> None:
-    ledger = PostgresLedger(PostgresStore(postgres_url), spool_dir=tmp_path)
-    ledger._spool("earlier-call", record(), None)  # what a write during an outage left
-    ledger.add(record())
-    assert ledger.count() == 2 and not ledger.spool_path.exists()
 
 
 def test_a_settlement_whose_record_never_came_is_settled_on_its_own(postgres_url: str) -> None:

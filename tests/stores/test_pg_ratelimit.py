@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from llmclient import Client, RateLimitError
-from llmclient.accounting.prices import PriceTable
+from llmclient import Client, ConfigurationError, RateLimitError
+from llmclient.accounting.catalog import PriceTable
 from llmclient.config import client_options
 from llmclient.http.client import Timeouts
 from llmclient.lifecycle.resolve import Drivers
 from llmclient.routing import MemoryRateLimitStore, ModelGroup, Router
 from llmclient.routing.ratelimit import Admission, RateLimit
-from llmclient.stores import FleetDegradedWarning, PostgresRateLimitStore, PostgresStore, StoreUnavailableError
+from llmclient.stores import FleetDegradedWarning, PostgresRateLimitStore, PostgresStore, StoreUnavailableError, urls
 
 
 async def test_admission_waits_settles_and_refunds_as_in_memory(postgres_url: str) -> None:
@@ -97,7 +97,10 @@ def test_a_router_takes_a_url_for_groups_without_a_store_of_their_own(postgres_u
     own = MemoryRateLimitStore()
     routes = {"a": ModelGroup(["fake/m"], store=own), "b": ["fake/n"]}
     drivers = Drivers(None, transport=None, timeouts=Timeouts.from_value(None))
-    router = Router(routes, drivers, PriceTable.from_option(None), store=postgres_url)
+    with pytest.raises(ConfigurationError, match="open_store"):  # routing knows the interface, not PostgreSQL
+        Router(routes, drivers, PriceTable.from_option(None), store=postgres_url)
+    opened = urls.open_rate_limit_store
+    router = Router(routes, drivers, PriceTable.from_option(None), store=postgres_url, open_store=opened)
     assert router.store is PostgresRateLimitStore.shared(postgres_url)
     assert router.stores == {"a@0": own, "b@0": router.store}
 
@@ -128,10 +131,8 @@ async def test_running_totals_match_the_holds_after_settles_refunds_and_expiry(p
         store.refund(second)
         store.settle(third, None)  # keeps its 50
         assert store.flush(5)
-    totals = store.store.run(
-        lambda c: c.execute(
-            "SELECT w.held, w.held_tokens, (SELECT count(*) FROM llmclient_rate_holds), "
-            "(SELECT sum(tokens) FROM llmclient_rate_holds) FROM llmclient_rate_windows w"
-        ).fetchone()
+    [totals] = store.store.fetch(
+        "SELECT w.held, w.held_tokens, (SELECT count(*) FROM llmclient_rate_holds), "
+        "(SELECT sum(tokens) FROM llmclient_rate_holds) FROM llmclient_rate_windows w"
     )
     assert totals == (30, 700, 30, 700)  # the last 10 steps' holds (ended <= 19 s left at 29 s): 3 × (20 + 0 + 50)

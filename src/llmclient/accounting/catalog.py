@@ -1,4 +1,5 @@
-"""The model catalog: the shipped table, and the user's copy refreshed from a LiteLLM-format price file.
+"""The model catalog: `PriceTable` (the shipped table, the user's copy refreshed from a LiteLLM-format price file,
+and per-client overrides), and the update that refreshes the copy.
 
 `llmclient prices update --from FILE_OR_URL` (or `update_prices`) reads a file in the shape of LiteLLM's
 `model_prices_and_context_window.json`, checks every entry before anything is written (a bad file is refused whole,
@@ -25,19 +26,30 @@ with tempfile.TemporaryDirectory() as folder:
 from __future__ import annotations
 
 import datetime
+import fnmatch
 import hashlib
 import json
 import math
 import os
 import tempfile
+import threading
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from llmclient.accounting.prices import TIERS, PriceEntry, entries_from_json
+from llmclient.accounting.prices import (
+    SNAPSHOT_SUFFIX,
+    TIERS,
+    PriceEntry,
+    UnknownPriceWarning,
+    entries_from_json,
+    shipped_entries,
+)
 from llmclient.errors import PriceFileError
+from llmclient.types import Cost, Usage
 
 MAX_PRICE_FILE_BYTES = 64 * 1024 * 1024
 """The largest price file read (LiteLLM's is about 1.6 MB)."""
@@ -268,3 +280,110 @@ __all__ = [
     "user_entries",
     "validated_items",
 ]
+
+
+class PriceTable:
+    """Prices by `(provider, model)`: the shipped table, a LiteLLM file, and per-client overrides.
+
+    Lookups try the exact model, then the model without a date suffix (`gpt-4o-2024-08-06` → `gpt-4o`), then
+    `provider/*`-style wildcard overrides. Models on self-hosted providers (whose driver says
+    `Capabilities(self_hosted=True)`: transformers, llama.cpp, Ollama, fake, and any provider built on them) cost 0
+    unless priced.
+    """
+
+    def __init__(self, entries: Iterable[PriceEntry] = ()) -> None:
+        self._entries: dict[tuple[str, str], PriceEntry] = {}
+        self._patterns: list[PriceEntry] = []
+        self._warned: set[tuple[str, str]] = set()
+        self._lock = threading.Lock()
+        for entry in entries:
+            self.add(entry)
+
+    @classmethod
+    def default(cls) -> PriceTable:
+        """The table shipped in the package (prices.json), refreshed by the user's copy where `llmclient prices
+        update` wrote one (see this module's doc); never fetched from the network."""
+        return cls(current_entries(shipped_entries()))
+
+    @classmethod
+    def from_option(cls, prices: PriceTable | Mapping[str, Any] | None) -> PriceTable:
+        """`Client(prices=...)`: a whole table as it is, else the shipped table with these overrides."""
+        if isinstance(prices, PriceTable):
+            return prices
+        table = cls.default()
+        table.update(prices or {})
+        return table
+
+    @classmethod
+    def from_litellm(cls, path: str | Path) -> PriceTable:
+        """A table from a LiteLLM `model_prices_and_context_window.json`, for a newer set of prices."""
+        return cls(entries_from_json(json.loads(Path(path).read_text(encoding="utf-8"))))
+
+    def add(self, entry: PriceEntry) -> None:
+        """Add or replace one entry; a `*` in the model makes it a wildcard (`"openai-compatible/*"`)."""
+        with self._lock:
+            if "*" in entry.model or "?" in entry.model:
+                self._patterns.insert(0, entry)
+            else:
+                self._entries[(entry.provider, entry.model)] = entry
+
+    def update(self, prices: Mapping[str, Any]) -> None:
+        """Add entries from `{"provider/model": {...LiteLLM fields...} | PriceEntry | Decimal}`.
+
+        A bare number is the same price per million tokens for input and output (0 marks a model free).
+        """
+        for key, value in prices.items():
+            provider, _, model = key.partition("/")
+            if isinstance(value, PriceEntry):
+                self.add(value)
+            elif isinstance(value, Mapping):
+                self.add(PriceEntry.from_litellm(key, value, provider=provider))
+            else:
+                self.add(PriceEntry.per_million(model, provider, input=value, output=value, source="user"))
+
+    def lookup(self, provider: str, model: str, *, self_hosted: bool = False) -> PriceEntry | None:
+        """The entry for a model, or None when its price is unknown.
+
+        Args:
+            provider: The provider name as the model id gives it.
+            model: The model name.
+            self_hosted: The provider runs models on the user's own hardware (its driver's
+                `Capabilities.self_hosted`): an unpriced model costs 0 instead of None.
+        """
+        entries = self._entries
+        entry = entries.get((provider, model))
+        if entry is None:
+            base = SNAPSHOT_SUFFIX.sub("", model)
+            entry = entries.get((provider, base)) if base != model else None
+        if entry is None:
+            for pattern in self._patterns:
+                if pattern.provider == provider and fnmatch.fnmatchcase(model, pattern.model):
+                    return pattern
+        if entry is None and self_hosted:
+            return PriceEntry(model=model, provider=provider, input=Decimal(0), source="local (free unless priced)")
+        return entry
+
+    def cost(
+        self, provider: str, model: str, usage: Usage, *, self_hosted: bool = False, service_tier: str | None = None
+    ) -> Cost | None:
+        """Price `usage` for a model (at `service_tier`'s rates where the entry has them); None (with one warning
+        per model) when the price is unknown."""
+        entry = self.lookup(provider, model, self_hosted=self_hosted)
+        if entry is None:
+            key = (provider, model)
+            if key not in self._warned:
+                self._warned.add(key)
+                warnings.warn(
+                    f"no price known for {provider}/{model}; its cost is None (unknown is not free). "
+                    f"Set one with Client(prices={{'{provider}/{model}': {{...}}}}).",
+                    UnknownPriceWarning,
+                    stacklevel=3,
+                )
+            return None
+        return entry.cost(usage, service_tier)
+
+    def __iter__(self) -> Iterator[PriceEntry]:
+        return iter(list(self._entries.values()) + self._patterns)
+
+    def __len__(self) -> int:
+        return len(self._entries) + len(self._patterns)

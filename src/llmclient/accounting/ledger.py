@@ -2,7 +2,7 @@
 
 The in-memory `CostLedger` is the default; `SQLiteLedger` also appends every record to a file that several
 processes may share. `Client(ledger=...)` takes either, a `sqlite:///` URL, or a `postgresql://` URL for the ledger
-a whole fleet shares (`llmclient.stores.PostgresLedger`, see `open_ledger`).
+a whole fleet shares (`llmclient.stores.PostgresLedger`; the client turns URLs into ledgers, `stores.urls`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from llmclient.accounting.prices import PriceTable
+from llmclient.accounting.catalog import PriceTable
 from llmclient.drivers import is_self_hosted
 from llmclient.errors import UnknownProviderError
 from llmclient.model_ids import ModelId
@@ -95,9 +95,13 @@ class CostLedger:
         self._records: list[LedgerRecord] = []
 
     def add(self, record: LedgerRecord) -> None:
-        """Append one record."""
+        """Append one record. It must not wait on I/O (it runs in every call's synchronous finish): a ledger that
+        writes elsewhere hands the record over and writes it in the background (see `drain`)."""
         with self._lock:
             self._records.append(record)
+
+    async def drain(self) -> None:
+        """Wait until every record added so far is stored (at once here; `Client.aclose` awaits it)."""
 
     @property
     def records(self) -> Sequence[LedgerRecord]:
@@ -370,24 +374,3 @@ def record_from_columns(
         timestamp=timestamp,
         deployment=deployment,
     )
-
-
-def open_ledger(spec: CostLedger | str | Path | None) -> CostLedger:
-    """A ledger from `Client(ledger=...)`: an instance (shared), `"sqlite:///path.db"`, `"postgresql://..."` (the
-    fleet's shared ledger, `llmclient.stores`), a path, or None (memory)."""
-    if spec is None:
-        return CostLedger()
-    if isinstance(spec, CostLedger):
-        return spec
-    text = str(spec)
-    if text.startswith(("postgresql://", "postgres://")):
-        from llmclient.stores import PostgresLedger, PostgresStore  # psycopg only for users of PostgreSQL
-
-        return PostgresLedger(PostgresStore.shared(text))
-    if text.startswith("sqlite:///"):
-        text = text[len("sqlite:///") :]
-    elif "://" in text:
-        raise ValueError(
-            f"unsupported ledger {spec!r}; use 'sqlite:///path/to/ledger.db', 'postgresql://...' or a CostLedger"
-        )
-    return SQLiteLedger(text)

@@ -24,21 +24,17 @@ reasoning efforts it refuses, a legacy name's `alias_of` and `deprecation_date`,
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import re
-import threading
-import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 from llmclient.types import Cost, Usage
 
 MILLION = Decimal(1_000_000)
-_SNAPSHOT = re.compile(r"-\d{4}-\d{2}-\d{2}$|-\d{4}$")
+SNAPSHOT_SUFFIX = re.compile(r"-\d{4}-\d{2}-\d{2}$|-\d{4}$")
 
 
 class UnknownPriceWarning(UserWarning):
@@ -221,115 +217,6 @@ def _int(value: Any) -> int | None:
     return None if value is None else int(value)
 
 
-class PriceTable:
-    """Prices by `(provider, model)`: the shipped table, a LiteLLM file, and per-client overrides.
-
-    Lookups try the exact model, then the model without a date suffix (`gpt-4o-2024-08-06` → `gpt-4o`), then
-    `provider/*`-style wildcard overrides. Models on self-hosted providers (whose driver says
-    `Capabilities(self_hosted=True)`: transformers, llama.cpp, Ollama, fake, and any provider built on them) cost 0
-    unless priced.
-    """
-
-    def __init__(self, entries: Iterable[PriceEntry] = ()) -> None:
-        self._entries: dict[tuple[str, str], PriceEntry] = {}
-        self._patterns: list[PriceEntry] = []
-        self._warned: set[tuple[str, str]] = set()
-        self._lock = threading.Lock()
-        for entry in entries:
-            self.add(entry)
-
-    @classmethod
-    def default(cls) -> PriceTable:
-        """The table shipped in the package (prices.json), refreshed by the user's copy where `llmclient prices
-        update` wrote one (see `llmclient.accounting.catalog`); never fetched from the network."""
-        from llmclient.accounting.catalog import current_entries  # the catalog module builds on this one
-
-        return cls(current_entries(_shipped_entries()))
-
-    @classmethod
-    def from_option(cls, prices: PriceTable | Mapping[str, Any] | None) -> PriceTable:
-        """`Client(prices=...)`: a whole table as it is, else the shipped table with these overrides."""
-        if isinstance(prices, PriceTable):
-            return prices
-        table = cls.default()
-        table.update(prices or {})
-        return table
-
-    @classmethod
-    def from_litellm(cls, path: str | Path) -> PriceTable:
-        """A table from a LiteLLM `model_prices_and_context_window.json`, for a newer set of prices."""
-        return cls(entries_from_json(json.loads(Path(path).read_text(encoding="utf-8"))))
-
-    def add(self, entry: PriceEntry) -> None:
-        """Add or replace one entry; a `*` in the model makes it a wildcard (`"openai-compatible/*"`)."""
-        with self._lock:
-            if "*" in entry.model or "?" in entry.model:
-                self._patterns.insert(0, entry)
-            else:
-                self._entries[(entry.provider, entry.model)] = entry
-
-    def update(self, prices: Mapping[str, Any]) -> None:
-        """Add entries from `{"provider/model": {...LiteLLM fields...} | PriceEntry | Decimal}`.
-
-        A bare number is the same price per million tokens for input and output (0 marks a model free).
-        """
-        for key, value in prices.items():
-            provider, _, model = key.partition("/")
-            if isinstance(value, PriceEntry):
-                self.add(value)
-            elif isinstance(value, Mapping):
-                self.add(PriceEntry.from_litellm(key, value, provider=provider))
-            else:
-                self.add(PriceEntry.per_million(model, provider, input=value, output=value, source="user"))
-
-    def lookup(self, provider: str, model: str, *, self_hosted: bool = False) -> PriceEntry | None:
-        """The entry for a model, or None when its price is unknown.
-
-        Args:
-            provider: The provider name as the model id gives it.
-            model: The model name.
-            self_hosted: The provider runs models on the user's own hardware (its driver's
-                `Capabilities.self_hosted`): an unpriced model costs 0 instead of None.
-        """
-        entries = self._entries
-        entry = entries.get((provider, model))
-        if entry is None:
-            base = _SNAPSHOT.sub("", model)
-            entry = entries.get((provider, base)) if base != model else None
-        if entry is None:
-            for pattern in self._patterns:
-                if pattern.provider == provider and fnmatch.fnmatchcase(model, pattern.model):
-                    return pattern
-        if entry is None and self_hosted:
-            return PriceEntry(model=model, provider=provider, input=Decimal(0), source="local (free unless priced)")
-        return entry
-
-    def cost(
-        self, provider: str, model: str, usage: Usage, *, self_hosted: bool = False, service_tier: str | None = None
-    ) -> Cost | None:
-        """Price `usage` for a model (at `service_tier`'s rates where the entry has them); None (with one warning
-        per model) when the price is unknown."""
-        entry = self.lookup(provider, model, self_hosted=self_hosted)
-        if entry is None:
-            key = (provider, model)
-            if key not in self._warned:
-                self._warned.add(key)
-                warnings.warn(
-                    f"no price known for {provider}/{model}; its cost is None (unknown is not free). "
-                    f"Set one with Client(prices={{'{provider}/{model}': {{...}}}}).",
-                    UnknownPriceWarning,
-                    stacklevel=3,
-                )
-            return None
-        return entry.cost(usage, service_tier)
-
-    def __iter__(self) -> Iterator[PriceEntry]:
-        return iter(list(self._entries.values()) + self._patterns)
-
-    def __len__(self) -> int:
-        return len(self._entries) + len(self._patterns)
-
-
 def entries_from_json(data: Mapping[str, Any]) -> list[PriceEntry]:
     entries = []
     for key, value in data.items():
@@ -358,7 +245,8 @@ def _alias_target(data: Mapping[str, Any], key: str, value: Mapping[str, Any]) -
 _SHIPPED: list[PriceEntry] | None = None
 
 
-def _shipped_entries() -> list[PriceEntry]:
+def shipped_entries() -> list[PriceEntry]:
+    """The entries of the table shipped in the package (prices.json), read once."""
     global _SHIPPED
     if _SHIPPED is None:
         from importlib import resources

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from llmclient.cli.catalog import add_commands
-from llmclient.cli.ledger import POSTGRES, cmd_cost, cmd_db, default_ledger, print_json
+from llmclient.cli.ledger import cmd_cost, cmd_db, default_ledger, ledger_location, print_json
 from llmclient.cli.mcp import add_parser as add_mcp_parser
 from llmclient.cli.terminal import in_cli_terms, loading, show_warning
 from llmclient.client import Client
@@ -44,8 +44,8 @@ from llmclient.types import Message, to_messages
 def _client(args: argparse.Namespace) -> Client:
     options = client_options(args.config)
     if args.ledger:
-        shared = args.ledger.startswith(POSTGRES)
-        options["ledger"] = args.ledger if shared else f"sqlite:///{Path(args.ledger).expanduser()}"
+        scheme, rest = ledger_location(args.ledger)
+        options["ledger"] = args.ledger if scheme == "postgresql" else f"sqlite:///{Path(rest).expanduser()}"
     options.setdefault("ledger", f"sqlite:///{default_ledger()}")
     return Client(**options)
 

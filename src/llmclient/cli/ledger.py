@@ -14,9 +14,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
 
+from llmclient._sanitize import redact as scrub
 from llmclient.accounting.ledger import LedgerRecord, SQLiteLedger, Summary, summarise
 from llmclient.config import client_options
 from llmclient.errors import LLMClientError
+from llmclient.stores import urls
 from llmclient.types import Usage
 
 
@@ -25,14 +27,17 @@ def print_json(data: Any, out: TextIO) -> None:
     out.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
 
 
-POSTGRES = ("postgresql://", "postgres://")
+def ledger_location(spec: str, what: str = "--ledger") -> tuple[str | None, str]:
+    """A ledger's (scheme, rest): `("postgresql", url)`, `("sqlite", path)` or `(None, path)`; an unknown or
+    malformed scheme is a `ConfigurationError` naming the scheme alone."""
+    return urls.checked(spec, ("sqlite", "postgresql"), what)
 
 
 def redact(url: str) -> str:
-    """A database URL without its password."""
-    from llmclient.stores.postgres import redact as without_password
+    """A database URL without its password, in any form libpq reads it (and without `PGPASSWORD`'s value)."""
+    from llmclient.stores.base import secrets_of
 
-    return without_password(url)
+    return scrub(url, secrets_of(url))
 
 
 def default_ledger() -> Path:
@@ -86,11 +91,12 @@ def _call_fields(record: LedgerRecord) -> dict[str, Any]:
 
 async def cmd_cost(args: argparse.Namespace, out: TextIO) -> int:
     spec = args.ledger or client_options(args.config).get("ledger") or ""
-    if spec.startswith(POSTGRES):
+    scheme, rest = ledger_location(spec) if spec else (None, "")
+    if scheme == "postgresql":
         return _shared_cost(args, spec, out)
     if args.by == "budget":
         raise LLMClientError("--by budget reports shared budgets: pass --ledger postgresql://...")
-    path = Path(args.ledger).expanduser() if args.ledger else _configured_ledger(args)
+    path = Path(rest).expanduser() if args.ledger else _configured_ledger(args)
     if not path.exists():
         raise LLMClientError(f"no ledger at {path}; run a command first, or pass --ledger")
     ledger = SQLiteLedger(path)
@@ -191,6 +197,7 @@ async def cmd_db(args: argparse.Namespace, out: TextIO) -> int:
     url = args.url or os.environ.get("LLMCLIENT_DATABASE_URL")
     if not url:
         raise LLMClientError("pass --url postgresql://... or set LLMCLIENT_DATABASE_URL")
+    urls.checked(url, ("postgresql",), "--url")
     store = PostgresStore(url, migrate=False)
     try:
         if args.action == "migrate":
@@ -206,4 +213,4 @@ async def cmd_db(args: argparse.Namespace, out: TextIO) -> int:
 
 def _configured_ledger(args: argparse.Namespace) -> Path:
     spec = client_options(args.config).get("ledger")
-    return Path(spec.removeprefix("sqlite:///")) if spec else default_ledger()
+    return Path(ledger_location(spec, "ledger")[1]) if spec else default_ledger()

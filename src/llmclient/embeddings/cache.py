@@ -30,6 +30,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from llmclient._sanitize import split_location
+from llmclient.errors import ConfigurationError
+
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
@@ -196,11 +199,11 @@ def open_embedding_cache(spec: EmbeddingCache | str | Path | bool | None) -> Emb
         text = str(spec)
         if text == "memory":
             return MemoryEmbeddingCache()
-        if text.startswith("sqlite:///"):
-            text = text[len("sqlite:///") :]
-        elif "://" in text:
-            raise ValueError(f"unsupported embedding cache {spec!r}; use 'sqlite:///path/to/cache.db' or a path")
-        return SQLiteEmbeddingCache(text)
+        try:
+            _, path = split_location(text, ("sqlite",))
+        except ValueError as exc:  # it names the scheme alone: the rest of a URL may hold a password
+            raise ConfigurationError(f"embedding_cache: {exc}") from None
+        return SQLiteEmbeddingCache(path)
     if isinstance(spec, EmbeddingCache):
         return spec
     raise TypeError(f"embedding_cache must be None, a bool, a path or an EmbeddingCache, not {type(spec).__name__}")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from llmclient.embeddings import batches as batching
 from llmclient.embeddings.cache import EmbeddingCache, Vector, cache_key
@@ -19,9 +18,6 @@ from llmclient.errors import InvalidRequestError, ResponseFormatError, Unsupport
 from llmclient.lifecycle import Call, Deadline, Outcome, Pipeline, Pricing
 from llmclient.lifecycle.call import ended_by
 from llmclient.types import Cost, EmbedResponse, Usage
-
-if TYPE_CHECKING:
-    from llmclient.accounting.budgets import Budget
 
 
 @dataclass(frozen=True)
@@ -159,7 +155,6 @@ async def run_embed_job(
     *,
     pipeline: Pipeline,
     pricing: Pricing,
-    budgets: list[Budget],
     cache: EmbeddingCache | None,
     deadline_s: float | None,
 ) -> EmbedResponse:
@@ -184,7 +179,10 @@ async def run_embed_job(
     max_input_tokens = min(known) if known else None
     job = EmbedJob(texts, functools.partial(cache_key, provider, name, dimensions), keyed=cache is not None)
     job.lookup(cache, truncated_to=max_input_tokens if options.truncate else None)
-    needs_counts = bool(job.pending) and bool(budgets or max_input_tokens or limits.max_tokens_per_request)
+    # Counted when a budget (in-process or shared: `pipeline.reserves`) must reserve the input, or for limits.
+    needs_counts = bool(job.pending) and (
+        bool(max_input_tokens or limits.max_tokens_per_request) or pipeline.reserves(call)
+    )
     counted = await batching.fit_to_limits(
         job,
         (lambda text: driver.count_text(name, text)) if needs_counts else None,
@@ -212,7 +210,11 @@ async def run_embed_job(
 
         async def attempt() -> EmbedResponse:
             call.attempts += 1
-            return await driver.embed(name, chunk, **extra)
+            try:
+                return await driver.embed(name, chunk, **extra)
+            except Exception as exc:  # a timeout after the request left may have been billed
+                call.attempt_failed(exc)
+                raise
 
         try:
             result = await call.policy.run(attempt, call.retrying if call.observers is not None else None)
@@ -261,7 +263,7 @@ async def run_embed_job(
     if cache is not None and job.received:  # kept even when a later batch failed: never paid twice
         cache.put_many(job.fresh)
     cost: Cost | None = Cost()
-    if billed:
+    if billed or call.billed_unknown:
         call.counted_input_tokens = sum(counted) if counted and error is None else None
         outcome = Outcome(usage, error=None if error is None else ended_by(error))
         outcome.dimensions = job.width or dimensions

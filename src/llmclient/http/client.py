@@ -222,10 +222,10 @@ class HTTPClient:
             request = client.build_request(method, self._url(path), content=body, headers=headers)
             async with self._send(request, model) as response:
                 content = await self._read(response, model)
-        request_id = request_id_from(response.headers)
+        request_id = request_id_from(response.headers, self._secrets)
         if rate_limits is not None:
             found = ((k.lower(), v) for k, v in response.headers.items())  # aiohttp keeps the server's case
-            rate_limits.update((k, v) for k, v in found if k.startswith("x-ratelimit-"))
+            rate_limits.update((k, self.redact(v)) for k, v in found if k.startswith("x-ratelimit-"))
         return self.decode_json(content, model=model, request_id=request_id, status=response.status_code), request_id
 
     def stream_lines(
@@ -255,12 +255,12 @@ class HTTPClient:
         if backend is not None:
             async with backend.stream(path, _dumps(body), headers, model) as response:
                 frames = frame(backend.chunks(response, model), max_line_bytes=limit)  # type: ignore[arg-type]
-                yield request_id_from(response.headers), self._guarded(frames, model)
+                yield request_id_from(response.headers, self._secrets), self._guarded(frames, model)
             return
         request = self._httpx().build_request("POST", self._url(path), content=_dumps(body), headers=headers)
         async with self._send(request, model) as response:
             frames = frame(self._bytes(response, model), max_line_bytes=limit)
-            yield request_id_from(response.headers), self._guarded(frames, model)
+            yield request_id_from(response.headers, self._secrets), self._guarded(frames, model)
 
     @asynccontextmanager
     async def _send(self, request: httpx.Request, model: str | None) -> AsyncIterator[httpx.Response]:
@@ -302,7 +302,7 @@ class HTTPClient:
                 provider=self.provider,
                 model=model,
                 status=response.status_code,
-                request_id=request_id_from(response.headers),
+                request_id=request_id_from(response.headers, self._secrets),
                 location=self.redact(location)[:500] or None,
             )
 
@@ -314,7 +314,7 @@ class HTTPClient:
             provider=self.provider,
             model=model,
             status=response.status_code,
-            request_id=request_id_from(response.headers),
+            request_id=request_id_from(response.headers, self._secrets),
         )
 
     async def _read(self, response: httpx.Response, model: str | None) -> bytes:

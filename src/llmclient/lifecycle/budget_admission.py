@@ -3,8 +3,9 @@
 The worst case is the counted prompt at the input price plus `max_tokens` (else the model's maximum output) at the
 output price; a call that does not fit raises `BudgetExceededError` with nothing sent. When the prompt count is an
 estimate (a tokenizer that is not the model's own), the count is raised by a margin first (`CountMargins`: 25%,
-or the largest shortfall seen in that model's reported usage, whichever is more). A stream whose running cost
-outgrows its reservation is stopped (`check_stream`).
+or the largest shortfall seen in that model's (or deployment's) reported usage, whichever is more; a shared store
+shares what it learns across the fleet). A stream whose running cost outgrows its reservation is stopped
+(`check_stream`), whichever budget made it.
 """
 
 from __future__ import annotations
@@ -38,21 +39,30 @@ class CountMargins:
         self._learned: dict[str, float] = {}
         self._lock = threading.Lock()
 
-    def margin(self, model: str) -> float:
-        """The margin for `model` now."""
-        return max(self.floor, self._learned.get(model, 0.0))
+    def margin(self, key: str) -> float:
+        """The margin for `key` (a model id, or a deployment and its model: `margin_key`) now."""
+        return max(self.floor, self._learned.get(key, 0.0))
 
-    def reserved_tokens(self, model: str, counted: int) -> int:
+    def reserved_tokens(self, key: str, counted: int) -> int:
         """The prompt tokens to reserve for an estimated count of `counted`."""
-        return math.ceil(counted * (1 + self.margin(model)))
+        return math.ceil(counted * (1 + self.margin(key)))
 
-    def learn(self, model: str, counted: int, reported: int) -> None:
+    def learn(self, key: str, counted: int, reported: int) -> None:
         """Take in one call's estimate and the provider's reported prompt tokens."""
         if counted <= 0 or reported <= counted:
             return
         shortfall = min(self.cap, (reported / counted - 1) * 1.1)
         with self._lock:
-            self._learned[model] = max(self._learned.get(model, 0.0), shortfall)
+            self._learned[key] = max(self._learned.get(key, 0.0), shortfall)
+
+    async def refresh(self) -> None:
+        """Take in what other processes learned (margins kept in a shared store); in-process margins have none."""
+
+
+def margin_key(call: Call) -> str:
+    """Whose margin a call's count takes: its model, and the deployment when routed (two servers of one model may
+    tokenize alike and bill differently)."""
+    return str(call.model_id) if call.deployment is None else f"{call.deployment}:{call.model_id}"
 
 
 class BudgetAdmission(Step):
@@ -71,17 +81,21 @@ class BudgetAdmission(Step):
         self._pricing = pricing
         self.margins = margins or CountMargins()
 
+    def reserves(self, call: Call) -> bool:
+        return bool(self._budgets())
+
     async def admit(self, call: Call) -> None:
         budgets = self._budgets()
         if not budgets:
             return
         amount = await worst_case(call, self._pricing, self.margins)
         call.reservation = Budget.reserve_all(budgets, amount, str(call.model_id))
+        call.bound_by(amount)
 
     def finish(self, call: Call, outcome: Outcome) -> None:
         counted, usage = call.counted_input_tokens, outcome.usage
         if counted is not None and not call.counted_exact and not usage.estimated and call.request is not None:
-            self.margins.learn(str(call.model_id), counted, usage.prompt_tokens)
+            self.margins.learn(margin_key(call), counted, usage.prompt_tokens)
         if call.reservation is not None:
             call.reservation.settle(outcome.cost)
 
@@ -97,12 +111,14 @@ async def worst_case(call: Call, pricing: Pricing, margins: CountMargins | None 
     An estimated prompt count is raised by the model's margin first (`margins`, when given).
     """
     entry = pricing.entry(call)
+    if margins is not None:
+        await margins.refresh()
     if call.request is None:  # an embedding job: input only
         amount = None if entry is None else entry.input * call.worst_case_input_tokens
     else:
         counted = await call.count_prompt()
         if margins is not None and not call.counted_exact:
-            counted = margins.reserved_tokens(str(call.model_id), counted)
+            counted = margins.reserved_tokens(margin_key(call), counted)
         request = call.request
         amount = (
             entry.worst_case(counted, request.max_tokens, service_tier=request.service_tier, choices=request.n or 1)
@@ -120,19 +136,20 @@ async def worst_case(call: Call, pricing: Pricing, margins: CountMargins | None 
 
 
 def watches_stream(call: Call) -> bool:
-    """Whether a stream's output must be counted as it arrives to keep it within its reservation."""
-    return call.reservation is not None and call.price_entry is not None
+    """Whether a stream's output must be counted as it arrives to keep it within its reservation (in-process or
+    shared)."""
+    return call.reserved_usd is not None and call.price_entry is not None
 
 
 def check_stream(call: Call, output_tokens: int) -> None:
-    """Stop a stream whose running cost has outgrown its reservation (the documented policy)."""
-    entry, reservation = call.price_entry, call.reservation
-    if entry is None or reservation is None:
+    """Stop a stream whose running cost has outgrown the least any budget reserved for it (the documented policy)."""
+    entry, reserved = call.price_entry, call.reserved_usd
+    if entry is None or reserved is None:
         return
     so_far = entry.input * (call.counted_input_tokens or 0) + entry.output * output_tokens
-    if not reservation.fits(so_far):
+    if so_far > reserved:
         raise BudgetExceededError(
-            f"the stream from {call.model_id} passed its reserved ${reservation.amount:.6f}; stopped",
+            f"the stream from {call.model_id} passed its reserved ${reserved:.6f}; stopped",
             provider=call.provider,
             model=call.model,
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
 from llmclient import tokens
@@ -46,10 +47,15 @@ class Call:
     worst_case_input_tokens: int = 0
     """For jobs without a `request` (embeddings): the tokens the budget reserves for."""
     attempts: int = 0
+    billed_unknown: bool = False
+    """An attempt may have been billed though nothing came back (it timed out after its request left): the call is
+    recorded with an unknown cost however it ends, and its reservation settled, not released."""
     counted_input_tokens: int | None = None
     counted_exact: bool = False
     """Whether `counted_input_tokens` is the model's own count (else an estimate: budgets add a margin)."""
     reservation: Reservation | None = None
+    reserved_usd: Decimal | None = None
+    """The least any budget (in-process or shared) reserved for this call: a stream is stopped past it."""
     price_entry: PriceEntry | None = None
     started: float = field(default_factory=time.perf_counter)
     recorded: bool = False
@@ -73,6 +79,18 @@ class Call:
     def model(self) -> str:
         """The model name the provider knows."""
         return self.model_id.model
+
+    def attempt_failed(self, error: BaseException) -> None:
+        """Note an attempt's failure: a timeout after the request left may have been billed (`billed_unknown`)."""
+        from llmclient.errors import APITimeoutError
+
+        if isinstance(error, APITimeoutError) and error.request_sent is not False:
+            self.billed_unknown = True
+
+    def bound_by(self, amount: Decimal | None) -> None:
+        """A budget reserved `amount` for this call (None: unpriced, nothing to bound a stream by)."""
+        if amount is not None and (self.reserved_usd is None or amount < self.reserved_usd):
+            self.reserved_usd = amount
 
     def retrying(self, retry: int, wait: float, error: BaseException) -> None:
         """Tell the observers that retry number `retry` follows in `wait` seconds because of `error`."""

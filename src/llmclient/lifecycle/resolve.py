@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
-from llmclient.accounting.prices import PriceTable
 from llmclient.drivers import Driver, create_driver
 from llmclient.errors import InvalidRequestError
 from llmclient.http.client import Timeouts, Transport
@@ -19,6 +18,7 @@ from llmclient.model_ids import ModelId, ModelResolver
 from llmclient.options import chat_options
 
 if TYPE_CHECKING:
+    from llmclient.accounting.catalog import PriceTable
     from llmclient.routing.router import Router
 
 
@@ -152,6 +152,7 @@ class Resolver:
         retry: The client's retry policy (a call may override its count).
         strict_params: Refuse parameters a provider lacks instead of dropping them.
         prices: The price catalog, whose entries say which parameters a model refuses.
+        router: The client's model groups (`routing.Router`, built by the client: routing builds on this layer).
     """
 
     def __init__(
@@ -170,33 +171,6 @@ class Resolver:
         self.strict_params = strict_params
         self.router = router
         self.prices = prices
-
-    @classmethod
-    def for_client(
-        cls,
-        providers: Mapping[str, Mapping[str, Any] | Driver] | None,
-        routes: Mapping[str, Any] | None,
-        *,
-        aliases: Mapping[str, str] | None,
-        default_model: str | None,
-        transport: Transport | None,
-        timeouts: Timeouts,
-        retry: RetryPolicy,
-        strict_params: bool,
-        prices: PriceTable,
-    ) -> Resolver:
-        """The resolver of a `Client` built with these arguments (model groups routed when `routes` are given)."""
-        from llmclient.routing.router import Router  # routing builds on this module
-
-        drivers = Drivers(providers, transport=transport, timeouts=timeouts)
-        return cls(
-            ModelResolver(aliases=aliases, default_model=default_model, providers=providers or {}),
-            drivers,
-            retry=retry,
-            strict_params=strict_params,
-            router=Router(routes, drivers, prices) if routes else None,
-            prices=prices,
-        )
 
     def resolve(self, model: str | None) -> ModelId:
         """The `ModelId` of an id, alias or the default; a model group's is its first deployment's (by the name its

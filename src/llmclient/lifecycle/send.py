@@ -19,7 +19,11 @@ async def send(call: Call, deadline: Deadline, attempt: Callable[[], Awaitable[T
 
     async def counted() -> T:
         call.attempts += 1
-        return await attempt()
+        try:
+            return await attempt()
+        except Exception as error:  # a retry or another deployment may follow: remember what this one may cost
+            call.attempt_failed(error)
+            raise
 
     async with deadline.scope(provider=call.provider, model=call.model):
         if call.route is not None:  # a model group: retries and moves between its deployments

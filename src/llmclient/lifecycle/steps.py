@@ -31,11 +31,12 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from llmclient.accounting.catalog import PriceTable
 from llmclient.accounting.ledger import CostLedger, LedgerRecord
-from llmclient.accounting.prices import PriceTable
 from llmclient.errors import APITimeoutError, ResponseFormatError
 from llmclient.lifecycle.call import Call, Outcome
-from llmclient.observability.observers import Hooks, Observer, default_observers, hook_failed, notify
+from llmclient.observability import default_observers
+from llmclient.observability.observers import Hooks, Observer, hook_failed, notify
 from llmclient.types import Cost, Usage
 
 if TYPE_CHECKING:
@@ -54,6 +55,14 @@ class Step:
     def release(self, call: Call, error: BaseException | None) -> None:
         """After a call that ended with nothing billed (`error` says why, when it failed): give back what `admit`
         took."""
+
+    def reserves(self, call: Call) -> bool:
+        """Whether admitting `call` reserves money, so its input must be counted first (an embedding job counts
+        its texts only then)."""
+        return False
+
+    async def aclose(self) -> None:
+        """The client is closing: finish what was handed over (a store's queued writes)."""
 
 
 class Pipeline:
@@ -80,6 +89,15 @@ class Pipeline:
         """Add a step at the end, or before the first step of type `before` (e.g. before `LedgerRecording`)."""
         index = next((i for i, s in enumerate(self.steps) if before and isinstance(s, before)), len(self.steps))
         self.steps.insert(index, step)
+
+    def reserves(self, call: Call) -> bool:
+        """Whether any step reserves money for `call` (`Step.reserves`)."""
+        return any(step.reserves(call) for step in self.steps)
+
+    async def aclose(self) -> None:
+        """Close every step (`Step.aclose`), in order."""
+        for step in self.steps:
+            await step.aclose()
 
     async def admit(self, call: Call) -> None:
         """Run every step's admission; if one refuses, release those already admitted, and raise."""
@@ -130,7 +148,8 @@ class Pipeline:
     async def fail(self, call: Call, error: BaseException) -> None:
         """A call that ended in an error: a 2xx we could not use was billed, so it is recorded with its prompt counted
         (an estimate); a timeout after the request left may have been billed, so it is recorded with an unknown cost
-        (None); anything else is released."""
+        (None), also when a retry or another deployment failed after it (a 500, a 401); anything else is
+        released."""
         if isinstance(error, ResponseFormatError) and error.status is not None and error.status < 300:
             usage = Usage(input_tokens=await call.prompt_tokens(), estimated=True)
             self.finish(call, Outcome(usage, request_id=error.request_id, error=type(error).__name__), error)
@@ -149,8 +168,11 @@ class Pipeline:
 
 
 def maybe_billed(call: Call, error: BaseException) -> bool:
-    """Whether a failed call may have been billed though nothing usable came back: it timed out after a request
-    was sent (a provider bills what it generated for a client that stopped waiting)."""
+    """Whether a failed call may have been billed though nothing usable came back: it, or any attempt before the
+    last, timed out after a request was sent (a provider bills what it generated for a client that stopped
+    waiting)."""
+    if call.billed_unknown:
+        return True
     return isinstance(error, APITimeoutError) and error.request_sent is not False and call.attempts > 0
 
 
@@ -165,7 +187,9 @@ class CountPrompt(Step):
 
 
 class Pricing(Step):
-    """Price the outcome's usage: by the requested model, else by the model the provider says served it.
+    """Price the outcome's usage: by the requested model, else by the model the provider says served it. A call
+    one of whose attempts timed out after its request left (`Call.billed_unknown`) has an unknown cost (None), even
+    when a later attempt answered: that request may have been billed too.
 
     Self-hosted providers (their driver's `Capabilities.self_hosted`) cost 0 unless priced; any other unknown
     model costs None, with one `UnknownPriceWarning` per model.
@@ -195,7 +219,9 @@ class Pricing(Step):
         return entry.cost(usage, service_tier)
 
     def finish(self, call: Call, outcome: Outcome) -> None:
-        if not outcome.priced:
+        if call.billed_unknown:  # an attempt timed out after its request left: what the call cost is unknown
+            outcome.cost, outcome.priced = None, True
+        elif not outcome.priced:
             outcome.cost = self.cost(call, outcome.usage, outcome.served_model, outcome.service_tier)
             outcome.priced = True
 
@@ -205,6 +231,9 @@ class LedgerRecording(Step):
 
     def __init__(self, ledger: CostLedger) -> None:
         self.ledger = ledger
+
+    async def aclose(self) -> None:
+        await self.ledger.drain()
 
     def finish(self, call: Call, outcome: Outcome) -> None:
         outcome.record = record = LedgerRecord(

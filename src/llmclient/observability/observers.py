@@ -239,13 +239,6 @@ def _reason(error: BaseException) -> str:
     return type(error).__name__
 
 
-def default_observers() -> list[Observer]:
-    """What every client reports to: the `llmclient` logger and OpenTelemetry (a no-op unless configured)."""
-    from llmclient.observability.tracing import Tracing
-
-    return [LoggingObserver(), Tracing()]
-
-
 def configure_logging_from_env() -> None:
     """`LLMCLIENT_LOG=debug|info|warning` sends the `llmclient` logger to stderr at that level (like OPENAI_LOG)."""
     level = os.environ.get("LLMCLIENT_LOG", "").strip().upper()

@@ -36,6 +36,7 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from llmclient._sanitize import redact
 from llmclient.observability.genai_messages import input_messages, output_messages
 from llmclient.observability.observers import Observer, Run, ToolExecution
 
@@ -391,7 +392,9 @@ def _outcome_attributes(call: Call, outcome: Outcome) -> dict[str, Any]:
         attributes["gen_ai.embeddings.dimension.count"] = outcome.dimensions
     response = outcome.response
     raw = (response.raw if response is not None else None) or {}
-    response_id = raw.get("id") if isinstance(raw.get("id"), str) else outcome.request_id
+    # The body's id as the provider sent it may echo the key (a misconfigured proxy): redacted like the request id.
+    secrets = (call.driver.api_key.get_secret_value(),) if call.driver.api_key is not None else ()
+    response_id = redact(raw["id"], secrets) if isinstance(raw.get("id"), str) else outcome.request_id
     if response_id:
         attributes["gen_ai.response.id"] = response_id
     if outcome.request_id and outcome.request_id != response_id:  # an HTTP request id: worth keeping for support

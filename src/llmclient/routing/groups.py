@@ -87,15 +87,16 @@ class Deployment:
 @dataclass(frozen=True)
 class Cooldown:
     """How long a failing deployment is left out. After it, one call at a time probes it back; a failed probe
-    doubles the period (up to `longest`).
+    doubles the period. No period is longer than `longest`, a server's `Retry-After` included: one that asks for
+    days (`Retry-After: 999999`) or forever (`inf`) is probed back after `longest` like any other.
 
     Args:
-        rate_limited: A 429 without `Retry-After` (with one, exactly that long).
+        rate_limited: A 429 without `Retry-After` (with one, that long, up to `longest`).
         out_of_credit: A 402 or quota error: the account needs topping up.
         unreachable: The connection was refused or reset.
         failures: 5xx answers or timeouts in a row that cool a deployment down, for `failing` seconds.
         failing: See `failures`.
-        longest: The cap on doubled periods.
+        longest: The longest a deployment is left out (10 minutes).
     """
 
     rate_limited: float = 5.0
@@ -109,7 +110,7 @@ class Cooldown:
         """Seconds `error` takes the deployment out for (None: it stays in)."""
         doubled = 2.0**health.strikes
         if isinstance(error, RateLimitError):
-            return error.retry_after if error.retry_after is not None else self.rate_limited
+            return min(self.longest, error.retry_after if error.retry_after is not None else self.rate_limited)
         if isinstance(error, QuotaExceededError):
             return min(self.longest, self.out_of_credit * doubled)
         if isinstance(error, (ServerError, ConflictError, APITimeoutError)):

@@ -24,7 +24,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from llmclient.accounting.prices import PriceEntry, PriceTable
+from llmclient.accounting.catalog import PriceTable
+from llmclient.accounting.prices import PriceEntry
 from llmclient.errors import (
     APIConnectionError,
     APIError,
@@ -73,6 +74,8 @@ class Router:
         store: Where rate-limit state lives: a `RateLimitStore`, or a `postgresql://` URL to share it with every
             process using that database (`PostgresRateLimitStore`); this process by default. A group's own `store`
             takes precedence for its deployments.
+        open_store: Turns a URL given as a store into a `RateLimitStore`. The client passes the one that knows
+            PostgreSQL (routing knows only the interface); without it a URL is a `ConfigurationError`.
     """
 
     def __init__(
@@ -81,10 +84,12 @@ class Router:
         drivers: Drivers,
         prices: PriceTable,
         store: RateLimitStore | str | None = None,
+        open_store: Callable[[str], RateLimitStore] | None = None,
     ) -> None:
         self.drivers = drivers
         self.prices = prices
-        self.store: RateLimitStore = rate_limit_store(store) if store is not None else MemoryRateLimitStore()
+        self._open_store = open_store
+        self.store: RateLimitStore = self._store(store) if store is not None else MemoryRateLimitStore()
         self.stores: dict[str, RateLimitStore] = {}  # deployment → the store of its group's windows
         self.groups = {name: ModelGroup.from_option(group) for name, group in routes.items()}
         self.targets: dict[str, list[Target]] = {}
@@ -103,10 +108,19 @@ class Router:
             self.targets[group_name] = [
                 self._target(group_name, index, Deployment.from_option(d)) for index, d in enumerate(group.deployments)
             ]
-            store = self.store if group.store is None else rate_limit_store(group.store)
+            store = self.store if group.store is None else self._store(group.store)
             for target in self.targets[group_name]:
                 self.cooldowns[target.name] = group.cooldown
                 self.stores[target.name] = store
+
+    def _store(self, spec: RateLimitStore | str) -> RateLimitStore:
+        if not isinstance(spec, str):
+            return spec
+        if self._open_store is None:
+            raise ConfigurationError(
+                "a rate-limit store given as a URL needs open_store= (a Client passes its own); or pass the store"
+            )
+        return self._open_store(spec)
 
     def _target(self, group: str, index: int, deployment: Deployment) -> Target:
         name = deployment.name or f"{group}@{index}"
@@ -435,15 +449,6 @@ class Route:
         """The call ended unbilled (refused, cancelled): give back what its deployment holds."""
         if self.serving is not None:
             self._ended(self.serving, refund=True)
-
-
-def rate_limit_store(spec: RateLimitStore | str) -> RateLimitStore:
-    """A store as given, or the shared PostgreSQL one for a `postgresql://` URL (one per URL and process)."""
-    if not isinstance(spec, str):
-        return spec
-    from llmclient.stores.pg_ratelimit import PostgresRateLimitStore  # psycopg only where a URL asks for it
-
-    return PostgresRateLimitStore.shared(spec)
 
 
 class Routing(Step):

@@ -9,23 +9,38 @@ PostgresRateLimitStore  routing's rate-limit windows shared by the fleet (ModelG
 ```
 
 `Client(ledger="postgresql://...", budget_store="postgresql://...")` uses the first three; see docs/fleet.md.
-psycopg is imported on first use, so importing this package costs nothing without PostgreSQL.
+`stores.urls` is where the client turns URLs into these. Each name is imported on first use (PEP 562), so importing
+this package costs nothing: psycopg comes with the first connection, numpy with `PgVectorIndex`.
 """
 
 from __future__ import annotations
 
-from llmclient.stores.pg_budgets import (
-    BudgetStatus,
-    SharedBudgetAdmission,
-    SharedBudgets,
-    Window,
-    charge_to,
-    shared_budget_step,
-)
-from llmclient.stores.pg_index import PgVectorIndex
-from llmclient.stores.pg_ledger import PostgresLedger
-from llmclient.stores.pg_ratelimit import PostgresRateLimitStore
-from llmclient.stores.postgres import FleetDegradedWarning, PostgresStore, StoreUnavailableError
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from llmclient.stores.base import FleetDegradedWarning, StoreUnavailableError
+    from llmclient.stores.pg_admission import SharedBudgetAdmission, SharedMargins, charge_to
+    from llmclient.stores.pg_budgets import BudgetStatus, SharedBudgets, Window
+    from llmclient.stores.pg_index import PgVectorIndex
+    from llmclient.stores.pg_ledger import PostgresLedger
+    from llmclient.stores.pg_ratelimit import PostgresRateLimitStore
+    from llmclient.stores.postgres import PostgresStore
+
+_HOMES = {
+    "BudgetStatus": "pg_budgets",
+    "FleetDegradedWarning": "base",
+    "PgVectorIndex": "pg_index",
+    "PostgresLedger": "pg_ledger",
+    "PostgresRateLimitStore": "pg_ratelimit",
+    "PostgresStore": "postgres",
+    "SharedBudgetAdmission": "pg_admission",
+    "SharedBudgets": "pg_budgets",
+    "SharedMargins": "pg_admission",
+    "StoreUnavailableError": "base",
+    "Window": "pg_budgets",
+    "charge_to": "pg_admission",
+}
 
 __all__ = [
     "BudgetStatus",
@@ -36,8 +51,17 @@ __all__ = [
     "PostgresStore",
     "SharedBudgetAdmission",
     "SharedBudgets",
+    "SharedMargins",
     "StoreUnavailableError",
     "Window",
     "charge_to",
-    "shared_budget_step",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'llmclient.stores' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"llmclient.stores.{home}"), name)
+    globals()[name] = value
+    return value

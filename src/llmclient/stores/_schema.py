@@ -316,7 +316,90 @@ _V3_DEPLOYMENT = """
 ALTER TABLE llmclient_calls ADD COLUMN IF NOT EXISTS deployment text;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1_TABLES + _V1_FUNCTIONS, _V2_RATE_LIMITS, _V3_DEPLOYMENT)
+# The writer (stores/writer.py) repeats a write whose acknowledgement was lost: a settlement without a ledger row
+# is keyed by its call id here, so it counts once. `charged_usd` is what a row's shared budgets were charged (its
+# cost, or its reservation when the cost is unknown), so every budget's spend is the sum of its rows' charges.
+# Count margins learned from shortfalls, per model or deployment, shared so a new process starts from them.
+# A reservation whose answer never came is released by id, leaving a tombstone that `llmclient_reserve` honours, so
+# a reserve statement delivered after its release (a network or server that held it) reserves nothing.
+_V4_FLEET = r"""
+ALTER TABLE llmclient_calls ADD COLUMN IF NOT EXISTS charged_usd numeric;
+CREATE TABLE IF NOT EXISTS llmclient_settled (
+    call_id text PRIMARY KEY,
+    at      timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS llmclient_margins (
+    key        text PRIMARY KEY,
+    margin     double precision NOT NULL CHECK (margin >= 0),
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS llmclient_released (
+    id          text PRIMARY KEY,
+    released_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS llmclient_released_at ON llmclient_released (released_at);
+
+-- Releasing a reservation whose fate is unknown: drop it if it was made, and keep it from being made later. A
+-- tombstone is kept a day (far longer than any statement is held up; a reservation made later still ends with
+-- its lease).
+CREATE OR REPLACE FUNCTION llmclient_release(p_id text) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(26, hashtext(p_id));
+    INSERT INTO llmclient_released (id) VALUES (p_id) ON CONFLICT (id) DO NOTHING;
+    DELETE FROM llmclient_reservations WHERE id = p_id;
+    DELETE FROM llmclient_released WHERE released_at < now() - interval '1 day';
+END
+$$;
+
+CREATE OR REPLACE FUNCTION llmclient_reserve(
+    p_id text, p_required text[], p_optional text[], p_amount numeric, p_lease interval, p_at timestamptz
+) RETURNS TABLE (budget text, reason text, remaining numeric, limit_usd numeric)
+LANGUAGE plpgsql AS $$
+DECLARE
+    t timestamptz := coalesce(p_at, clock_timestamp());
+    b llmclient_budgets;
+    used numeric;
+    missing text;
+BEGIN
+    -- Released before it was made: the client gave up waiting for this statement (a silent database, a network
+    -- that held it) and released the id; made now, it would hold the budget until its lease ran out. The id's
+    -- lock orders this with its release (`llmclient_release` takes it too): whichever comes second sees the other.
+    PERFORM pg_advisory_xact_lock(26, hashtext(p_id));
+    IF EXISTS (SELECT 1 FROM llmclient_released x WHERE x.id = p_id) THEN
+        RETURN QUERY SELECT NULL::text, 'released'::text, NULL::numeric, NULL::numeric;
+        RETURN;
+    END IF;
+    SELECT n INTO missing FROM unnest(p_required) AS n
+     WHERE NOT EXISTS (SELECT 1 FROM llmclient_budgets x WHERE x.name = n) LIMIT 1;
+    IF missing IS NOT NULL THEN
+        RETURN QUERY SELECT missing, 'missing'::text, NULL::numeric, NULL::numeric;
+        RETURN;
+    END IF;
+    -- NO KEY UPDATE: admissions to one budget take turns, while a settle (whose spend row only references the
+    -- budget: KEY SHARE) goes on; each statement below reads a fresh snapshot, a settle committed whole or not.
+    FOR b IN SELECT * FROM llmclient_budgets x WHERE x.name = ANY (p_required || p_optional)
+             ORDER BY x.name FOR NO KEY UPDATE LOOP
+        DELETE FROM llmclient_reservations r WHERE r.budget = b.name AND r.expires_at <= t;
+        IF p_amount IS NULL AND NOT b.allow_unknown_prices THEN
+            RETURN QUERY SELECT b.name, 'unpriced'::text, NULL::numeric, b.limit_usd;
+            RETURN;
+        END IF;
+        used := llmclient_used(b, t);
+        IF used + coalesce(p_amount, 0) > b.limit_usd THEN
+            RETURN QUERY SELECT b.name, 'over'::text, b.limit_usd - used, b.limit_usd;
+            RETURN;
+        END IF;
+    END LOOP;
+    RETURN QUERY
+        INSERT INTO llmclient_reservations AS r (id, budget, amount, expires_at)
+        SELECT p_id, x.name, coalesce(p_amount, 0), t + p_lease FROM llmclient_budgets x
+         WHERE x.name = ANY (p_required || p_optional)
+        RETURNING r.budget, 'reserved'::text, NULL::numeric, NULL::numeric;
+END
+$$;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1_TABLES + _V1_FUNCTIONS, _V2_RATE_LIMITS, _V3_DEPLOYMENT, _V4_FLEET)
 """Migration N (1-based) is `MIGRATIONS[N - 1]`; append, never edit, once released."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -10,30 +10,21 @@ ends. Spend is kept per window bucket and never reset, so a rollover cannot lose
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import uuid
-import weakref
-from collections.abc import Iterator, Sequence
-from contextvars import ContextVar
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Literal
+from functools import partial
+from typing import TYPE_CHECKING, Any, Literal
 
-from llmclient.accounting.ledger import CostLedger
 from llmclient.errors import BudgetExceededError, ConfigurationError
-from llmclient.lifecycle.budget_admission import worst_case
-from llmclient.lifecycle.call import Call, Outcome
-from llmclient.lifecycle.steps import Pricing, Step
-from llmclient.stores.pg_ledger import PostgresLedger
-from llmclient.stores.postgres import PostgresStore, Settlement, StoreUnavailableError, warn_degraded
+from llmclient.stores.base import Settlement, StoreUnavailableError
+from llmclient.stores.postgres import PostgresStore
+from llmclient.stores.writer import SettleWrite
 
 if TYPE_CHECKING:
-    pass
-
-# Budget names charged by the `charge_to` blocks around a call (per task, like `client.budget`).
-_CHARGED: ContextVar[tuple[str, ...]] = ContextVar("llmclient_shared_budgets", default=())
+    import psycopg
 
 
 @dataclass(frozen=True)
@@ -87,8 +78,8 @@ class SharedBudgets:
         always: Budgets every call of a client using these is charged to (the client-wide ones: "org",
             "key:ci"); `charge_to` adds more around some calls.
         by_tag: Also charge a call tagged "x" to the budget "tag:x", where one is defined.
-        lease: How long a reservation holds if its process dies before settling; make it longer than a call
-            can last (the client's timeout).
+        lease: How long a reservation holds unless renewed: a call in progress renews it every third of it, so
+            it outlives the call however long that takes, and ends at most `lease` after its process died.
         fail_open: When the database is down at admission, send the call anyway (with a `FleetDegradedWarning`;
             its record is spooled and charged when uploaded) instead of raising `StoreUnavailableError`.
     """
@@ -135,18 +126,16 @@ class SharedBudgets:
             "period = excluded.period, rolling = excluded.rolling, time_zone = excluded.time_zone, "
             "allow_unknown_prices = excluded.allow_unknown_prices"
         )
-        params = (name, limit, period, rolling, zone, allow_unknown_prices)
-        self.store.run(lambda c: c.execute(sql, params))
+        self.store.run(partial(_execute, sql=sql, params=(name, limit, period, rolling, zone, allow_unknown_prices)))
 
     def delete(self, name: str) -> bool:
         """Remove a budget (its spend history and reservations go with it); False when there was none."""
-        row = self.store.run(
-            lambda c: c.execute("DELETE FROM llmclient_budgets WHERE name = %s RETURNING name", (name,)).fetchone()
-        )
-        return row is not None
+        rows = self.store.fetch("DELETE FROM llmclient_budgets WHERE name = %s RETURNING name", (name,))
+        return bool(rows)
 
     def status(self, name: str) -> BudgetStatus:
-        """Limit, spend and live reservations of `name` in its current window (KeyError when undefined)."""
+        """Limit, spend and live reservations of `name` in its current window (KeyError when undefined), after
+        this process's queued settlements."""
         sql = (
             "SELECT b.limit_usd, b.period, b.rolling, b.time_zone, "
             "llmclient_used(b, coalesce(%s, clock_timestamp())), "
@@ -156,10 +145,10 @@ class SharedBudgets:
             "FROM llmclient_budgets b WHERE b.name = %s"
         )
         at = self.store.now()
-        row = self.store.run(lambda c: c.execute(sql, (at, at, name)).fetchone())
-        if row is None:
+        rows = self.store.fetch(sql, (at, at, name))
+        if not rows:
             raise KeyError(name)
-        limit, period, rolling, zone, used, reserved, calls = row
+        limit, period, rolling, zone, used, reserved, calls = rows[0]
         window = None if period == "none" else Window(period, rolling, zone)
         return BudgetStatus(
             name, Decimal(limit), Decimal(used) - Decimal(reserved), Decimal(reserved), int(calls), window
@@ -167,10 +156,9 @@ class SharedBudgets:
 
     def names(self) -> list[str]:
         """Every defined budget's name."""
-        rows = self.store.run(lambda c: c.execute("SELECT name FROM llmclient_budgets ORDER BY name").fetchall())
-        return [row[0] for row in rows]
+        return [row[0] for row in self.store.fetch("SELECT name FROM llmclient_budgets ORDER BY name")]
 
-    def reserve(
+    async def areserve(
         self,
         reservation_id: str,
         required: Sequence[str],
@@ -184,129 +172,86 @@ class SharedBudgets:
 
         `required` budgets must exist (a typo must not leave calls unlimited); `optional` ones apply when defined
         (the per-tag budgets). Raises `BudgetExceededError` when any lacks room, `ConfigurationError` when a
-        required one is undefined, `StoreUnavailableError` when the database cannot be reached.
+        required one is undefined, `StoreUnavailableError` when the database cannot be reached in time (then the
+        reservation may or may not have been made: release it, `release`).
         """
-        sql = "SELECT * FROM llmclient_reserve(%s, %s, %s, %s, %s, %s)"
         params = (reservation_id, list(required), list(optional), amount, lease, self.store.now())
-        rows = self.store.run(lambda c: c.execute(sql, params).fetchall())
-        if len(rows) == 1 and rows[0][1] != "reserved":
-            name, reason, remaining, limit = rows[0]
-            if reason == "missing":
-                raise ConfigurationError(
-                    f"no shared budget named {name!r}; define it with SharedBudgets.define({name!r}, usd=...)"
-                )
-            if reason == "unpriced":
-                raise BudgetExceededError(
-                    f"{what} has no known price, so the shared budget {name!r} cannot bound it; set a price with "
-                    "Client(prices=...) or define the budget with allow_unknown_prices=True"
-                )
-            raise BudgetExceededError(
-                f"{what} may cost up to ${amount:.6f}, more than the ${remaining:.6f} left in the shared budget "
-                f"{name!r} (limit ${limit})"
-            )
-        return tuple(row[0] for row in rows)
+        rows = await self.store.call(partial(_fetch, sql=_RESERVE, params=params), retries=0)
+        return _reserved(rows, amount, what)
+
+    def reserve(
+        self,
+        reservation_id: str,
+        required: Sequence[str],
+        optional: Sequence[str],
+        amount: Decimal | None,
+        *,
+        lease: timedelta,
+        what: str = "the call",
+    ) -> tuple[str, ...]:
+        """`areserve`, blocking."""
+        params = (reservation_id, list(required), list(optional), amount, lease, self.store.now())
+        rows = self.store.run(partial(_fetch, sql=_RESERVE, params=params), retries=0)
+        return _reserved(rows, amount, what)
+
+    async def renew(self, reservation_ids: Sequence[str], lease: timedelta) -> None:
+        """Keep reservations for `lease` more from now (a call that outlives its lease keeps its worst case)."""
+        params = (self.store.now(), lease, list(reservation_ids))
+        await self.store.call(partial(_execute, sql=_RENEW, params=params))
 
     def release(self, reservation_id: str) -> None:
-        """Give a reservation back unspent."""
-        self.store.run(lambda c: c.execute("DELETE FROM llmclient_reservations WHERE id = %s", (reservation_id,)))
+        """Give a reservation back unspent (now, blocking; the admission step hands it to the writer instead)."""
+        self.store.run(
+            partial(_execute, sql="DELETE FROM llmclient_reservations WHERE id = %s", params=(reservation_id,))
+        )
 
     def settle_reservation(self, reservation_id: str | None, budgets: Sequence[str], amount: Decimal | None) -> None:
         """Charge `amount` to `budgets` and drop the reservation, without a ledger row (at the store's clock)."""
         self.settle(Settlement(reservation_id, tuple(budgets), self.store.now()), amount)
 
     def settle(self, settlement: Settlement, amount: Decimal | None) -> None:
-        """Settle without a ledger row (when the ledger lives elsewhere)."""
-        sql = "SELECT llmclient_settle(%s, %s, %s, %s)"
-        params = (settlement.reservation_id, list(settlement.budgets), amount, settlement.at)
-        self.store.run(lambda c: c.execute(sql, params))
+        """Settle without a ledger row (when the ledger lives elsewhere), now and once (blocking)."""
+        write = SettleWrite(uuid.uuid4().hex, settlement, amount)
+        sql, params = write.statement()
+        self.store.run(partial(_execute, sql=sql, params=params))
+
+
+_RESERVE = "SELECT * FROM llmclient_reserve(%s, %s, %s, %s, %s, %s)"
+_RENEW = (
+    "UPDATE llmclient_reservations SET expires_at = greatest(expires_at, coalesce(%s::timestamptz, "
+    "clock_timestamp()) + %s) WHERE id = ANY(%s)"
+)
+
+
+async def _execute(connection: psycopg.AsyncConnection[Any], sql: str, params: Sequence[Any]) -> None:
+    await connection.execute(sql, params)
+
+
+async def _fetch(connection: psycopg.AsyncConnection[Any], sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+    return await (await connection.execute(sql, params)).fetchall()
+
+
+def _reserved(rows: list[tuple[Any, ...]], amount: Decimal | None, what: str) -> tuple[str, ...]:
+    if len(rows) == 1 and rows[0][1] != "reserved":
+        name, reason, remaining, limit = rows[0]
+        if reason == "released":  # this id was given up on already: nothing is held
+            raise StoreUnavailableError(f"the reservation for {what} was released before it was made")
+        if reason == "missing":
+            raise ConfigurationError(
+                f"no shared budget named {name!r}; define it with SharedBudgets.define({name!r}, usd=...)"
+            )
+        if reason == "unpriced":
+            raise BudgetExceededError(
+                f"{what} has no known price, so the shared budget {name!r} cannot bound it; set a price with "
+                "Client(prices=...) or define the budget with allow_unknown_prices=True"
+            )
+        raise BudgetExceededError(
+            f"{what} may cost up to ${amount:.6f}, more than the ${remaining:.6f} left in the shared budget "
+            f"{name!r} (limit ${limit})"
+        )
+    return tuple(row[0] for row in rows)
 
 
 def astuple(window: Window) -> tuple[str, bool, str]:
     """A window as the budget table's columns."""
     return window.period, window.rolling, window.time_zone
-
-
-@contextlib.contextmanager
-def charge_to(*names: str) -> Iterator[None]:
-    """Charge the calls inside the block (this task and the tasks it starts) to these shared budgets as well.
-
-    Blocks nest: an inner `charge_to("user:42")` inside `charge_to("team:search")` charges both.
-    """
-    token = _CHARGED.set((*_CHARGED.get(), *names))
-    try:
-        yield
-    finally:
-        _CHARGED.reset(token)
-
-
-class SharedBudgetAdmission(Step):
-    """The pipeline step for shared budgets: reserve before sending, settle with the ledger row, release on failure.
-
-    Add it before `LedgerRecording` (`Client(budget_store=...)` does): the settlement then rides in the ledger
-    row's transaction when the ledger is the same database.
-
-    Args:
-        budgets: The shared budgets, with which apply to a call and how failures are handled.
-        pricing: The client's pricing step (worst cases and actual costs come from the same prices).
-        ledger: The client's ledger.
-    """
-
-    def __init__(self, budgets: SharedBudgets, pricing: Pricing, *, ledger: CostLedger | None = None) -> None:
-        self.budgets = budgets
-        self._pricing = pricing
-        self._ledger = ledger
-        self._held: weakref.WeakKeyDictionary[Call, Settlement] = weakref.WeakKeyDictionary()
-
-    async def admit(self, call: Call) -> None:
-        budgets = self.budgets
-        required = (*budgets.always, *_CHARGED.get())
-        optional = tuple(f"tag:{tag}" for tag in call.tags) if budgets.by_tag else ()
-        if not required and not optional:
-            return
-        amount = await worst_case(call, self._pricing)
-        reservation_id = uuid.uuid4().hex
-        try:
-            reserved = await asyncio.to_thread(
-                self.budgets.reserve,
-                reservation_id,
-                required,
-                optional,
-                amount,
-                lease=budgets.lease,
-                what=str(call.model_id),
-            )
-        except StoreUnavailableError as exc:
-            if not budgets.fail_open:
-                raise
-            warn_degraded(f"shared budgets unavailable; {call.model_id} sent without admission (fail_open): {exc}")
-            self._held[call] = Settlement(None, (*required, *optional))
-            return
-        if reserved:
-            self._held[call] = Settlement(reservation_id, reserved)
-
-    def finish(self, call: Call, outcome: Outcome) -> None:
-        settlement = self._held.pop(call, None)
-        if settlement is None:
-            return
-        settlement = replace(settlement, at=self.budgets.store.now())
-        ledger = self._ledger
-        if isinstance(ledger, PostgresLedger) and ledger.store.url == self.budgets.store.url:
-            ledger.settle_with_next_record(settlement)
-            return
-        try:
-            self.budgets.settle(settlement, None if outcome.cost is None else outcome.cost.total)
-        except StoreUnavailableError as exc:  # the lease gives the reservation back; the spend is not counted
-            warn_degraded(f"could not settle shared budgets {settlement.budgets}: {exc}")
-
-    def release(self, call: Call, error: BaseException | None) -> None:
-        settlement = self._held.pop(call, None)
-        if settlement is None or settlement.reservation_id is None:
-            return
-        with contextlib.suppress(StoreUnavailableError):  # the lease returns it
-            self.budgets.release(settlement.reservation_id)
-
-
-def shared_budget_step(spec: str | SharedBudgets, pricing: Pricing, ledger: CostLedger) -> SharedBudgetAdmission:
-    """The step `Client(budget_store=...)` adds: from a URL (budgets by tag and `charge_to`) or `SharedBudgets`."""
-    budgets = spec if isinstance(spec, SharedBudgets) else SharedBudgets(spec)
-    return SharedBudgetAdmission(budgets, pricing, ledger=ledger)

@@ -2,10 +2,11 @@
 
 ```python fixture:postgres_url
 from functools import partial
-from llmclient import Client, VectorIndex
+from llmclient import Client
+from llmclient.stores import PgVectorIndex
 
 client = Client()
-index = VectorIndex.on_postgres(postgres_url, "notes", embed=partial(client.embed, model="fake/embedder"))
+index = PgVectorIndex(postgres_url, "notes", embed=partial(client.embed, model="fake/embedder"))
 await index.add_texts(["cats purr", "dogs bark"], ids=["c", "d"], metadata=[{"kind": "cat"}, {"kind": "dog"}])
 best = (await index.search("cats purr", k=1, where={"kind": "cat"}))[0]
 assert (best.id, best.metadata) == ("c", {"kind": "cat"})
@@ -21,14 +22,16 @@ cached and recorded by the client exactly as with `VectorIndex`.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from llmclient.errors import DimensionMismatchError, InvalidRequestError
-from llmclient.stores.postgres import PostgresStore, identifier
+from llmclient.stores.base import identifier
+from llmclient.stores.postgres import PostgresStore
 from llmclient.vectors.index import EmbedFunction, IndexRecord, SearchResult, VectorIndex, _unit_rows
 from llmclient.vectors.similarity import METRICS, Metric
 
@@ -93,16 +96,16 @@ class PgVectorIndex:
     # -- table -------------------------------------------------------------------------------------------------
 
     def _load_registry(self) -> None:
-        def read(connection: psycopg.Connection[Any]) -> Any:
-            connection.execute("CREATE EXTENSION IF NOT EXISTS vector")
-            connection.execute(_REGISTRY)
+        async def read(connection: psycopg.AsyncConnection[Any]) -> Any:
+            await connection.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            await connection.execute(_REGISTRY)
             sql = "SELECT dimensions, metric FROM llmclient_indexes WHERE name = %s"
-            return connection.execute(sql, (self.name,)).fetchone()
+            return await (await connection.execute(sql, (self.name,))).fetchone()
 
         row = self.store.run(read)
         if row is None:
             if self._dimensions is not None:
-                self._create(self._dimensions)
+                self.store.run(partial(self._create, dimensions=self._dimensions), deadline=_BULK_S)
             return
         dimensions, metric = row
         if metric != self.metric:
@@ -112,43 +115,40 @@ class PgVectorIndex:
         self._dimensions = dimensions
         self._ready = True
         if self.hnsw:  # building once over loaded rows is much faster than growing the graph row by row
-            self.store.run(self._create_hnsw)
+            self.store.run(self._create_hnsw, deadline=_BULK_S)
 
-    def _create_hnsw(self, connection: psycopg.Connection[Any]) -> None:
+    async def _create_hnsw(self, connection: psycopg.AsyncConnection[Any]) -> None:
         operator_class = _OPERATORS[self.metric][1]
-        connection.execute(
+        await connection.execute(
             f"CREATE INDEX IF NOT EXISTS {self.table}_hnsw ON {self.table} USING hnsw (embedding {operator_class})"
         )
 
-    def _create(self, dimensions: int) -> None:
-        def create(connection: psycopg.Connection[Any]) -> None:
-            with connection.transaction():
-                connection.execute(
-                    f"CREATE TABLE IF NOT EXISTS {self.table} (seq bigserial, id text PRIMARY KEY, text text, "
-                    f"metadata jsonb NOT NULL DEFAULT '{{}}', embedding vector({int(dimensions)}) NOT NULL)"
-                )
-                connection.execute(
-                    f"CREATE INDEX IF NOT EXISTS {self.table}_metadata ON {self.table} USING gin (metadata)"
-                )
-                if self.hnsw:
-                    self._create_hnsw(connection)
-                connection.execute(
-                    "INSERT INTO llmclient_indexes (name, dimensions, metric) VALUES (%s, %s, %s) "
-                    "ON CONFLICT (name) DO NOTHING",
-                    (self.name, dimensions, self.metric),
-                )
-
-        self.store.run(create)
+    async def _create(self, connection: psycopg.AsyncConnection[Any], dimensions: int) -> None:
+        async with connection.transaction():
+            await connection.execute(
+                f"CREATE TABLE IF NOT EXISTS {self.table} (seq bigserial, id text PRIMARY KEY, text text, "
+                f"metadata jsonb NOT NULL DEFAULT '{{}}', embedding vector({int(dimensions)}) NOT NULL)"
+            )
+            await connection.execute(
+                f"CREATE INDEX IF NOT EXISTS {self.table}_metadata ON {self.table} USING gin (metadata)"
+            )
+            if self.hnsw:
+                await self._create_hnsw(connection)
+            await connection.execute(
+                "INSERT INTO llmclient_indexes (name, dimensions, metric) VALUES (%s, %s, %s) "
+                "ON CONFLICT (name) DO NOTHING",
+                (self.name, dimensions, self.metric),
+            )
         self._dimensions = dimensions
         self._ready = True
 
     def drop(self) -> None:
         """Delete the index's table and its registration."""
 
-        def drop(connection: psycopg.Connection[Any]) -> None:
-            with connection.transaction():
-                connection.execute(f"DROP TABLE IF EXISTS {self.table}")
-                connection.execute("DELETE FROM llmclient_indexes WHERE name = %s", (self.name,))
+        async def drop(connection: psycopg.AsyncConnection[Any]) -> None:
+            async with connection.transaction():
+                await connection.execute(f"DROP TABLE IF EXISTS {self.table}")
+                await connection.execute("DELETE FROM llmclient_indexes WHERE name = %s", (self.name,))
 
         self.store.run(drop)
         self._ready = False
@@ -163,22 +163,20 @@ class PgVectorIndex:
     def __len__(self) -> int:
         if not self._ready:
             return 0
-        row = self.store.run(lambda c: c.execute(f"SELECT count(*) FROM {self.table}").fetchone())
-        return int(row[0])
+        [(count,)] = self.store.fetch(f"SELECT count(*) FROM {self.table}")
+        return int(count)
 
     def __contains__(self, id: object) -> bool:
         if not self._ready or not isinstance(id, str):
             return False
-        sql = f"SELECT 1 FROM {self.table} WHERE id = %s"
-        return self.store.run(lambda c: c.execute(sql, (id,)).fetchone()) is not None
+        return bool(self.store.fetch(f"SELECT 1 FROM {self.table} WHERE id = %s", (id,)))
 
     @property
     def ids(self) -> list[str]:
         """Every id, in insertion order."""
         if not self._ready:
             return []
-        rows = self.store.run(lambda c: c.execute(f"SELECT id FROM {self.table} ORDER BY seq").fetchall())
-        return [row[0] for row in rows]
+        return [row[0] for row in self.store.fetch(f"SELECT id FROM {self.table} ORDER BY seq", ())]
 
     async def add_texts(
         self,
@@ -191,7 +189,9 @@ class PgVectorIndex:
         if isinstance(texts, str):
             raise TypeError("add_texts() takes a list of texts; wrap a single text in a list")
         vectors = await VectorIndex._embed(self, list(texts))  # type: ignore[arg-type]
-        return self.add(vectors, ids=ids, metadata=metadata, texts=texts)
+        given, work = self._adding(vectors, ids=ids, metadata=metadata, texts=texts)
+        await self.store.call(work, retries=0, deadline=_BULK_S)
+        return given
 
     def add(
         self,
@@ -207,70 +207,88 @@ class PgVectorIndex:
             DimensionMismatchError: The vectors' length differs from the index's.
             ValueError: Lengths differ, an id is repeated or already stored, or a vector holds NaN or Inf.
         """
-        # The in-memory index validates shapes, ids, metadata and normalises; reuse it on this batch alone.
+        given, work = self._adding(vectors, ids=ids, metadata=metadata, texts=texts)
+        self.store.run(work, retries=0, deadline=_BULK_S)
+        return given
+
+    def _adding(
+        self,
+        vectors: npt.ArrayLike,
+        *,
+        ids: Sequence[str] | None,
+        metadata: Sequence[Mapping[str, Any] | None] | None,
+        texts: Sequence[str | None] | None,
+    ) -> tuple[list[str], Callable[[psycopg.AsyncConnection[Any]], Awaitable[None]]]:
+        """The ids and the database work of adding a batch, checked first by the in-memory index's rules."""
         batch = VectorIndex(metric=self.metric, dimensions=self._dimensions)
         import uuid
 
         given = list(ids) if ids is not None else [uuid.uuid4().hex for _ in range(np.asarray(vectors).shape[0])]
         batch.add(vectors, ids=given, metadata=metadata, texts=texts)
-        if not self._ready:
-            self._create(int(batch.dimensions or 0))
+        dimensions = int(batch.dimensions or 0)
         rows = [
             (record.id, record.text, json.dumps(record.metadata, ensure_ascii=False), _vector_text(record.vector))
             for record in batch.records()
         ]
 
-        def copy(connection: psycopg.Connection[Any]) -> None:
-            with connection.transaction():
-                existing = connection.execute(
-                    f"SELECT id FROM {self.table} WHERE id = ANY(%s) LIMIT 5", (given,)
+        async def copy(connection: psycopg.AsyncConnection[Any]) -> None:
+            if not self._ready:
+                await self._create(connection, dimensions)
+            async with connection.transaction():
+                existing = await (
+                    await connection.execute(f"SELECT id FROM {self.table} WHERE id = ANY(%s) LIMIT 5", (given,))
                 ).fetchall()
                 if existing:
                     raise ValueError(f"ids already in the index: {[row[0] for row in existing]}; remove() them first")
-                with connection.cursor().copy(
-                    f"COPY {self.table} (id, text, metadata, embedding) FROM STDIN"
-                ) as stream:
+                cursor = connection.cursor()
+                async with cursor.copy(f"COPY {self.table} (id, text, metadata, embedding) FROM STDIN") as stream:
                     for row in rows:
-                        stream.write_row(row)
+                        await stream.write_row(row)
 
-        self.store.run(copy, retries=0)
-        return given
+        return given, copy
 
     def remove(self, ids: Sequence[str]) -> int:
         """Remove items by id (unknown ids are ignored); returns how many were removed."""
         if not self._ready:
             return 0
-        sql = f"DELETE FROM {self.table} WHERE id = ANY(%s)"
-        return int(self.store.run(lambda c: c.execute(sql, (list(ids),)).rowcount))
+        return len(self.store.fetch(f"DELETE FROM {self.table} WHERE id = ANY(%s) RETURNING 1", (list(ids),)))
 
     def get(self, id: str) -> IndexRecord:
         """The stored vector, text and metadata of `id` (KeyError when absent)."""
-        row = None
+        rows = []
         if self._ready:
             sql = f"SELECT id, text, metadata, embedding::text FROM {self.table} WHERE id = %s"
-            row = self.store.run(lambda c: c.execute(sql, (id,)).fetchone())
-        if row is None:
+            rows = self.store.fetch(sql, (id,))
+        if not rows:
             raise KeyError(id)
-        return _record(row)
+        return _record(rows[0])
 
     def records(self) -> Iterator[IndexRecord]:
         """Every item in insertion order."""
         if not self._ready:
             return iter(())
         sql = f"SELECT id, text, metadata, embedding::text FROM {self.table} ORDER BY seq"
-        return iter([_record(row) for row in self.store.run(lambda c: c.execute(sql).fetchall())])
+        return iter([_record(row) for row in self.store.run(partial(_all, sql=sql), deadline=_BULK_S)])
 
     async def search(
         self, query: str | npt.ArrayLike, k: int = 10, *, where: Mapping[str, Any] | None = None
     ) -> list[SearchResult]:
         """The `k` items nearest to `query` (a text, embedded with `embed`, or a vector), best first."""
         vector = (await VectorIndex._embed(self, [query]))[0] if isinstance(query, str) else query  # type: ignore[arg-type]
-        return self.search_vector(vector, k, where=where)
+        work = self._searching(vector, k, where)
+        return [] if work is None else _results(self.metric, await self.store.call(work))
 
     def search_vector(
         self, vector: npt.ArrayLike, k: int = 10, *, where: Mapping[str, Any] | None = None
     ) -> list[SearchResult]:
         """`search` with a vector query. `where` keeps items whose metadata contains these key–value pairs."""
+        work = self._searching(vector, k, where)
+        return [] if work is None else _results(self.metric, self.store.run(work))
+
+    def _searching(
+        self, vector: npt.ArrayLike, k: int, where: Mapping[str, Any] | None
+    ) -> Callable[[psycopg.AsyncConnection[Any]], Awaitable[list[tuple[Any, ...]]]] | None:
+        """The database work of a search, its arguments checked first (None: the index is empty)."""
         query = np.asarray(vector, dtype=np.float32)
         if query.ndim != 1:
             raise ValueError(f"the query must be one vector (1-D), got shape {query.shape}")
@@ -283,7 +301,7 @@ class PgVectorIndex:
         if callable(where):
             raise TypeError("a PostgreSQL index filters with a dict of metadata values, not a function")
         if not self._ready:
-            return []
+            return None
         if self.metric == "cosine":
             query = _unit_rows(query[None, :])[0]
         operator = _OPERATORS[self.metric][0]
@@ -296,20 +314,32 @@ class PgVectorIndex:
         if where is not None:
             params += (json.dumps(dict(where), ensure_ascii=False),)
         params += (k,)
+        hnsw = self.hnsw
 
-        def search(connection: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
-            with connection.transaction():
-                if self.hnsw:  # keep scanning the graph until `k` rows pass the filter (pgvector 0.8)
-                    connection.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+        async def search(connection: psycopg.AsyncConnection[Any]) -> list[tuple[Any, ...]]:
+            async with connection.transaction():
+                if hnsw:  # keep scanning the graph until `k` rows pass the filter (pgvector 0.8)
+                    await connection.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
                 else:  # exact: never let the planner pick an approximate index
-                    connection.execute("SET LOCAL enable_indexscan = off")
-                return connection.execute(sql, params).fetchall()
+                    await connection.execute("SET LOCAL enable_indexscan = off")
+                return await (await connection.execute(sql, params)).fetchall()
 
-        results = []
-        for seq, id, text, metadata, distance in self.store.run(search):
-            results.append(SearchResult(index=int(seq) - 1, score=_score(self.metric, distance), text=text, id=id,
-                                        metadata=metadata))  # fmt: skip
-        return results
+        return search
+
+
+# Seconds a bulk operation may take (a COPY of many rows, an HNSW build) before the store counts as silent.
+_BULK_S = 3600.0
+
+
+async def _all(connection: psycopg.AsyncConnection[Any], sql: str) -> list[tuple[Any, ...]]:
+    return await (await connection.execute(sql)).fetchall()
+
+
+def _results(metric: Metric, rows: list[tuple[Any, ...]]) -> list[SearchResult]:
+    return [
+        SearchResult(index=int(seq) - 1, score=_score(metric, distance), text=text, id=id, metadata=metadata)
+        for seq, id, text, metadata, distance in rows
+    ]
 
 
 def _score(metric: Metric, distance: float) -> float:

@@ -6,26 +6,25 @@ a hold or answers how long until one would fit. The window's semantics are the i
 one request and its worst case in tokens from admission until `per` seconds after it ended, its tokens corrected
 to the reported usage when it ends. Time is the database server's clock, so machines with skewed clocks agree.
 
-`settle` and `refund` run in the pipeline's synchronous finish: they queue the write for a writer thread, which
-applies whatever has queued in one statement. Until it lands the request still holds its worst case and its window
-starts later than it ended, so a late write only ever errs towards the limit. The queue is drained at exit; a
-process killed before that leaves holds that end with their lease (`lease`, then `per` more seconds).
+`settle` and `refund` run in the pipeline's synchronous finish: they hand the hold's end to the store's writer
+(`stores.writer`), which applies whatever has queued in one statement. Until it lands the request still holds its
+worst case and its window starts later than it ended, so a late write only ever errs towards the limit. The writer
+is drained at exit; a process killed before that, or a database down meanwhile, leaves holds that end with their
+lease (`lease`, then `per` more seconds).
 """
 
 from __future__ import annotations
 
-import asyncio
-import atexit
 import logging
-import queue
 import threading
-import weakref
 from collections.abc import Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from llmclient.routing.ratelimit import Admission, RateLimit, _int, parse_duration
-from llmclient.stores.postgres import PostgresStore, StoreUnavailableError, warn_degraded
+from llmclient.stores.base import StoreUnavailableError
+from llmclient.stores.postgres import PostgresStore, warn_degraded
+from llmclient.stores.writer import RateSettleWrite
 
 if TYPE_CHECKING:
     import psycopg
@@ -37,7 +36,6 @@ _ACQUIRE = (
     "SELECT hold, wait FROM llmclient_rate_acquire("
     "%s::text, %s::bigint, %s::bigint, %s::float8, %s::bigint, %s::float8, %s::timestamptz)"
 )
-_SETTLE = "SELECT llmclient_rate_settle(%s::bigint[], %s::bigint[], %s::timestamptz)"
 _LEARN = "SELECT llmclient_rate_learn(%s::text, %s::bigint, %s::float8, %s::bigint, %s::float8, %s::timestamptz)"
 
 
@@ -55,7 +53,6 @@ class PostgresRateLimitStore:
             instead of raising `StoreUnavailableError` with nothing sent.
     """
 
-    _live: ClassVar[weakref.WeakSet[PostgresRateLimitStore]] = weakref.WeakSet()
     _shared: ClassVar[dict[str, PostgresRateLimitStore]] = {}
     _shared_lock: ClassVar[threading.Lock] = threading.Lock()
 
@@ -63,10 +60,6 @@ class PostgresRateLimitStore:
         self.store = store if isinstance(store, PostgresStore) else PostgresStore.shared(store)
         self.lease = lease
         self.fail_open = fail_open
-        self._queue: queue.SimpleQueue[tuple[int, int | None]] = queue.SimpleQueue()
-        self._pending = 0
-        self._idle = threading.Condition()
-        self._writer: threading.Thread | None = None
 
     def __repr__(self) -> str:
         return f"PostgresRateLimitStore({self.store!r})"
@@ -76,14 +69,14 @@ class PostgresRateLimitStore:
         """The one store for `url` in this process (what `ModelGroup(store=url)` and `Router(store=url)` use)."""
         with cls._shared_lock:
             found = cls._shared.get(url)
-            if found is None or found.store._closed:
+            if found is None:
                 found = cls._shared[url] = cls(PostgresStore.shared(url))
             return found
 
     async def try_acquire(self, key: str, limit: RateLimit, tokens: int) -> Admission | float:
         params = (key, limit.rpm, limit.tpm, limit.per, tokens, self.lease, self.store.now())
         try:
-            row = await asyncio.to_thread(self.store.run, lambda c: c.execute(_ACQUIRE, params).fetchone())
+            row = await self.store.call(partial(_one, sql=_ACQUIRE, params=params), retries=0)
         except StoreUnavailableError as exc:
             if not self.fail_open:
                 raise
@@ -95,13 +88,7 @@ class PostgresRateLimitStore:
     def settle(self, admission: Admission, tokens: int | None) -> None:
         if admission.id == 0:  # admitted without the store (fail_open)
             return
-        with self._idle:
-            self._pending += 1
-            if self._writer is None or not self._writer.is_alive():
-                self._writer = threading.Thread(target=self._write, name="llmclient-rate-limits", daemon=True)
-                self._writer.start()
-                self._live.add(self)
-        self._queue.put((admission.id, tokens))
+        self.store.writer.put(RateSettleWrite(admission.id, tokens))
 
     def refund(self, admission: Admission) -> None:
         self.settle(admission, 0)
@@ -115,41 +102,23 @@ class PostgresRateLimitStore:
         tokens_reset = parse_duration(headers.get("x-ratelimit-reset-tokens")) or 1.0
         params = (key, requests, requests_reset, tokens, tokens_reset, self.store.now())
         try:
-            await asyncio.to_thread(self.store.run, lambda c: c.execute(_LEARN, params))
+            await self.store.call(partial(_one, sql=_LEARN, params=params))
         except StoreUnavailableError as exc:  # the configured limits still hold; the hint is lost
             logger.warning("could not record %s's rate-limit headers: %s", key, exc)
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every queued settle is written (or failed); False if `timeout` passed first."""
-        with self._idle:
-            return self._idle.wait_for(lambda: self._pending == 0, timeout)
-
-    def _write(self) -> None:
-        while True:
-            batch = [self._queue.get()]
-            while True:  # everything that queued meanwhile goes in the same statement
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            ids, tokens = [item[0] for item in batch], [item[1] for item in batch]
-            try:
-                self.store.run(partial(_settle, params=(ids, tokens, self.store.now())))
-            except Exception as exc:  # the holds end with their lease; the writer must go on
-                logger.warning("could not settle %d rate-limit holds (their lease ends them): %s", len(ids), exc)
-            with self._idle:
-                self._pending -= len(batch)
-                self._idle.notify_all()
+        """Wait until every queued settle is written (or given up: their lease ends them); True once done."""
+        self.store.drain_blocking()
+        return True
 
     @classmethod
     def flush_all(cls, timeout: float = 5.0) -> None:
-        """Write every store's queued settles (run at exit, before the connection pools close)."""
-        for store in list(cls._live):
+        """Write every store's queued settles (their pools close at exit after their writers drain anyway)."""
+        with cls._shared_lock:
+            stores = list(cls._shared.values())
+        for store in stores:
             store.flush(timeout)
 
 
-def _settle(connection: psycopg.Connection[Any], params: tuple[Any, ...]) -> None:
-    connection.execute(_SETTLE, params)
-
-
-atexit.register(PostgresRateLimitStore.flush_all)
+async def _one(connection: psycopg.AsyncConnection[Any], sql: str, params: tuple[Any, ...]) -> Any:
+    return await (await connection.execute(sql, params)).fetchone()

@@ -38,7 +38,7 @@ from typing import Any, Literal, overload
 from pydantic import BaseModel, ValidationError
 
 from llmclient.errors import ToolArgumentsError, ToolError, ToolExecutionError, bound, redact
-from llmclient.tools.schema import function_parts
+from llmclient.tools.schema import function_parts, model_parts
 from llmclient.types import ChatResponse, Message, Tool, ToolCall, Usage
 
 OnToolError = Literal["message", "raise"]
@@ -158,9 +158,21 @@ def tool(
     return FunctionTool(fn, name=name, description=description)
 
 
+def tool_from_function(
+    function: Callable[..., Any], *, name: str | None = None, description: str | None = None
+) -> Tool:
+    """The tool definition of a Python function: schema from its type hints, text from its docstring.
+
+    See `tool` for a runnable tool; this returns the definition only (the same as `tool(function).tool`).
+    """
+    _, tool_name, tool_description, parameters = function_parts(function, name=name, description=description)
+    return Tool(name=tool_name, description=tool_description, parameters=parameters)
+
+
 def tool_from_model(model: type[BaseModel], *, name: str | None = None, description: str | None = None) -> Tool:
     """A tool whose parameters are a pydantic model's fields (its name and docstring by default)."""
-    return Tool.from_model(model, name=name, description=description)
+    tool_name, tool_description, parameters = model_parts(model, name=name, description=description)
+    return Tool(name=tool_name, description=tool_description, parameters=parameters)
 
 
 def to_tool(item: Any) -> Tool | FunctionTool:

@@ -1,7 +1,7 @@
 """Tool schemas from ordinary Python: a function's type hints and docstring, or a pydantic model, as JSON schema.
 
-It builds on pydantic (and the error tree) alone, so `types.Tool.from_function` and `llmclient.tools` both use it
-without the two depending on each other.
+It builds on pydantic and the error tree alone; `llmclient.tools` turns its parts into `Tool`s (the data type
+knows nothing of schemas, so `types` stays below every other module).
 """
 
 from __future__ import annotations

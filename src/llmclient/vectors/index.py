@@ -14,7 +14,7 @@ assert (best.id, best.metadata) == ("c", {"kind": "cat"})
 The index never imports the client: it takes any async `embed` function that returns an `EmbedResponse` or an
 array, so every text goes through the client's cache, ledger and budgets. Past one machine, move the same ids,
 vectors and metadata to a vector database (see `records` and the embeddings docs), or keep the index in
-PostgreSQL with pgvector from the start: `VectorIndex.on_postgres(url, name)` has the same methods.
+PostgreSQL with pgvector from the start: `llmclient.stores.PgVectorIndex(url, name)` has the same methods.
 """
 
 from __future__ import annotations
@@ -28,16 +28,13 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from llmclient.errors import DimensionMismatchError, InvalidRequestError
 from llmclient.vectors.similarity import METRICS, Metric, ZeroVectorWarning, top_k
-
-if TYPE_CHECKING:
-    from llmclient.stores.pg_index import PgVectorIndex
 
 EmbedFunction = Callable[[list[str]], Awaitable[Any]]
 """An async function from texts to their vectors: an `EmbedResponse` or an (n, d) array."""
@@ -105,29 +102,6 @@ class VectorIndex:
         self._metadata: list[dict[str, Any]] = []
         self._positions: dict[str, int] = {}
         self._next_id = 0
-
-    @classmethod
-    def on_postgres(
-        cls,
-        url: str,
-        name: str,
-        *,
-        embed: EmbedFunction | None = None,
-        metric: Metric = "cosine",
-        dimensions: int | None = None,
-        hnsw: bool = False,
-    ) -> PgVectorIndex:
-        """The same API on PostgreSQL with pgvector, shared by every process (`llmclient.stores.PgVectorIndex`).
-
-        Args:
-            url: `postgresql://...`; the server needs the pgvector extension.
-            name: The index's name (its table is `llmclient_index_<name>`).
-            embed: metric: dimensions: As for `VectorIndex`.
-            hnsw: An approximate HNSW index instead of exact search.
-        """
-        from llmclient.stores.pg_index import PgVectorIndex  # psycopg only for users of PostgreSQL
-
-        return PgVectorIndex(url, name, embed=embed, metric=metric, dimensions=dimensions, hnsw=hnsw)
 
     def __repr__(self) -> str:
         return f"VectorIndex({self._size} vectors, dimensions={self._dimensions}, metric={self.metric!r})"

@@ -262,7 +262,7 @@ class OpenAIDriver(BaseDriver):
             usage=self._usage_from_wire(data["usage"]) if data.get("usage") else Usage(estimated=True),
             model=data.get("model") or request.model,
             provider=self.provider,
-            request_id=request_id or data.get("id"),
+            request_id=request_id or self._http.redact(str(data.get("id") or "")) or None,  # may echo a key
             service_tier=data.get("service_tier"),
             system_fingerprint=data.get("system_fingerprint"),
             raw=data,

@@ -259,7 +259,7 @@ class H1Backend:
             provider=self._owner.provider,
             model=model,
             status=connection.status,  # a 2xx was billed: recorded though unusable
-            request_id=request_id_from(connection.headers),
+            request_id=request_id_from(connection.headers, self._owner._secrets),  # redacted: servers echo keys
         )
 
     async def _raw_rest(self, connection: Connection, model: str | None) -> bytes:
