@@ -31,7 +31,7 @@ from llmclient._framing import iter_sse as iter_sse
 from llmclient._http_options import HTTPOptions as HTTPOptions
 from llmclient._http_options import InsecureURLWarning as InsecureURLWarning
 from llmclient._http_options import Limits as Limits
-from llmclient._http_options import check_api_key, check_base_url, check_headers, fast_backend, respx_routing
+from llmclient._http_options import check_api_key, check_base_url, check_headers, fast_backend, httpx_mocked
 from llmclient._sanitize import scrub_transport_logs
 from llmclient.errors import (
     APIConnectionError,
@@ -148,7 +148,7 @@ class HTTPClient:
     def _backend(self) -> H1Backend | AiohttpBackend | None:
         """The native or aiohttp backend, or None to send through httpx."""
         backend = self._fast
-        return None if backend is None or respx_routing() else backend
+        return None if backend is None or httpx_mocked() else backend
 
     def _httpx(self) -> httpx.AsyncClient:
         client = self._client

@@ -183,11 +183,16 @@ def fast_backend(owner: HTTPClient) -> H1Backend | AiohttpBackend | None:
     return AiohttpBackend(owner)
 
 
-def respx_routing() -> bool:
-    # A started respx mock patches httpx's transports: send through httpx so the test's routes see the request.
-    # respx is a test library; in production it is not imported and this is one dictionary lookup.
-    mocks = sys.modules.get("respx.mocks")
-    return mocks is not None and any(mocker.routers for mocker in mocks.Mocker.registry.values())
+def httpx_mocked() -> bool:
+    """Whether a test library replaced httpx's network layer (respx patches httpcore's connection pool, pytest-httpx
+    httpx's transport), so requests must go through httpx for its routes to see them. Asked per request, from the
+    public methods themselves: nothing when httpx was never imported."""
+    httpx = sys.modules.get("httpx")
+    httpcore = sys.modules.get("httpcore")
+    if httpx is None or httpcore is None:
+        return False
+    sends = (httpx.AsyncHTTPTransport.handle_async_request, httpcore.AsyncConnectionPool.handle_async_request)
+    return not (sends[0].__module__.startswith("httpx") and sends[1].__module__.startswith("httpcore"))
 
 
 @dataclass(frozen=True)
