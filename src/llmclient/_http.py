@@ -161,7 +161,9 @@ class HTTPClient:
                 max_connections=options.max_connections,
                 # httpx's own default of 20 idle connections: its pool rescans every connection it holds on each
                 # queue change, so keeping 100 idle costs several times the CPU per call at 100 concurrent calls.
-                max_keepalive_connections=min(20, options.max_connections or 20) if options.keepalive_expiry else 0,
+                max_keepalive_connections=min(20, options.max_idle_connections, options.max_connections or 20)
+                if options.keepalive_expiry
+                else 0,
                 keepalive_expiry=options.keepalive_expiry,
             )
             client = self._client = httpx.AsyncClient(

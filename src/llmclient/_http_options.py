@@ -40,10 +40,12 @@ class HTTPOptions:
             `SSL_CERT_FILE` / `SSL_CERT_DIR` (when `verify` is True), once, when the driver is built.
         verify: True checks TLS certificates against certifi's bundle (or `SSL_CERT_FILE`/`SSL_CERT_DIR`); a path
             names a CA bundle file or directory; an `ssl.SSLContext` is used as it is; False turns checking off.
-        max_connections: The most connections open at once to the provider (calls beyond wait for one, up to
-            `Timeouts.pool`); None for no limit.
-        keepalive_expiry: Seconds an idle connection is kept for the next call; 0 closes every connection after
-            its call (no keep-alive). Idle connections are kept up to `max_connections`.
+        max_connections: The most connections open at once to the provider (calls beyond wait for one, in the
+            order they came, up to `Timeouts.pool`); None for no limit.
+        max_idle_connections: The most idle connections kept for the next calls (never more than
+            `max_connections`); those beyond close when their call ends. httpx keeps at most 20.
+        keepalive_expiry: Seconds an idle connection is kept for the next call, after which it is closed (a
+            server counts idle connections against its own limit); 0 closes every connection after its call.
         backend: "native" (the default and the fastest: llmclient's own HTTP/1.1 keep-alive pool, which hands a
             proxied client to aiohttp), "aiohttp" or "httpx". A `transport=` is an httpx transport, so giving one
             selects httpx.
@@ -53,6 +55,7 @@ class HTTPOptions:
     trust_env: bool = True
     verify: bool | str | os.PathLike[str] | ssl.SSLContext = True
     max_connections: int | None = 100
+    max_idle_connections: int = 100
     keepalive_expiry: float = 5.0
     backend: Literal["native", "aiohttp", "httpx"] = "native"
 
@@ -61,6 +64,8 @@ class HTTPOptions:
             raise ValueError(f"backend must be 'native', 'aiohttp' or 'httpx', not {self.backend!r}")
         if self.max_connections is not None and self.max_connections < 1:
             raise ValueError("max_connections must be at least 1 (or None for no limit)")
+        if self.max_idle_connections < 0:
+            raise ValueError("max_idle_connections must not be negative")
         if self.keepalive_expiry < 0:
             raise ValueError("keepalive_expiry must not be negative")
 
