@@ -192,11 +192,12 @@ def httpx_mocked() -> bool:
     """Whether a test library replaced httpx's network layer (respx patches httpcore's connection pool, pytest-httpx
     httpx's transport), so requests must go through httpx for its routes to see them. Asked per request, from the
     public methods themselves: nothing when httpx was never imported."""
-    httpx = sys.modules.get("httpx")
-    httpcore = sys.modules.get("httpcore")
-    if httpx is None or httpcore is None:
+    # getattr: another thread may be importing either module (its classes not defined yet, so not patched yet).
+    transport = getattr(sys.modules.get("httpx"), "AsyncHTTPTransport", None)
+    pool = getattr(sys.modules.get("httpcore"), "AsyncConnectionPool", None)
+    if transport is None or pool is None:
         return False
-    sends = (httpx.AsyncHTTPTransport.handle_async_request, httpcore.AsyncConnectionPool.handle_async_request)
+    sends = (transport.handle_async_request, pool.handle_async_request)
     return not (sends[0].__module__.startswith("httpx") and sends[1].__module__.startswith("httpcore"))
 
 
