@@ -36,16 +36,21 @@ def open_connections(port: int) -> int:
     return sum(1 for c in connections if c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-async def test_waitress_at_its_connection_limit(fleet: dict[str, Server], backend: str) -> None:
+@pytest.mark.parametrize(
+    ("backend", "idle"), [*((backend, None) for backend in BACKENDS), ("native", 20)], ids=[*BACKENDS, "native-20-idle"]
+)
+async def test_waitress_at_its_connection_limit(fleet: dict[str, Server], backend: str, idle: int | None) -> None:
     # waitress takes 100 connections at most, its listener among them, and keeps idle ones for 120 s; a client
-    # that keeps its idle ones too leaves the calls beyond waiting in waitress's backlog.
+    # that keeps its idle ones too leaves the calls beyond waiting in waitress's backlog until they expire.
     server = fleet["waitress, 100 connections"]
-    async with client_for(server, backend, keepalive_expiry=KEEPALIVE_EXPIRY_S) as client:
+    options = {} if idle is None else {"max_idle_connections": idle}
+    async with client_for(server, backend, keepalive_expiry=KEEPALIVE_EXPIRY_S, **options) as client:
         started = time.monotonic()
         answers = await asyncio.wait_for(asyncio.gather(*(chat(client, f"call {n}") for n in range(101))), 30)
         finished = time.monotonic()
         assert [answer for answer, _ in answers] == [expected_chat(f"call {n}") for n in range(101)]
+        if idle is not None:
+            assert open_connections(server.port) <= idle  # the rest closed as their calls ended
         if backend == "httpx":
             return  # httpx keeps 20 idle and closes expired ones only when the pool is next used
         await asyncio.sleep(max(0, finished + KEEPALIVE_EXPIRY_S + 0.3 - time.monotonic()))
