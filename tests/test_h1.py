@@ -212,6 +212,24 @@ async def test_a_slot_a_cancelled_waiter_cannot_take_goes_to_the_next(wire: Any)
     await llm.aclose()
 
 
+async def test_a_caller_cancelled_while_waiting_leaves_the_line(wire: Any) -> None:
+    server = await wire(lambda n: [0.1, *answer()])
+    async with client(server.url, max_connections=1) as llm:
+        backend = llm.driver("openai-compatible")._http._fast  # type: ignore[attr-defined]
+        first = asyncio.ensure_future(llm.chat("first", model=MODEL))
+        await asyncio.sleep(0.02)
+        waiting = asyncio.ensure_future(llm.chat("waiting", model=MODEL))
+        await asyncio.sleep(0.02)
+        assert len(backend._waiters) == 1
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert not backend._waiters
+        assert (await first).text == "pong"
+        assert (await llm.chat("after", model=MODEL)).text == "pong"
+    assert server.connections == 1
+
+
 async def test_callers_waiting_for_a_connection_are_served_in_the_order_they_came(wire: Any) -> None:
     server = await wire(lambda n: [0.02, *answer()])
     async with client(server.url, max_connections=1) as llm:

@@ -133,7 +133,7 @@ class H1Backend:
         finally:
             if timer is not None:
                 timer.cancel()
-            if not waiter.done() or waiter.exception() is not None:
+            if not waiter.done() or waiter.cancelled() or waiter.exception() is not None:  # not handed anything
                 with suppress(ValueError):
                     self._waiters.remove(waiter)
 
