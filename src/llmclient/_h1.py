@@ -164,7 +164,7 @@ class H1Backend:
     def _release(self, connection: Connection, reusable: bool) -> None:
         """The end of an exchange: the connection goes to the first caller waiting, or idle, or is closed."""
         if connection.loop is not self.loop:  # the pool started anew on another loop meanwhile: not its slot
-            connection.close()
+            _abandon(connection)
             return
         if not (reusable and connection.generation == self.generation and self._max_idle and self._keepalive > 0):
             connection.close()
@@ -390,8 +390,9 @@ class H1Backend:
         for connection in idle:
             if running:
                 self._discard(connection)
-            else:
+            else:  # its loop's callers cannot be woken from here; their slots are simply given back
                 _abandon(connection)
+                self._open = max(0, self._open - 1)
         if idle and running:
             await asyncio.sleep(0)  # the transports finish closing (their sockets, TLS ones too)
 
