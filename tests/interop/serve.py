@@ -10,8 +10,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import socket
+import subprocess
 import sys
+import threading
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
@@ -66,7 +69,7 @@ def granian(options: argparse.Namespace) -> None:
     command += ["--http1-header-read-timeout", str(int(options.keepalive * 1000))]
     if options.cert:
         command += ["--ssl-certificate", options.cert, "--ssl-keyfile", options.key]
-    os.execv(sys.executable, [*command, "interop.app:asgi"])
+    subprocess.run([*command, "interop.app:asgi"], check=False)  # in this process group: stopped with it
 
 
 def waitress(options: argparse.Namespace) -> None:
@@ -104,7 +107,10 @@ def stdlib(options: argparse.Namespace, version: str) -> None:
         protocol_version = version
         close_after_answer = version == "HTTP/1.1"
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Served)
+    class Listening(ThreadingHTTPServer):
+        request_queue_size = 128  # not 5: calls at once would overflow the backlog and be reset, unaccepted
+
+    server = Listening(("127.0.0.1", 0), Served)
     print(f"PORT {server.server_port}", flush=True)
     server.serve_forever()
 
@@ -147,7 +153,22 @@ def endless_header(options: argparse.Namespace, slow: bool) -> None:
     asyncio.run(run())
 
 
+def stop_with_the_suite() -> None:
+    """Stop this server's whole process group when the suite's end of stdin closes: when the suite stops it, and
+    when the suite is killed before it could (no server outlives its test run)."""
+
+    def watch() -> None:
+        # The descriptor, not sys.stdin: a thread blocked in sys.stdin holds its lock, and a process forked
+        # meanwhile (proxy.py's workers) would deadlock closing its copy of stdin.
+        while os.read(0, 4096):
+            pass
+        os.killpg(os.getpgrp(), signal.SIGTERM)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def main() -> None:
+    stop_with_the_suite()
     parser = argparse.ArgumentParser()
     parser.add_argument("kind")
     parser.add_argument("--keepalive", type=float, default=1.0)

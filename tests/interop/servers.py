@@ -110,8 +110,10 @@ def start(fleet: dict[str, Spec], authority: Authority, folder: Path, timeout: f
         if spec.tls:
             command += ["--cert", str(authority.cert), "--key", str(authority.key)]
         output = folder / f"server-{number}.log"
-        with output.open("w") as sink:
-            process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+        with output.open("w") as sink:  # stdin stays open while the suite runs: the server stops when it closes
+            process = subprocess.Popen(
+                command, stdin=subprocess.PIPE, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
+            )
         servers[name] = Server(name, spec, process, output, ca=authority.bundle if spec.tls else None)
     try:
         deadline = time.monotonic() + timeout
@@ -173,6 +175,8 @@ def stop(servers: dict[str, Server]) -> None:
     for server in servers.values():
         if server.process.poll() is None:
             os.killpg(server.process.pid, signal.SIGTERM)
+        if server.process.stdin is not None:
+            server.process.stdin.close()
     for server in servers.values():
         try:
             server.process.wait(timeout=10)
