@@ -64,3 +64,17 @@ def test_no_offline_count_is_shown_as_exact_for_an_encoding_that_does_not_ship()
     for page in DOCS.rglob("*.md"):
         for encoding in re.findall(r"exact, (\w+_base)", page.read_text()):
             assert encoding in shipped, (page.name, encoding)
+
+
+def test_the_networking_page_names_the_default_backend_and_every_http_option() -> None:
+    from dataclasses import fields
+
+    from llmclient import HTTPOptions
+
+    page = (DOCS / "networking.md").read_text()
+    default = HTTPOptions().backend
+    assert f"- **{default}** (the default)" in page
+    assert "aiohttp by default" not in page
+    table = page[page.index("| field | default | meaning |") :].split("\n\n")[0]
+    rows = {row.split("|")[1].strip(" `"): row.split("|")[2].strip(' `"') for row in table.splitlines()[2:]}
+    assert rows == {field.name: str(getattr(HTTPOptions(), field.name)) for field in fields(HTTPOptions)}

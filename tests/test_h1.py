@@ -6,10 +6,13 @@ from __future__ import annotations
 import asyncio
 import gc
 import gzip
+import itertools
 import json
 import socket
 import ssl
 import struct
+import time
+import tracemalloc
 import warnings
 import zlib
 from collections.abc import AsyncIterator, Callable
@@ -59,6 +62,7 @@ class Wire:
     script: Callable[[int], list[Any]]
     url: str = ""
     connections: int = 0
+    closed_by_client: int = 0  # connections the client ended (the server read its end)
     requests: list[bytes] = field(default_factory=list)
     server: asyncio.AbstractServer | None = None
 
@@ -83,8 +87,10 @@ class Wire:
                     else:
                         writer.write(piece)
                         await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
+        except asyncio.IncompleteReadError as exc:
+            self.closed_by_client += not exc.partial
+        except ConnectionError:
+            self.closed_by_client += 1
         finally:
             writer.close()
 
@@ -189,7 +195,7 @@ async def test_closing_the_client_mid_call_fails_nothing_and_leaks_no_slot(wire:
     await llm.aclose()
 
 
-async def test_a_wake_up_a_cancelled_waiter_cannot_take_goes_to_the_next(wire: Any) -> None:
+async def test_a_slot_a_cancelled_waiter_cannot_take_goes_to_the_next(wire: Any) -> None:
     server = await wire(lambda n: answer())
     llm = client(server.url, max_connections=1)
     backend = llm.driver("openai-compatible")._http._fast  # type: ignore[attr-defined]
@@ -197,13 +203,46 @@ async def test_a_wake_up_a_cancelled_waiter_cannot_take_goes_to_the_next(wire: A
     backend._open = 1  # the one connection is busy
     second, third = (asyncio.ensure_future(backend._wait_for_slot(loop)) for _ in range(2))
     await asyncio.sleep(0)
-    backend._wake_one()  # the second is woken, then cancelled before it runs
+    backend._free_slot()  # the second is handed the slot, then cancelled before it runs
     second.cancel()
     with pytest.raises(asyncio.CancelledError):
         await second
-    await asyncio.wait_for(third, 1)  # the wake-up went on to the third
-    backend._open = 0
+    assert await asyncio.wait_for(third, 1) is None  # the slot went on to the third
+    assert backend._open == 1
     await llm.aclose()
+
+
+async def test_a_caller_cancelled_while_waiting_leaves_the_line(wire: Any) -> None:
+    server = await wire(lambda n: [0.1, *answer()])
+    async with client(server.url, max_connections=1) as llm:
+        backend = llm.driver("openai-compatible")._http._fast  # type: ignore[attr-defined]
+        first = asyncio.ensure_future(llm.chat("first", model=MODEL))
+        await asyncio.sleep(0.02)
+        waiting = asyncio.ensure_future(llm.chat("waiting", model=MODEL))
+        await asyncio.sleep(0.02)
+        assert len(backend._waiters) == 1
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert not backend._waiters
+        assert (await first).text == "pong"
+        assert (await llm.chat("after", model=MODEL)).text == "pong"
+    assert server.connections == 1
+
+
+async def test_callers_waiting_for_a_connection_are_served_in_the_order_they_came(wire: Any) -> None:
+    server = await wire(lambda n: [0.02, *answer()])
+    async with client(server.url, max_connections=1) as llm:
+
+        async def calls(name: str, count: int) -> None:
+            for _ in range(count):
+                await llm.chat(name, model=MODEL)
+
+        first = asyncio.ensure_future(calls("first", 3))  # back to back: each call would find the connection idle
+        await asyncio.sleep(0.005)
+        await asyncio.gather(first, calls("second", 1), calls("third", 1))
+    order = [next(n for n in ("first", "second", "third") if n.encode() in r) for r in server.requests]
+    assert order == ["first", "second", "third", "first", "first"]
 
 
 async def test_closing_leaves_no_socket_open_over_tls_either(wire: Any, tmp_path: Path) -> None:
@@ -378,3 +417,80 @@ def test_options_name_the_native_backend() -> None:
     assert HTTPOptions().backend == "native"
     with pytest.raises(ValueError, match="'native', 'aiohttp' or 'httpx'"):
         HTTPOptions(backend="h2")  # type: ignore[arg-type]
+
+
+async def test_idle_connections_close_at_keepalive_expiry_and_beyond_the_idle_bound(wire: Any) -> None:
+    server = await wire(lambda n: [0.05, *answer()])
+    async with client(server.url, keepalive_expiry=0.3, max_idle_connections=2) as llm:
+        await asyncio.gather(*(llm.chat("ping", model=MODEL) for _ in range(5)))
+        await asyncio.sleep(0.1)
+        assert (server.connections, server.closed_by_client) == (5, 3)  # two kept idle, three closed at once
+        await asyncio.sleep(0.4)
+        assert server.closed_by_client == 5  # the idle ones closed at their expiry, no call needed
+        assert (await llm.chat("ping", model=MODEL)).text == "pong"
+    assert server.connections == 6
+
+
+async def test_a_kept_alive_connection_the_server_closed_while_the_loop_was_blocked(wire: Any) -> None:
+    server = await wire(lambda n: [*answer(), 0.05, None])  # the server's keep-alive timeout: 50 ms
+    async with client(server.url) as llm:
+        for _ in range(5):
+            assert (await llm.chat("ping", model=MODEL)).text == "pong"
+            time.sleep(0.15)  # noqa: ASYNC251 - a blocking call: the server's close waits unseen on the socket
+    assert server.connections == 5
+
+
+async def test_a_request_on_a_connection_closed_before_answering_goes_once_more_on_a_new_one(wire: Any) -> None:
+    # The second request on each connection is met by a close, no byte of an answer: it never started there.
+    server = await wire(lambda n: answer() if n % 2 else [None])
+    async with client(server.url) as llm:
+        for _ in range(4):
+            assert (await llm.chat("ping", model=MODEL)).text == "pong"
+    assert len(server.requests) == 7 and server.connections == 4
+    # A new connection closed before answering is an error (the server may have started on the request).
+    server = await wire(lambda n: [None])
+    async with client(server.url) as llm:
+        with pytest.raises(APIConnectionError, match="closed the connection"):
+            await llm.chat("ping", model=MODEL)
+    assert len(server.requests) == 1
+
+
+async def test_an_answer_that_closes_without_saying_so_back_to_back(wire: Any) -> None:
+    server = await wire(lambda n: [*answer(), None])  # HTTP/1.1, no `connection: close`, then the close
+    async with client(server.url) as llm:
+        replies = await asyncio.gather(*(llm.chat("ping", model=MODEL) for _ in range(3)))
+        for _ in range(20):
+            replies.append(await llm.chat("ping", model=MODEL))
+    assert [reply.text for reply in replies] == ["pong"] * 23
+
+
+@pytest.mark.parametrize(
+    "endless",
+    [
+        b"HTTP/1.1 200 OK\r\nx-endless: ",  # one header line that never ends
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\npong!\r\n0\r\nx-trailer: ",  # a trailer
+        b"HTTP/1.1 103 Early Hints\r\nlink: </x>\r\n\r\n",  # informational answers, forever
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5;ext=",  # a chunk extension
+    ],
+    ids=["header", "trailer", "1xx", "chunk extension"],
+)
+async def test_an_endless_line_is_bounded_in_size_and_in_time(wire: Any, endless: bytes) -> None:
+    filler = endless[-50:] if endless.endswith(b"\r\n\r\n") else b"a" * 4096
+    fast = await wire(lambda n: itertools.chain([endless], itertools.repeat(filler, 100_000)))
+    tracemalloc.start()
+    try:
+        started = time.monotonic()
+        async with client(fast.url, Timeouts(connect=5, read=5, total=None)) as llm:
+            with pytest.raises(APIConnectionError, match=r"run past (64 KiB|200 fields)"):
+                await llm.chat("ping", model=MODEL)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert time.monotonic() - started < 5 and peak < 1 << 20
+    drip = filler if filler.endswith(b"\r\n") else b"a"  # every 20 ms: data, no progress
+    slow = await wire(lambda n: [endless, *[0.02, drip] * 1000])
+    started = time.monotonic()
+    async with client(slow.url, Timeouts(connect=5, read=0.3, total=None)) as llm:
+        with pytest.raises(APITimeoutError, match=r"read timeout \(no (complete head|progress) for 0.3 s\)"):
+            await llm.chat("ping", model=MODEL)
+    assert time.monotonic() - started < 1

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import ssl
 from collections.abc import AsyncIterator
@@ -15,7 +17,7 @@ import pytest
 import respx
 from aiohttp import web
 
-from llmclient import APITimeoutError, Client, HTTPOptions, Timeouts
+from llmclient import APIConnectionError, APITimeoutError, Client, HTTPOptions, Timeouts
 from llmclient.http.client import HTTPClient
 
 COMPLETION = {
@@ -228,3 +230,42 @@ def test_bad_options_fail_where_configured() -> None:
         HTTPOptions(max_connections=0)
     with pytest.raises(ValueError, match="unknown HTTP option"):
         HTTPOptions.from_value({"proxies": "http://x"})
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_a_kept_alive_connection_closed_before_answering_is_tried_again(backend: str) -> None:
+    # Every second request on a connection is met by a close, no byte of an answer: it never started there, so
+    # each backend sends it again on a new connection. A new connection closed the same way is an error.
+    requests = 0
+    body = json.dumps(COMPLETION).encode()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal requests
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            for answered in range(2):
+                head = await reader.readuntil(b"\r\n\r\n")
+                size = next(
+                    int(line[15:]) for line in head.lower().split(b"\r\n") if line.startswith(b"content-length")
+                )
+                await reader.readexactly(size)
+                requests += 1
+                if answered or refuse_all:
+                    break
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+                await writer.drain()
+        writer.close()
+
+    refuse_all = False
+    listener = await asyncio.start_server(serve, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{listener.sockets[0].getsockname()[1]}"
+    try:
+        async with client_for(url, backend, http={"trust_env": False}) as client:
+            for _ in range(3):
+                assert (await client.chat("ping", model="openai-compatible/m")).text == "pong"
+            assert requests == 5  # the second and third calls each met one close first
+            refuse_all = True
+            with pytest.raises(APIConnectionError):
+                await client.chat("ping", model="openai-compatible/m")
+            assert requests in (6, 7)  # at most once more: the kept-alive connection, then a new one
+    finally:
+        listener.close()

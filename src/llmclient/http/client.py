@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
@@ -49,7 +48,8 @@ from llmclient.http.framing import iter_sse as iter_sse
 from llmclient.http.options import HTTPOptions as HTTPOptions
 from llmclient.http.options import InsecureURLWarning as InsecureURLWarning
 from llmclient.http.options import Limits as Limits
-from llmclient.http.options import check_api_key, check_base_url, check_headers, fast_backend, respx_routing
+from llmclient.http.options import Timeouts as Timeouts
+from llmclient.http.options import check_api_key, check_base_url, check_headers, fast_backend, httpx_mocked
 
 if TYPE_CHECKING:
     import httpx
@@ -63,39 +63,6 @@ else:
 
 _USER_AGENT = "llmclient/0.1"
 Frame = TypeVar("Frame", str, bytes)  # a decoded line, or an NDJSON line as bytes
-
-
-@dataclass(frozen=True)
-class Timeouts:
-    """Timeouts for one call.
-
-    Args:
-        connect: Seconds to open a connection (TCP and TLS).
-        read: Seconds between two reads of the answer (a stream that goes quiet this long fails).
-        total: The call's overall deadline in seconds, retries and stream included; None for none. It is what
-            stops a server that keeps a connection alive by dripping bytes.
-        write: Seconds to send the request body; None means as long as `read`. The aiohttp backend has no write
-            timeout of its own: it reads while it writes, so a peer that stops reading the body is caught by `read`.
-        pool: Seconds to wait for a free connection when `HTTPOptions.max_connections` are all busy; None means as
-            long as `read`. With aiohttp it bounds the wait and the opening of a new connection together.
-    """
-
-    connect: float = 10.0
-    # As long as the whole call: a non-streamed reply from a reasoning model or a CPU-bound local server can take
-    # minutes before its first byte. A stream that keeps a connection alive by dripping bytes is stopped by `total`.
-    read: float = 600.0
-    total: float | None = 600.0
-    write: float | None = None
-    pool: float | None = None
-
-    @classmethod
-    def from_value(cls, value: float | Timeouts | None) -> Timeouts:
-        """A float is the overall deadline (connect and read timeouts capped by it); None means no deadline."""
-        if isinstance(value, Timeouts):
-            return value
-        if value is None:
-            return cls(total=None)
-        return cls(connect=min(cls.connect, value), read=value, total=value)
 
 
 class HTTPClient:
@@ -150,7 +117,7 @@ class HTTPClient:
     def _backend(self) -> H1Backend | AiohttpBackend | None:
         """The native or aiohttp backend, or None to send through httpx."""
         backend = self._fast
-        return None if backend is None or respx_routing() else backend
+        return None if backend is None or httpx_mocked() else backend
 
     def _httpx(self) -> httpx.AsyncClient:
         client = self._client
@@ -163,7 +130,9 @@ class HTTPClient:
                 max_connections=options.max_connections,
                 # httpx's own default of 20 idle connections: its pool rescans every connection it holds on each
                 # queue change, so keeping 100 idle costs several times the CPU per call at 100 concurrent calls.
-                max_keepalive_connections=min(20, options.max_connections or 20) if options.keepalive_expiry else 0,
+                max_keepalive_connections=min(20, options.max_idle_connections, options.max_connections or 20)
+                if options.keepalive_expiry
+                else 0,
                 keepalive_expiry=options.keepalive_expiry,
             )
             client = self._client = httpx.AsyncClient(
@@ -265,13 +234,21 @@ class HTTPClient:
     @asynccontextmanager
     async def _send(self, request: httpx.Request, model: str | None) -> AsyncIterator[httpx.Response]:
         """Send over httpx, the body unread; an error status becomes its llmclient error, a redirect a
-        `RedirectError` (never followed), and every transport failure an `APIConnectionError`."""
-        try:
-            response = await self._httpx().send(request, stream=True)
-        except Exception as exc:
-            failure: LLMClientError | None = self._translated(exc, model)
-        else:
-            failure = None
+        `RedirectError` (never followed), and every transport failure an `APIConnectionError`. A request met on a
+        kept-alive connection by a close before its answer began is sent again, as the other backends do (each try
+        drops one such connection: at most as many as httpx keeps idle, then a new one)."""
+        tries = min(20, self.options.max_idle_connections, self.options.max_connections or 20) + 1
+        for attempt in range(tries):
+            trace = request.extensions["trace"] = _Trace()
+            try:
+                response = await self._httpx().send(request, stream=True)
+            except Exception as exc:
+                if attempt + 1 < tries and trace.sent and not trace.opened and _closed_unanswered(exc):
+                    continue
+                failure: LLMClientError | None = self._translated(exc, model)
+            else:
+                failure = None
+            break
         if failure is not None:  # raised outside the `except`, so a foreign exception is not chained as context
             raise failure
         try:
@@ -475,6 +452,29 @@ class HTTPClient:
             await self._fast.aclose()
         if self._client is not None:
             await self._client.aclose()
+
+
+class _Trace:
+    """httpcore's `trace` extension, told each step of a request: whether it went over a kept-alive connection
+    (its headers were sent without a connection being opened for it). Mocked transports tell it nothing."""
+
+    def __init__(self) -> None:
+        self.opened = self.sent = False
+
+    async def __call__(self, event: str, info: dict[str, Any]) -> None:
+        if event.startswith("connection.connect_tcp"):
+            self.opened = True
+        elif event == "http11.send_request_headers.started":
+            self.sent = True
+
+
+def _closed_unanswered(exc: Exception) -> bool:
+    """A reset while sending or reading, or a close before any byte of the answer (httpcore's words for it: it
+    names no other case)."""
+    closed = (
+        isinstance(exc, httpx.RemoteProtocolError) and str(exc) == "Server disconnected without sending a response."
+    )
+    return closed or isinstance(exc, (httpx.ReadError, httpx.WriteError))
 
 
 FailureKind = Literal["connect", "connect timeout", "read timeout", "write timeout", "pool timeout", "connection"]

@@ -1,8 +1,8 @@
 """Framing of streamed bodies: lines, server-sent events and NDJSON from chunks cut anywhere, each bounded.
 
-Both HTTP backends feed these the chunks they read, so a stream is split, decoded and bounded the same way over
-aiohttp and httpx. A line or event over its limit raises (`ValueError` for lines, `StreamDecodeError` for events)
-before it can grow without bound.
+Every HTTP backend feeds these the chunks it reads, so a stream is split (at LF, CRLF or a bare CR), decoded and
+bounded the same way over the native backend, aiohttp and httpx. A line or event over its limit raises
+(`ValueError` for lines, `StreamDecodeError` for events) before it can grow without bound.
 """
 
 from __future__ import annotations
@@ -86,12 +86,23 @@ async def iter_sse(lines: AsyncIterator[str], *, max_event_chars: int | None = N
 
 
 async def _raw_lines(chunks: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:
-    """The lines of a body as bytes, split at `\\n` only (a byte never inside a multi-byte UTF-8 sequence), from
-    chunks cut anywhere; linear in the body size however small the chunks are. A line over `limit` bytes raises
-    `ValueError` as soon as it is known to be too long."""
+    """The lines of a body as bytes, from chunks cut anywhere; linear in the body size however small the chunks are.
+
+    A line ends at LF, CRLF or a bare CR (the event-stream format allows all three; NDJSON's JSON never holds a raw
+    CR), bytes never inside a multi-byte UTF-8 sequence. A CR that ends one chunk and an LF that starts the next are
+    one line end. A line over `limit` bytes raises `ValueError` as soon as it is known to be too long.
+    """
     parts: list[bytes] = []
     pending = 0
+    after_cr = False
     async for chunk in chunks:
+        if after_cr and chunk:
+            after_cr = False
+            if chunk[0] == 10:  # the LF of a CRLF cut between two chunks
+                chunk = chunk[1:]
+        if b"\r" in chunk:
+            after_cr = chunk[-1] == 13
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         if b"\n" not in chunk:
             if chunk:
                 parts.append(chunk)
@@ -117,17 +128,17 @@ async def _raw_lines(chunks: AsyncIterator[bytes], limit: int) -> AsyncIterator[
 
 
 async def iter_lines(chunks: AsyncIterator[bytes], *, max_line_bytes: int | None = None) -> AsyncIterator[str]:
-    """The lines of a body as text, blank lines kept (they end SSE events); a trailing `\\r` is dropped and bytes
-    that are not UTF-8 become U+FFFD. A last line without its newline is still delivered; one longer than
+    """The lines of a body as text, blank lines kept (they end SSE events), each ending at LF, CRLF or CR; bytes
+    that are not UTF-8 become U+FFFD. A last line without its line end is still delivered; one longer than
     `max_line_bytes` (the default limit when None) raises `ValueError`."""
     limit = DEFAULT_MAX_EVENT_BYTES if max_line_bytes is None else max_line_bytes
     async for line in _raw_lines(chunks, limit):
-        yield (line[:-1] if line[-1:] == b"\r" else line).decode("utf-8", "replace")
+        yield line.decode("utf-8", "replace")
 
 
 async def iter_ndjson(chunks: AsyncIterator[bytes], *, max_line_bytes: int | None = None) -> AsyncIterator[bytes]:
-    """The lines of an NDJSON body as bytes, blank lines skipped (`json.loads` takes bytes; a trailing `\\r` is
-    whitespace to it). A line longer than `max_line_bytes` (the default limit when None) raises `ValueError`."""
+    """The lines of an NDJSON body as bytes (ending at LF, CRLF or CR), blank lines skipped. A line longer than
+    `max_line_bytes` (the default limit when None) raises `ValueError`."""
     limit = DEFAULT_MAX_EVENT_BYTES if max_line_bytes is None else max_line_bytes
     async for line in _raw_lines(chunks, limit):
         if line.strip():

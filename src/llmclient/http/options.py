@@ -1,7 +1,8 @@
-"""How an HTTP driver connects (`HTTPOptions`), what it reads at most (`Limits`), and the checks on its key and URL.
+"""How an HTTP driver connects (`HTTPOptions`), how long it waits (`Timeouts`), what it reads at most (`Limits`),
+and the checks on its key and URL.
 
-Both backends of `llmclient.http.client.HTTPClient` read these, so a proxy, a CA bundle or a connection limit means the
-same over aiohttp and httpx. Nothing here imports either library.
+Every backend of `llmclient.http.client.HTTPClient` reads these, so a proxy, a CA bundle or a connection limit means the
+same over the native backend, aiohttp and httpx. Nothing here imports any of them.
 """
 
 from __future__ import annotations
@@ -40,10 +41,12 @@ class HTTPOptions:
             `SSL_CERT_FILE` / `SSL_CERT_DIR` (when `verify` is True), once, when the driver is built.
         verify: True checks TLS certificates against certifi's bundle (or `SSL_CERT_FILE`/`SSL_CERT_DIR`); a path
             names a CA bundle file or directory; an `ssl.SSLContext` is used as it is; False turns checking off.
-        max_connections: The most connections open at once to the provider (calls beyond wait for one, up to
-            `Timeouts.pool`); None for no limit.
-        keepalive_expiry: Seconds an idle connection is kept for the next call; 0 closes every connection after
-            its call (no keep-alive). Idle connections are kept up to `max_connections`.
+        max_connections: The most connections open at once to the provider (calls beyond wait for one, in the
+            order they came, up to `Timeouts.pool`); None for no limit.
+        max_idle_connections: The most idle connections kept for the next calls (never more than
+            `max_connections`); those beyond close when their call ends. httpx keeps at most 20.
+        keepalive_expiry: Seconds an idle connection is kept for the next call, after which it is closed (a
+            server counts idle connections against its own limit); 0 closes every connection after its call.
         backend: "native" (the default and the fastest: llmclient's own HTTP/1.1 keep-alive pool, which hands a
             proxied client to aiohttp), "aiohttp" or "httpx". A `transport=` is an httpx transport, so giving one
             selects httpx.
@@ -53,6 +56,7 @@ class HTTPOptions:
     trust_env: bool = True
     verify: bool | str | os.PathLike[str] | ssl.SSLContext = True
     max_connections: int | None = 100
+    max_idle_connections: int = 100
     keepalive_expiry: float = 5.0
     backend: Literal["native", "aiohttp", "httpx"] = "native"
 
@@ -61,6 +65,8 @@ class HTTPOptions:
             raise ValueError(f"backend must be 'native', 'aiohttp' or 'httpx', not {self.backend!r}")
         if self.max_connections is not None and self.max_connections < 1:
             raise ValueError("max_connections must be at least 1 (or None for no limit)")
+        if self.max_idle_connections < 0:
+            raise ValueError("max_idle_connections must not be negative")
         if self.keepalive_expiry < 0:
             raise ValueError("keepalive_expiry must not be negative")
 
@@ -183,11 +189,50 @@ def fast_backend(owner: HTTPClient) -> H1Backend | AiohttpBackend | None:
     return AiohttpBackend(owner)
 
 
-def respx_routing() -> bool:
-    # A started respx mock patches httpx's transports: send through httpx so the test's routes see the request.
-    # respx is a test library; in production it is not imported and this is one dictionary lookup.
-    mocks = sys.modules.get("respx.mocks")
-    return mocks is not None and any(mocker.routers for mocker in mocks.Mocker.registry.values())
+def httpx_mocked() -> bool:
+    """Whether a test library replaced httpx's network layer (respx patches httpcore's connection pool, pytest-httpx
+    httpx's transport), so requests must go through httpx for its routes to see them. Asked per request, from the
+    public methods themselves: nothing when httpx was never imported."""
+    # getattr: another thread may be importing either module (its classes not defined yet, so not patched yet).
+    transport = getattr(sys.modules.get("httpx"), "AsyncHTTPTransport", None)
+    pool = getattr(sys.modules.get("httpcore"), "AsyncConnectionPool", None)
+    if transport is None or pool is None:
+        return False
+    sends = (transport.handle_async_request, pool.handle_async_request)
+    return not (sends[0].__module__.startswith("httpx") and sends[1].__module__.startswith("httpcore"))
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Timeouts for one call.
+
+    Args:
+        connect: Seconds to open a connection (TCP and TLS).
+        read: Seconds between two reads of the answer (a stream that goes quiet this long fails).
+        total: The call's overall deadline in seconds, retries and stream included; None for none. It is what
+            stops a server that keeps a connection alive by dripping bytes.
+        write: Seconds to send the request body; None means as long as `read`. The aiohttp backend has no write
+            timeout of its own: it reads while it writes, so a peer that stops reading the body is caught by `read`.
+        pool: Seconds to wait for a free connection when `HTTPOptions.max_connections` are all busy; None means as
+            long as `read`. With aiohttp it bounds the wait and the opening of a new connection together.
+    """
+
+    connect: float = 10.0
+    # As long as the whole call: a non-streamed reply from a reasoning model or a CPU-bound local server can take
+    # minutes before its first byte. A stream that keeps a connection alive by dripping bytes is stopped by `total`.
+    read: float = 600.0
+    total: float | None = 600.0
+    write: float | None = None
+    pool: float | None = None
+
+    @classmethod
+    def from_value(cls, value: float | Timeouts | None) -> Timeouts:
+        """A float is the overall deadline (connect and read timeouts capped by it); None means no deadline."""
+        if isinstance(value, Timeouts):
+            return value
+        if value is None:
+            return cls(total=None)
+        return cls(connect=min(cls.connect, value), read=value, total=value)
 
 
 @dataclass(frozen=True)

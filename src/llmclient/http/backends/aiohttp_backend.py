@@ -1,9 +1,15 @@
-"""The default HTTP backend of `HTTPClient`: aiohttp, the only module that imports it.
+"""The aiohttp backend of `HTTPClient` (behind a proxy, or `HTTPOptions(backend="aiohttp")`), the only module that
+imports aiohttp.
 
 Per call, aiohttp's client spends about a third of the CPU time of httpx's (its HTTP parser and multidicts are
 compiled; httpx builds a Request and a Response object model in pure Python on top of httpcore). `HTTPClient` keeps
 the shared logic (request ids, error answers, JSON decoding, SSE and NDJSON framing); this module only sends, reads
 and turns aiohttp's exceptions into llmclient errors through `HTTPClient.failure`.
+
+aiohttp reuses a kept-alive connection as long as its event loop has not seen it close, and sends a POST only
+once. A server that closes right after an answer, or times out an idle connection while the loop is busy, then
+fails the next call though the request never started there. So a request met on a kept-alive connection (aiohttp's
+tracing says which) by a close before its answer began is sent again, as the native backend does.
 """
 
 from __future__ import annotations
@@ -11,7 +17,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from yarl import URL
@@ -34,6 +41,8 @@ class AiohttpBackend:
         self._urls: dict[str, URL] = {}
         options = owner.options
         self._proxy = options.proxy_for(owner.base_url)  # the environment is read once, as httpx does
+        # Each try that meets a closed kept-alive connection drops it: past the most that can be idle, a new one.
+        self._tries = (options.max_connections or options.max_idle_connections) + 1
         timeouts = owner.timeouts
         read = _seconds(timeouts.read)
         pool = _seconds(timeouts.read if timeouts.pool is None else timeouts.pool)
@@ -61,15 +70,20 @@ class AiohttpBackend:
         connector = aiohttp.TCPConnector(
             limit=options.max_connections or 0,
             force_close=not keep_alive,
-            keepalive_timeout=options.keepalive_expiry if keep_alive else None,
+            # aiohttp closes idle connections at its sweeps, one such period apart: at half the expiry, none stays
+            # idle longer than the expiry (a server counts idle connections against its own limit).
+            keepalive_timeout=options.keepalive_expiry / 2 if keep_alive else None,
             ssl=options.ssl_context() if secure else True,
         )
+        tracing = aiohttp.TraceConfig()
+        tracing.on_connection_reuseconn.append(_reused)
         self._session = session = aiohttp.ClientSession(
             connector=connector,
             headers=self._owner.headers,
             timeout=self._timeout,
             # The proxy was resolved above; trust_env here would re-read the environment and ~/.netrc every request.
             trust_env=False,
+            trace_configs=[tracing],
         )
         self._loop = loop
         return session
@@ -80,16 +94,37 @@ class AiohttpBackend:
             url = self._urls[path] = URL(self._owner.base_url.rstrip("/") + "/" + path.lstrip("/"))
         return url
 
+    async def _send(
+        self, method: str, path: str, body: bytes | None, headers: Mapping[str, str], model: str | None
+    ) -> aiohttp.ClientResponse:
+        """Send a request and return the response once its head has arrived; sent again while it meets kept-alive
+        connections closed before answering."""
+        session = self._open()
+        for _ in range(self._tries):
+            sent = SimpleNamespace(reused=False)
+            try:
+                return await session.request(
+                    method,
+                    self._url(path),
+                    data=body,
+                    headers=headers,
+                    proxy=self._proxy,
+                    allow_redirects=False,
+                    trace_request_ctx=sent,
+                )
+            except aiohttp.ClientError as exc:
+                if not (sent.reused and _closed_unanswered(exc)):
+                    raise self._failure(exc, model) from exc
+                last = exc
+        raise self._failure(last, model) from last
+
     async def request(
         self, method: str, path: str, body: bytes | None, headers: Mapping[str, str], model: str | None
     ) -> Answer:
         """Send one request and read its whole answer, up to `Limits.max_response_bytes`."""
-        session = self._open()
         failure: LLMClientError | None = None
         try:
-            async with session.request(
-                method, self._url(path), data=body, headers=headers, proxy=self._proxy, allow_redirects=False
-            ) as response:
+            async with await self._send(method, path, body, headers, model) as response:
                 content = await self._read(response, model)
         except aiohttp.ClientError as exc:
             raise self._failure(exc, model) from exc
@@ -119,13 +154,7 @@ class AiohttpBackend:
         self, path: str, body: bytes, headers: Mapping[str, str], model: str | None
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """POST and yield the response once its head has arrived; an error answer is read and raised instead."""
-        session = self._open()
-        try:
-            response = await session.request(
-                "POST", self._url(path), data=body, headers=headers, proxy=self._proxy, allow_redirects=False
-            )
-        except aiohttp.ClientError as exc:
-            raise self._failure(exc, model) from exc
+        response = await self._send("POST", path, body, headers, model)
         try:
             if response.status >= 300:  # an error answer, or a redirect (never followed: the key would go along)
                 try:
@@ -162,3 +191,15 @@ class AiohttpBackend:
         session, self._session = self._session, None
         if session is not None:
             await session.close()
+
+
+async def _reused(session: aiohttp.ClientSession, context: SimpleNamespace, params: Any) -> None:
+    context.trace_request_ctx.reused = True  # the request goes over a kept-alive connection
+
+
+def _closed_unanswered(exc: aiohttp.ClientError) -> bool:
+    """Whether the connection closed before the answer began (a reset while writing the request, or the server
+    gone before the status line), not a timeout or a refused connection."""
+    closed = (aiohttp.ServerDisconnectedError, aiohttp.ClientConnectionResetError, aiohttp.ClientOSError)
+    refused = (aiohttp.ClientConnectorError, aiohttp.ServerTimeoutError)
+    return isinstance(exc, closed) and not isinstance(exc, refused)

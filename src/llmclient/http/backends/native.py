@@ -5,20 +5,24 @@ machinery (request and response models, cookie jars, a task and timers per reque
 itself (BENCHMARKS.md). Here a request is one `transport.write`, `httptools` (llhttp, Node.js's parser) parses the
 answer as it arrives, and the waiting task is woken once when it is complete.
 
-It keeps: keep-alive (`HTTPOptions.keepalive_expiry`), `max_connections` with waits bounded by `Timeouts.pool`,
-connect and read timeouts (`Timeouts.read` between two reads), TLS as `HTTPOptions.verify` says, chunked,
-length- and close-delimited bodies, and connections dropped (never reused) after an error, a cancellation or a
-stream left early. It asks for `identity` (LLM answers are small) and still undoes gzip or deflate within the size
-limits. It leaves out proxies (a proxied client sends through aiohttp), redirects (never followed) and HTTP/2.
+It keeps: keep-alive (an idle connection closed at `HTTPOptions.keepalive_expiry`, at most
+`max_idle_connections` of them, and its socket asked before reuse whether the server closed it meanwhile),
+`max_connections` with callers served in order and waits bounded by `Timeouts.pool`, connect and read timeouts
+(`Timeouts.read` without progress), TLS as `HTTPOptions.verify` says, chunked, length- and close-delimited bodies,
+and connections dropped (never reused) after an error, a cancellation or a stream left early. A request that met a
+kept-alive connection closed before any byte of its answer is sent once more on a new one (it cannot have started
+there). It asks for `identity` (LLM answers are small) and still undoes gzip or deflate within the size limits. It
+leaves out proxies (a proxied client sends through aiohttp), redirects (never followed) and HTTP/2.
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import sys
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -36,7 +40,13 @@ if TYPE_CHECKING:
 
 class H1Backend:
     """One keep-alive pool to a provider's origin for one `HTTPClient`, bound to the event loop that first uses it
-    (a client reused on a new loop starts a new pool: the old loop's sockets cannot serve it)."""
+    (a client reused on a new loop starts a new pool: the old loop's sockets cannot serve it).
+
+    Slots: `_open` counts the connections open or being opened, at most `max_connections`. A released connection
+    goes straight to the first caller waiting for one, else joins `_idle` (oldest first, at most
+    `max_idle_connections`, each closed `keepalive_expiry` seconds after its last answer); a freed slot passes to
+    the first caller waiting. Callers are served in the order they came.
+    """
 
     def __init__(self, owner: HTTPClient) -> None:
         self._owner = owner
@@ -48,11 +58,12 @@ class H1Backend:
         options, timeouts = owner.options, owner.timeouts
         self._limit = options.max_connections or 0
         self._keepalive = options.keepalive_expiry
+        self._max_idle = min(options.max_idle_connections, options.max_connections or options.max_idle_connections)
         self._connect_s = _seconds(timeouts.connect)
         self._read_s = _seconds(timeouts.read)
         self._pool_s = _seconds(timeouts.read if timeouts.pool is None else timeouts.pool)
         fixed = {"host": parts.netloc, "accept-encoding": "identity", "connection": "keep-alive"}
-        if self._keepalive <= 0:
+        if self._keepalive <= 0 or self._max_idle == 0:
             fixed["connection"] = "close"
         self._fixed = {**fixed, **{k.lower(): v for k, v in owner.headers.items()}}
         self._heads: dict[tuple[str, str, tuple[tuple[str, str], ...]], str] = {}
@@ -62,7 +73,8 @@ class H1Backend:
         self.generation = 0
         self._idle: list[Connection] = []
         self._open = 0
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._waiters: deque[asyncio.Future[Connection | None]] = deque()
+        self._sweep: asyncio.TimerHandle | None = None
 
     # -- the pool --------------------------------------------------------------------------------------------
 
@@ -71,52 +83,62 @@ class H1Backend:
         if loop is not self.loop:
             for connection in self._idle:  # the old loop's: closed without it (it may be closed itself)
                 _abandon(connection)
-            self._idle, self._open, self._waiters = [], 0, deque()
+            if self._sweep is not None:
+                self._sweep.cancel()
+            self._idle, self._open, self._waiters, self._sweep = [], 0, deque(), None
             self.loop = loop
         return loop
 
-    async def _acquire(self) -> Connection:
+    async def _acquire(self) -> tuple[Connection, bool]:
+        """A connection for one exchange, and whether it is a kept-alive one (it served an earlier exchange)."""
         loop = self._bind()
-        while True:
+        if not self._waiters:  # otherwise they come first
             while self._idle:
-                connection = self._idle.pop()
-                transport = connection.transport
-                fresh = loop.time() - connection.idle_since < self._keepalive
-                if fresh and not connection.closed and transport is not None and not transport.is_closing():
-                    return connection
-                self._drop(connection)
+                connection = self._idle.pop()  # the most recently used: the oldest expire first
+                if self._reusable(connection, loop):
+                    return connection, True
+                self._discard(connection)
             if not self._limit or self._open < self._limit:
-                break
-            await self._wait_for_slot(loop)
-        self._open += 1
-        try:
-            return await self._connect(loop)
-        except BaseException:
-            self._open -= 1
-            self._wake_one()
-            raise
+                self._open += 1
+                return await self._open_in_slot(loop), False
+        handed = await self._wait_for_slot(loop)
+        if handed is not None:
+            if self._reusable(handed, loop):
+                return handed, True
+            handed.close()  # its slot is this call's
+        return await self._open_in_slot(loop), False
 
-    async def _wait_for_slot(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Until a connection is released (`Timeouts.pool` at most); a wake-up this call cannot take (it was
-        cancelled meanwhile) goes to the next in line."""
-        waiter: asyncio.Future[None] = loop.create_future()
+    def _reusable(self, connection: Connection, loop: asyncio.AbstractEventLoop) -> bool:
+        fresh = loop.time() - connection.idle_since < self._keepalive
+        return fresh and connection.generation == self.generation and connection.quiet()
+
+    async def _wait_for_slot(self, loop: asyncio.AbstractEventLoop) -> Connection | None:
+        """Wait in line (`Timeouts.pool` at most) for a released connection, or None: a freed slot to open one in.
+        What this call was handed but cannot take (it was cancelled meanwhile) goes to the next in line."""
+        waiter: asyncio.Future[Connection | None] = loop.create_future()
         self._waiters.append(waiter)
         timer = None if self._pool_s is None else loop.call_later(self._pool_s, _expire, waiter)
         try:
-            await waiter
+            return await waiter
         except TimeoutError:
             raise Failed("pool timeout", f"no free connection within {self._pool_s:g} s") from None
         except BaseException:
             if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                self._wake_one()
+                handed = waiter.result()
+                if handed is None:
+                    self._free_slot()
+                else:
+                    self._release(handed, True)
             raise
         finally:
             if timer is not None:
                 timer.cancel()
-            if waiter in self._waiters:
-                self._waiters.remove(waiter)
+            if not waiter.done() or waiter.cancelled() or waiter.exception() is not None:  # not handed anything
+                with suppress(ValueError):
+                    self._waiters.remove(waiter)
 
-    async def _connect(self, loop: asyncio.AbstractEventLoop) -> Connection:
+    async def _open_in_slot(self, loop: asyncio.AbstractEventLoop) -> Connection:
+        """A new connection in a slot already counted (given back if none opens)."""
         opening = loop.create_connection(
             lambda: Connection(self, loop),
             self._host,
@@ -130,38 +152,72 @@ class H1Backend:
                     _, connection = await opening
             else:
                 _, connection = await asyncio.wait_for(opening, self._connect_s)
-        except asyncio.TimeoutError:
-            raise Failed("connect timeout", f"no connection within {self._connect_s:g} s") from None
-        except (OSError, UnicodeError) as exc:  # refused, unreachable, DNS, TLS (an OSError), a name IDNA refuses
-            raise Failed("connect", f"{type(exc).__name__}: {exc}") from None
+        except BaseException as exc:
+            self._free_slot()
+            if isinstance(exc, asyncio.TimeoutError):
+                raise Failed("connect timeout", f"no connection within {self._connect_s:g} s") from None
+            if isinstance(exc, (OSError, UnicodeError)):  # refused, unreachable, DNS, TLS, a name IDNA refuses
+                raise Failed("connect", f"{type(exc).__name__}: {exc}") from None
+            raise
         return connection
 
     def _release(self, connection: Connection, reusable: bool) -> None:
-        current = connection.generation == self.generation and self.loop is asyncio.get_running_loop()
-        if reusable and current and self._keepalive > 0:
-            connection.idle_since = asyncio.get_running_loop().time()
-            self._idle.append(connection)
-        else:
-            self._drop(connection)
-        self._wake_one()
+        """The end of an exchange: the connection goes to the first caller waiting, or idle, or is closed."""
+        if connection.loop is not self.loop:  # the pool started anew on another loop meanwhile: not its slot
+            _abandon(connection)
+            return
+        if not (reusable and connection.generation == self.generation and self._max_idle and self._keepalive > 0):
+            connection.close()
+            self._free_slot()
+            return
+        loop = connection.loop
+        connection.idle_since = now = loop.time()
+        waiter = self._next_waiter()
+        if waiter is not None:
+            waiter.set_result(connection)
+            return
+        if len(self._idle) >= self._max_idle:
+            self._discard(self._idle.pop(0))
+        self._idle.append(connection)
+        if self._sweep is None:
+            self._sweep = loop.call_at(now + self._keepalive, self._expire_idle)
 
-    def _drop(self, connection: Connection) -> None:
+    def _expire_idle(self) -> None:
+        """Close the connections idle for `keepalive_expiry` (a server counts them against its own limit), then
+        look again when the next one is due."""
+        self._sweep = None
+        if self.loop is None:
+            return
+        now = self.loop.time()
+        while self._idle and now - self._idle[0].idle_since >= self._keepalive:
+            self._discard(self._idle.pop(0))
+        if self._idle:
+            self._sweep = self.loop.call_at(self._idle[0].idle_since + self._keepalive, self._expire_idle)
+
+    def _discard(self, connection: Connection) -> None:
+        """Close a connection taken out of `_idle` and free its slot."""
         connection.close()
-        self._open = max(0, self._open - 1)
+        self._free_slot()
 
-    def _wake_one(self) -> None:
+    def _free_slot(self) -> None:
+        waiter = self._next_waiter()
+        if waiter is None:
+            self._open = max(0, self._open - 1)
+        else:
+            waiter.set_result(None)  # the slot passes on: `_open` is unchanged
+
+    def _next_waiter(self) -> asyncio.Future[Connection | None] | None:
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
-                waiter.set_result(None)
-                return
+                return waiter
+        return None
 
     def lost(self, connection: Connection) -> None:
         """A connection closed by the server while idle leaves the pool at once."""
         if connection in self._idle:
             self._idle.remove(connection)
-            self._open = max(0, self._open - 1)
-            self._wake_one()
+            self._free_slot()
 
     # -- requests --------------------------------------------------------------------------------------------
 
@@ -180,20 +236,32 @@ class H1Backend:
     async def _exchange(
         self, method: str, path: str, body: bytes | None, headers: Mapping[str, str], model: str | None
     ) -> Connection:
-        """Send a request and return its connection once the answer's head has arrived."""
+        """Send a request and return its connection once the answer's head has arrived.
+
+        A kept-alive connection the server closed before sending a byte of the answer (it timed the connection out
+        as the request left, or closes after each answer without saying so) cannot have started on the request:
+        it is sent once more, on a new connection in the same slot.
+        """
         data = self._request_bytes(method, path, headers, body)
         try:
-            connection = await self._acquire()
-            try:
-                connection.send(data, self._read_s)
-                while not connection.head_done:
-                    await connection.wait()
-            except BaseException:
-                self._release(connection, False)
-                raise
+            connection, reused = await self._acquire()
+            while True:
+                try:
+                    connection.send(data, self._read_s)
+                    while not connection.head_done:
+                        await connection.wait()
+                    return connection
+                except Failed as exc:
+                    if not reused or exc.kind != "connection" or connection.answered:
+                        self._release(connection, False)
+                        raise
+                except BaseException:
+                    self._release(connection, False)
+                    raise
+                connection.close()
+                connection, reused = await self._open_in_slot(connection.loop), False
         except Failed as exc:
             raise self._failure(exc, model) from None
-        return connection
 
     async def request(
         self, method: str, path: str, body: bytes | None, headers: Mapping[str, str], model: str | None
@@ -315,13 +383,16 @@ class H1Backend:
         """Close the idle connections; those in use close when their exchange ends (a later call opens new ones)."""
         self.generation += 1
         idle, self._idle = self._idle, []
-        self._open = max(0, self._open - len(idle))
-        running = self.loop is not None and not self.loop.is_closed()
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
+        running = self.loop is not None and self.loop is asyncio.get_running_loop()
         for connection in idle:
             if running:
-                connection.close()
-            else:
+                self._discard(connection)
+            else:  # its loop's callers cannot be woken from here; their slots are simply given back
                 _abandon(connection)
+                self._open = max(0, self._open - 1)
         if idle and running:
             await asyncio.sleep(0)  # the transports finish closing (their sockets, TLS ones too)
 
@@ -338,20 +409,23 @@ def _context(verify: ssl.SSLContext | bool) -> ssl.SSLContext:
     return context
 
 
-def _expire(waiter: asyncio.Future[None]) -> None:
+def _expire(waiter: asyncio.Future[Any]) -> None:
     if not waiter.done():
         waiter.set_exception(TimeoutError())
 
 
 def _abandon(connection: Connection) -> None:
-    """Close a connection of a loop that may be closed (its transport can no longer schedule its own closing)."""
+    """Close a connection of another event loop, which may be closed (then its transport cannot close itself): the
+    socket is shut down at once, so the server sees the end; Python closes the descriptor when it collects the
+    transport (and reports it, as for any transport left open when its loop closed)."""
     connection.closed = True
-    transport: Any = connection.transport
-    inner = getattr(getattr(transport, "_ssl_protocol", None), "_transport", None) or transport
-    for layer in {id(transport): transport, id(inner): inner}.values():  # asyncio's transports: socket, then TLS
-        sock = getattr(layer, "_sock", None)
-        if sock is not None:
-            sock.close()
-            layer._sock = None  # closed here: the finaliser has nothing left to warn about
-        if hasattr(layer, "_closed"):
-            layer._closed = True
+    transport = connection.transport
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+    if not connection.loop.is_closed():
+        with suppress(RuntimeError):  # closed meanwhile
+            connection.loop.call_soon_threadsafe(transport.abort)

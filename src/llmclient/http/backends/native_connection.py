@@ -2,17 +2,21 @@
 `httptools` parser fills in the answer to the one request in flight, and wakes the task waiting for it.
 
 The protocol keeps what an exchange needs and nothing more: the status and headers (names in lower case, repeated
-ones joined, at most `_MAX_HEAD` bytes and 200 fields), the body as it arrives (reading pauses past `_PAUSE_AT`
-buffered bytes until the reader catches up), whether the server allows the connection to be reused, and a read
-timer that fails the exchange after `Timeouts.read` without data. Anything that makes the next answer on the
-connection uncertain (bytes nobody asked for, a second answer, an error) marks it unfit for reuse.
+ones joined, at most 200 fields), the body as it arrives (reading pauses past `_PAUSE_AT` buffered bytes until the
+reader catches up), whether the server allows the connection to be reused, and a read timer that fails the
+exchange after `Timeouts.read` without progress. Progress is the head completed, body bytes or the end: bytes that
+bring none (a header line that never ends, informational answers, chunk extensions or trailers without end) count
+against `_MAX_FRAMING` and do not hold the read timer off, so neither size nor time is unbounded while a line is
+still open (the parser would buffer it whole). Anything that makes the next answer on the connection uncertain
+(bytes nobody asked for, a second answer, an error) marks it unfit for reuse.
 """
 
 from __future__ import annotations
 
 import asyncio
+import select
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httptools
 
@@ -22,8 +26,14 @@ if TYPE_CHECKING:
 
 _PAUSE_AT = 1 << 20
 """Buffered body bytes at which reading pauses until the consumer catches up (a slow stream reader)."""
-_MAX_HEAD = 64 * 1024
-"""The most bytes an answer's status line and headers may take (a header flood would hold the event loop)."""
+_MAX_FRAMING = 64 * 1024
+"""The most bytes an answer may send without progress: its status line and headers, or framing between two pieces
+of body (a header flood would hold the event loop, an endless line the memory)."""
+_MAX_FIELDS = 200
+"""The most header (and trailer) fields of one answer."""
+
+
+_POLL = hasattr(select, "poll")  # select.select cannot take a descriptor past FD_SETSIZE (1024)
 
 
 class Failed(Exception):
@@ -39,10 +49,11 @@ class Connection(asyncio.Protocol):
 
     def __init__(self, backend: H1Backend, loop: asyncio.AbstractEventLoop) -> None:
         self._backend = backend
-        self._loop = loop
+        self.loop = loop
         self.generation = backend.generation  # `aclose()` starts a new one: older connections are not reused
         self._parser = httptools.HttpResponseParser(self)
         self.transport: asyncio.Transport | None = None
+        self._socket: Any = None  # asyncio's socket view: its descriptor, for `quiet`
         self.closed = False
         self.active = False  # an exchange is in flight: bytes that arrive while idle break the connection
         self.idle_since = 0.0
@@ -58,9 +69,11 @@ class Connection(asyncio.Protocol):
         self.complete = False
         self.error: Failed | None = None
         self.keep_alive = False
+        self.answered = False  # a byte of the answer arrived
         self._waiter: asyncio.Future[None] | None = None
         self._last_read = 0.0
-        self._head_bytes = 0
+        self._progress = False
+        self._framing = 0
         self._fields = 0
         self._timer: asyncio.TimerHandle | None = None
         self._resume()
@@ -74,17 +87,29 @@ class Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self._socket = transport.get_extra_info("socket")
 
     def data_received(self, data: bytes) -> None:
         if not self.active:  # nothing was asked: a broken or hostile server
             self.close()
             return
-        self._last_read = self._loop.time()
+        self.answered = True
         try:
             self._parser.feed_data(data)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
             self._fail("connection", f"the answer is not valid HTTP/1.1 ({type(exc).__name__})")
             self.close()
+            return
+        if self._progress:
+            self._progress = False
+            self._framing = 0
+            self._last_read = self.loop.time()
+        else:
+            self._framing += len(data)
+            if self._framing > _MAX_FRAMING and self.error is None and not self.complete:
+                where = "headers" if not self.head_done else "framing between two pieces of the body"
+                self._fail("connection", f"the answer's {where} run past {_MAX_FRAMING // 1024} KiB")
+                self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -104,10 +129,9 @@ class Connection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         if self.complete:
             return
-        self._head_bytes += len(name) + len(value) + 4  # and ": ", CRLF: 200 fields of 300 bytes stay under
         self._fields += 1
-        if self._head_bytes > _MAX_HEAD or self._fields > 200:
-            self._fail("connection", f"the answer's headers run past {_MAX_HEAD // 1024} KiB or 200 fields")
+        if self._fields > _MAX_FIELDS:
+            self._fail("connection", f"the answer's headers run past {_MAX_FIELDS} fields")
             return
         key = name.decode("latin-1").lower()
         text = value.decode("latin-1")
@@ -123,7 +147,7 @@ class Connection(asyncio.Protocol):
             return
         self.status = status
         self.keep_alive = self._parser.should_keep_alive()
-        self.head_done = True
+        self.head_done = self._progress = True
         self._wake()
 
     def on_body(self, data: bytes) -> None:
@@ -131,6 +155,7 @@ class Connection(asyncio.Protocol):
             return
         self.body.append(data)
         self.buffered += len(data)
+        self._progress = True
         if self.buffered > _PAUSE_AT and not self._paused and self.transport is not None:
             self._paused = True
             self.transport.pause_reading()
@@ -141,7 +166,7 @@ class Connection(asyncio.Protocol):
             return
         if self.complete:
             return
-        self.complete = True
+        self.complete = self._progress = True
         self._wake()
 
     # -- the exchange ----------------------------------------------------------------------------------------
@@ -166,27 +191,28 @@ class Connection(asyncio.Protocol):
         assert self.transport is not None
         self.transport.write(data)
         if read_timeout is not None:
-            self._last_read = self._loop.time()
-            self._timer = self._loop.call_at(self._last_read + read_timeout, self._check_read, read_timeout)
+            self._last_read = self.loop.time()
+            self._timer = self.loop.call_at(self._last_read + read_timeout, self._check_read, read_timeout)
 
     def _check_read(self, read_timeout: float) -> None:
         self._timer = None
         if self.complete or self.error is not None or self.closed:
             return
-        now = self._loop.time()
+        now = self.loop.time()
         if self._paused:  # the reader is behind, not the server: look again a whole period later
-            self._timer = self._loop.call_at(now + read_timeout, self._check_read, read_timeout)
-        elif self._last_read + read_timeout > now:  # data came in since the timer was set
-            self._timer = self._loop.call_at(self._last_read + read_timeout, self._check_read, read_timeout)
+            self._timer = self.loop.call_at(now + read_timeout, self._check_read, read_timeout)
+        elif self._last_read + read_timeout > now:  # progress since the timer was set
+            self._timer = self.loop.call_at(self._last_read + read_timeout, self._check_read, read_timeout)
         else:
-            self._fail("read timeout", f"no data for {read_timeout:g} s")
+            what = "no data" if not self.answered else "no progress" if self.head_done else "no complete head"
+            self._fail("read timeout", f"{what} for {read_timeout:g} s")
             self.close()
 
     async def wait(self) -> None:
         """Until something new arrived (the head, body bytes, the end or an error)."""
         if self.error is not None:
             raise self.error
-        self._waiter = waiter = self._loop.create_future()
+        self._waiter = waiter = self.loop.create_future()
         try:
             await waiter
         finally:
@@ -207,6 +233,22 @@ class Connection(asyncio.Protocol):
         self._stop_timer()
         fit = self.complete and self.keep_alive and self.error is None and not self.buffered and not self._paused
         return fit and not self.closed and self.transport is not None and not self.transport.is_closing()
+
+    def quiet(self) -> bool:
+        """Whether this idle connection is still open with nothing to read, asked of the socket itself: when the
+        event loop was busy (a blocking call between two requests), the server's close may be waiting there unseen.
+        Readable while idle means closed, or bytes nobody asked for: either way, not reusable."""
+        transport = self.transport
+        if self.closed or transport is None or transport.is_closing():
+            return False
+        fileno = -1 if self._socket is None else self._socket.fileno()
+        if fileno < 0:
+            return self._socket is None  # no socket to ask (a transport without one): as far as the loop knows
+        if _POLL:
+            poller = select.poll()
+            poller.register(fileno, select.POLLIN)
+            return not poller.poll(0)
+        return not select.select([fileno], [], [], 0)[0]
 
     def _stop_timer(self) -> None:
         if self._timer is not None:
