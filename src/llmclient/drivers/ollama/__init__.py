@@ -174,17 +174,17 @@ class OllamaDriver(BaseDriver):
         return f"{type(self).__name__}(provider={self.provider!r}, host={self.host!r})"
 
     def _refine_error(self, error: APIError) -> LLMClientError:
-        where: dict[str, Any] = {"provider": error.provider, "model": error.model, "status": error.status}
         lowered = error.message.lower()
         found = _MODEL_NOT_FOUND.search(error.message)
         if error.status == 404 and found:
-            return UnknownModelError(f"{error.message}: run `ollama pull {found.group(1)}`", body=error.body, **where)
+            return error.narrowed(UnknownModelError, f"{error.message}: run `ollama pull {found.group(1)}`")
         if error.status == 400 and "does not support" in lowered:
             # No error codes, only `"<model> does not support tools"` (or thinking, chat, embeddings) in a 400.
+            where: dict[str, Any] = {"provider": error.provider, "model": error.model, "status": error.status}
             return UnsupportedCapabilityError(error.message, **where)
         if error.status == 400 and any(hint in lowered for hint in _CONTEXT_ERRORS):
             # What `truncate: false` answers on overflow: "exceeds the available context size" (Ollama 0.12.6+).
-            return ContextWindowExceededError(error.message, body=error.body, **where)
+            return error.narrowed(ContextWindowExceededError)
         return error
 
     def _refine_connect(self, error: APIConnectionError) -> LLMClientError:
