@@ -131,7 +131,7 @@ def test_import_loads_no_heavy_library() -> None:
 LAYERS = {
     # Below every other module: text, secrets and JSON at the edges; the data types; the error tree; chat options.
     "_sanitize": -10,
-    "_envelope": -10,  # a provider's error envelope read into one shape
+    "_envelope": -8,  # a provider's error envelope read into one shape
     "content": -5,  # provider-neutral message parts and reply details
     "usage": -5,  # usage, cost and token counts
     "options": -5,  # chat options and the types of their values

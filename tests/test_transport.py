@@ -16,7 +16,7 @@ import respx
 from aiohttp import web
 
 from llmclient import APITimeoutError, Client, HTTPOptions, Timeouts
-from llmclient.http.client import HTTPClient
+from llmclient.http import HTTPClient
 
 COMPLETION = {
     "id": "chatcmpl-1",

@@ -12,7 +12,7 @@ import pytest
 from llmclient import Client, RateLimitError
 from llmclient.accounting.prices import PriceTable
 from llmclient.config import client_options
-from llmclient.http.client import Timeouts
+from llmclient.http import Timeouts
 from llmclient.lifecycle.resolve import Drivers
 from llmclient.routing import MemoryRateLimitStore, ModelGroup, Router
 from llmclient.routing.ratelimit import Admission, RateLimit

@@ -11,7 +11,7 @@ from pydantic import SecretStr
 from llmclient.accounting.prices import PriceTable
 from llmclient.drivers import Driver, create_driver
 from llmclient.errors import InvalidRequestError
-from llmclient.http.client import Timeouts, Transport
+from llmclient.http import Timeouts, Transport
 from llmclient.lifecycle.call import Call, CallKind
 from llmclient.lifecycle.request import chat_request
 from llmclient.lifecycle.retry import RetryPolicy

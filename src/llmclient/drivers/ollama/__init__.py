@@ -36,7 +36,6 @@ from llmclient.drivers.ollama.wire import (
     ollama_think,
     ollama_tool_call,
 )
-from llmclient.drivers.openai import validate_base_url
 from llmclient.drivers.openai.wire import TokenCounting, finish_from_wire, stream_error, stream_payload
 from llmclient.errors import (
     APIConnectionError,
@@ -50,7 +49,7 @@ from llmclient.errors import (
     UnknownModelError,
     UnsupportedCapabilityError,
 )
-from llmclient.http.client import HTTPClient, HTTPOptions, Timeouts, Transport
+from llmclient.http import HTTPClient, HTTPOptions, Timeouts, Transport, validate_base_url
 from llmclient.types import (
     ChatChunk,
     ChatRequest,

@@ -28,8 +28,7 @@ from llmclient.errors import (
     StreamError,
     StreamInterruptedError,
 )
-from llmclient.http.client import HTTPClient, HTTPOptions, Limits, Timeouts, Transport, iter_sse
-from llmclient.http.options import validate_base_url
+from llmclient.http import HTTPClient, HTTPOptions, Limits, Timeouts, Transport, iter_sse, validate_base_url
 from llmclient.types import (
     CHAT_PARAMS,
     ChatChunk,
@@ -355,4 +354,4 @@ _WIRE_PARAMS = tuple(name for name in CHAT_PARAMS if name not in ("max_tokens", 
 _EMBEDDING_DIMENSIONS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072, "text-embedding-ada-002": 1536}
 
 
-__all__ = ["OpenAICompatibleDriver", "OpenAIDriver", "validate_base_url"]
+__all__ = ["OpenAICompatibleDriver", "OpenAIDriver"]
