@@ -192,6 +192,7 @@ class BaseDriver:
         yield ChatChunk(
             delta=response.text,
             reasoning_delta=response.message.reasoning or "",
+            reasoning_signature=response.message.reasoning_signature,
             tool_call_deltas=[
                 ToolCallDelta(index=i, id=c.id, name=c.name, arguments=c.raw_arguments)
                 for i, c in enumerate(response.tool_calls)

@@ -36,7 +36,7 @@ from llmclient.drivers.ollama.wire import (
     ollama_think,
     ollama_tool_call,
 )
-from llmclient.drivers.openai.wire import TokenCounting, finish_from_wire, stream_error, stream_payload
+from llmclient.drivers.toolkit import TokenCounting, cl100k_estimate, finish_from_wire, stream_error, stream_payload
 from llmclient.errors import (
     APIConnectionError,
     APIError,
@@ -154,7 +154,7 @@ class OllamaDriver(BaseDriver):
         self.keep_alive, self.think, self.dimensions, self.truncate = keep_alive, think, dimensions, truncate
         self.context_guard, self.min_num_ctx, self.output_reserve = context_guard, min_num_ctx, output_reserve
         configured = None if tokenizer is None else tokens.HFTokenizer.from_option(tokenizer)
-        self._counting = TokenCounting(configured, _estimate)
+        self._counting = TokenCounting(configured, cl100k_estimate)
         self._http = HTTPClient(
             provider=self.provider,
             base_url=self.host,
@@ -402,11 +402,6 @@ class OllamaDriver(BaseDriver):
 
     async def aclose(self) -> None:
         await self._http.aclose()
-
-
-def _estimate(model: str) -> tuple[tokens.Tokenizer, bool]:
-    """Without a configured tokenizer every model is estimated with cl100k (or the character ratio offline)."""
-    return tokens.load_encoding("cl100k_base") or tokens.RATIO_ESTIMATOR, False
 
 
 # The request's parameters that are Ollama options, and their names there (`Options` in api/types.go).

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmclient.drivers.openai.wire import call_deltas
+from llmclient.drivers.toolkit import call_deltas
 from llmclient.errors import InvalidRequestError, UnsupportedCapabilityError
 from llmclient.types import (
     AudioPart,
