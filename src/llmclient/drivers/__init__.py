@@ -102,6 +102,11 @@ class Capabilities:
             with a warning, or refused under `strict_params`. A driver receives only these.
         embedding_encoding: The encoding its embeddings are requested in on the wire (`"float"`, `"base64"`),
             where the request names one; traces report it as `gen_ai.request.encoding_formats`.
+        default_max_tokens: The output cap the driver sends when a call gives no `max_tokens` (Anthropic's API
+            requires one); a budget reserves for it instead of refusing the call. None: the driver sends none,
+            and the model's own maximum (the catalog's `max_output_tokens`) bounds the output.
+        max_output_tokens: The most output any call to the backend can produce, when the backend has one ceiling
+            for every model; a budget falls back to it when neither the call nor the catalog bounds the output.
     """
 
     http: bool = False
@@ -113,6 +118,8 @@ class Capabilities:
     structured_output: StructuredOutputMode = "json_schema"
     params: frozenset[str] = field(default_factory=lambda: frozenset(CHAT_PARAMS))
     embedding_encoding: str | None = None
+    default_max_tokens: int | None = None
+    max_output_tokens: int | None = None
 
 
 class DeprecatedModelWarning(FutureWarning):
