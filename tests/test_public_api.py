@@ -155,6 +155,7 @@ LAYERS = {
     "sync": 100,
     "cli": 110,
     "integrations": 110,
+    "testing": 110,  # the driver conformance suite: drives drivers through a Client
     "__init__": 120,
 }
 
