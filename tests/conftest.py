@@ -88,6 +88,11 @@ def _no_provider_env(monkeypatch: pytest.MonkeyPatch) -> None:
         "LLMCLIENT_LEDGER",
         "OLLAMA_HOST",
         "OLLAMA_API_KEY",
+        "ANTHROPIC_API_KEY",
+        "ANTHROPIC_BASE_URL",
+        "GEMINI_API_KEY",
+        "GOOGLE_API_KEY",
+        "GEMINI_BASE_URL",
     ):
         monkeypatch.delenv(name, raising=False)
 

@@ -234,6 +234,8 @@ _BUILTINS: dict[str, str] = {
     "deepseek": "llmclient.drivers.openai.deepseek:DeepSeekDriver",
     "openai-compatible": "llmclient.drivers.openai:OpenAICompatibleDriver",
     "ollama": "llmclient.drivers.ollama:OllamaDriver",
+    "anthropic": "llmclient.drivers.anthropic:AnthropicDriver",
+    "gemini": "llmclient.drivers.gemini:GeminiDriver",
     "transformers": "llmclient.drivers.local.hf:TransformersDriver",
     "llamacpp": "llmclient.drivers.local.llamacpp:LlamaCppDriver",
     "fake": "llmclient.drivers.fake:FakeDriver",
