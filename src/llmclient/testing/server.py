@@ -139,7 +139,9 @@ class ScriptedServer:
         self.steps.extend(steps)
 
     async def start(self) -> ScriptedServer:
-        """Listen on a free loopback port; `url` is then `http://127.0.0.1:<port>`."""
+        """Listen on a free loopback port (once); `url` is then `http://127.0.0.1:<port>`."""
+        if self._server is not None:
+            return self
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
         port = self._server.sockets[0].getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"

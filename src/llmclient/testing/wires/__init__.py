@@ -3,7 +3,8 @@ OpenAI's chat completions (also what OpenAI-compatible servers speak) and DeepSe
 Anthropic's Messages API and Google's Gemini API."""
 
 from llmclient.testing.wires.anthropic import AnthropicWire
+from llmclient.testing.wires.gemini import GeminiWire
 from llmclient.testing.wires.ollama import OllamaWire
 from llmclient.testing.wires.openai import DeepSeekWire, OpenAIWire
 
-__all__ = ["AnthropicWire", "DeepSeekWire", "OllamaWire", "OpenAIWire"]
+__all__ = ["AnthropicWire", "DeepSeekWire", "GeminiWire", "OllamaWire", "OpenAIWire"]
