@@ -5,6 +5,9 @@ folder (about a second, also as root) and is deleted afterwards. Each test gets 
 
 Every test and docs example also gets a cache directory of its own, so none reads a developer's refreshed price
 table (`llmclient prices update` writes it there) or another test's.
+
+The provider pages' examples talk to scripted servers on loopback that speak the provider's wire
+(`llmclient.testing`): `anthropic_server` and `gemini_server`.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import shutil
 import tempfile
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -71,3 +74,23 @@ def postgres_url(postgres_server: Any) -> Iterator[str]:
         PostgresRateLimitStore._shared.pop(url, None)
         with psycopg.connect(postgres_server.get_uri(), autocommit=True) as admin:
             admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+@pytest.fixture
+async def anthropic_server() -> AsyncIterator[Any]:
+    """A loopback server that answers as Anthropic's Messages API does, with the replies a docs example scripts."""
+    from llmclient.testing import ScriptedServer
+    from llmclient.testing.wires import AnthropicWire
+
+    async with ScriptedServer(AnthropicWire()) as server:
+        yield server
+
+
+@pytest.fixture
+async def gemini_server() -> AsyncIterator[Any]:
+    """A loopback server that answers as the Gemini API does, with the replies a docs example scripts."""
+    from llmclient.testing import ScriptedServer
+    from llmclient.testing.wires import GeminiWire
+
+    async with ScriptedServer(GeminiWire()) as server:
+        yield server

@@ -242,7 +242,7 @@ async def budgets(target: Target) -> None:
     client = target.client()
     async with client.budget(usd="0.000005") as tight:
         try:
-            await client.chat("Hello?", model=target.model_id, max_tokens=100)
+            await client.chat("Hello?", model=target.model_id, **target.accepted(max_tokens=100))
         except BudgetExceededError:
             pass
         else:
@@ -251,7 +251,7 @@ async def budgets(target: Target) -> None:
         (len(server.model_requests), tight.spent) == (0, Decimal(0)), "a refused call sends nothing and spends nothing"
     )
     async with client.budget(usd="1") as roomy:
-        reply = await client.chat("Hello?", model=target.model_id, max_tokens=100)
+        reply = await client.chat("Hello?", model=target.model_id, **target.accepted(max_tokens=100))
     check(reply.cost is not None and roomy.spent == reply.cost.total, f"settled {roomy.spent}, cost {reply.cost}")
     check((roomy.calls, roomy.reserved) == (1, Decimal(0)), "the reservation is settled")
     await target.close(client)

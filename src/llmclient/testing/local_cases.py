@@ -24,7 +24,7 @@ async def local_chat(target: Target) -> None:
     """A chat: text (or a reply cut at `max_tokens`), exact usage whose prompt is the driver's own count, a record."""
     client = target.client()
     counted = await client.count_tokens(PROMPT, model=target.model_id)
-    reply = await client.chat(PROMPT, model=target.model_id, max_tokens=8, temperature=0)
+    reply = await client.chat(PROMPT, model=target.model_id, **target.accepted(max_tokens=8, temperature=0))
     check(reply.finish_reason in ("stop", "length") and bool(reply.text), f"reply: {reply!r}")
     await _check_local_billing(target, reply, "chat")
     if counted.exact:
@@ -37,7 +37,7 @@ async def local_chat(target: Target) -> None:
 async def local_stream(target: Target) -> None:
     """A stream whose chunks join to the assembled reply, with exact usage and one record."""
     client = target.client()
-    chunks = client.stream(PROMPT, model=target.model_id, max_tokens=8, temperature=0)
+    chunks = client.stream(PROMPT, model=target.model_id, **target.accepted(max_tokens=8, temperature=0))
     deltas = [chunk.delta async for chunk in chunks if chunk.delta]
     reply = chunks.response
     check(bool(deltas) and "".join(deltas) == reply.text, f"streamed {deltas!r}, assembled {reply.text!r}")
@@ -50,13 +50,13 @@ async def local_stream(target: Target) -> None:
 async def local_cancellation(target: Target) -> None:
     """A stream closed after its first piece stops the engine and is recorded once; the next call works."""
     client = target.client()
-    async with client.stream(PROMPT, model=target.model_id, max_tokens=64, temperature=0) as chunks:
+    async with client.stream(PROMPT, model=target.model_id, **target.accepted(max_tokens=64, temperature=0)) as chunks:
         async for chunk in chunks:
             if chunk.delta:
                 break
     [record] = client.ledger.records
     check((record.kind, record.error) == ("stream", "closed"), f"record: {record!r}")
-    after = await client.chat(PROMPT, model=target.model_id, max_tokens=2, temperature=0)
+    after = await client.chat(PROMPT, model=target.model_id, **target.accepted(max_tokens=2, temperature=0))
     check(bool(after.text), "the engine serves the next call after a closed stream")
     await target.close(client)
 
@@ -66,14 +66,14 @@ async def local_budgets(target: Target) -> None:
     client = target.client()
     async with client.budget(usd="0.000005") as tight:
         try:
-            await client.chat(PROMPT, model=target.model_id, max_tokens=100)
+            await client.chat(PROMPT, model=target.model_id, **target.accepted(max_tokens=100))
         except BudgetExceededError:
             pass
         else:
             check(False, "a call whose worst case exceeds the budget was admitted")
     check((tight.spent, len(client.ledger.records)) == (Decimal(0), 0), "a refused call spends and records nothing")
     async with client.budget(usd="1") as roomy:
-        reply = await client.chat(PROMPT, model=target.model_id, max_tokens=4, temperature=0)
+        reply = await client.chat(PROMPT, model=target.model_id, **target.accepted(max_tokens=4, temperature=0))
     check(reply.cost is not None and roomy.spent == reply.cost.total, f"settled {roomy.spent}, cost {reply.cost}")
     check((roomy.calls, roomy.reserved) == (1, Decimal(0)), "the reservation is settled")
     await target.close(client)
@@ -82,8 +82,10 @@ async def local_budgets(target: Target) -> None:
 async def local_ledger(target: Target) -> None:
     """Each call is recorded once, tagged, and the ledger's total is the sum of the costs."""
     client = target.client()
-    first = await client.chat(PROMPT, model=target.model_id, max_tokens=4, temperature=0, tags=["conformance"])
-    chunks = client.stream(PROMPT, model=target.model_id, max_tokens=4, temperature=0)
+    first = await client.chat(
+        PROMPT, model=target.model_id, tags=["conformance"], **target.accepted(max_tokens=4, temperature=0)
+    )
+    chunks = client.stream(PROMPT, model=target.model_id, **target.accepted(max_tokens=4, temperature=0))
     async for _ in chunks:
         pass
     records = client.ledger.records

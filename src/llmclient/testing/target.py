@@ -84,6 +84,11 @@ class Target:
         """The server's wire, for a scripted target."""
         return None if self.server is None else self.server.wire
 
+    def accepted(self, **params: Any) -> dict[str, Any]:
+        """The request parameters among `params` the driver accepts (`Capabilities.params`): a case passes only
+        those, so a driver that lacks one is not warned about it."""
+        return {name: value for name, value in params.items() if name in self.capabilities.params}
+
     def client(self, **options: Any) -> Client:
         """A client with the driver under test as `provider`, the model priced at `PRICE`, and `options`."""
         options.setdefault("retry", 0)
