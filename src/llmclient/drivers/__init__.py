@@ -44,20 +44,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_chec
 
 from llmclient import tokens
 from llmclient.errors import ConfigurationError, UnknownProviderError, UnsupportedCapabilityError
-from llmclient.types import (
-    CHAT_PARAMS,
-    ChatChunk,
-    ChatRequest,
-    ChatResponse,
-    EmbedResponse,
-    Message,
-    TokenCount,
-    Tool,
-    ToolCallDelta,
-)
+from llmclient.types import CHAT_PARAMS, ChatChunk, TokenCount, ToolCallDelta
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the contract's signatures only
     from pydantic import SecretStr
+
+    from llmclient.types import ChatRequest, ChatResponse, EmbedResponse, Message, Tool
 
 
 @dataclass(frozen=True)

@@ -133,18 +133,24 @@ class StreamAssembler:
             Choice(index=index, message=reply.message(), finish_reason=reply.finish_reason, logprobs=reply.logprobs)
             for index, reply in replies
         ]
-        first = choices[0]
-        return ChatResponse(
-            message=first.message,
-            finish_reason=first.finish_reason,
-            logprobs=first.logprobs,
-            choices=choices if len(choices) > 1 else [],
+        return reply_of(
+            choices,
             usage=self.usage or Usage(estimated=True),
             model=self.model or request.model,
             provider=provider,
             request_id=self.request_id,
             service_tier=self.service_tier,
         )
+
+
+def reply_of(choices: list[Choice], **fields: Any) -> ChatResponse:
+    """A reply from its choices (the first is `message`, `finish_reason` and `logprobs`; `choices` is kept only
+    when there are several) and its other `fields`."""
+    first = choices[0]
+    several = choices if len(choices) > 1 else []
+    return ChatResponse(
+        message=first.message, finish_reason=first.finish_reason, logprobs=first.logprobs, choices=several, **fields
+    )
 
 
 def accumulate(so_far: Usage, reported: Usage) -> Usage:
@@ -154,4 +160,4 @@ def accumulate(so_far: Usage, reported: Usage) -> Usage:
     return Usage(**figures, estimated=so_far.estimated or reported.estimated)
 
 
-__all__ = ["StreamAssembler", "accumulate"]
+__all__ = ["StreamAssembler", "accumulate", "reply_of"]

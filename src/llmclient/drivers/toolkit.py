@@ -4,10 +4,13 @@
   its options or the environment (the environment only under the driver's own provider name), builds one
   `llmclient.http.HTTPClient` with the driver's auth headers and error names, refuses a call without a key, and
   counts tokens with `TokenCounting`. A driver adds its wire: `chat`, `stream`, maybe `embed` and `count_tokens`.
-- Streams: `stream_payload` (one event as a JSON object, else `StreamDecodeError`), `event_error` (an error event
-  inside a stream, as `StreamInterruptedError` keeping the provider's type and code), `stream_error` (a stream
-  error carrying the text so far), `call_deltas` (whole tool calls as stream deltas). Assembly is in
+- Streams: `HTTPDriver._stream_events` reads a server-sent event stream through a wire's `StreamState`, with
+  every failure typed; `stream_payload` (one event as a JSON object, else `StreamDecodeError`), `event_error` (an
+  error event inside a stream, as `StreamInterruptedError` keeping the provider's type and code), `stream_error`
+  (a stream error carrying the text so far), `call_deltas` (whole tool calls as stream deltas). Assembly is in
   `llmclient.drivers.streams`.
+- Answers: `HTTPDriver._post` reads a JSON answer and turns a body without the documented fields into
+  `ResponseFormatError`; `json_schema_of` takes the schema out of a `json_schema` response format.
 - `finish_from_wire`: OpenAI's finish reasons (which Ollama and llama.cpp share) as llmclient's.
 - `TokenCounting`: which tokenizer counts a model's tokens (a configured Hugging Face tokenizer, else a fallback),
   loaded once, off the event loop.
@@ -20,28 +23,36 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from llmclient import tokens
 from llmclient._envelope import read_payload
 from llmclient.drivers import BaseDriver, Capabilities
 from llmclient.errors import (
+    APIConnectionError,
     APIError,
     ConfigurationError,
+    InvalidRequestError,
     LLMClientError,
     MissingAPIKeyError,
+    ResponseFormatError,
     StreamDecodeError,
     StreamError,
     StreamInterruptedError,
     loads,
 )
 from llmclient.http import HTTPClient, HTTPOptions, Limits, Timeouts, Transport, validate_base_url
-from llmclient.types import FinishReason, Message, TokenCount, Tool, ToolCall, ToolCallDelta
+from llmclient.types import ChatChunk, ChatRequest, FinishReason, Message, TokenCount, Tool, ToolCall, ToolCallDelta
 
 E = TypeVar("E", bound=StreamError)
+T = TypeVar("T")
+
+PARSE_ERRORS = (AttributeError, KeyError, IndexError, TypeError, ValueError, ValidationError)
+"""What reading a body that lacks the documented fields raises; `HTTPDriver._post` turns it into
+`ResponseFormatError`."""
 
 FINISH_REASONS: dict[str, FinishReason] = {
     "stop": "stop",
@@ -63,6 +74,17 @@ def finish_from_wire(reason: str | None, *, called: bool = False) -> FinishReaso
     """
     mapped = FINISH_REASONS.get(reason, "stop") if reason else "stop"
     return "tool_calls" if called and mapped == "stop" else mapped
+
+
+def json_schema_of(response_format: Mapping[str, Any], *, provider: str) -> dict[str, Any] | None:
+    """The schema of a `json_schema` response format (OpenAI's shape, which `response_model` sends); None for the
+    other kinds. A `json_schema` format without a schema is `InvalidRequestError`."""
+    if response_format.get("type") != "json_schema":
+        return None
+    schema = (response_format.get("json_schema") or {}).get("schema")
+    if not isinstance(schema, dict):
+        raise InvalidRequestError("a json_schema response_format needs json_schema.schema", provider=provider)
+    return schema
 
 
 def call_deltas(calls: Sequence[ToolCall], first: int = 0) -> list[ToolCallDelta]:
@@ -133,6 +155,35 @@ def event_error(
     if error.request_id is None:
         error.request_id = envelope.request_id
     return error
+
+
+class StreamState:
+    """What a streamed reply has said so far, for `HTTPDriver._stream_events`: a subclass reads its wire's events.
+
+    Args:
+        model: The model the call was for (a subclass updates it from the events).
+        request_id: The request's id from the answer's headers.
+    """
+
+    def __init__(self, model: str, request_id: str | None = None) -> None:
+        self.model = model
+        self.request_id = request_id
+        self.text: list[str] = []
+        """The text received so far (a cut stream's `partial_text`)."""
+        self.started = False
+        """Whether anything was generated: a connection lost before that is retried, after it is a cut stream."""
+        self.finished = False
+        """Whether the reply ended as the wire says a reply ends."""
+        self.stopped = False
+        """Whether to stop reading (the wire's last event came)."""
+
+    def is_error(self, event: str, payload: dict[str, Any]) -> bool:
+        """Whether an event is an error event (an `error` event name, or an `error` field)."""
+        return event == "error" or payload.get("type") == "error" or "error" in payload
+
+    def take(self, event: str, payload: dict[str, Any]) -> ChatChunk | None:
+        """The chunk of one event (None when it carries nothing); raises one of `PARSE_ERRORS` on a malformed one."""
+        raise NotImplementedError
 
 
 # -- counting ------------------------------------------------------------------------------------------------------
@@ -288,6 +339,7 @@ class HTTPDriver(BaseDriver):
             timeouts=timeouts,
             options=http,
             refine=self._refine_error,
+            refine_connect=self._refine_connect,
             limits=limits,
             error_codes=self.error_codes,
         )
@@ -299,6 +351,69 @@ class HTTPDriver(BaseDriver):
     def _refine_error(self, error: APIError) -> LLMClientError:
         """A hook for the provider's error quirks that its error names cannot say; `error.narrowed(...)` helps."""
         return error
+
+    def _refine_connect(self, error: APIConnectionError) -> LLMClientError:
+        """A hook to add the provider's hint to a refused connection ("start it with ...")."""
+        return error
+
+    async def _post(
+        self,
+        path: str,
+        body: dict[str, Any],
+        model: str,
+        what: str,
+        parse: Callable[[Any, str | None], T],
+        rate_limits: dict[str, str] | None = None,
+    ) -> T:
+        """POST `body` and read the answer with `parse(data, request_id)`; an answer without the documented fields
+        is `ResponseFormatError` (`what` names it: "a message"), with the status kept, as a 2xx is billed."""
+        data, request_id = await self._http.post_json(path, body, model=model, rate_limits=rate_limits)
+        try:
+            return parse(data, request_id)
+        except PARSE_ERRORS as exc:
+            raise ResponseFormatError(
+                f"{self.provider} returned {what} without the documented fields ({type(exc).__name__}: {exc})"[:300],
+                provider=self.provider,
+                model=model,
+                request_id=request_id,
+                status=200,
+            ) from exc
+
+    async def _stream_events(
+        self, path: str, body: dict[str, Any], request: ChatRequest, make: Callable[[str | None], StreamState]
+    ) -> AsyncIterator[ChatChunk]:
+        """POST `body` for a server-sent event stream and yield the chunks `make(request_id)`'s state reads from it.
+
+        An error event raises `event_error`'s `StreamInterruptedError`; a malformed event `StreamDecodeError`; a
+        connection lost after something was generated, or a stream that ends before the reply finished,
+        `StreamInterruptedError` with the text so far. A connection lost before anything arrived is raised as it
+        is, so the pipeline retries it.
+        """
+        async with self._http.stream_sse(path, body, model=request.model) as (request_id, events):
+            state = make(request_id)
+            where: dict[str, Any] = {"provider": self.provider, "model": request.model, "partial": state.text}
+            try:
+                async for event, data in events:
+                    payload = stream_payload(data.encode(), unit="stream event", **where)
+                    if state.is_error(event, payload):  # an error after the 200 comes as an event
+                        raise event_error(payload, request_id=request_id, redact=self._http.redact, **where)
+                    try:
+                        chunk = state.take(event, payload)
+                    except PARSE_ERRORS as exc:
+                        what = "sent a stream event without the documented fields"
+                        raise stream_error(StreamDecodeError, what, request_id=request_id, **where) from exc
+                    if chunk is not None:
+                        yield chunk
+                    if state.stopped:
+                        break
+            except APIConnectionError as exc:
+                if not state.started:
+                    raise
+                what = f"stream was cut: {exc.message}"
+                raise stream_error(StreamInterruptedError, what, request_id=request_id, **where) from exc
+        if not state.finished:
+            what = "stream ended before the reply finished"
+            raise stream_error(StreamInterruptedError, what, request_id=request_id, **where)
 
     def _check_key(self, model: str) -> None:
         """Refuse a call without a key where the provider needs one (checked when sending: counting needs none)."""
@@ -332,12 +447,15 @@ class HTTPDriver(BaseDriver):
 
 __all__ = [
     "FINISH_REASONS",
+    "PARSE_ERRORS",
     "HTTPDriver",
+    "StreamState",
     "TokenCounting",
     "call_deltas",
     "cl100k_estimate",
     "event_error",
     "finish_from_wire",
+    "json_schema_of",
     "stream_error",
     "stream_payload",
 ]

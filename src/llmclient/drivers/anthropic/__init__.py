@@ -22,8 +22,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
 from typing import Any, ClassVar, Literal
 
-from pydantic import ValidationError
-
+from llmclient import errors
 from llmclient.drivers import Capabilities
 from llmclient.drivers.anthropic.messages import (
     EFFORTS,
@@ -35,27 +34,10 @@ from llmclient.drivers.anthropic.messages import (
     tools_to_wire,
 )
 from llmclient.drivers.anthropic.replies import StreamEvents, message_from_wire, usage_from_wire
-from llmclient.drivers.toolkit import HTTPDriver, event_error, stream_error, stream_payload
-from llmclient.errors import (
-    APIConnectionError,
-    APIError,
-    AuthenticationError,
-    LLMClientError,
-    NotFoundError,
-    PermissionDeniedError,
-    QuotaExceededError,
-    RateLimitError,
-    ResponseFormatError,
-    ServerError,
-    StreamDecodeError,
-    StreamError,
-    StreamInterruptedError,
-    UnknownModelError,
-)
+from llmclient.drivers.toolkit import HTTPDriver
 from llmclient.types import ChatChunk, ChatRequest, ChatResponse, Message, TokenCount, Tool
 
 API_VERSION = "2023-06-01"
-_PARSE_ERRORS = (AttributeError, KeyError, IndexError, TypeError, ValueError, ValidationError)
 
 
 class AnthropicDriver(HTTPDriver):
@@ -75,14 +57,14 @@ class AnthropicDriver(HTTPDriver):
     api_key_env: ClassVar[str | None] = "ANTHROPIC_API_KEY"
     base_url_env: ClassVar[str | None] = "ANTHROPIC_BASE_URL"
     # https://platform.claude.com/docs/en/api/errors: the error types, by what they mean.
-    error_codes: ClassVar[Mapping[str, type[APIError]]] = {
-        "authentication_error": AuthenticationError,
-        "permission_error": PermissionDeniedError,
-        "not_found_error": NotFoundError,
-        "rate_limit_error": RateLimitError,
-        "billing_error": QuotaExceededError,
-        "api_error": ServerError,
-        "overloaded_error": ServerError,
+    error_codes: ClassVar[Mapping[str, type[errors.APIError]]] = {
+        "authentication_error": errors.AuthenticationError,
+        "permission_error": errors.PermissionDeniedError,
+        "not_found_error": errors.NotFoundError,
+        "rate_limit_error": errors.RateLimitError,
+        "billing_error": errors.QuotaExceededError,
+        "api_error": errors.ServerError,
+        "overloaded_error": errors.ServerError,
     }
     capabilities = Capabilities(
         http=True,
@@ -115,10 +97,10 @@ class AnthropicDriver(HTTPDriver):
             headers["anthropic-beta"] = ",".join(self._beta)
         return headers
 
-    def _refine_error(self, error: APIError) -> LLMClientError:
+    def _refine_error(self, error: errors.APIError) -> errors.LLMClientError:
         # An unknown model is a 404 `not_found_error` whose message names it: "model: claude-x".
-        if isinstance(error, NotFoundError) and error.message.startswith("model:"):
-            return error.narrowed(UnknownModelError, f"unknown model ({error.message})")
+        if isinstance(error, errors.NotFoundError) and error.message.startswith("model:"):
+            return error.narrowed(errors.UnknownModelError, f"unknown model ({error.message})")
         return error
 
     # -- chat ---------------------------------------------------------------------------------------------------
@@ -126,71 +108,31 @@ class AnthropicDriver(HTTPDriver):
     async def chat(self, request: ChatRequest) -> ChatResponse:
         self._check_key(request.model)
         limits: dict[str, str] = {}
-        body = self._to_wire(request, stream=False)
-        data, request_id = await self._http.post_json("/v1/messages", body, model=request.model, rate_limits=limits)
-        try:
+
+        def parse(data: dict[str, Any], request_id: str | None) -> ChatResponse:
             message, finish = message_from_wire(data)
-            usage = usage_from_wire(data["usage"])
-        except _PARSE_ERRORS as exc:
-            raise ResponseFormatError(
-                f"{self.provider} returned a message without the documented fields ({type(exc).__name__})",
+            return ChatResponse(
+                message=message,
+                finish_reason=finish,
+                usage=usage_from_wire(data["usage"]),
+                model=data.get("model") or request.model,
                 provider=self.provider,
-                model=request.model,
-                request_id=request_id,
-                status=200,
-            ) from exc
-        return ChatResponse(
-            message=message,
-            finish_reason=finish,
-            usage=usage,
-            model=data.get("model") or request.model,
-            provider=self.provider,
-            request_id=request_id or data.get("id"),
-            service_tier=(data.get("usage") or {}).get("service_tier"),
-            rate_limits=limits or None,
-            raw=data,
-        )
+                request_id=request_id or data.get("id"),
+                service_tier=data["usage"].get("service_tier"),
+                rate_limits=limits or None,
+                raw=data,
+            )
+
+        body = self._to_wire(request, stream=False)
+        return await self._post("/v1/messages", body, request.model, "a message", parse, rate_limits=limits)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         self._check_key(request.model)
         body = self._to_wire(request, stream=True)
-        async with self._http.stream_sse("/v1/messages", body, model=request.model) as (request_id, events):
-            state = StreamEvents(request.model, request_id)
-            try:
-                async for event, data in events:
-                    chunk = self._chunk(state, event, data, request)
-                    if chunk is not None:
-                        yield chunk
-                    if state.stopped:
-                        break
-            except APIConnectionError as exc:
-                if not state.started:
-                    raise  # nothing arrived: an ordinary connection error, which the Client retries
-                raise self._cut(state, f"stream was cut: {exc.message}", request) from exc
-        if not state.stopped:
-            raise self._cut(state, "stream ended before message_stop", request)
-
-    def _chunk(self, state: StreamEvents, event: str, data: str, request: ChatRequest) -> ChatChunk | None:
-        where: dict[str, Any] = {"provider": self.provider, "model": request.model, "partial": state.text}
-        payload = stream_payload(data.encode(), unit="stream event", **where)
-        if event == "error" or payload.get("type") == "error":
-            # Mid-stream errors (overloaded_error, …) come as an `error` event after the 200.
-            raise event_error(payload, request_id=state.request_id, redact=self._http.redact, **where)
-        try:
-            return state.take(event, payload)
-        except _PARSE_ERRORS as exc:
-            what = "sent a stream event without the documented fields"
-            raise stream_error(StreamDecodeError, what, request_id=state.request_id, **where) from exc
-
-    def _cut(self, state: StreamEvents, what: str, request: ChatRequest) -> StreamError:
-        return stream_error(
-            StreamInterruptedError,
-            what,
-            provider=self.provider,
-            model=request.model,
-            partial=state.text,
-            request_id=state.request_id,
-        )
+        async for chunk in self._stream_events(
+            "/v1/messages", body, request, lambda rid: StreamEvents(request.model, rid)
+        ):
+            yield chunk
 
     # -- wire mapping -------------------------------------------------------------------------------------------
 
@@ -249,17 +191,11 @@ class AnthropicDriver(HTTPDriver):
             body["system"] = system
         if tools:
             body["tools"] = tools_to_wire(tools)
-        data, request_id = await self._http.post_json("/v1/messages/count_tokens", body, model=model)
-        try:
+
+        def parse(data: dict[str, Any], request_id: str | None) -> TokenCount:
             return TokenCount(tokens=int(data["input_tokens"]), exact=True, tokenizer=f"{self.provider} count_tokens")
-        except _PARSE_ERRORS as exc:
-            raise ResponseFormatError(
-                f"{self.provider} returned a token count without input_tokens",
-                provider=self.provider,
-                model=model,
-                request_id=request_id,
-                status=200,
-            ) from exc
+
+        return await self._post("/v1/messages/count_tokens", body, model, "a token count", parse)
 
 
 __all__ = ["API_VERSION", "AnthropicDriver"]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from llmclient.drivers.toolkit import json_schema_of
 from llmclient.errors import InvalidRequestError, UnsupportedCapabilityError
 from llmclient.types import AudioPart, ContentPart, FilePart, ImagePart, Message, TextPart, Tool
 
@@ -119,16 +120,14 @@ def _file_source(part: FilePart) -> dict[str, Any]:
 
 
 def tools_to_wire(tools: list[Tool]) -> list[dict[str, Any]]:
-    """Tool definitions: name, description and the parameters' JSON schema as `input_schema`."""
-    wire = []
-    for tool in tools:
-        item: dict[str, Any] = {"name": tool.name, "input_schema": tool.parameters}
-        if tool.description:
-            item["description"] = tool.description
-        if tool.strict:
-            item["strict"] = True  # strict tool use: the input is guaranteed to match the schema
-        wire.append(item)
-    return wire
+    """Tool definitions: name, description and the parameters' JSON schema as `input_schema`; `strict` asks for
+    strict tool use (the input is guaranteed to match the schema)."""
+    return [
+        {"name": tool.name, "input_schema": tool.parameters}
+        | ({"description": tool.description} if tool.description else {})
+        | ({"strict": True} if tool.strict else {})
+        for tool in tools
+    ]
 
 
 def tool_choice_to_wire(choice: str | None, parallel: bool | None) -> dict[str, Any] | None:
@@ -153,15 +152,10 @@ def output_format(response_format: dict[str, Any]) -> dict[str, Any] | None:
     """A `response_format` as `output_config.format` (structured outputs,
     https://platform.claude.com/docs/en/build-with-claude/structured-outputs): a JSON schema, or any JSON object for
     `json_object`; None for plain text."""
-    kind = response_format.get("type")
-    if kind == "json_schema":
-        schema = (response_format.get("json_schema") or {}).get("schema")
-        if not isinstance(schema, dict):
-            raise InvalidRequestError("a json_schema response_format needs json_schema.schema", provider="anthropic")
-        return {"type": "json_schema", "schema": schema}
-    if kind == "json_object":
-        return {"type": "json_schema", "schema": {"type": "object"}}
-    return None
+    schema = json_schema_of(response_format, provider="anthropic")
+    if schema is None and response_format.get("type") == "json_object":
+        schema = {"type": "object"}
+    return None if schema is None else {"type": "json_schema", "schema": schema}
 
 
 def mark_cache(body: dict[str, Any], ttl: str) -> None:

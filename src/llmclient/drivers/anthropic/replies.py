@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from llmclient.drivers.toolkit import StreamState
 from llmclient.types import ChatChunk, FinishReason, Message, ToolCall, ToolCallDelta, Usage, reported_tokens
 
 STOP_REASONS: dict[str, FinishReason] = {
@@ -73,16 +74,10 @@ def message_from_wire(data: dict[str, Any]) -> tuple[Message, FinishReason]:
     return message, finish
 
 
-class StreamEvents:
-    """A stream's events as chunks, with what they said so far (the text, for a cut stream's partial text)."""
+class StreamEvents(StreamState):
+    """A stream's events as chunks; it has finished at `message_stop`."""
 
-    def __init__(self, model: str, request_id: str | None) -> None:
-        self.model = model
-        self.request_id = request_id
-        self.text: list[str] = []
-        self.started = False
-        self.finish: FinishReason | None = None
-        self.stopped = False
+    finish: FinishReason | None = None
 
     def take(self, event: str, payload: dict[str, Any]) -> ChatChunk | None:
         """The chunk of one event (None when it carries nothing); KeyError/TypeError on a malformed one."""
@@ -103,7 +98,7 @@ class StreamEvents:
             refusal = ("".join(self.text) or "Claude declined to answer") if self.finish == "content_filter" else ""
             return ChatChunk(finish_reason=self.finish, usage=usage, refusal_delta=refusal)
         if kind == "message_stop":
-            self.stopped = True
+            self.stopped = self.finished = True
         return None  # ping, content_block_stop, and events this version does not know
 
     def _block_start(self, index: int, block: dict[str, Any]) -> ChatChunk | None:

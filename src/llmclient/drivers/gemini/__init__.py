@@ -22,8 +22,7 @@ import os
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, ClassVar
 
-from pydantic import ValidationError
-
+from llmclient import errors
 from llmclient.drivers import Capabilities, EmbeddingLimits
 from llmclient.drivers.gemini.contents import (
     THINKING_LEVELS,
@@ -34,25 +33,9 @@ from llmclient.drivers.gemini.contents import (
     tools_to_wire,
 )
 from llmclient.drivers.gemini.replies import StreamChunks, message_from_wire, usage_from_wire
-from llmclient.drivers.toolkit import HTTPDriver, event_error, stream_error, stream_payload
-from llmclient.errors import (
-    APIConnectionError,
-    APIError,
-    AuthenticationError,
-    LLMClientError,
-    NotFoundError,
-    PermissionDeniedError,
-    RateLimitError,
-    ResponseFormatError,
-    ServerError,
-    StreamDecodeError,
-    StreamError,
-    StreamInterruptedError,
-    UnknownModelError,
-)
+from llmclient.drivers.toolkit import HTTPDriver
 from llmclient.types import ChatChunk, ChatRequest, ChatResponse, EmbedResponse, Message, TokenCount, Tool, Usage
 
-_PARSE_ERRORS = (AttributeError, KeyError, IndexError, TypeError, ValueError, ValidationError)
 # The request's sampling parameters and their names in `generationConfig`.
 _GENERATION = {
     "temperature": "temperature",
@@ -85,15 +68,12 @@ class GeminiDriver(HTTPDriver):
     # per input for gemini-embedding-001 (https://ai.google.dev/gemini-api/docs/embeddings).
     embedding_limits: ClassVar[EmbeddingLimits] = EmbeddingLimits(max_inputs_per_request=100, max_input_tokens=2048)
     # Google's canonical error codes (https://cloud.google.com/apis/design/errors) and ErrorInfo reasons.
-    error_codes: ClassVar[Mapping[str, type[APIError]]] = {
-        "API_KEY_INVALID": AuthenticationError,
-        "UNAUTHENTICATED": AuthenticationError,
-        "PERMISSION_DENIED": PermissionDeniedError,
-        "NOT_FOUND": NotFoundError,
-        "RESOURCE_EXHAUSTED": RateLimitError,
-        "UNAVAILABLE": ServerError,
-        "INTERNAL": ServerError,
-        "DEADLINE_EXCEEDED": ServerError,
+    error_codes: ClassVar[Mapping[str, type[errors.APIError]]] = {
+        **dict.fromkeys(("API_KEY_INVALID", "UNAUTHENTICATED"), errors.AuthenticationError),
+        **dict.fromkeys(("UNAVAILABLE", "INTERNAL", "DEADLINE_EXCEEDED"), errors.ServerError),
+        "PERMISSION_DENIED": errors.PermissionDeniedError,
+        "NOT_FOUND": errors.NotFoundError,
+        "RESOURCE_EXHAUSTED": errors.RateLimitError,
     }
     capabilities = Capabilities(
         http=True,
@@ -120,76 +100,42 @@ class GeminiDriver(HTTPDriver):
     def _auth_headers(self, secret: str) -> dict[str, str]:
         return {"x-goog-api-key": secret} if secret else {}
 
-    def _refine_error(self, error: APIError) -> LLMClientError:
+    def _refine_error(self, error: errors.APIError) -> errors.LLMClientError:
         # An unknown model: 404 "models/x is not found for API version v1beta, or is not supported for ...".
-        if isinstance(error, NotFoundError) and "models/" in error.message:
-            return error.narrowed(UnknownModelError)
+        if isinstance(error, errors.NotFoundError) and "models/" in error.message:
+            return error.narrowed(errors.UnknownModelError)
         return error
 
     # -- chat ---------------------------------------------------------------------------------------------------
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
         self._check_key(request.model)
-        path = f"/models/{_bare(request.model)}:generateContent"
-        data, request_id = await self._http.post_json(path, self._to_wire(request), model=request.model)
-        try:
+
+        def parse(data: dict[str, Any], request_id: str | None) -> ChatResponse:
             message, finish = message_from_wire(data)
-            usage = usage_from_wire(data["usageMetadata"]) if data.get("usageMetadata") else Usage(estimated=True)
-        except _PARSE_ERRORS as exc:
-            raise ResponseFormatError(
-                f"{self.provider} returned a response without the documented fields ({type(exc).__name__})",
+            metadata = data.get("usageMetadata")
+            return ChatResponse(
+                message=message,
+                finish_reason=finish,
+                usage=usage_from_wire(metadata) if metadata else Usage(estimated=True),
+                model=data.get("modelVersion") or request.model,
                 provider=self.provider,
-                model=request.model,
-                request_id=request_id,
-                status=200,
-            ) from exc
-        return ChatResponse(
-            message=message,
-            finish_reason=finish,
-            usage=usage,
-            model=data.get("modelVersion") or request.model,
-            provider=self.provider,
-            request_id=request_id or data.get("responseId"),
-            raw=data,
-        )
+                request_id=request_id or data.get("responseId"),
+                raw=data,
+            )
+
+        path = f"/models/{_bare(request.model)}:generateContent"
+        return await self._post(path, self._to_wire(request), request.model, "a response", parse)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         self._check_key(request.model)
         path = f"/models/{_bare(request.model)}:streamGenerateContent?alt=sse"
-        state = StreamChunks(request.model)
-        async with self._http.stream_sse(path, self._to_wire(request), model=request.model) as (request_id, events):
-            try:
-                async for _, data in events:
-                    chunk = self._chunk(state, data, request, request_id)
-                    if chunk is not None:
-                        yield chunk
-            except APIConnectionError as exc:
-                if not state.started:
-                    raise
-                raise self._cut(state, f"stream was cut: {exc.message}", request, request_id) from exc
-        if state.finish is None:
-            raise self._cut(state, "stream ended before a finish reason", request, request_id)
 
-    def _chunk(self, state: StreamChunks, data: str, request: ChatRequest, request_id: str | None) -> ChatChunk | None:
-        where: dict[str, Any] = {"provider": self.provider, "model": request.model, "partial": state.text}
-        payload = stream_payload(data.encode(), unit="stream event", **where)
-        if "error" in payload:  # an error after the 200 comes as an event of its own
-            raise event_error(payload, request_id=request_id, redact=self._http.redact, **where)
-        try:
-            return state.take(payload, request_id)
-        except _PARSE_ERRORS as exc:
-            what = "sent a stream event without the documented fields"
-            raise stream_error(StreamDecodeError, what, request_id=request_id, **where) from exc
+        def state(request_id: str | None) -> StreamChunks:
+            return StreamChunks(request.model, request_id)
 
-    def _cut(self, state: StreamChunks, what: str, request: ChatRequest, request_id: str | None) -> StreamError:
-        return stream_error(
-            StreamInterruptedError,
-            what,
-            provider=self.provider,
-            model=request.model,
-            partial=state.text,
-            request_id=request_id,
-        )
+        async for chunk in self._stream_events(path, self._to_wire(request), request, state):
+            yield chunk
 
     # -- wire mapping -------------------------------------------------------------------------------------------
 
@@ -230,21 +176,15 @@ class GeminiDriver(HTTPDriver):
         self._check_key(model)
         name = f"models/{_bare(model)}"
         requests = [self._embed_request(name, text, dimensions) for text in inputs]
-        data, request_id = await self._http.post_json(
-            f"/{name}:batchEmbedContents", {"requests": requests}, model=model
-        )
-        try:
+
+        def parse(data: dict[str, Any], request_id: str | None) -> Any:
             vectors = np.asarray([item["values"] for item in data["embeddings"]], dtype=np.float32)
             if vectors.ndim != 2 or vectors.shape[0] != len(inputs):
                 raise ValueError(f"embeddings of shape {vectors.shape} for {len(inputs)} inputs")
-        except _PARSE_ERRORS as exc:
-            raise ResponseFormatError(
-                f"{self.provider} returned embeddings without the documented fields: {exc}",
-                provider=self.provider,
-                model=model,
-                request_id=request_id,
-                status=200,
-            ) from exc
+            return vectors
+
+        body = {"requests": requests}
+        vectors = await self._post(f"/{name}:batchEmbedContents", body, model, "embeddings", parse)
         # batchEmbedContents reports no usage: counted here, and flagged.
         counted = [(await self.count_text(model, text)).tokens for text in inputs]
         usage = Usage(input_tokens=sum(counted), estimated=True)
@@ -264,17 +204,11 @@ class GeminiDriver(HTTPDriver):
             return await super().count_tokens(model, messages, tools)
         inner = ChatRequest(model=model, messages=messages, tools=tools or None)
         body = {"generateContentRequest": {"model": f"models/{_bare(model)}", **self._to_wire(inner)}}
-        data, request_id = await self._http.post_json(f"/models/{_bare(model)}:countTokens", body, model=model)
-        try:
+
+        def parse(data: dict[str, Any], request_id: str | None) -> TokenCount:
             return TokenCount(tokens=int(data["totalTokens"]), exact=True, tokenizer=f"{self.provider} countTokens")
-        except _PARSE_ERRORS as exc:
-            raise ResponseFormatError(
-                f"{self.provider} returned a token count without totalTokens",
-                provider=self.provider,
-                model=model,
-                request_id=request_id,
-                status=200,
-            ) from exc
+
+        return await self._post(f"/models/{_bare(model)}:countTokens", body, model, "a token count", parse)
 
 
 def _bare(model: str) -> str:

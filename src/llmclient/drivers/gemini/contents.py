@@ -20,6 +20,7 @@ from __future__ import annotations
 import mimetypes
 from typing import Any
 
+from llmclient.drivers.toolkit import json_schema_of
 from llmclient.errors import InvalidRequestError
 from llmclient.types import AudioPart, ContentPart, FilePart, ImagePart, Message, TextPart, Tool
 
@@ -133,13 +134,15 @@ def _file_part(part: FilePart) -> dict[str, Any]:
 
 def tools_to_wire(tools: list[Tool]) -> list[dict[str, Any]]:
     """Function declarations, their parameters as JSON Schema (`parametersJsonSchema`)."""
-    declarations = []
-    for tool in tools:
-        declaration: dict[str, Any] = {"name": tool.name, "parametersJsonSchema": tool.parameters}
-        if tool.description:
-            declaration["description"] = tool.description
-        declarations.append(declaration)
+    declarations = [_declaration(tool) for tool in tools]
     return [{"functionDeclarations": declarations}]
+
+
+def _declaration(tool: Tool) -> dict[str, Any]:
+    declaration: dict[str, Any] = {"name": tool.name, "parametersJsonSchema": tool.parameters}
+    if tool.description:
+        declaration["description"] = tool.description
+    return declaration
 
 
 def tool_config(choice: str | None) -> dict[str, Any] | None:
@@ -156,15 +159,10 @@ def tool_config(choice: str | None) -> dict[str, Any] | None:
 def response_format_to_wire(response_format: dict[str, Any]) -> dict[str, Any]:
     """A `response_format` as generation settings: JSON out (`responseMimeType`), shaped by `responseJsonSchema`
     (https://ai.google.dev/gemini-api/docs/structured-output)."""
-    kind = response_format.get("type")
-    if kind == "json_schema":
-        schema = (response_format.get("json_schema") or {}).get("schema")
-        if not isinstance(schema, dict):
-            raise InvalidRequestError("a json_schema response_format needs json_schema.schema", provider="gemini")
+    schema = json_schema_of(response_format, provider="gemini")
+    if schema is not None:
         return {"responseMimeType": "application/json", "responseJsonSchema": schema}
-    if kind == "json_object":
-        return {"responseMimeType": "application/json"}
-    return {}
+    return {"responseMimeType": "application/json"} if response_format.get("type") == "json_object" else {}
 
 
 __all__ = [

@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from llmclient.drivers.gemini.contents import GENERATED_ID
+from llmclient.drivers.toolkit import StreamState
 from llmclient.types import ChatChunk, FinishReason, Message, ToolCall, ToolCallDelta, Usage, reported_tokens
 
 BLOCKED = frozenset({"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY", "LANGUAGE"})
@@ -110,30 +111,29 @@ def message_from_wire(data: dict[str, Any]) -> tuple[Message, FinishReason]:
     )
 
 
-class StreamChunks:
-    """The chunks of `streamGenerateContent`'s events, and what they said so far."""
+class StreamChunks(StreamState):
+    """The chunks of `streamGenerateContent`'s events; it has finished once a candidate gave its finish reason."""
 
-    def __init__(self, model: str) -> None:
-        self.model = model
+    finish: FinishReason | None = None
+
+    def __init__(self, model: str, request_id: str | None = None) -> None:
+        super().__init__(model, request_id)
         self.parts = Parts()
-        self.text: list[str] = []
-        self.finish: FinishReason | None = None
-        self.started = False
 
-    def take(self, payload: dict[str, Any], request_id: str | None) -> ChatChunk | None:
+    def take(self, event: str, payload: dict[str, Any]) -> ChatChunk | None:
         """The chunk of one event (None when it carries nothing); KeyError/TypeError on a malformed one."""
         self.model = payload.get("modelVersion") or self.model
         usage = usage_from_wire(payload["usageMetadata"]) if payload.get("usageMetadata") else None
         blocked = blocked_prompt(payload)
         if blocked is not None:
-            self.finish = "content_filter"
+            self.finish, self.finished = "content_filter", True
             return ChatChunk(refusal_delta=blocked, finish_reason="content_filter", usage=usage, model=self.model)
         candidate = (payload.get("candidates") or [{}])[0]
         first = self.parts.calls
         text, reasoning, calls, signature = self.parts.read((candidate.get("content") or {}).get("parts") or [])
         reason = candidate.get("finishReason")
         if reason:
-            self.finish = finish_from_wire(reason, self.parts.calls > 0)
+            self.finish, self.finished = finish_from_wire(reason, self.parts.calls > 0), True
         self.text.append(text)
         self.started = self.started or bool(text or reasoning or calls)
         deltas = [
@@ -151,7 +151,7 @@ class StreamChunks:
             finish_reason=self.finish if reason else None,
             usage=usage,
             model=self.model,
-            request_id=request_id or payload.get("responseId"),
+            request_id=self.request_id or payload.get("responseId"),
         )
 
 

@@ -17,6 +17,7 @@ from llmclient.drivers import Capabilities, EmbeddingLimits
 from llmclient.drivers.openai.messages import messages_to_wire
 from llmclient.drivers.openai.replies import StreamState, choices_from_wire, usage_from_wire
 from llmclient.drivers.openai.wire import vectors_from_wire
+from llmclient.drivers.streams import reply_of
 from llmclient.drivers.toolkit import HTTPDriver, event_error, stream_error, stream_payload
 from llmclient.errors import (
     APIConnectionError,
@@ -27,15 +28,7 @@ from llmclient.errors import (
     StreamInterruptedError,
 )
 from llmclient.http import iter_sse
-from llmclient.types import (
-    CHAT_PARAMS,
-    ChatChunk,
-    ChatRequest,
-    ChatResponse,
-    EmbedResponse,
-    Message,
-    Usage,
-)
+from llmclient.types import CHAT_PARAMS, ChatChunk, ChatRequest, ChatResponse, EmbedResponse, Message, Usage
 
 
 class OpenAIDriver(HTTPDriver):
@@ -188,13 +181,8 @@ class OpenAIDriver(HTTPDriver):
         return messages_to_wire(messages, developer=self.developer_role)
 
     def _from_wire(self, data: dict[str, Any], request: ChatRequest, request_id: str | None) -> ChatResponse:
-        choices = choices_from_wire(data)
-        first = choices[0]
-        return ChatResponse(
-            message=first.message,
-            finish_reason=first.finish_reason,
-            logprobs=first.logprobs,
-            choices=choices if len(choices) > 1 else [],
+        return reply_of(
+            choices_from_wire(data),
             usage=self._usage_from_wire(data["usage"]) if data.get("usage") else Usage(estimated=True),
             model=data.get("model") or request.model,
             provider=self.provider,
