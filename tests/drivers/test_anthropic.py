@@ -3,7 +3,9 @@ documented replies, streams and errors of tests/fixtures/anthropic/."""
 
 from __future__ import annotations
 
+import datetime
 import json
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -27,6 +29,9 @@ from llmclient import (
     UnsupportedCapabilityError,
     Usage,
 )
+from llmclient.routing import Deployment, ModelGroup
+from llmclient.testing import Answer, Reply, Request, ScriptedServer
+from llmclient.testing.wires import AnthropicWire
 
 KEY = "sk-ant-api03-test-0123456789"
 MODEL = "anthropic/claude-sonnet-5-5"
@@ -282,3 +287,28 @@ async def test_parts_tool_results_and_refusals_map_to_blocks() -> None:
     ]
     assert body["tool_choice"] == {"type": "auto", "disable_parallel_tool_use": True}
     assert body["thinking"] == {"type": "disabled"}
+
+
+class LimitedWire(AnthropicWire):
+    """Anthropic's wire, answering with rate-limit headers that say no request is left for 30 seconds."""
+
+    def reply(self, reply: Reply, request: Request, number: int) -> Answer:
+        answer = super().reply(reply, request, number)
+        reset = datetime.datetime.fromtimestamp(time.time() + 30, tz=datetime.timezone.utc)
+        answer.headers["anthropic-ratelimit-requests-remaining"] = "0"
+        answer.headers["anthropic-ratelimit-requests-reset"] = reset.isoformat().replace("+00:00", "Z")
+        return answer
+
+
+async def test_anthropics_rate_limit_headers_send_a_groups_calls_elsewhere_until_their_reset() -> None:
+    async with ScriptedServer(LimitedWire()) as spent, ScriptedServer(AnthropicWire()) as other:
+        spent.script(Reply(text="one"))
+        other.script(*(Reply(text="more") for _ in range(3)))
+        group = ModelGroup(
+            [Deployment(MODEL, base_url=server.url, api_key=KEY, price=0) for server in (spent, other)],
+            strategy="priority",
+        )
+        async with Client(routes={"claude": group}) as client:
+            served = [(await client.chat("hi", model="claude")).deployment for _ in range(4)]
+    assert served == ["claude@0", "claude@1", "claude@1", "claude@1"]
+    assert len(spent.requests) == 1  # nothing more was sent there before the reset
