@@ -9,8 +9,15 @@ from typing import Any
 import pytest
 import respx
 
-from llmclient import BudgetExceededError, BudgetOvershootWarning, Capabilities, Client, FakeDriver, ServerError
-from llmclient.drivers import register_driver
+from llmclient import (
+    BudgetExceededError,
+    BudgetOvershootWarning,
+    Capabilities,
+    Client,
+    FakeDriver,
+    ServerError,
+    drivers,
+)
 
 # 1 µ$ per input word, 2 µ$ per output word (the fake driver counts words).
 PAID = {"fake/paid": {"input_cost_per_token": "0.000001", "output_cost_per_token": "0.000002"}}
@@ -117,10 +124,12 @@ class CeilingDriver(FakeDriver):
 
 
 @pytest.mark.parametrize(("driver", "reserved"), [(CappedDriver, 50), (CeilingDriver, 40)])
-async def test_a_drivers_declared_output_bounds_the_reservation(driver: type[FakeDriver], reserved: int) -> None:
+async def test_a_drivers_declared_output_bounds_the_reservation(
+    driver: type[FakeDriver], reserved: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # No max_tokens and no maximum output in the price: the driver's declaration bounds the worst case.
     prices = {f"{driver.name}/m": {"input_cost_per_token": "0.000001", "output_cost_per_token": "0.000002"}}
-    register_driver(driver)
+    monkeypatch.setitem(drivers._REGISTERED, driver.name, driver)  # registered for this test only
     client = Client(providers={driver.name: {}}, prices=prices)
     worst = Decimal("0.000001") * 2 + Decimal("0.000002") * reserved
     async with client.budget(usd=str(worst - Decimal("0.000001"))):
