@@ -24,7 +24,7 @@ TABLE = PriceTable.default()
 def test_every_shipped_entry_is_sourced_dated_and_sane() -> None:
     entries = list(TABLE)
     providers = {entry.provider for entry in entries}
-    assert providers == {"openai", "deepseek"}
+    assert providers == {"openai", "deepseek", "anthropic", "gemini"}
     for entry in entries:
         assert entry.source and entry.source.startswith("https://"), entry.model
         assert entry.checked and len(entry.checked) == 10, entry.model
@@ -38,6 +38,11 @@ def test_every_shipped_entry_is_sourced_dated_and_sane() -> None:
         assert TABLE.lookup("openai", model) is not None, model
     for model in ("deepseek-flash", "deepseek-v4-pro", "deepseek-v4-flash", "deepseek-chat", "deepseek-reasoner"):
         assert TABLE.lookup("deepseek", model) is not None, model
+    for model in ("claude-opus-5-5", "claude-sonnet-5-5", "claude-haiku-4-5", "claude-haiku-4-5-20251001"):
+        entry = TABLE.lookup("anthropic", model)
+        assert entry is not None and entry.cache_write is not None and entry.cached_input is not None, model
+    for model in ("gemini-3.8-flash", "gemini-2.5-flash", "gemini-2.5-pro", "gemini-embedding-001"):
+        assert TABLE.lookup("gemini", model) is not None, model
 
 
 def test_prices_read_as_published_per_million() -> None:

@@ -18,7 +18,7 @@ import respx
 from aiohttp import web
 
 from llmclient import APIConnectionError, APITimeoutError, Client, HTTPOptions, Timeouts
-from llmclient.http.client import HTTPClient
+from llmclient.http import HTTPClient
 
 COMPLETION = {
     "id": "chatcmpl-1",

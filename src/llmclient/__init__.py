@@ -66,7 +66,7 @@ from llmclient.errors import (
     UnsupportedParameterError,
     VectorStoreError,
 )
-from llmclient.http.client import HTTPOptions, InsecureURLWarning, Limits, Timeouts
+from llmclient.http import HTTPOptions, InsecureURLWarning, Limits, Timeouts
 from llmclient.lifecycle.request import ParameterDroppedWarning
 from llmclient.lifecycle.retry import RetryPolicy
 from llmclient.model_ids import ModelId

@@ -38,7 +38,7 @@ from llmclient.drivers import Driver
 from llmclient.embeddings.cache import EmbeddingCache, open_embedding_cache
 from llmclient.embeddings.job import EmbedOptions, run_embed_job
 from llmclient.errors import LLMClientError, UnsupportedCapabilityError
-from llmclient.http.client import Timeouts, Transport
+from llmclient.http import Timeouts, Transport
 from llmclient.lifecycle import BudgetAdmission, CountPrompt, LedgerRecording, Pipeline, Pricing, Step
 from llmclient.lifecycle import send as pipeline_send
 from llmclient.lifecycle.request import count_tokens, messages_of

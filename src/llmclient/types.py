@@ -381,7 +381,11 @@ class ChatResponse(_Model, Generic[ParsedT]):
 
 
 class ToolCallDelta(_Model):
-    """A fragment of a streamed tool call; fragments with the same `index` join into one `ToolCall`."""
+    """A fragment of a streamed tool call; fragments with the same `index` join into one `ToolCall`.
+
+    `index` is the driver's own number for the call (OpenAI's `index`, Anthropic's content-block index): it need not
+    be dense, and calls come out in its order (`llmclient.drivers.streams.StreamAssembler`).
+    """
 
     index: int
     id: str | None = None
@@ -392,12 +396,17 @@ class ToolCallDelta(_Model):
 class ChatChunk(_Model):
     """One streamed piece of a reply. The last chunk carries `finish_reason` and `usage`.
 
+    Usage may also come in several chunks, each figure a running total (see `llmclient.drivers.streams`).
+
     With `n > 1`, `choice` says which reply a chunk belongs to; each reply's last chunk carries its
     `finish_reason`, and the very last chunk (of reply 0) the usage of all of them.
     """
 
     delta: str = ""
     reasoning_delta: str = ""
+    reasoning_signature: str | None = None
+    """The signature of the reasoning so far, where the provider signs it (Anthropic's `signature_delta`, Gemini's
+    `thoughtSignature`); the last one sent is the reply's `Message.reasoning_signature`."""
     refusal_delta: str = ""
     """A piece of the model's refusal (OpenAI's `refusal` deltas)."""
     tool_call_deltas: list[ToolCallDelta] = Field(default_factory=list)

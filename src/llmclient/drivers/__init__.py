@@ -44,20 +44,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_chec
 
 from llmclient import tokens
 from llmclient.errors import ConfigurationError, UnknownProviderError, UnsupportedCapabilityError
-from llmclient.types import (
-    CHAT_PARAMS,
-    ChatChunk,
-    ChatRequest,
-    ChatResponse,
-    EmbedResponse,
-    Message,
-    TokenCount,
-    Tool,
-    ToolCallDelta,
-)
+from llmclient.types import CHAT_PARAMS, ChatChunk, TokenCount, ToolCallDelta
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the contract's signatures only
     from pydantic import SecretStr
+
+    from llmclient.types import ChatRequest, ChatResponse, EmbedResponse, Message, Tool
 
 
 @dataclass(frozen=True)
@@ -102,6 +94,11 @@ class Capabilities:
             with a warning, or refused under `strict_params`. A driver receives only these.
         embedding_encoding: The encoding its embeddings are requested in on the wire (`"float"`, `"base64"`),
             where the request names one; traces report it as `gen_ai.request.encoding_formats`.
+        default_max_tokens: The output cap the driver sends when a call gives no `max_tokens` (Anthropic's API
+            requires one); a budget reserves for it instead of refusing the call. None: the driver sends none,
+            and the model's own maximum (the catalog's `max_output_tokens`) bounds the output.
+        max_output_tokens: The most output any call to the backend can produce, when the backend has one ceiling
+            for every model; a budget falls back to it when neither the call nor the catalog bounds the output.
     """
 
     http: bool = False
@@ -113,6 +110,8 @@ class Capabilities:
     structured_output: StructuredOutputMode = "json_schema"
     params: frozenset[str] = field(default_factory=lambda: frozenset(CHAT_PARAMS))
     embedding_encoding: str | None = None
+    default_max_tokens: int | None = None
+    max_output_tokens: int | None = None
 
 
 class DeprecatedModelWarning(FutureWarning):
@@ -192,6 +191,7 @@ class BaseDriver:
         yield ChatChunk(
             delta=response.text,
             reasoning_delta=response.message.reasoning or "",
+            reasoning_signature=response.message.reasoning_signature,
             tool_call_deltas=[
                 ToolCallDelta(index=i, id=c.id, name=c.name, arguments=c.raw_arguments)
                 for i, c in enumerate(response.tool_calls)
@@ -226,6 +226,8 @@ _BUILTINS: dict[str, str] = {
     "deepseek": "llmclient.drivers.openai.deepseek:DeepSeekDriver",
     "openai-compatible": "llmclient.drivers.openai:OpenAICompatibleDriver",
     "ollama": "llmclient.drivers.ollama:OllamaDriver",
+    "anthropic": "llmclient.drivers.anthropic:AnthropicDriver",
+    "gemini": "llmclient.drivers.gemini:GeminiDriver",
     "transformers": "llmclient.drivers.local.hf:TransformersDriver",
     "llamacpp": "llmclient.drivers.local.llamacpp:LlamaCppDriver",
     "fake": "llmclient.drivers.fake:FakeDriver",

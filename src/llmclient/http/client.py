@@ -1,5 +1,5 @@
-"""HTTP plumbing: the only module that imports httpx (`backends/aiohttp_backend.py` is the only one that imports
-aiohttp).
+"""The HTTP client every HTTP driver sends through: the only module that imports httpx
+(`backends/aiohttp_backend.py` is the only one that imports aiohttp). Public as `llmclient.http.HTTPClient`.
 
 `HTTPClient` sends a driver's requests over one of three backends. By default it is llmclient's own HTTP/1.1
 keep-alive pool (`backends/native.py`), whose per-call CPU cost is well under aiohttp's and a fraction of httpx's;
@@ -8,7 +8,8 @@ a proxy (given or from the environment) or `HTTPOptions(backend="aiohttp")` sele
 `HTTPOptions(backend="httpx")`, or a started `respx` mock select httpx, so the test seams keep working. All take the
 same `Timeouts` and `HTTPOptions` (proxy, environment, TLS verification, connection limits, keep-alive), and the
 same `Limits`. Whatever the server or the transport does, only llmclient errors leave this module (or a
-cancellation): every transport and JSON failure is translated here, once.
+cancellation): every transport and JSON failure is translated here, once, and every error answer goes through
+`llmclient.errors.error_from_response` (with the driver's own error names, `error_codes=`).
 
 What it reads is bounded (`Limits`): a response body, and one stream line or event (split by `framing`). It
 refuses API keys that could not be meant (whitespace, control or non-ASCII characters, placeholders such as
@@ -41,15 +42,17 @@ from llmclient.errors import (
     redact,
     request_id_from,
 )
-
-# Re-exported: drivers take framing, options and limits from here.
-from llmclient.http.framing import iter_lines, iter_ndjson
-from llmclient.http.framing import iter_sse as iter_sse
-from llmclient.http.options import HTTPOptions as HTTPOptions
-from llmclient.http.options import InsecureURLWarning as InsecureURLWarning
-from llmclient.http.options import Limits as Limits
-from llmclient.http.options import Timeouts as Timeouts
-from llmclient.http.options import check_api_key, check_base_url, check_headers, fast_backend, httpx_mocked
+from llmclient.http.framing import iter_lines, iter_ndjson, iter_sse
+from llmclient.http.options import (
+    HTTPOptions,
+    Limits,
+    Timeouts,
+    check_api_key,
+    check_base_url,
+    check_headers,
+    fast_backend,
+    httpx_mocked,
+)
 
 if TYPE_CHECKING:
     import httpx
@@ -63,6 +66,10 @@ else:
 
 _USER_AGENT = "llmclient/0.1"
 Frame = TypeVar("Frame", str, bytes)  # a decoded line, or an NDJSON line as bytes
+
+RATE_LIMIT_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-")
+"""The rate-limit headers `post_json(rate_limits=...)` collects: OpenAI's (and compatible servers') `x-ratelimit-*`
+and Anthropic's `anthropic-ratelimit-*` (https://platform.claude.com/docs/en/api/rate-limits#response-headers)."""
 
 
 class HTTPClient:
@@ -79,6 +86,16 @@ class HTTPClient:
         limits: The most read of one response body and of one stream line or event.
         refine: Turns an error answer into a more specific llmclient error.
         refine_connect: Adds a provider's hint to a refused connection.
+        error_codes: The provider's own error names (type, code or reason in its error body) and the llmclient
+            error each means, deciding before the status does (`{"overloaded_error": ServerError}`).
+
+    ```python
+    from llmclient.http import HTTPClient
+
+    client = HTTPClient(provider="acme", base_url="https://api.acme.example/v1", headers={"x-api-key": "k-123456"})
+    assert client.headers["x-api-key"] == "k-123456"
+    await client.aclose()
+    ```
     """
 
     def __init__(
@@ -94,6 +111,7 @@ class HTTPClient:
         refine: Callable[[APIError], LLMClientError] | None = None,
         refine_connect: Callable[[APIConnectionError], LLMClientError] | None = None,
         limits: Limits | None = None,
+        error_codes: Mapping[str, type[APIError]] | None = None,
     ) -> None:
         self.provider = provider
         self.base_url = base_url
@@ -103,6 +121,7 @@ class HTTPClient:
         # `refine` may turn an error answer into any llmclient error (a 400 saying a model lacks tools: unsupported).
         self._refine = refine
         self._refine_connect = refine_connect
+        self._error_codes = error_codes
         self._urls: dict[str, httpx.URL] = {}
         self._secrets = tuple(check_api_key(secret, provider=provider) for secret in secrets if secret)
         self.headers = check_headers({"user-agent": _USER_AGENT, **headers}, provider=provider)  # after the key's
@@ -164,7 +183,7 @@ class HTTPClient:
         self, path: str, body: dict[str, Any], *, model: str | None, rate_limits: dict[str, str] | None = None
     ) -> tuple[Any, str | None]:
         """POST `body` as JSON; return the decoded JSON answer and the request id. `rate_limits`, when given,
-        receives the answer's `x-ratelimit-*` headers."""
+        receives the answer's rate-limit headers (`RATE_LIMIT_PREFIXES`)."""
         return await self._json("POST", path, _dumps(body), _JSON_HEADERS, model, rate_limits)
 
     async def get_json(self, path: str, *, model: str | None = None) -> Any:
@@ -194,7 +213,7 @@ class HTTPClient:
         request_id = request_id_from(response.headers, self._secrets)
         if rate_limits is not None:
             found = ((k.lower(), v) for k, v in response.headers.items())  # aiohttp keeps the server's case
-            rate_limits.update((k, self.redact(v)) for k, v in found if k.startswith("x-ratelimit-"))
+            rate_limits.update((k, self.redact(v)) for k, v in found if k.startswith(RATE_LIMIT_PREFIXES))
         return self.decode_json(content, model=model, request_id=request_id, status=response.status_code), request_id
 
     def stream_lines(
@@ -202,6 +221,15 @@ class HTTPClient:
     ) -> AbstractAsyncContextManager[tuple[str | None, AsyncIterator[str]]]:
         """POST `body` and yield the request id and an iterator over the answer's lines (decoded, unsplit)."""
         return self._framed(path, body, _STREAM_HEADERS, iter_lines, model)
+
+    @asynccontextmanager
+    async def stream_sse(
+        self, path: str, body: dict[str, Any], *, model: str | None
+    ) -> AsyncIterator[tuple[str | None, AsyncIterator[tuple[str, str]]]]:
+        """POST `body` and yield the request id and an iterator over the answer's server-sent events as
+        `(event, data)` (see `llmclient.http.iter_sse`), each within `limits.max_event_bytes`."""
+        async with self.stream_lines(path, body, model=model) as (request_id, lines):
+            yield request_id, iter_sse(lines, max_event_chars=self.limits.max_event_bytes)
 
     def stream_ndjson(
         self, path: str, body: dict[str, Any], *, model: str | None
@@ -398,6 +426,7 @@ class HTTPClient:
             provider=self.provider,
             model=model,
             secrets=self._secrets,
+            codes=self._error_codes,
         )
         return self._refine(error) if self._refine else error
 

@@ -1,5 +1,5 @@
-"""How an HTTP driver connects (`HTTPOptions`), how long it waits (`Timeouts`), what it reads at most (`Limits`),
-and the checks on its key and URL.
+"""How an HTTP driver connects (`HTTPOptions`), how long it waits (`Timeouts`), what it reads at most (`Limits`), and
+the checks on its key and URL.
 
 Every backend of `llmclient.http.client.HTTPClient` reads these, so a proxy, a CA bundle or a connection limit means the
 same over the native backend, aiohttp and httpx. Nothing here imports any of them.
@@ -26,6 +26,39 @@ if TYPE_CHECKING:
     from llmclient.http.backends.aiohttp_backend import AiohttpBackend
     from llmclient.http.backends.native import H1Backend
     from llmclient.http.client import HTTPClient
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Timeouts for one call.
+
+    Args:
+        connect: Seconds to open a connection (TCP and TLS).
+        read: Seconds between two reads of the answer (a stream that goes quiet this long fails).
+        total: The call's overall deadline in seconds, retries and stream included; None for none. It is what
+            stops a server that keeps a connection alive by dripping bytes.
+        write: Seconds to send the request body; None means as long as `read`. The aiohttp backend has no write
+            timeout of its own: it reads while it writes, so a peer that stops reading the body is caught by `read`.
+        pool: Seconds to wait for a free connection when `HTTPOptions.max_connections` are all busy; None means as
+            long as `read`. With aiohttp it bounds the wait and the opening of a new connection together.
+    """
+
+    connect: float = 10.0
+    # As long as the whole call: a non-streamed reply from a reasoning model or a CPU-bound local server can take
+    # minutes before its first byte. A stream that keeps a connection alive by dripping bytes is stopped by `total`.
+    read: float = 600.0
+    total: float | None = 600.0
+    write: float | None = None
+    pool: float | None = None
+
+    @classmethod
+    def from_value(cls, value: float | Timeouts | None) -> Timeouts:
+        """A float is the overall deadline (connect and read timeouts capped by it); None means no deadline."""
+        if isinstance(value, Timeouts):
+            return value
+        if value is None:
+            return cls(total=None)
+        return cls(connect=min(cls.connect, value), read=value, total=value)
 
 
 @dataclass(frozen=True)
@@ -200,39 +233,6 @@ def httpx_mocked() -> bool:
         return False
     sends = (transport.handle_async_request, pool.handle_async_request)
     return not (sends[0].__module__.startswith("httpx") and sends[1].__module__.startswith("httpcore"))
-
-
-@dataclass(frozen=True)
-class Timeouts:
-    """Timeouts for one call.
-
-    Args:
-        connect: Seconds to open a connection (TCP and TLS).
-        read: Seconds between two reads of the answer (a stream that goes quiet this long fails).
-        total: The call's overall deadline in seconds, retries and stream included; None for none. It is what
-            stops a server that keeps a connection alive by dripping bytes.
-        write: Seconds to send the request body; None means as long as `read`. The aiohttp backend has no write
-            timeout of its own: it reads while it writes, so a peer that stops reading the body is caught by `read`.
-        pool: Seconds to wait for a free connection when `HTTPOptions.max_connections` are all busy; None means as
-            long as `read`. With aiohttp it bounds the wait and the opening of a new connection together.
-    """
-
-    connect: float = 10.0
-    # As long as the whole call: a non-streamed reply from a reasoning model or a CPU-bound local server can take
-    # minutes before its first byte. A stream that keeps a connection alive by dripping bytes is stopped by `total`.
-    read: float = 600.0
-    total: float | None = 600.0
-    write: float | None = None
-    pool: float | None = None
-
-    @classmethod
-    def from_value(cls, value: float | Timeouts | None) -> Timeouts:
-        """A float is the overall deadline (connect and read timeouts capped by it); None means no deadline."""
-        if isinstance(value, Timeouts):
-            return value
-        if value is None:
-            return cls(total=None)
-        return cls(connect=min(cls.connect, value), read=value, total=value)
 
 
 @dataclass(frozen=True)

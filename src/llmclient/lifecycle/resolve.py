@@ -10,7 +10,7 @@ from pydantic import SecretStr
 
 from llmclient.drivers import Driver, create_driver
 from llmclient.errors import InvalidRequestError
-from llmclient.http.client import Timeouts, Transport
+from llmclient.http import Timeouts, Transport
 from llmclient.lifecycle.call import Call, CallKind
 from llmclient.lifecycle.request import chat_request
 from llmclient.lifecycle.retry import RetryPolicy

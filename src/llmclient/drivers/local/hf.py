@@ -40,16 +40,7 @@ from llmclient.errors import (
     InvalidRequestError,
     LLMClientError,
 )
-from llmclient.types import (
-    ChatChunk,
-    ChatRequest,
-    ChatResponse,
-    EmbedResponse,
-    Message,
-    TokenCount,
-    Tool,
-    Usage,
-)
+from llmclient.types import ChatChunk, ChatRequest, ChatResponse, EmbedResponse, Message, TokenCount, Tool, Usage
 
 PROVIDER = "transformers"
 DEFAULT_MAX_TOKENS = 4096

@@ -25,7 +25,7 @@ from llmclient.errors import (
     UnknownModelError,
     UnsupportedCapabilityError,
 )
-from llmclient.http.client import HTTPClient
+from llmclient.http import HTTPClient
 from llmclient.types import ChatRequest, TokenCount
 
 

@@ -144,14 +144,8 @@ class DeepSeekDriver(OpenAIDriver):
         )
         if not unknown_model:
             return error
-        return UnknownModelError(
-            f"{error.message}; DeepSeek's models are: {', '.join(DEEPSEEK_MODELS)}",
-            provider=error.provider,
-            model=error.model,
-            status=error.status,
-            request_id=error.request_id,
-            body=error.body,
-            error_code=error.error_code,
+        return error.narrowed(
+            UnknownModelError, f"{error.message}; DeepSeek's models are: {', '.join(DEEPSEEK_MODELS)}"
         )
 
     def _usage_from_wire(self, usage: dict[str, Any]) -> Usage:
