@@ -29,6 +29,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from llmclient import tokens
 from llmclient.accounting.budgets import Budget, BudgetScope, open_budgets
 from llmclient.accounting.catalog import PriceTable
 from llmclient.accounting.ledger import CostLedger
@@ -393,4 +394,5 @@ class Client:
     ) -> TokenCount:
         """Count the tokens a string (text alone) or messages (with the chat framing) take on `model`."""
         provider, name = self.resolve(model)
-        return await count_tokens(self.driver(provider), name, messages, tools)
+        with tokens.asked():  # a missing tokenizer warns here, where a count was asked for, not in every call
+            return await count_tokens(self.driver(provider), name, messages, tools)
