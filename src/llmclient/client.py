@@ -35,7 +35,7 @@ from llmclient.accounting.catalog import PriceTable
 from llmclient.accounting.ledger import CostLedger
 from llmclient.chat.streaming import ChatStream
 from llmclient.chat.structured import structured_chat
-from llmclient.drivers import Driver
+from llmclient.drivers import Driver, check_options
 from llmclient.embeddings.cache import EmbeddingCache, open_embedding_cache
 from llmclient.embeddings.job import EmbedOptions, run_embed_job
 from llmclient.errors import LLMClientError, UnsupportedCapabilityError
@@ -131,6 +131,9 @@ class Client:
         budget_store: str | SharedBudgets | None = None,
         routes: Mapping[str, ModelGroup | Sequence[Deployment | str | Mapping[str, Any]]] | None = None,
     ) -> None:
+        for name, config in (providers or {}).items():  # a misspelt option or driver fails here, not on first use
+            if isinstance(config, Mapping):
+                check_options(name, config)
         self.retry = retry if isinstance(retry, RetryPolicy) else RetryPolicy().with_max_retries(retry)
         self.timeouts = Timeouts.from_value(timeout)
         self.strict_params = strict_params

@@ -7,7 +7,8 @@ LLMClientError
  │    ├── MissingAPIKeyError
  │    ├── MissingExtraError              says which `pip install 'llmclient[...]'`
  │    ├── InvalidRequestError            the call's arguments are invalid (also a ValueError)
- │    │    └── InputTooLongError         an embedding input over the model's token limit (names its index)
+ │    │    ├── InputTooLongError         an embedding input over the model's token limit (names its index)
+ │    │    └── OutputCapRequiredError    a budget cannot bound a call without max_tokens (no known maximum output)
  │    ├── UnsupportedParameterError      a parameter the provider or model lacks, under strict_params=True
  │    └── PriceFileError                 a price file that is not LiteLLM's format (also a ValueError)
  ├── UnsupportedCapabilityError          e.g. embeddings on DeepSeek
@@ -145,6 +146,11 @@ class InputTooLongError(InvalidRequestError):
         self.index = index
         self.tokens = tokens
         self.limit = limit
+
+
+class OutputCapRequiredError(InvalidRequestError):
+    """Under a budget, a call without `max_tokens` to a priced model whose maximum output is unknown: its worst case
+    cannot be bounded, so nothing was sent. Pass `max_tokens=`, or price the model with `max_output_tokens`."""
 
 
 class UnsupportedParameterError(ConfigurationError):
@@ -373,6 +379,14 @@ class IncompleteWriteError(VectorStoreError):
         self.stored_ids = stored_ids
         self.unstored_ids = unstored_ids
         self.uncertain_ids = uncertain_ids or []
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """` (did you mean 'x'?)` for the choice closest to a misspelt `name`, or "" when none is close."""
+    import difflib
+
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from llmclient import tokens
-from llmclient.errors import ConfigurationError, UnknownProviderError, UnsupportedCapabilityError
+from llmclient.errors import ConfigurationError, UnknownProviderError, UnsupportedCapabilityError, did_you_mean
 from llmclient.types import (
     CHAT_PARAMS,
     ChatChunk,
@@ -288,6 +288,45 @@ def is_self_hosted(provider: str) -> bool:
         return bool(driver_class(provider).capabilities.self_hosted)
     except (UnknownProviderError, ImportError):
         return False
+
+
+def check_options(name: str, options: Mapping[str, Any]) -> None:
+    """Refuse now what `create_driver` would refuse on the provider's first call: a driver name that is not
+    registered, and an option its driver does not take, each with the closest name there is.
+
+    Raises:
+        UnknownProviderError: `driver = "openai-compat"`, or a provider name of your own without a `driver`.
+        ConfigurationError: An option the driver does not take (`api_kee`).
+    """
+    kind = options.get("driver", name)
+    try:
+        cls = driver_class(kind)
+    except UnknownProviderError:
+        known = known_providers()
+        if "driver" in options:
+            raise UnknownProviderError(
+                f"provider {name!r}: unknown driver {kind!r}{did_you_mean(str(kind), known)}; the drivers: "
+                f"{', '.join(known)}",
+                provider=name,
+            ) from None
+        raise UnknownProviderError(
+            f"provider {name!r} is not a driver's name{did_you_mean(name, known)}: give its options a driver "
+            f"(driver = 'openai-compatible' for a server that speaks OpenAI's API); the drivers: {', '.join(known)}",
+            provider=name,
+        ) from None
+    import inspect  # the constructor's own parameters are the options a driver takes
+
+    parameters = inspect.signature(cls).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return  # a driver that takes any option checks them itself
+    accepted = {key for key, p in parameters.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL}
+    for key in options:
+        if key != "driver" and key not in accepted:
+            raise ConfigurationError(
+                f"provider {name!r}: unknown option {key!r}{did_you_mean(str(key), accepted)}; the {kind} driver "
+                f"takes: {', '.join(sorted(accepted - {'provider', 'transport', 'timeouts'}))}",
+                provider=name,
+            )
 
 
 def create_driver(name: str, options: Mapping[str, Any], *, transport: Any = None, timeouts: Any = None) -> Driver:
