@@ -48,8 +48,8 @@ class HTTPOptions:
         keepalive_expiry: Seconds an idle connection is kept for the next call, after which it is closed (a
             server counts idle connections against its own limit); 0 closes every connection after its call.
         backend: "native" (the default and the fastest: llmclient's own HTTP/1.1 keep-alive pool, which hands a
-            proxied client to aiohttp), "aiohttp" or "httpx". A `transport=` is an httpx transport, so giving one
-            selects httpx.
+            proxied client to aiohttp when the `aiohttp` extra is installed, else to httpx), "aiohttp" or "httpx".
+            A `transport=` is an httpx transport, so giving one selects httpx.
     """
 
     proxy: str | None = None
