@@ -62,7 +62,7 @@ _RATES = (
 )
 _CHECKED_RATES = _RATES + tuple(f"{rate}_{tier}" for rate in _RATES for tier in TIERS)
 _WINDOWS = ("max_input_tokens", "max_output_tokens", "max_tokens")
-_TEXTS = ("litellm_provider", "mode", "source", "checked", "alias_of", "deprecation_date")
+_TEXTS = ("litellm_provider", "mode", "source", "checked", "alias_of", "deprecation_date", "deprecation_source", "note")
 _RULES = ("unsupported_params", "unsupported_reasoning_efforts")
 # The other fields of LiteLLM's documented entry (its `sample_spec`): accepted, and no token price is read from them.
 _LITELLM_OTHER = (
