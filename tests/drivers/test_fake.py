@@ -12,7 +12,7 @@ async def test_script_then_exhaustion() -> None:
     client = Client(providers={"fake": {"replies": ["one", {"content": "two"}]}})
     assert (await client.chat("a", model="fake/x")).text == "one"
     assert (await client.chat("b", model="fake/x")).text == "two"
-    with pytest.raises(ConfigurationError, match="script for .x. is used up"):
+    with pytest.raises(ConfigurationError, match="script for 'x' is used up"):
         await client.chat("c", model="fake/x")
 
 
