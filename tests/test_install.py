@@ -124,7 +124,7 @@ def test_the_wheel_and_the_sdist_carry_the_data_files(built: tuple[Path, Path]) 
     assert {f"src/{name}" for name in data} | {"pyproject.toml", "README.md"} <= members
 
 
-def test_a_fresh_venv_with_the_wheel_alone_runs_the_readme_and_the_quickstart_count(
+def test_a_fresh_venv_with_the_wheel_alone_runs_the_readme_and_the_quickstart_count_and_so_does_a_git_install(
     built: tuple[Path, Path], tmp_path: Path
 ) -> None:
     venv = tmp_path / "venv"
@@ -175,3 +175,23 @@ def test_a_fresh_venv_with_the_wheel_alone_runs_the_readme_and_the_quickstart_co
         env=env,
     )
     assert (cli.returncode, cli.stdout, cli.stderr) == (0, "4 tokens (exact, o200k_base)\n", "")
+    # The other command install.md gives: straight from the repository's git URL (here, this checkout's).
+    started = time.perf_counter()
+    from_git = subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--force-reinstall",
+         "--no-deps", f"llmclient @ git+file://localhost{ROOT}"],
+        capture_output=True, text=True, timeout=300, check=False, env=env,
+    )  # fmt: skip
+    assert from_git.returncode == 0, from_git.stderr[-3000:]
+    print(f"pip install from git: {time.perf_counter() - started:.1f} s")
+    origin = subprocess.run(
+        [str(python), "-c", "import importlib.metadata as m; print(m.distribution('llmclient').read_text(NAME))"
+         .replace("NAME", repr("direct_url.json"))],
+        capture_output=True, text=True, check=True, cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert '"vcs": "git"' in origin.stdout.replace('":"', '": "')
+    again = subprocess.run(
+        [str(python), "-W", "error", str(tmp_path / "runner.py"), str(tmp_path / "quickstart_count.py")],
+        capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert (again.returncode, again.stdout, again.stderr) == (0, "ran quickstart_count.py\n", "")
