@@ -34,7 +34,7 @@ class Server(BaseHTTPRequestHandler):
         request = json.loads(self.rfile.read(int(self.headers["content-length"])))
         body = json.dumps({
             "object": "list", "model": "e5", "usage": {"prompt_tokens": 2, "total_tokens": 2},
-            "data": [{"object": "embedding", "index": i, "embedding": [1.0, 0.0]} for i, _ in enumerate(request["input"])],
+            "data": [{"object": "embedding", "index": i, "embedding": [1.0, 0]} for i in range(len(request["input"]))],
         }).encode() if self.path.endswith("/embeddings") else json.dumps({
             "id": "chatcmpl-1", "object": "chat.completion", "model": "smollm2",
             "choices": [{"index": 0, "message": {"role": "assistant", "content": "Paris."}, "finish_reason": "stop"}],

@@ -63,6 +63,7 @@ from typing import Any
 from llmclient._sanitize import MAX_MESSAGE_CHARS as MAX_MESSAGE_CHARS
 from llmclient._sanitize import bound as bound
 from llmclient._sanitize import detached as detached
+from llmclient._sanitize import did_you_mean as did_you_mean
 from llmclient._sanitize import loads as loads
 from llmclient._sanitize import redact as redact
 from llmclient._sanitize import strip_html as strip_html
@@ -379,14 +380,6 @@ class IncompleteWriteError(VectorStoreError):
         self.stored_ids = stored_ids
         self.unstored_ids = unstored_ids
         self.uncertain_ids = uncertain_ids or []
-
-
-def did_you_mean(name: str, choices: Iterable[str]) -> str:
-    """` (did you mean 'x'?)` for the choice closest to a misspelt `name`, or "" when none is close."""
-    import difflib
-
-    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
