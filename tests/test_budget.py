@@ -16,6 +16,7 @@ from llmclient import (
     Capabilities,
     Client,
     FakeDriver,
+    OutputCapRequiredError,
     ServerError,
     drivers,
 )
@@ -248,8 +249,9 @@ async def test_without_max_tokens_a_model_without_a_maximum_output_is_refused() 
     prices = {"mystery/m": {"input_cost_per_token": "0.000001", "output_cost_per_token": "0.000002"}}
     client = Client(providers={"mystery": driver}, prices=prices)
     async with client.budget(usd="1"):
-        with pytest.raises(BudgetExceededError, match="no known maximum output; pass max_tokens="):
+        with pytest.raises(OutputCapRequiredError, match="no known maximum output, so a budget cannot") as raised:
             await client.chat("hi", model="mystery/m")
+        assert not isinstance(raised.value, BudgetExceededError)  # nothing was exceeded: an argument is missing
         await client.chat("hi", model="mystery/m", max_tokens=5)
     assert len(driver.requests) == 1
 

@@ -184,7 +184,11 @@ async def test_reprice_accepts_every_model_id_form_the_client_does() -> None:
 
 
 def test_a_sqlite_ledger_reads_back_every_field_it_wrote(tmp_path: Path) -> None:
-    path = tmp_path / "runs" / "2026" / "ledger.db"  # folders that do not exist yet are made
+    path = tmp_path / "runs" / "2026" / "ledger.db"
+    with pytest.raises(ConfigurationError, match=r"the ledger's folder .* does not exist"):
+        Client(ledger=path)  # a typo in the path is an error, not a new ledger somewhere else
+    assert not (tmp_path / "runs").exists()
+    path.parent.mkdir(parents=True)
 
     async def calls() -> SQLiteLedger:
         client = Client(ledger=path, prices=PAID)  # a Path, as well as a sqlite:/// URL

@@ -27,14 +27,15 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
+from llmclient import tokens
 from llmclient.accounting.budgets import Budget, BudgetScope, open_budgets
 from llmclient.accounting.catalog import PriceTable
 from llmclient.accounting.ledger import CostLedger
 from llmclient.chat.streaming import ChatStream
 from llmclient.chat.structured import structured_chat
-from llmclient.drivers import Driver
+from llmclient.drivers import Driver, check_options
 from llmclient.embeddings.cache import EmbeddingCache, open_embedding_cache
 from llmclient.embeddings.job import EmbedOptions, run_embed_job
 from llmclient.errors import LLMClientError, UnsupportedCapabilityError
@@ -45,7 +46,7 @@ from llmclient.lifecycle.request import count_tokens, messages_of
 from llmclient.lifecycle.resolve import Drivers, Resolver, checked_timeout
 from llmclient.lifecycle.retry import RetryPolicy
 from llmclient.model_ids import ModelId, ModelResolver
-from llmclient.options import ChatOptions, RunStepOptions
+from llmclient.options import ChatOptions, RunStepOptions, list_options
 from llmclient.routing.groups import Deployment, ModelGroup
 from llmclient.routing.router import Router, Routing
 from llmclient.stores import urls
@@ -130,6 +131,9 @@ class Client:
         budget_store: str | SharedBudgets | None = None,
         routes: Mapping[str, ModelGroup | Sequence[Deployment | str | Mapping[str, Any]]] | None = None,
     ) -> None:
+        for name, config in (providers or {}).items():  # a misspelt option or driver fails here, not on first use
+            if isinstance(config, Mapping):
+                check_options(name, config)
         self.retry = retry if isinstance(retry, RetryPolicy) else RetryPolicy().with_max_retries(retry)
         self.timeouts = Timeouts.from_value(timeout)
         self.strict_params = strict_params
@@ -338,6 +342,61 @@ class Client:
             deadline_s=self.timeouts.total if timeout is None else checked_timeout(timeout),
         )
 
+    @overload
+    async def similarity(
+        self,
+        a: str,
+        b: str,
+        *,
+        model: str | None = ...,
+        metric: Metric = ...,
+        dimensions: int | None = ...,
+        tags: Sequence[str] = ...,
+    ) -> float: ...
+    @overload
+    async def similarity(
+        self,
+        a: str,
+        b: list[str] | tuple[str, ...],
+        *,
+        model: str | None = ...,
+        metric: Metric = ...,
+        dimensions: int | None = ...,
+        tags: Sequence[str] = ...,
+    ) -> npt.NDArray[np.float32]: ...
+    @overload
+    async def similarity(
+        self,
+        a: list[str] | tuple[str, ...],
+        b: str,
+        *,
+        model: str | None = ...,
+        metric: Metric = ...,
+        dimensions: int | None = ...,
+        tags: Sequence[str] = ...,
+    ) -> npt.NDArray[np.float32]: ...
+    @overload
+    async def similarity(
+        self,
+        a: list[str] | tuple[str, ...],
+        b: list[str] | tuple[str, ...],
+        *,
+        model: str | None = ...,
+        metric: Metric = ...,
+        dimensions: int | None = ...,
+        tags: Sequence[str] = ...,
+    ) -> npt.NDArray[np.float32]: ...
+    @overload
+    async def similarity(
+        self,
+        a: npt.ArrayLike,
+        b: npt.ArrayLike,
+        *,
+        model: str | None = ...,
+        metric: Metric = ...,
+        dimensions: int | None = ...,
+        tags: Sequence[str] = ...,
+    ) -> float | npt.NDArray[np.float32]: ...
     async def similarity(
         self,
         a: str | Sequence[str] | npt.ArrayLike,
@@ -347,15 +406,19 @@ class Client:
         metric: Metric = "cosine",
         dimensions: int | None = None,
         tags: Sequence[str] = (),
-    ) -> float | npt.NDArray[np.floating[Any]]:
+    ) -> float | npt.NDArray[np.float32]:
         """How similar `a` and `b` are: each a text, a list of texts, a vector or a matrix of vectors.
 
-        Texts are embedded in one `embed` call (cached, recorded), vectors used as they are. Two single items give a
-        float, one and a list a 1-D array, two lists a matrix. `metric`: "cosine", "dot" or "euclidean" (distance).
+        Texts are embedded in one `embed` call (cached, recorded), vectors used as they are. Two texts give a
+        `float`; a text and a list a 1-D array (one score per text of the list); two lists a matrix (a row per text
+        of `a`). Arrays are float32, the precision embeddings come in, whatever the inputs (for float64 vectors,
+        `llmclient.vectors.similarity.pairwise` keeps float64). `metric`: "cosine", "dot" or "euclidean" (a
+        distance).
         """
         from llmclient.vectors.similarity import of_texts_or_vectors  # numpy: imported on first use
 
-        return await of_texts_or_vectors(a, b, self._vectors(model, dimensions, tags), metric=metric)
+        score = await of_texts_or_vectors(a, b, self._vectors(model, dimensions, tags), metric=metric)
+        return score if isinstance(score, float) else score.astype("float32", copy=False)
 
     async def search(
         self,
@@ -393,4 +456,11 @@ class Client:
     ) -> TokenCount:
         """Count the tokens a string (text alone) or messages (with the chat framing) take on `model`."""
         provider, name = self.resolve(model)
-        return await count_tokens(self.driver(provider), name, messages, tools)
+        with tokens.asked():  # a missing tokenizer warns here, where a count was asked for, not in every call
+            return await count_tokens(self.driver(provider), name, messages, tools)
+
+
+# help(Client.chat) and help(SyncClient.chat) list every option (`temperature`, ...), not just `**options`.
+list_options(Client.chat, ChatOptions)
+list_options(Client.stream, ChatOptions)
+list_options(Client.run, RunStepOptions)

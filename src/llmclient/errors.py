@@ -7,7 +7,8 @@ LLMClientError
  │    ├── MissingAPIKeyError
  │    ├── MissingExtraError              says which `pip install 'llmclient[...]'`
  │    ├── InvalidRequestError            the call's arguments are invalid (also a ValueError)
- │    │    └── InputTooLongError         an embedding input over the model's token limit (names its index)
+ │    │    ├── InputTooLongError         an embedding input over the model's token limit (names its index)
+ │    │    └── OutputCapRequiredError    a budget cannot bound a call without max_tokens (no known maximum output)
  │    ├── UnsupportedParameterError      a parameter the provider or model lacks, under strict_params=True
  │    └── PriceFileError                 a price file that is not LiteLLM's format (also a ValueError)
  ├── UnsupportedCapabilityError          e.g. embeddings on DeepSeek
@@ -64,6 +65,7 @@ from llmclient._envelope import read_envelope
 from llmclient._sanitize import MAX_MESSAGE_CHARS as MAX_MESSAGE_CHARS
 from llmclient._sanitize import bound as bound
 from llmclient._sanitize import detached as detached
+from llmclient._sanitize import did_you_mean as did_you_mean
 from llmclient._sanitize import loads as loads
 from llmclient._sanitize import redact as redact
 from llmclient._sanitize import strip_html as strip_html
@@ -160,6 +162,11 @@ class InputTooLongError(InvalidRequestError):
         self.index = index
         self.tokens = tokens
         self.limit = limit
+
+
+class OutputCapRequiredError(InvalidRequestError):
+    """Under a budget, a call without `max_tokens` to a priced model whose maximum output is unknown: its worst case
+    cannot be bounded, so nothing was sent. Pass `max_tokens=`, or price the model with `max_output_tokens`."""
 
 
 class UnsupportedParameterError(ConfigurationError):

@@ -14,7 +14,7 @@ assert msg.text == "Hello"
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -358,6 +358,21 @@ class ChatResponse(_Model, Generic[ParsedT]):
     rate_limits: dict[str, str] | None = Field(default=None, repr=False)
     """The provider's `x-ratelimit-*` headers, where it sends them (routing learns limits from them)."""
     raw: dict[str, Any] | None = Field(default=None, repr=False)
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # What a reader of `print(reply)` looks for; every field stays an attribute (and in `model_dump()`).
+        yield "text", self.text
+        if self.tool_calls:
+            yield "tool_calls", self.tool_calls
+        if self.parsed is not None:
+            yield "parsed", self.parsed
+        yield "finish_reason", self.finish_reason
+        yield "model", f"{self.provider}/{self.model}" if self.provider else self.model
+        yield "usage", self.usage
+        yield "cost", None if self.cost is None else self.cost.total
+        for name in ("dropped_params", "deployment"):
+            if getattr(self, name):
+                yield name, getattr(self, name)
 
     @property
     def text(self) -> str:

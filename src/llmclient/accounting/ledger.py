@@ -20,7 +20,7 @@ from typing import Any
 
 from llmclient.accounting.catalog import PriceTable
 from llmclient.drivers import is_self_hosted
-from llmclient.errors import UnknownProviderError
+from llmclient.errors import ConfigurationError, UnknownProviderError
 from llmclient.model_ids import ModelId
 from llmclient.types import Cost, Usage
 
@@ -258,7 +258,10 @@ class SQLiteLedger(CostLedger):
 
         super().__init__()
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.parent.is_dir():  # a typo in the path should not quietly start a ledger somewhere else
+            raise ConfigurationError(
+                f"the ledger's folder {self.path.parent} does not exist; create it, or give another path"
+            )
         self._db = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(SQLITE_SCHEMA)

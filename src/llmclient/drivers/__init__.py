@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from llmclient import tokens
-from llmclient.errors import ConfigurationError, UnknownProviderError, UnsupportedCapabilityError
+from llmclient.errors import ConfigurationError, UnknownProviderError, UnsupportedCapabilityError, did_you_mean
 from llmclient.types import CHAT_PARAMS, ChatChunk, TokenCount, ToolCallDelta
 
 if TYPE_CHECKING:  # the contract's signatures only
@@ -290,6 +290,66 @@ def is_self_hosted(provider: str) -> bool:
         return bool(driver_class(provider).capabilities.self_hosted)
     except (UnknownProviderError, ImportError):
         return False
+
+
+def check_options(name: str, options: Mapping[str, Any]) -> None:
+    """Refuse now what `create_driver` would refuse on the provider's first call: a driver name that is not
+    registered, and an option its driver does not take, each with the closest name there is.
+
+    Raises:
+        UnknownProviderError: `driver = "openai-compat"`, or a provider name of your own without a `driver`.
+        ConfigurationError: An option the driver does not take (`api_kee`).
+    """
+    kind = options.get("driver", name)
+    try:
+        cls = driver_class(kind)
+    except UnknownProviderError:
+        known = known_providers()
+        if "driver" in options:
+            raise UnknownProviderError(
+                f"provider {name!r}: unknown driver {kind!r}{did_you_mean(str(kind), known)}; the drivers: "
+                f"{', '.join(known)}",
+                provider=name,
+            ) from None
+        raise UnknownProviderError(
+            f"provider {name!r} is not a driver's name{did_you_mean(name, known)}: give its options a driver "
+            f"(driver = 'openai-compatible' for a server that speaks OpenAI's API); the drivers: {', '.join(known)}",
+            provider=name,
+        ) from None
+    accepted = _options_taken(cls)
+    if accepted is None:
+        return  # a driver that takes any option checks them itself
+    for key in options:
+        if key != "driver" and key not in accepted:
+            raise ConfigurationError(
+                f"provider {name!r}: unknown option {key!r}{did_you_mean(str(key), accepted)}; the {kind} driver "
+                f"takes: {', '.join(sorted(accepted - {'provider', 'transport', 'timeouts'}))}",
+                provider=name,
+            )
+
+
+def _options_taken(cls: type[Any]) -> set[str] | None:
+    """The keyword options a driver class's constructor takes, following `**options` up to the base class that
+    names them (a driver built on `HTTPDriver` passes its options on); None when the driver takes any option and
+    checks them itself (its `**options` reach no base class but `BaseDriver`, which takes only `provider`)."""
+    import inspect  # the constructors' own parameters are the options a driver takes
+
+    taken: set[str] = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        if klass is BaseDriver or klass is object:
+            return None
+        parameters = inspect.signature(init).parameters
+        taken |= {
+            key
+            for key, parameter in parameters.items()
+            if key != "self" and parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)
+        }
+        if not any(parameter.kind is parameter.VAR_KEYWORD for parameter in parameters.values()):
+            return taken
+    return taken
 
 
 def create_driver(name: str, options: Mapping[str, Any], *, transport: Any = None, timeouts: Any = None) -> Driver:

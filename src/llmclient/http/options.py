@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from llmclient._sanitize import api_key_problem, base_url_problem, is_public_host
-from llmclient.errors import ConfigurationError
+from llmclient.errors import ConfigurationError, MissingExtraError
 from llmclient.http.framing import DEFAULT_MAX_EVENT_BYTES
 
 if TYPE_CHECKING:
@@ -81,8 +81,8 @@ class HTTPOptions:
         keepalive_expiry: Seconds an idle connection is kept for the next call, after which it is closed (a
             server counts idle connections against its own limit); 0 closes every connection after its call.
         backend: "native" (the default and the fastest: llmclient's own HTTP/1.1 keep-alive pool, which hands a
-            proxied client to aiohttp), "aiohttp" or "httpx". A `transport=` is an httpx transport, so giving one
-            selects httpx.
+            proxied client to aiohttp when the `aiohttp` extra is installed, else to httpx), "aiohttp" or "httpx".
+            A `transport=` is an httpx transport, so giving one selects httpx.
     """
 
     proxy: str | None = None
@@ -203,8 +203,12 @@ class Answer:
 
 
 def fast_backend(owner: HTTPClient) -> H1Backend | AiohttpBackend | None:
-    """The backend of a client without an httpx transport: the native one unless a proxy needs aiohttp (or aiohttp
-    was asked for); None for httpx (asked for, or aiohttp missing on a platform)."""
+    """The backend of a client without an httpx transport: the native one unless a proxy applies, then aiohttp when
+    installed (the `aiohttp` extra) and httpx otherwise; aiohttp or httpx when asked for by name (None for httpx).
+
+    Raises:
+        MissingExtraError: `backend="aiohttp"` without aiohttp installed.
+    """
     options = owner.options
     if options.backend == "httpx":
         return None
@@ -217,7 +221,11 @@ def fast_backend(owner: HTTPClient) -> H1Backend | AiohttpBackend | None:
             return H1Backend(owner)
     try:
         from llmclient.http.backends.aiohttp_backend import AiohttpBackend
-    except ImportError:
+    except ImportError as exc:  # aiohttp is an extra: httpx serves a proxy just as well, for more CPU per call
+        if options.backend == "aiohttp":
+            raise MissingExtraError(
+                "HTTPOptions(backend='aiohttp') needs aiohttp: pip install 'llmclient[aiohttp]'"
+            ) from exc
         return None
     return AiohttpBackend(owner)
 

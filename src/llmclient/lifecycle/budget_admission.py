@@ -18,7 +18,7 @@ from collections.abc import Callable
 from decimal import Decimal
 
 from llmclient.accounting.budgets import Budget
-from llmclient.errors import BudgetExceededError
+from llmclient.errors import BudgetExceededError, OutputCapRequiredError
 from llmclient.lifecycle.call import Call, Outcome
 from llmclient.lifecycle.steps import Pricing, Step
 
@@ -128,8 +128,8 @@ async def worst_case(call: Call, pricing: Pricing, margins: CountMargins | None 
             else None
         )
         if entry is not None and amount is None:
-            raise BudgetExceededError(
-                f"{call.model_id} has no known maximum output; pass max_tokens= so the budget can bound the call",
+            raise OutputCapRequiredError(
+                f"{call.model_id} has no known maximum output, so a budget cannot bound this call; pass max_tokens=",
                 provider=call.provider,
                 model=call.model,
             )
