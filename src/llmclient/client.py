@@ -135,6 +135,7 @@ class Client:
         self.strict_params = strict_params
         self.embedding_cache = open_embedding_cache(embedding_cache)
         self.ledger = urls.open_ledger(ledger)
+        self._own_ledger = ledger is not None and not isinstance(ledger, CostLedger)  # opened here: closed here
         self.prices = PriceTable.from_option(prices)
         self._client_budget = None if budget_usd is None else Budget(budget_usd, name="the client's budget")
         drivers = Drivers(providers, transport=transport, timeouts=self.timeouts)
@@ -162,10 +163,14 @@ class Client:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close every driver this client opened (connection pools, loaded models), and wait for the records a
-        shared store has still to write (or spool)."""
+        """Close every driver this client opened (connection pools, loaded models), wait for the records a shared
+        store has still to write (or spool), and close the ledger file it opened from a URL or path. The client
+        can still be used: what it needs is opened again. (A PostgreSQL store is shared by the whole process and
+        closed at its exit.)"""
         await self._resolver.drivers.aclose()
         await self.pipeline.aclose()
+        if self._own_ledger:
+            self.ledger.close()
 
     @property
     def default_model(self) -> str | None:

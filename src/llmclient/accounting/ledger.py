@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmclient.accounting.catalog import PriceTable
 from llmclient.accounting.records import (
@@ -38,6 +38,9 @@ from llmclient.drivers import is_self_hosted
 from llmclient.errors import UnknownProviderError
 from llmclient.model_ids import ModelId
 from llmclient.types import Cost, Usage
+
+if TYPE_CHECKING:
+    import sqlite3
 
 DEFAULT_KEEP = 1000
 """How many of the most recent records an in-memory ledger keeps (about 2.5 MB of them)."""
@@ -296,15 +299,25 @@ class SQLiteLedger(CostLedger):
         super().__init__(keep=keep)
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(SQLITE_SCHEMA)
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(calls)")}
+        self._connection: sqlite3.Connection | None = None
+        db = self._db
+        db.execute("PRAGMA journal_mode=WAL")
+        db.executescript(SQLITE_SCHEMA)
+        columns = {row[1] for row in db.execute("PRAGMA table_info(calls)")}
         for name, declaration in _ADDED_COLUMNS:
             if name not in columns:  # a ledger written by an earlier version: nullable columns, added in place
                 with contextlib.suppress(sqlite3.OperationalError):  # another process added it meanwhile
-                    self._db.execute(f"ALTER TABLE calls ADD COLUMN {name} {declaration}")
+                    db.execute(f"ALTER TABLE calls ADD COLUMN {name} {declaration}")
         self._folded = 0  # the id of the last row folded into the totals
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        """The open file: opened again on use after `close()` (a closed client's ledger can still be read)."""
+        if self._connection is None:
+            import sqlite3
+
+            self._connection = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False, isolation_level=None)
+        return self._connection
 
     def __repr__(self) -> str:
         with self._lock:
@@ -359,11 +372,11 @@ class SQLiteLedger(CostLedger):
         return totals.summary(by)
 
     def close(self) -> None:
-        """Close the database file."""
-        import sqlite3
-
-        with self._lock, contextlib.suppress(sqlite3.ProgrammingError):
-            self._db.close()
+        """Close the database file (`Client.aclose` does, for a ledger it opened); a later use opens it again."""
+        with self._lock:
+            connection, self._connection = self._connection, None
+            if connection is not None:
+                connection.close()
 
 
 _COLUMNS = (
