@@ -22,6 +22,7 @@ import pytest
 
 from conftest import free_port
 from llmclient import Client, SyncClient
+from llmclient.model_ids import ModelId, ModelResolver
 
 SERVER = Path(__file__).resolve().parent.parent / "bench" / "server.py"
 MODEL = "openai-compatible/bench"
@@ -105,3 +106,11 @@ def test_a_client_used_across_event_loops_closes_each_loop_s_sockets_as_it_ends(
         assert held() == before
     asyncio.run(client.aclose())
     assert client.ledger.count() == 20
+
+
+def test_the_model_ids_a_client_resolves_are_kept_within_a_bound() -> None:
+    resolver = ModelResolver(aliases={"fast": "fake/echo"})
+    for n in range(5000):  # a service passing its own callers' model names through
+        assert resolver.resolve(f"openai/model-{n}") == ModelId("openai", f"model-{n}")
+    assert resolver.resolve("fast") == ModelId("fake", "echo")
+    assert len(resolver._resolved) <= 1024

@@ -87,7 +87,7 @@ class FakeDriver(BaseDriver):
         self._script: list[Reply] = list(replies)
         self._scripted = bool(self._script)
         self.embedding_dimensions = embedding_dimensions
-        self.requests: list[ChatRequest] = []
+        self.requests: list[ChatRequest] = []  # every request, for tests to inspect: a test double keeps them all
         """Every request received, in order, so tests can assert what was sent."""
         self.embed_requests: list[list[str]] = []
         """Every embedding batch received, in order."""

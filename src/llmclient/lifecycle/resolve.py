@@ -43,6 +43,7 @@ class Drivers:
     ) -> None:
         self._transport = transport
         self._timeouts = timeouts
+        # Each dict holds one entry per provider or routed deployment configured (or named by a call): never per call.
         self._options: dict[str, dict[str, Any]] = {}
         self._instances: dict[str, Driver] = {}
         self._given: set[str] = set()

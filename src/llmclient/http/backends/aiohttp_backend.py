@@ -41,7 +41,7 @@ class AiohttpBackend:
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._watcher: AsyncGenerator[None, None] | None = None  # closes the session at the end of its loop
-        self._urls: dict[str, URL] = {}
+        self._urls: dict[str, URL] = {}  # per path: the few a driver sends to (one per model at most)
         options = owner.options
         self._proxy = options.proxy_for(owner.base_url)  # the environment is read once, as httpx does
         # Each try that meets a closed kept-alive connection drops it: past the most that can be idle, a new one.

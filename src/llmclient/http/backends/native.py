@@ -68,6 +68,8 @@ class H1Backend:
         if self._keepalive <= 0 or self._max_idle == 0:
             fixed["connection"] = "close"
         self._fixed = {**fixed, **{k.lower(): v for k, v in owner.headers.items()}}
+        # Request heads by method, path and the fixed headers of that kind of request: bounded by the few paths a
+        # driver sends to (one per model at most), never by the calls.
         self._heads: dict[tuple[str, str, tuple[tuple[str, str], ...]], str] = {}
         # Built now, so a bad `verify=` fails where the driver is configured (as httpx does).
         self._ssl = _context(options.ssl_context()) if self._secure else None
