@@ -99,8 +99,9 @@ class Client:
         timeout: A call's overall deadline in seconds (retries, streams included), `Timeouts`, or None for none.
         strict_params: Raise `UnsupportedParameterError` instead of dropping parameters a provider lacks.
         transport: An httpx transport for every driver that speaks HTTP (e.g. `httpx.MockTransport` in tests).
-        ledger: A `CostLedger` to record into (e.g. another client's, to share one), or `"sqlite:///path.db"` to
-            persist every record; in memory by default.
+        ledger: A `CostLedger` to record into (another client's, to share one; `CostLedger(keep=...)` to keep
+            more or fewer records), `"sqlite:///path.db"` or `"postgresql://..."` to keep every record; in memory
+            by default (exact totals of every call, the last 1,000 records).
         prices: Overrides, `{"provider/model": {...LiteLLM fields...} | PriceEntry | number}` (a number: USD per
             million tokens in and out; wildcards such as `"openai-compatible/*"` allowed), or a whole `PriceTable`.
         budget_usd: A spending limit for every call of this client (see `budget` for scoped ones).

@@ -181,7 +181,7 @@ class SyncClient:
 
     @property
     def ledger(self) -> CostLedger:
-        """Every call's record (see `CostLedger`)."""
+        """The client's ledger: exact totals of every call and its recent records (see `CostLedger`)."""
         return self.client.ledger
 
     def budget(self, usd: Decimal | str | int, *, allow_unknown_prices: bool = False) -> BudgetScope:
