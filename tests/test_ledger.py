@@ -340,3 +340,9 @@ def test_a_sqlite_ledger_totals_every_row_of_its_file_and_reads_them_back_a_page
     assert repr(ledger) == f"SQLiteLedger({str(path)!r}, calls=1234, total_usd={ledger.total():f}, unpriced_calls=177)"
     ledger.close()
     other_process.close()
+
+
+def test_a_ledger_is_truthy_whatever_it_keeps(tmp_path: Path) -> None:
+    ledger = SQLiteLedger(tmp_path / "ledger.db", keep=0)
+    assert ledger and CostLedger(keep=0) and len(ledger) == 0
+    ledger.close()

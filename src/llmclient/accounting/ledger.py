@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     import sqlite3
 
 DEFAULT_KEEP = 1000
-"""How many of the most recent records an in-memory ledger keeps (about 2.5 MB of them)."""
+"""How many of the most recent records an in-memory ledger keeps (about 3 MB of them)."""
 
 
 class CostLedger:
@@ -130,6 +130,11 @@ class CostLedger:
     def __iter__(self) -> Iterator[LedgerRecord]:
         """The records the ledger holds, oldest first: the kept ones, in memory."""
         return iter(self.records)
+
+    def __bool__(self) -> bool:
+        # A ledger is there whether or not it keeps records: `if ledger:` must neither depend on `keep` nor make
+        # `len()` query a database.
+        return True
 
     def __repr__(self) -> str:
         with self._lock:
