@@ -206,7 +206,8 @@ def report(results: list[dict[str, Any]], options: argparse.Namespace, command: 
         "garbage collection; tasks are the client's loop's plus the PostgreSQL store loop's. Pass: RSS grows by at "
         f"most {RSS_LIMIT_MIB:.0f} MiB from the first sample after warm-up's first round to the last, descriptors, "
         "threads and tasks end where they were, and the ledger's count, cost (exact Decimal), usage and groups "
-        "equal what the calls add up to.",
+        "equal what the calls add up to. A PostgreSQL store (its loop thread and connection pool) belongs to the "
+        "process, one per URL shared by every client, so it outlives `aclose()` and closes at exit.",
         "",
     ]
     for result in results:
