@@ -278,10 +278,8 @@ async def test_rate_limits_fail_fast_when_waiting_is_off() -> None:
 
 def test_sqlite_ledger_adds_the_deployment_column_to_an_old_file(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
-    before = SQLITE_SCHEMA.replace(
-        "counted_input_tokens INTEGER,\n    deployment          TEXT", "counted_input_tokens INTEGER --"
-    )
-    assert "deployment" not in before.split("--")[0]
+    before = SQLITE_SCHEMA[: SQLITE_SCHEMA.index(",\n    deployment")] + "\n);"  # the first version's table
+    assert "deployment" not in before and "cache_write" not in before
     with sqlite3.connect(path) as db:
         db.executescript(before)
         db.execute(
@@ -291,10 +289,11 @@ def test_sqlite_ledger_adds_the_deployment_column_to_an_old_file(tmp_path: Path)
         )
     db.close()
     ledger = SQLiteLedger(path)
-    ledger.add(dataclasses.replace(ledger.records[0], deployment="chat@0"))
+    ledger.add(dataclasses.replace(next(iter(ledger)), deployment="chat@0"))
     ledger.close()
     reopened = SQLiteLedger(path)
-    assert [r.deployment for r in reopened.records] == [None, "chat@0"]
+    assert [r.deployment for r in reopened] == [None, "chat@0"]
+    assert set(reopened.by_deployment()) == {"fake", "chat@0"}
     reopened.close()
 
 

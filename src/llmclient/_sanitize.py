@@ -190,7 +190,7 @@ class RedactingFilter(logging.Filter):
 
     def __init__(self) -> None:
         super().__init__()
-        self.secrets: set[str] = set()
+        self.secrets: set[str] = set()  # the API keys and passwords configured in this process: one entry each
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:

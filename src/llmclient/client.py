@@ -100,8 +100,9 @@ class Client:
         timeout: A call's overall deadline in seconds (retries, streams included), `Timeouts`, or None for none.
         strict_params: Raise `UnsupportedParameterError` instead of dropping parameters a provider lacks.
         transport: An httpx transport for every driver that speaks HTTP (e.g. `httpx.MockTransport` in tests).
-        ledger: A `CostLedger` to record into (e.g. another client's, to share one), or `"sqlite:///path.db"` to
-            persist every record; in memory by default.
+        ledger: A `CostLedger` to record into (another client's, to share one; `CostLedger(keep=...)` to keep
+            more or fewer records), `"sqlite:///path.db"` or `"postgresql://..."` to keep every record; in memory
+            by default (exact totals of every call, the last 1,000 records).
         prices: Overrides, `{"provider/model": {...LiteLLM fields...} | PriceEntry | number}` (a number: USD per
             million tokens in and out; wildcards such as `"openai-compatible/*"` allowed), or a whole `PriceTable`.
         budget_usd: A spending limit for every call of this client (see `budget` for scoped ones).
@@ -139,6 +140,7 @@ class Client:
         self.strict_params = strict_params
         self.embedding_cache = open_embedding_cache(embedding_cache)
         self.ledger = urls.open_ledger(ledger)
+        self._own_ledger = ledger is not None and not isinstance(ledger, CostLedger)  # opened here: closed here
         self.prices = PriceTable.from_option(prices)
         self._client_budget = None if budget_usd is None else Budget(budget_usd, name="the client's budget")
         drivers = Drivers(providers, transport=transport, timeouts=self.timeouts)
@@ -166,10 +168,14 @@ class Client:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close every driver this client opened (connection pools, loaded models), and wait for the records a
-        shared store has still to write (or spool)."""
+        """Close every driver this client opened (connection pools, loaded models), wait for the records a shared
+        store has still to write (or spool), and close the ledger file it opened from a URL or path. The client
+        can still be used: what it needs is opened again. (A PostgreSQL store is shared by the whole process and
+        closed at its exit.)"""
         await self._resolver.drivers.aclose()
         await self.pipeline.aclose()
+        if self._own_ledger:
+            self.ledger.close()
 
     @property
     def default_model(self) -> str | None:

@@ -343,7 +343,7 @@ class PriceTable:
     def __init__(self, entries: Iterable[PriceEntry] = ()) -> None:
         self._entries: dict[tuple[str, str], PriceEntry] = {}
         self._patterns: list[PriceEntry] = []
-        self._warned: set[tuple[str, str]] = set()
+        self._warned: set[tuple[str, str]] = set()  # the unpriced models warned about: one per model called
         self._lock = threading.Lock()
         for entry in entries:
             self.add(entry)
@@ -398,7 +398,8 @@ class PriceTable:
                 self.add(PriceEntry.per_million(model, provider, input=rate, output=rate, source="user"))
 
     def lookup(self, provider: str, model: str, *, self_hosted: bool = False) -> PriceEntry | None:
-        """The entry for a model, or None when its price is unknown.
+        """The entry for a model, or None when its price is unknown (looked up on each call, nothing cached: no
+        memory grows with the models or calls priced).
 
         Args:
             provider: The provider name as the model id gives it.

@@ -97,7 +97,7 @@ class FakeDriver(BaseDriver):
         elif replies:
             self._scripts[SHARED] = list(replies)
         self.embedding_dimensions = embedding_dimensions
-        self.requests: list[ChatRequest] = []
+        self.requests: list[ChatRequest] = []  # every request, for tests to inspect: a test double keeps them all
         """Every request received, in order, so tests can assert what was sent."""
         self.embed_requests: list[list[str]] = []
         """Every embedding batch received, in order."""

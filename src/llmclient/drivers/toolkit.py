@@ -203,7 +203,7 @@ class TokenCounting:
     ) -> None:
         self.configured = configured
         self._fallback = fallback
-        self._chosen: dict[str, tuple[tokens.Tokenizer, bool]] = {}
+        self._chosen: dict[str, tuple[tokens.Tokenizer, bool]] = {}  # per model the driver serves (shared tokenizers)
         self._pending: dict[str, asyncio.Future[tuple[tokens.Tokenizer, bool]]] = {}
 
     async def tokenizer(self, model: str) -> tuple[tokens.Tokenizer, bool]:

@@ -122,7 +122,7 @@ class HTTPClient:
         self._refine = refine
         self._refine_connect = refine_connect
         self._error_codes = error_codes
-        self._urls: dict[str, httpx.URL] = {}
+        self._urls: dict[str, httpx.URL] = {}  # per path: the few a driver sends to (one per model at most)
         self._secrets = tuple(check_api_key(secret, provider=provider) for secret in secrets if secret)
         self.headers = check_headers({"user-agent": _USER_AGENT, **headers}, provider=provider)  # after the key's
         check_base_url(base_url, provider=provider, sends_key=bool(self._secrets))

@@ -38,7 +38,7 @@ class CountMargins:
     def __init__(self, floor: float = 0.25, cap: float = 3.0) -> None:
         self.floor = floor
         self.cap = cap
-        self._learned: dict[str, float] = {}
+        self._learned: dict[str, float] = {}  # per model (or deployment and model): one float each, never per call
         self._lock = threading.Lock()
 
     def margin(self, key: str) -> float:

@@ -112,6 +112,8 @@ class MemoryRateLimitStore:
     are not reached; only a refused one looks through the window for when it frees up."""
 
     def __init__(self) -> None:
+        # One window per key (a deployment of the configuration); each holds the requests in flight and those that
+        # ended in the last `per` seconds, expired on each admission: bounded by the limit's own rate.
         self._windows: dict[str, _Window] = {}
         self._ids = itertools.count(1)
 

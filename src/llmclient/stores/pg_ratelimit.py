@@ -53,7 +53,7 @@ class PostgresRateLimitStore:
             instead of raising `StoreUnavailableError` with nothing sent.
     """
 
-    _shared: ClassVar[dict[str, PostgresRateLimitStore]] = {}
+    _shared: ClassVar[dict[str, PostgresRateLimitStore]] = {}  # one per URL, for the process
     _shared_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, store: PostgresStore | str, *, lease: float = 900.0, fail_open: bool = False) -> None:

@@ -57,7 +57,8 @@ _ENCODING_PREFIXES: tuple[tuple[str, str], ...] = (
     ("text-embedding-ada-002", "cl100k_base"),
 )
 
-# How many times each tokenizer was loaded in this process: one per name, however many callers race for it.
+# How many times each tokenizer was loaded in this process: one per name, however many callers race for it. These,
+# `_warned` and `_LoadOnce` hold one entry per encoding name: the few of `_SOURCES` and `_ALIASES`.
 loads: Counter[str] = Counter()
 load_threads: dict[str, int] = {}  # the thread each last loaded in: never an event loop's
 _warned: set[str] = set()
@@ -198,7 +199,8 @@ def encoding_name_for(model: str) -> str | None:
 
 
 class _LoadOnce:
-    """Runs each named load once: concurrent first callers wait on that name's lock for the one load."""
+    """Runs each named load once: concurrent first callers wait on that name's lock for the one load (one lock and
+    one tokenizer per encoding name, kept for the process: there are a handful)."""
 
     def __init__(self) -> None:
         self._guard = threading.Lock()
