@@ -10,6 +10,8 @@ table (`llmclient prices update` writes it there) or another test's.
 
 The provider pages' examples talk to scripted servers on loopback that speak the provider's wire
 (`llmclient.testing`): `anthropic_server` and `gemini_server`.
+
+What a docs example prints is checked against the `#>` lines beneath its print calls (tests/markdown_output.py).
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "tests"))
+pytest_plugins = ["markdown_output"]
 
 
 @pytest.fixture(autouse=True)

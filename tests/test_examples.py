@@ -35,16 +35,25 @@ def test_quickstart_against_a_real_server(llama_server: str) -> None:
     assert lines[4].startswith("ledger: 2 calls")
 
 
-def test_demo_shows_every_step() -> None:
+def _readme_demo_output() -> str:
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    return readme.split("`make demo` prints:\n\n```text\n", 1)[1].split("```\n", 1)[0]
+
+
+def test_demo_shows_every_step_as_the_readme_shows_it() -> None:
+    # One run (the demo loads two models): its output is the README's block, line for line. Nothing in it is
+    # normalised: greedy decoding (temperature=0) on SmolLM2 under llama.cpp and MiniLM's scores on the CPU give the
+    # same text and figures on every run, and the command-line part uses a fresh ledger each time.
     output = run_example("demo.py")
+    assert output.strip("\n") + "\n" == _readme_demo_output()
     for heading in ("== chat", "== stream", "== count tokens", "== embeddings and similarity", "== the ledger"):
         assert heading in output
     assert "Paris" in output
     assert "tokens (exact, SmolLM2-135M-Instruct.Q4_1.gguf)" in output
     assert "total spent: $0" in output
-    assert "the same usage on openai/gpt-4o-mini: $0.0000" in output
     scores = [line for line in output.splitlines() if "kitten" in line or "stock market" in line]
     assert float(scores[0].split()[0]) > float(scores[-1].split()[0])  # kitten ranks above the stock market
+    assert max(len(line) for line in output.splitlines()) <= 88  # the README shows it whole
 
 
 def test_streaming() -> None:

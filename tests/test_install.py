@@ -39,6 +39,12 @@ def python_fences(page: Path) -> list[str]:
     return re.findall(r"^```python\n(.*?)^```$", page.read_text(encoding="utf-8"), flags=re.MULTILINE | re.DOTALL)
 
 
+def shown(example: str) -> str:
+    """What an example shows it prints: its `#>` lines (the docs tests check them, tests/markdown_output.py)."""
+    lines = [line.strip() for line in example.splitlines() if line.strip().startswith("#>")]
+    return "".join(line[3:] + "\n" for line in lines)
+
+
 def readme_first_example() -> str:
     return python_fences(ROOT / "README.md")[0]
 
@@ -155,7 +161,8 @@ def test_a_fresh_venv_with_the_wheel_alone_runs_the_readme_and_the_quickstart_co
             cwd=tmp_path,  # not the checkout: `import llmclient` must find the installed wheel
             env=env,
         )
-        assert (done.returncode, done.stdout, done.stderr) == (0, f"ran {script}\n", "")
+        printed = shown((tmp_path / script).read_text(encoding="utf-8"))
+        assert (done.returncode, done.stdout, done.stderr) == (0, f"{printed}ran {script}\n", "")
     where = subprocess.run(
         [str(python), "-c", "import llmclient; print(llmclient.__file__)"],
         capture_output=True,
@@ -194,4 +201,5 @@ def test_a_fresh_venv_with_the_wheel_alone_runs_the_readme_and_the_quickstart_co
         [str(python), "-W", "error", str(tmp_path / "runner.py"), str(tmp_path / "quickstart_count.py")],
         capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path, env=env,
     )  # fmt: skip
-    assert (again.returncode, again.stdout, again.stderr) == (0, "ran quickstart_count.py\n", "")
+    printed = shown(quickstart_counting_example())
+    assert (again.returncode, again.stdout, again.stderr) == (0, f"{printed}ran quickstart_count.py\n", "")

@@ -6,17 +6,17 @@ LLMClientError
  │    ├── UnknownProviderError
  │    ├── MissingAPIKeyError
  │    ├── MissingExtraError              says which `pip install 'llmclient[...]'`
- │    ├── InvalidRequestError            the call's arguments are invalid (also a ValueError)
- │    │    ├── InputTooLongError         an embedding input over the model's token limit (names its index)
- │    │    └── OutputCapRequiredError    a budget cannot bound a call without max_tokens (no known maximum output)
- │    ├── UnsupportedParameterError      a parameter the provider or model lacks, under strict_params=True
- │    └── PriceFileError                 a price file that is not LiteLLM's format (also a ValueError)
+ │    ├── InvalidRequestError            invalid call arguments (also a ValueError)
+ │    │    ├── InputTooLongError         an embedding input over the model's limit
+ │    │    └── OutputCapRequiredError    a budget, but no max_tokens and no known cap
+ │    ├── UnsupportedParameterError      a parameter the model lacks (strict_params)
+ │    └── PriceFileError                 not LiteLLM's format (also a ValueError)
  ├── UnsupportedCapabilityError          e.g. embeddings on DeepSeek
  ├── APIError                            the provider answered with an error
  │    ├── AuthenticationError            401
  │    ├── PermissionDeniedError          403
  │    ├── NotFoundError                  404
- │    │    └── UnknownModelError         `model_not_found` (drivers refine their providers' own forms)
+ │    │    └── UnknownModelError         `model_not_found` (and providers' own forms)
  │    ├── BadRequestError                400, 422
  │    │    └── ContextWindowExceededError
  │    ├── ConflictError                  409 (retried)
@@ -25,24 +25,24 @@ LLMClientError
  │    │    └── InsufficientBalanceError  402: prepaid balance used up (DeepSeek)
  │    ├── ServerError                    408, 5xx (retried)
  │    ├── RedirectError                  3xx: never followed (names the target host)
- │    └── ResponseFormatError            a 2xx body that is not what the API documents (or over the size limit)
- ├── APIConnectionError                  no answer: refused, reset, DNS, a transport that raised (retried)
+ │    └── ResponseFormatError            a 2xx body not as documented (or too large)
+ ├── APIConnectionError                  no answer: refused, reset, DNS (retried)
  │    └── APITimeoutError                connect/read timeout or the call's deadline
- ├── StreamError                         a stream that broke after it started (never retried)
- │    ├── StreamInterruptedError         cut, or an error event in the stream (keeps its type and code)
+ ├── StreamError                         a stream broke after it started (not retried)
+ │    ├── StreamInterruptedError         cut, or an error event (keeps type and code)
  │    └── StreamDecodeError              a garbled event, or one over the size limit
  ├── LocalEngineError                    in-process engines (transformers, llama.cpp)
  │    └── OutOfMemoryError
  ├── ToolError                           a tool could not be described, called or run
- │    ├── ToolArgumentsError             the model kept sending invalid calls (after the retry budget)
+ │    ├── ToolArgumentsError             invalid calls after the retry budget
  │    ├── ToolExecutionError             a tool raised, under on_tool_error="raise"
- │    └── MaxStepsExceededError          the tool loop hit max_steps (carries the transcript so far)
- ├── StructuredOutputError               no valid `response_model` object after the retries (keeps the text)
- │    └── RefusalError                   the model refused to answer (never retried; keeps the refusal)
+ │    └── MaxStepsExceededError          the loop hit max_steps (keeps the transcript)
+ ├── StructuredOutputError               no valid `response_model` object (keeps text)
+ │    └── RefusalError                   the model refused (not retried; keeps it)
  ├── BudgetExceededError
- ├── VectorStoreError                    a vector database (Chroma, Qdrant, Pinecone) failed an operation
- │    └── IncompleteWriteError           add() stopped part-way: `stored_ids` were written, `unstored_ids` not
- └── DimensionMismatchError              vectors of different lengths compared (also a ValueError)
+ ├── VectorStoreError                    a vector database failed an operation
+ │    └── IncompleteWriteError           add() stopped part-way (`stored_ids`, ...)
+ └── DimensionMismatchError              vectors of different lengths (a ValueError)
 ```
 
 Every error carries `provider`, `model`, `status`, a bounded `message`, `request_id` where known and `retryable`.
