@@ -44,6 +44,27 @@ def _own_cache_dir(
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "cache" / digest))
 
 
+_registry_before_file: dict[str, Any] = {}
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Drivers a test file or docs page registers (`register_driver`) are gone after it, so none leaks into the
+    provider lists that other files print; within a page, the later examples may use what the first registered."""
+    from llmclient import drivers
+
+    if _registry_before_file.get("path") != item.path:
+        _registry_before_file.update(path=item.path, drivers=dict(drivers._REGISTERED))
+
+
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    from llmclient import drivers
+
+    if nextitem is None or nextitem.path != item.path:
+        drivers._REGISTERED.clear()
+        drivers._REGISTERED.update(_registry_before_file.get("drivers", {}))
+        _registry_before_file.clear()
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[Any]:
     """The embedded server (one per session)."""
