@@ -325,6 +325,13 @@ def test_a_ledger_prints_its_figures_and_costs_in_plain_decimal() -> None:
     assert list(ledger) == [] and ledger.count() == 2 and ledger.dropped == 2
 
 
+def test_a_cost_prints_in_plain_decimal() -> None:
+    cost = PriceEntry.per_million("e", "openai", input="0.02").cost(Usage(input_tokens=2))
+    assert str(cost) == "0.00000004 USD"  # print(result.cost): an embedding's cost was "input=Decimal('4E-8') ..."
+    assert repr(cost) == "Cost(total=0.00000004, input=0.00000004, currency='USD', price_model='openai/e')"
+    assert str(cost.model_copy(update={"estimated": True})) == "0.00000004 USD (estimated)"
+
+
 def test_a_sqlite_ledger_totals_every_row_of_its_file_and_reads_them_back_a_page_at_a_time(tmp_path: Path) -> None:
     path = tmp_path / "ledger.db"
     ledger, other_process = SQLiteLedger(path, keep=5), SQLiteLedger(path)

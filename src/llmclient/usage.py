@@ -97,6 +97,31 @@ class Cost(_Frozen):
     service_tier: str | None = None
     estimated: bool = False
 
+    def __repr__(self) -> str:
+        # Money in plain decimals (a Decimal's own repr says Decimal('4E-8')); the total, then the parts and the
+        # details that say something.
+        shown = [f"total={usd(self.total)}"]
+        shown += [f"{name}={usd(getattr(self, name))}" for name in _COST_PARTS if getattr(self, name)]
+        for name in ("currency", "price_model", "price_source", "price_checked", "service_tier"):
+            if getattr(self, name) is not None:
+                shown.append(f"{name}={getattr(self, name)!r}")
+        if self.estimated:
+            shown.append("estimated=True")
+        return f"Cost({', '.join(shown)})"
+
+    def __str__(self) -> str:
+        """The total with its currency: `0.00000004 USD`, flagged when it is an estimate."""
+        return f"{usd(self.total)} {self.currency}{' (estimated)' if self.estimated else ''}"
+
+
+_COST_PARTS = ("input", "cached_input", "cache_write", "output")
+
+
+def usd(amount: Decimal) -> str:
+    """An amount of money in plain decimal notation: `0.00000004`, never `4E-8` (how `str` shows a Decimal below
+    a millionth); zero is `0`."""
+    return "0" if amount == 0 else f"{amount:f}"
+
 
 class TokenCount(_Frozen):
     """The number of tokens some input takes, whether the count is exact, and the tokenizer that made it."""
@@ -109,4 +134,4 @@ class TokenCount(_Frozen):
         return self.tokens
 
 
-__all__ = ["MAX_REPORTED_TOKENS", "Cost", "TokenCount", "Usage", "reported_tokens"]
+__all__ = ["MAX_REPORTED_TOKENS", "Cost", "TokenCount", "Usage", "reported_tokens", "usd"]

@@ -10,12 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from llmclient.types import Cost, Usage
-
-
-def usd(amount: Decimal) -> str:
-    """An amount of money in plain decimal notation: `0.00000004`, never `4E-8` (how `str` shows a Decimal below
-    a millionth); zero is `0`."""
-    return "0" if amount == 0 else f"{amount:f}"
+from llmclient.usage import usd
 
 
 @dataclass(frozen=True)
