@@ -31,13 +31,13 @@ from llmclient.accounting.records import (
     csv_row,
     record_from_columns,
     summarise,
-    usd,
 )
 from llmclient.accounting.totals import GROUPINGS, UNTAGGED, Totals, check_grouping
 from llmclient.drivers import is_self_hosted
 from llmclient.errors import ConfigurationError, UnknownProviderError
 from llmclient.model_ids import ModelId
 from llmclient.types import Cost, Usage
+from llmclient.usage import usd
 
 if TYPE_CHECKING:
     import sqlite3
