@@ -1,8 +1,9 @@
-"""Streaming: `ChatStream` drives a streamed call through the pipeline and assembles its chunks into one reply.
+"""Streaming: `ChatStream` runs a streamed call as one `Lifecycle` and assembles its chunks into one reply.
 
-A failure before the first chunk is retried like any call; after it, never: a timeout or cut becomes a
-`StreamInterruptedError` that keeps the partial text. A stream that ends, fails or is closed after anything may
-have been generated is recorded once, as an estimate when the provider sent no usage.
+The first chunk is the lifecycle's attempt: a failure before it is retried like any call. After it, never: each
+chunk is read under the call's deadline, and a timeout or cut becomes a `StreamInterruptedError` that keeps the
+partial text. The assembler is the lifecycle's `stream`, so a stream that fails or is closed after anything may
+have been generated is recorded once, as an estimate; one that ends without usage is counted and flagged.
 """
 
 from __future__ import annotations
@@ -11,11 +12,10 @@ from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any
 
-from llmclient.errors import APITimeoutError, StreamError, StreamInterruptedError
-from llmclient.lifecycle import Call, Outcome, Pipeline
+from llmclient.errors import APITimeoutError, StreamInterruptedError
+from llmclient.lifecycle import Call, Pipeline
 from llmclient.lifecycle.budget_admission import check_stream, watches_stream
-from llmclient.lifecycle.call import ended_by
-from llmclient.lifecycle.send import admit, deadline_of, send
+from llmclient.lifecycle.flow import Lifecycle
 from llmclient.observability.observers import notify
 from llmclient.types import ChatChunk, ChatRequest, ChatResponse, Choice, Message, TokenLogprob, ToolCall, Usage
 
@@ -66,92 +66,72 @@ class ChatStream:
         return self.response
 
     async def _run(self) -> AsyncIterator[ChatChunk]:
-        call, pipeline = self._call, self._pipeline
-        assert call.request is not None
-        assembler = Assembler()
-        iterator: AsyncIterator[ChatChunk] | None = None
-        output_tokens = 0
-
-        async def first_chunk() -> ChatChunk | None:
-            nonlocal iterator
-            assert call.request is not None  # read per attempt: routing rebuilds it for another deployment
-            iterator = call.driver.stream(call.request).__aiter__()
+        call, assembler, chunks = self._call, Assembler(), _Chunks(self._call)
+        async with Lifecycle(call, self._pipeline, self._deadline_s) as life:
+            life.stream = assembler
             try:
-                return await iterator.__anext__()
-            except StopAsyncIteration:
-                return None
+                watch = watches_stream(call)
+                chunk = await life.send(chunks.first)
+                heard = call.observers.on_chunk if call.observers is not None else ()
+                output_tokens = 0
+                while chunk is not None:
+                    assembler.add(chunk)
+                    if heard:
+                        notify(heard, call, chunk)
+                    if watch and chunk.delta:
+                        output_tokens += (await call.count_text(chunk.delta)).tokens
+                        check_stream(call, output_tokens)
+                    yield chunk
+                    chunk = await chunks.next(life, assembler)
+            finally:  # the connection first: then the call is settled
+                await chunks.aclose()
+            assert call.request is not None
+            response = assembler.response(call.request, call.provider)
+            if response.finish_reason is None:  # a driver that ended without saying why: keep what arrived
+                response.finish_reason = "stop"
+            self._response = await life.reply(response)
 
-        deadline = deadline_of(call, self._deadline_s)
+
+class _Chunks:
+    """The driver's chunk iterator for one stream: the first chunk is an attempt the lifecycle may retry, the rest
+    are read under the call's deadline, never retried."""
+
+    def __init__(self, call: Call) -> None:
+        self._call = call
+        self._iterator: AsyncIterator[ChatChunk] | None = None
+
+    async def first(self) -> ChatChunk | None:
+        """Open the stream (again, on a retry) and read its first chunk; None for a stream with none."""
+        call = self._call
+        assert call.request is not None  # read per attempt: routing rebuilds it for another deployment
+        self._iterator = call.driver.stream(call.request).__aiter__()
         try:
-            await admit(call, pipeline, deadline)
-            watch = watches_stream(call)
-            chunk = await send(call, deadline, first_chunk)
-            heard = call.observers.on_chunk if call.observers is not None else ()
-            while chunk is not None:
-                assembler.add(chunk)
-                if heard:
-                    notify(heard, call, chunk)
-                if watch and chunk.delta:
-                    output_tokens += (await call.count_text(chunk.delta)).tokens
-                    check_stream(call, output_tokens)
-                yield chunk
-                try:
-                    async with deadline.scope(provider=call.provider, model=call.model):
-                        chunk = await iterator.__anext__()  # type: ignore[union-attr]
-                except StopAsyncIteration:
-                    chunk = None
-                except APITimeoutError as exc:  # after the first chunk a timeout is a cut stream: keep the text
-                    raise StreamInterruptedError(
-                        f"{call.provider} stream cut: {exc.message}",
-                        partial_text=assembler.text(),
-                        provider=call.provider,
-                        model=call.model,
-                        request_id=assembler.request_id,
-                    ) from exc
-        except BaseException as exc:
-            if iterator is not None:
-                await iterator.aclose()  # type: ignore[attr-defined]
-            await self._failed(exc, assembler)
-            raise
-        finally:
-            deadline.close()
-        if iterator is not None:
-            await iterator.aclose()  # type: ignore[attr-defined]
-        self._response = self._finished(assembler)
+            return await self._iterator.__anext__()
+        except StopAsyncIteration:
+            return None
 
-    def _finished(self, assembler: Assembler) -> ChatResponse:
-        """The assembled reply of a stream that ended, priced and recorded once."""
+    async def next(self, life: Lifecycle, assembler: Assembler) -> ChatChunk | None:
+        """The next chunk (None at the end); a timeout after the first chunk is a cut stream that keeps its text."""
         call = self._call
-        assert call.request is not None
-        response = assembler.response(call.request, call.provider)
-        response.applied_params = call.applied
-        response.dropped_params = call.dropped
-        if call.deployment is not None:
-            response.deployment = call.deployment
-        if response.finish_reason is None:  # a driver that ended without saying why: keep what arrived
-            response.finish_reason = "stop"
-        outcome = Outcome(
-            response.usage,
-            request_id=response.request_id,
-            served_model=response.model,
-            service_tier=response.service_tier,
-            response=response,
-        )
-        self._pipeline.finish(call, outcome)
-        response.cost = outcome.cost
-        return response
+        assert self._iterator is not None
+        try:
+            async with life.scope():
+                return await self._iterator.__anext__()
+        except StopAsyncIteration:
+            return None
+        except APITimeoutError as exc:
+            raise StreamInterruptedError(
+                f"{call.provider} stream cut: {exc.message}",
+                partial_text=assembler.text(),
+                provider=call.provider,
+                model=call.model,
+                request_id=assembler.request_id,
+            ) from exc
 
-    async def _failed(self, error: BaseException, assembler: Assembler) -> None:
-        """A stream cut, cancelled or failed: once anything may have been generated, record an estimate once."""
-        call = self._call
-        if call.attempts == 0 or (not assembler.received and not isinstance(error, StreamError)):
-            # Nothing arrived: released, or recorded with an unknown cost when it timed out after the request left.
-            await self._pipeline.fail(call, error)
-            return
-        output = await call.estimate_output(assembler.generated())
-        usage = Usage(input_tokens=await call.prompt_tokens(), output_tokens=output, estimated=True)
-        outcome = Outcome(usage, request_id=assembler.request_id, error=ended_by(error))
-        self._pipeline.finish(call, outcome, error)
+    async def aclose(self) -> None:
+        """Close the driver's stream (and its connection), however the stream ended."""
+        if self._iterator is not None:
+            await self._iterator.aclose()  # type: ignore[attr-defined]
 
 
 class _Reply:

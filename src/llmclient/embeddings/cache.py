@@ -51,9 +51,17 @@ def cache_key(provider: str, model: str, dimensions: int | None, text: str, *, t
     A text cut to fit the model (`truncate=True`) has a key of its own, so a later call without truncation never
     receives the vector of the shortened text.
     """
-    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    return cache_keys(provider, model, dimensions, [text], truncated_to=truncated_to)[0]
+
+
+def cache_keys(
+    provider: str, model: str, dimensions: int | None, texts: Sequence[str], *, truncated_to: int | None = None
+) -> list[str]:
+    """`cache_key` of each text, with what they share built once (an embedding job keys thousands at a time)."""
+    prefix = f"{provider}/{model}/{dimensions or 'default'}/"
     suffix = "" if truncated_to is None else f"/truncated-{truncated_to}"
-    return f"{provider}/{model}/{dimensions or 'default'}/{digest}{suffix}"
+    sha256 = hashlib.sha256
+    return [prefix + sha256(text.encode("utf-8", "surrogatepass")).hexdigest() + suffix for text in texts]
 
 
 @runtime_checkable
@@ -215,5 +223,6 @@ __all__ = [
     "SQLiteEmbeddingCache",
     "Vector",
     "cache_key",
+    "cache_keys",
     "open_embedding_cache",
 ]
