@@ -164,7 +164,8 @@ def test_the_three_kinds_of_call_use_the_lifecycle() -> None:
             for node in ast.walk(tree)
             if isinstance(node, ast.AsyncWith)
             and any(
-                "Lifecycle(" in ast.unparse(item.context_expr) or ast.unparse(item.context_expr) == "life"
+                "Lifecycle(" in ast.unparse(item.context_expr)
+                or ast.unparse(item.context_expr).split(".")[-1] == "life"
                 for item in node.items
             )
         ]

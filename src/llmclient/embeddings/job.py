@@ -2,9 +2,9 @@
 
 Repeated texts (within the call, or found in the cache) are neither sent nor billed. The rest are checked against
 the provider's limits, split into batches, sent `concurrency` at a time, and put back in input order. The job is
-one call of the lifecycle (`lifecycle.flow.Lifecycle`): admitted once something must be sent (budgets reserve its
-input cost first), each batch sent under the call's retry policy and deadline, and every billed request added to
-its single record, even when a later batch fails. A batch whose answer carries no usage is counted here and
+one call of the lifecycle (`lifecycle.flow.Lifecycle`), admitted only when something must be sent (budgets reserve
+its input cost first): each batch is sent under the call's retry policy and deadline, and every billed request adds
+to its single record, even when a later batch fails. A batch whose answer carries no usage is counted here and
 flagged as an estimate.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 
 from llmclient.embeddings import batches as batching
 from llmclient.embeddings.cache import EmbeddingCache, cache_keys
-from llmclient.embeddings.texts import Batch, EmbedJob
+from llmclient.embeddings.texts import EmbedJob, ReceivedVectors
 from llmclient.errors import InvalidRequestError, ResponseFormatError, UnsupportedCapabilityError
 from llmclient.lifecycle import Call, Outcome, Pipeline, Pricing
 from llmclient.lifecycle.flow import Lifecycle
@@ -79,23 +79,19 @@ class Plan:
 async def plan_job(
     call: Call, job: EmbedJob, options: EmbedOptions, pipeline: Pipeline, pricing: Pricing, cache: EmbeddingCache | None
 ) -> Plan:
-    """Check the texts against the provider's limits and split them into batches.
-
-    When a budget must reserve the input, or a token limit applies, the texts are looked up in the cache first and
-    only the rest counted; otherwise batches are cut by size alone and each is looked up just before it is sent.
-    """
+    """Take what the cache holds, check the rest against the provider's limits, and split it into batches."""
     driver, name, limits = call.driver, call.model, call.driver.embedding_limits
     entry = pricing.entry(call)
     known = [n for n in (limits.max_input_tokens, entry.max_input_tokens if entry else None) if n]
     max_input_tokens = min(known) if known else None
-    size = min(options.batch_size or limits.max_inputs_per_request, limits.max_inputs_per_request)
+    job.lookup(cache, truncated_to=max_input_tokens if options.truncate else None)
     # Counted when a budget (in-process or shared: `pipeline.reserves`) must reserve the input, or for limits.
-    needs_counts = bool(max_input_tokens or limits.max_tokens_per_request) or pipeline.reserves(call)
-    if needs_counts:
-        job.lookup(cache, truncated_to=max_input_tokens if options.truncate else None)
+    needs_counts = bool(job.pending) and (
+        bool(max_input_tokens or limits.max_tokens_per_request) or pipeline.reserves(call)
+    )
     counted = await batching.fit_to_limits(
         job,
-        (lambda text: driver.count_text(name, text)) if needs_counts and job.pending else None,
+        (lambda text: driver.count_text(name, text)) if needs_counts else None,
         limits=limits,
         max_input_tokens=max_input_tokens,
         truncate=options.truncate,
@@ -103,48 +99,59 @@ async def plan_job(
         model=name,
     )
     call.worst_case_input_tokens = sum(counted)
+    size = min(options.batch_size or limits.max_inputs_per_request, limits.max_inputs_per_request)
     if counted:
         return Plan(job, counted, batching.plan_batches(counted, size, limits.max_tokens_per_request))
-    pending = len(job.pending)
+    pending = len(job.pending)  # by size alone: no need to walk the texts
     return Plan(job, counted, [range(start, min(start + size, pending)) for start in range(0, pending, size)])
 
 
 class Sender:
     """Sends a job's batches for its lifecycle: each under the call's retry policy and deadline, its vectors placed
-    and cached as they arrive, its usage (counted and flagged where the provider sent none) billed to the call."""
+    in the result as they arrive, its usage (counted and flagged where the provider sent none) billed to the
+    call."""
 
-    def __init__(self, life: Lifecycle, plan: Plan, options: EmbedOptions, cache: EmbeddingCache | None) -> None:
-        self.life, self.plan, self.cache = life, plan, cache
+    def __init__(self, life: Lifecycle, plan: Plan, options: EmbedOptions) -> None:
+        self.life, self.plan = life, plan
         self.dimensions = options.dimensions
         self.extra = options.extra
         self.served_model = ""
-        self.batches: dict[range, Batch] = {}
-
-    def batch(self, positions: range) -> Batch:
-        """The batch for `positions`, looked up in the cache once."""
-        batch = self.batches.pop(positions, None)
-        return batch if batch is not None else self.plan.job.batch(positions, self.cache)
-
-    def first_to_send(self) -> int | None:
-        """The index of the first batch with a text the cache does not hold (looked up ahead, in order); None when
-        the cache holds them all, so the job is answered without being admitted."""
-        for index, positions in enumerate(self.plan.batches):
-            batch = self.batches[positions] = self.plan.job.batch(positions, self.cache)
-            if batch.texts:
-                return index
-        return None
 
     def bill(self, usage: Usage) -> None:
         """Add an answered request's usage to what the call is billed, kept even if a later batch fails."""
         billed = self.life.billed
         self.life.billed = usage if billed is None else billed + usage
 
-    async def tokens(self, batch: Batch) -> int:
+    async def tokens(self, batch: range) -> int:
         """The input tokens of a batch: as counted for the plan, else counted now."""
         if self.plan.counted:
-            return sum(self.plan.counted[batch.positions.start : batch.positions.stop])
+            return sum(self.plan.counted[batch.start : batch.stop])
         call = self.life.call
-        return sum([(await call.count_text(text)).tokens for text in batch.texts])
+        return sum([(await call.count_text(text)).tokens for text in self.plan.job.sent[batch.start : batch.stop]])
+
+    async def send(self, batch: range) -> None:
+        """Send one batch and take in its answer."""
+        call, job = self.life.call, self.plan.job
+        texts = job.sent[batch.start : batch.stop]
+        try:
+            result = await self.life.send(lambda: call.driver.embed(call.model, texts, **self.extra))
+        except ResponseFormatError as exc:
+            if exc.status is not None and exc.status < 300:  # answered, so billed, though unusable
+                self.bill(Usage(input_tokens=await self.tokens(batch), estimated=True))
+            raise
+        self.bill(await self.life.completed(result.usage, lambda: self.tokens(batch)))
+        rows, width = result.vectors.shape
+        expected = self.dimensions or job.width or width
+        if rows != len(texts) or width != expected:
+            raise ResponseFormatError(
+                f"{call.provider} returned vectors of shape {result.vectors.shape} for {len(texts)} inputs; "
+                f"expected ({len(texts)}, {expected})",
+                provider=call.provider,
+                model=call.model,
+                status=200,
+            )
+        self.served_model = self.served_model or result.model
+        job.fill(batch, result.vectors)
 
     def response(self, cost: Cost | None) -> EmbedResponse:
         """The job's answer: one row per input, in order, with what it was billed and cost."""
@@ -157,35 +164,6 @@ class Sender:
             provider=call.provider,
             cached=job.unsent,
         )
-
-    async def send(self, positions: range) -> None:
-        """Send one batch (what of it the cache does not hold), and take in its answer."""
-        batch = self.batch(positions)
-        if not batch.texts:  # every text of it was in the cache
-            return
-        call, job = self.life.call, self.plan.job
-        try:
-            result = await self.life.send(lambda: call.driver.embed(call.model, batch.texts, **self.extra))
-        except ResponseFormatError as exc:
-            if exc.status is not None and exc.status < 300:  # answered, so billed, though unusable
-                self.bill(Usage(input_tokens=await self.tokens(batch), estimated=True))
-            raise
-        usage = await self.life.completed(result.usage, lambda: self.tokens(batch))
-        self.bill(usage)
-        rows, width = result.vectors.shape
-        expected = self.dimensions or job.width or width
-        if rows != len(batch.texts) or width != expected:
-            raise ResponseFormatError(
-                f"{call.provider} returned vectors of shape {result.vectors.shape} for {len(batch.texts)} inputs; "
-                f"expected ({len(batch.texts)}, {expected})",
-                provider=call.provider,
-                model=call.model,
-                status=200,
-            )
-        self.served_model = self.served_model or result.model
-        job.place(batch.rows, result.vectors)
-        if self.cache is not None:  # cached at once: a later batch's failure never makes this one paid twice
-            self.cache.put_many(dict(zip(batch.keys, result.vectors, strict=True)))
 
 
 async def run_embed_job(
@@ -213,23 +191,23 @@ async def run_embed_job(
         return empty
     job = EmbedJob(texts, functools.partial(cache_keys, call.provider, call.model, options.dimensions))
     plan = await plan_job(call, job, options, pipeline, pricing, cache)
-    life = Lifecycle(call, pipeline, deadline_s)
-    sender = Sender(life, plan, options, cache)
-    first = sender.first_to_send()
-    if first is None:  # the cache held every text: nothing sent, nothing to admit or record
+    sender = Sender(Lifecycle(call, pipeline, deadline_s), plan, options)
+    if not job.pending:  # the cache held every text: nothing sent, nothing to admit or record
         return sender.response(Cost())
     bar = batching.progress_bar(options.progress, len(job.pending), f"embedding with {call.model_id}")
-    async with life:
+    async with sender.life as life:
         try:
             await batching.run_batches(
-                plan.batches[first:],
+                plan.batches,
                 sender.send,
                 concurrency=options.concurrency,
-                on_done=None if bar is None else lambda positions, _: bar.update(len(positions)),
+                on_done=None if bar is None else lambda batch, _: bar.update(len(batch)),
             )
-        finally:
+        finally:  # what arrived is cached even when a later batch failed: never paid twice
             if bar is not None:
                 bar.close()
+            if cache is not None and job.received:
+                cache.put_many(ReceivedVectors(job))
         call.counted_input_tokens = sum(plan.counted) if plan.counted else None
         outcome = life.finish(Outcome(life.billed or Usage(), dimensions=job.width or options.dimensions))
     return sender.response(outcome.cost)

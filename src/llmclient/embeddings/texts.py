@@ -1,54 +1,135 @@
 """The texts of one embedding job: each distinct text once, what the cache answered, and the vectors placed in
-input order as they arrive."""
+input order as they arrive.
+
+A cache key is a SHA-256 of its text, which costs about as much per text as everything else an embedding job does
+beyond the HTTP request. So keys are computed only as a cache reads them (`CacheKeys`, `ReceivedVectors`): an
+empty in-memory cache reads none, and one that keeps the last 10,000 vectors reads the keys of those alone.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, overload
 
 from llmclient.embeddings.cache import EmbeddingCache, Vector
 
 if TYPE_CHECKING:
     Keys = Callable[..., list[str]]
 
+_KEYED_AT_ONCE = 1024  # texts hashed per call to `keys` while a cache reads through them
 
-class Batch(NamedTuple):
-    """One request's share of a job: the texts to send, their cache keys (none without a cache) and the output rows
-    their vectors go to."""
 
-    positions: range
-    """The positions in `EmbedJob.pending` the batch covers (cache hits among them are not sent)."""
-    texts: list[str]
-    keys: list[str]
-    rows: slice | list[int]
+class CacheKeys(Sequence[str]):
+    """The cache keys of `texts`, computed as they are read (and kept once read, for the hits to be matched)."""
+
+    def __init__(self, keys: Keys, texts: Sequence[str], truncated_to: int | None = None) -> None:
+        self._keys, self._texts, self._truncated_to = keys, texts, truncated_to
+        self._known: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self._texts)
+
+    def _upto(self, stop: int) -> list[str]:
+        known = self._known
+        while len(known) < stop:
+            chunk = self._texts[len(known) : len(known) + max(_KEYED_AT_ONCE, stop - len(known))]
+            known += self._keys(chunk, truncated_to=self._truncated_to)
+        return known
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[str]: ...
+
+    def __getitem__(self, index: int | slice) -> str | list[str]:
+        if isinstance(index, slice):
+            return self._upto(len(self))[index]
+        position = range(len(self))[index]  # negative indices, and IndexError past the end
+        return self._upto(position + 1)[position]
+
+    def __iter__(self) -> Iterator[str]:
+        for start in range(0, len(self), _KEYED_AT_ONCE):
+            yield from self._upto(min(start + _KEYED_AT_ONCE, len(self)))[start : start + _KEYED_AT_ONCE]
+
+
+class ReceivedVectors(Mapping[str, Vector]):
+    """What a job received, by cache key, in the order it arrived: the rows of the job's result matrix. Keys are
+    computed as a cache reads them, from the end when it keeps only the most recent (`reversed(items())`)."""
+
+    def __init__(self, job: EmbedJob) -> None:
+        self._job = job
+        self._index: dict[str, int] | None = None
+
+    def _positions(self) -> Iterator[int]:
+        return (position for batch in self._job.received for position in batch)
+
+    def _latest(self) -> Iterator[int]:
+        return (position for batch in reversed(self._job.received) for position in reversed(batch))
+
+    def _key(self, position: int) -> str:
+        job = self._job
+        return job.keys_of([job.pending[position]], truncated_to=job.truncated.get(position))[0]
+
+    def __len__(self) -> int:
+        return sum(len(batch) for batch in self._job.received)
+
+    def __iter__(self) -> Iterator[str]:
+        return (self._key(position) for position in self._positions())
+
+    def __getitem__(self, key: str) -> Vector:
+        if self._index is None:
+            self._index = {self._key(position): position for position in self._positions()}
+        return self._job.vector(self._index[key])
+
+    def items(self) -> _Items:  # type: ignore[override]
+        return _Items(self)
+
+
+class _Items:
+    """`ReceivedVectors.items()`: read forwards, or from the end (the most recent first)."""
+
+    def __init__(self, vectors: ReceivedVectors) -> None:
+        self._vectors = vectors
+
+    def __len__(self) -> int:
+        return len(self._vectors)
+
+    def __iter__(self) -> Iterator[tuple[str, Vector]]:
+        vectors = self._vectors
+        return ((vectors._key(p), vectors._job.vector(p)) for p in vectors._positions())
+
+    def __reversed__(self) -> Iterator[tuple[str, Vector]]:
+        vectors = self._vectors
+        return ((vectors._key(p), vectors._job.vector(p)) for p in vectors._latest())
 
 
 class EmbedJob:
     """The texts of one `embed` call: each distinct text once, what the cache answered, and the result matrix.
 
     `pending` holds the distinct texts still to send, in first-appearance order; `sent[i]` is what will actually be
-    sent for `pending[i]` (the text itself, or its truncation). Texts are looked up in the cache either all at once
-    (`lookup`: when they must be counted first, so hits are never counted) or one batch at a time, just before it
-    is sent (`batch`), so that hashing and looking up overlap with the requests in flight. Vectors are placed in
-    the result matrix as they arrive: a job holds one matrix, not its answers and then a copy.
+    sent for `pending[i]` (the text itself, or its truncation). Vectors are placed in the result matrix as they
+    arrive: a job holds one matrix, not its answers and then a copy of them.
 
     Args:
         texts: The inputs, in order (repeats allowed).
         keys: `keys(texts, truncated_to=None)`: the cache keys of texts (`cache.cache_keys` with the model's
-            provider, name and dimensions).
+            provider, name and dimensions); called only as a cache reads them.
     """
 
     def __init__(self, texts: Sequence[str], keys: Keys) -> None:
         self.texts = texts
-        self._keys = keys  # called only with a cache to ask or feed: no SHA-256 per text without one
+        self.keys_of = keys
         distinct = list(dict.fromkeys(texts))
         self.distinct = len(distinct)
         self.pending: list[str] = distinct
         self.sent: list[str] = distinct
-        self.keys: list[str] | None = None
-        """Every pending text's cache key, once the job was looked up all at once (`lookup`)."""
+        self.truncated: dict[int, int] = {}
+        """The pending positions sent truncated, with the token limit they were cut to (their cache key says so)."""
+        self.received: list[range] = []
+        """The pending positions of each answered request, in the order they arrived."""
         self._first: dict[str, int] | None = None
-        # The output row of each pending text; None while that is its position (no repeats, no hits removed).
+        # The output row of each pending text; None while that is its position (no repeats, no cache hits).
         self._rows: list[int] | None = None if self.distinct == len(texts) else list(self.first_index.values())
         self.hits = 0
         self.width: int | None = None
@@ -70,28 +151,31 @@ class EmbedJob:
         return len(self.texts) - self.distinct + self.hits
 
     def lookup(self, cache: EmbeddingCache | None, *, truncated_to: int | None = None) -> None:
-        """Look every pending text up at once (under the plain key, or the truncated one when truncation is
-        allowed), place what the cache holds, and keep only the rest pending."""
+        """Take what the cache holds (under the plain key, or the truncated one when truncation is allowed), and
+        keep only the rest pending."""
         if cache is None or not self.pending:
             return
-        self.keys = keys = self._keys(self.pending)
-        truncated = self._keys(self.pending, truncated_to=truncated_to) if truncated_to else []
-        hits = cache.get_many([*keys, *truncated])
+        plain = CacheKeys(self.keys_of, self.pending)
+        truncated = self.keys_of(self.pending, truncated_to=truncated_to) if truncated_to else []
+        hits = cache.get_many(plain if not truncated else [*plain, *truncated])
         if not hits:
             return
-        keep, found, rows = [], [], self.rows(range(len(self.pending)))
-        for position in range(len(self.pending)):
-            vector = hits.get(keys[position])
+        keep, found = [], []
+        for position, key in enumerate(plain):
+            vector = hits.get(key)
             if vector is None and truncated:
                 vector = hits.get(truncated[position])
             if vector is None:
                 keep.append(position)
             else:
                 found.append((position, vector))
-        self._place_hits(rows, found)
+        import numpy as np
+
+        rows = list(range(len(self.pending))) if self._rows is None else self._rows
+        self.place([rows[position] for position, _ in found], np.stack([vector for _, vector in found]))
+        self.hits += len(found)
         self.pending = [self.pending[p] for p in keep]
         self.sent = [self.sent[p] for p in keep]
-        self.keys = [keys[p] for p in keep]
         self._rows = [rows[p] for p in keep]
 
     def truncate(self, position: int, text: str, limit: int) -> None:
@@ -99,37 +183,13 @@ class EmbedJob:
         if self.sent is self.pending:
             self.sent = list(self.pending)
         self.sent[position] = text
-        if self.keys is not None:
-            self.keys[position] = self._keys([self.pending[position]], truncated_to=limit)[0]
+        self.truncated[position] = limit
 
-    def rows(self, positions: range) -> list[int]:
-        """The output rows of `pending[positions]`."""
-        return list(positions) if self._rows is None else self._rows[positions.start : positions.stop]
-
-    def batch(self, positions: range, cache: EmbeddingCache | None) -> Batch:
-        """What to send for `pending[positions]`: after `lookup`, its share of the job's lists; else the batch is
-        looked up in the cache now, its hits placed and left out."""
-        start, stop = positions.start, positions.stop
-        texts = self.sent[start:stop]
-        if self.keys is not None or cache is None:
-            keys = self.keys[start:stop] if self.keys is not None else []
-            return Batch(positions, texts, keys, slice(start, stop) if self._rows is None else self.rows(positions))
-        keys = self._keys(texts)
-        hits = cache.get_many(keys)
-        if not hits:
-            return Batch(positions, texts, keys, slice(start, stop) if self._rows is None else self.rows(positions))
-        rows = self.rows(positions)
-        found = [(i, hits[key]) for i, key in enumerate(keys) if key in hits]
-        self._place_hits(rows, found)
-        missing = [i for i, key in enumerate(keys) if key not in hits]
-        return Batch(positions, [texts[i] for i in missing], [keys[i] for i in missing], [rows[i] for i in missing])
-
-    def _place_hits(self, rows: list[int], found: list[tuple[int, Vector]]) -> None:
-        if found:
-            import numpy as np
-
-            self.place([rows[position] for position, _ in found], np.stack([vector for _, vector in found]))
-            self.hits += len(found)
+    def rows(self, positions: range) -> slice | list[int]:
+        """The output rows of `pending[positions]` (a slice while they are the same positions)."""
+        if self._rows is None:
+            return slice(positions.start, positions.stop)
+        return self._rows[positions.start : positions.stop]
 
     def place(self, rows: slice | list[int], vectors: Vector) -> None:
         """Put `vectors` (one per row) in the result matrix, made with the first vectors' width."""
@@ -142,7 +202,15 @@ class EmbedJob:
 
     def fill(self, positions: range, vectors: Vector) -> None:
         """Take the vectors a request returned for `pending[positions]`."""
-        self.place(slice(positions.start, positions.stop) if self._rows is None else self.rows(positions), vectors)
+        self.place(self.rows(positions), vectors)
+        self.received.append(positions)
+
+    def vector(self, position: int) -> Vector:
+        """The vector received for `pending[position]` (a row of the result matrix)."""
+        assert self.out is not None
+        rows = self._rows
+        row: Vector = self.out[position if rows is None else rows[position]]
+        return row
 
     def assemble(self, dimensions: int) -> Vector:
         """One float32 row per input, in input order: repeats take the row of their first appearance."""
