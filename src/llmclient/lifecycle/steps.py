@@ -226,4 +226,7 @@ class LedgerRecording(Step):
             counted_input_tokens=call.counted_input_tokens,
             deployment=call.deployment,
         )
-        self.ledger.add(record)
+        if outcome.settlement is None:
+            self.ledger.add(record)
+        else:  # a shared budget's settlement, written in the same statement as the row
+            self.ledger.add_settled(record, outcome.settlement)
