@@ -9,6 +9,7 @@ have been generated is recorded once, as an estimate; one that ends without usag
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any
 
@@ -20,7 +21,7 @@ from llmclient.observability.observers import notify
 from llmclient.types import ChatChunk, ChatRequest, ChatResponse, Choice, Message, TokenLogprob, ToolCall, Usage
 
 
-class ChatStream:
+class ChatStream(AbstractAsyncContextManager["ChatStream"]):
     """An async iterator of `ChatChunk`s; after it ends, `response` holds the assembled `ChatResponse`.
 
     Use it in `async for`, or as `async with client.stream(...) as stream:` to close the connection early.
@@ -38,9 +39,6 @@ class ChatStream:
         if self._iterator is None:
             self._iterator = self._run()
         return self._iterator
-
-    async def __aenter__(self) -> ChatStream:
-        return self
 
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
