@@ -39,7 +39,7 @@ from llmclient import (
 from llmclient.embeddings import batches as embedding_batches
 from llmclient.embeddings.batches import plan_batches, truncate_to_tokens
 from llmclient.embeddings.cache import cache_key, open_embedding_cache
-from llmclient.embeddings.texts import EmbedJob, ReceivedVectors
+from llmclient.embeddings.texts import _KEYED_AT_ONCE, EmbedJob, ReceivedVectors
 from llmclient.tokens import count_text
 
 URL = "https://api.openai.com/v1/embeddings"
@@ -364,13 +364,13 @@ def test_keys_are_computed_only_as_the_cache_reads_them() -> None:
     job.lookup(cache)  # an empty cache holds nothing: no key is read
     assert hashed == [] and len(job.pending) == 5000
     job.fill(range(0, 5000), np.ones((5000, 2), dtype=np.float32))
-    cache.put_many(ReceivedVectors(job))  # the cache keeps the last 10: only their keys are computed
-    assert sorted(hashed) == texts[-10:] and sorted(cache.get_many(keys_of(texts[-10:]))) == sorted(
-        keys_of(texts[-10:])
-    )
+    cache.put_many(ReceivedVectors(job))  # the cache keeps the last 10: only keys read from the end are computed
+    assert sorted(hashed) == texts[-_KEYED_AT_ONCE:]
+    assert sorted(cache.get_many(keys_of(texts))) == keys_of(texts[-10:])
+    hashed.clear()
     again = EmbedJob(texts[-12:], key)
     again.lookup(cache)  # a cache with something in it reads every key, each computed once
-    assert again.pending == texts[-12:-10] and again.unsent == 10 and hashed[10:] == texts[-12:]
+    assert again.pending == texts[-12:-10] and again.unsent == 10 and hashed == texts[-12:]
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ empty in-memory cache reads none, and one that keeps the last 10,000 vectors rea
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, overload
 
@@ -16,7 +17,7 @@ from llmclient.embeddings.cache import EmbeddingCache, Vector
 if TYPE_CHECKING:
     Keys = Callable[..., list[str]]
 
-_KEYED_AT_ONCE = 1024  # texts hashed per call to `keys` while a cache reads through them
+_KEYED_AT_ONCE = 256  # texts hashed per call to `keys` as a cache reads through them: few calls, little read ahead
 
 
 class CacheKeys(Sequence[str]):
@@ -61,11 +62,22 @@ class ReceivedVectors(Mapping[str, Vector]):
         self._job = job
         self._index: dict[str, int] | None = None
 
-    def _positions(self) -> Iterator[int]:
-        return (position for batch in self._job.received for position in batch)
+    def _positions(self, latest_first: bool = False) -> Iterator[int]:
+        received = self._job.received
+        if latest_first:
+            return (position for batch in reversed(received) for position in reversed(batch))
+        return (position for batch in received for position in batch)
 
-    def _latest(self) -> Iterator[int]:
-        return (position for batch in reversed(self._job.received) for position in reversed(batch))
+    def _pairs(self, latest_first: bool = False) -> Iterator[tuple[str, Vector]]:
+        """(key, vector) of each received position, the keys computed `_KEYED_AT_ONCE` at a time as they are read."""
+        job, positions = self._job, self._positions(latest_first)
+        while chunk := list(itertools.islice(positions, _KEYED_AT_ONCE)):
+            keys = [self._key(p) for p in chunk if p in job.truncated]  # rare: each with its own limit
+            plain = iter(job.keys_of([job.pending[p] for p in chunk if p not in job.truncated]))
+            truncated = iter(keys)
+            for position in chunk:
+                key = next(truncated) if position in job.truncated else next(plain)
+                yield key, job.vector(position)
 
     def _key(self, position: int) -> str:
         job = self._job
@@ -75,11 +87,11 @@ class ReceivedVectors(Mapping[str, Vector]):
         return sum(len(batch) for batch in self._job.received)
 
     def __iter__(self) -> Iterator[str]:
-        return (self._key(position) for position in self._positions())
+        return (key for key, _ in self._pairs())
 
     def __getitem__(self, key: str) -> Vector:
         if self._index is None:
-            self._index = {self._key(position): position for position in self._positions()}
+            self._index = dict(zip(self, self._positions(), strict=True))
         return self._job.vector(self._index[key])
 
     def items(self) -> _Items:  # type: ignore[override]
@@ -96,12 +108,10 @@ class _Items:
         return len(self._vectors)
 
     def __iter__(self) -> Iterator[tuple[str, Vector]]:
-        vectors = self._vectors
-        return ((vectors._key(p), vectors._job.vector(p)) for p in vectors._positions())
+        return self._vectors._pairs()
 
     def __reversed__(self) -> Iterator[tuple[str, Vector]]:
-        vectors = self._vectors
-        return ((vectors._key(p), vectors._job.vector(p)) for p in vectors._latest())
+        return self._vectors._pairs(latest_first=True)
 
 
 class EmbedJob:
