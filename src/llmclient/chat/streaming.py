@@ -71,7 +71,7 @@ class ChatStream(AbstractAsyncContextManager["ChatStream"]):
                 watch = watches_stream(call)
                 chunk = await life.send(chunks.first)
                 heard = call.observers.on_chunk if call.observers is not None else ()
-                output_tokens = 0
+                deadline, output_tokens = life.deadline, 0
                 while chunk is not None:
                     assembler.add(chunk)
                     if heard:
@@ -80,7 +80,13 @@ class ChatStream(AbstractAsyncContextManager["ChatStream"]):
                         output_tokens += (await call.count_text(chunk.delta)).tokens
                         check_stream(call, output_tokens)
                     yield chunk
-                    chunk = await chunks.next(life, assembler)
+                    try:  # inline, not a method: it runs for every chunk
+                        async with deadline.scope(provider=call.provider, model=call.model):
+                            chunk = await chunks.iterator.__anext__()
+                    except StopAsyncIteration:
+                        chunk = None
+                    except APITimeoutError as exc:  # after the first chunk a timeout is a cut: keep the text
+                        raise chunks.cut(exc, assembler) from exc
             finally:  # the connection first: then the call is settled
                 await chunks.aclose()
             assert call.request is not None
@@ -98,6 +104,12 @@ class _Chunks:
         self._call = call
         self._iterator: AsyncIterator[ChatChunk] | None = None
 
+    @property
+    def iterator(self) -> AsyncIterator[ChatChunk]:
+        """The driver's stream, once opened (`first`)."""
+        assert self._iterator is not None, "the stream is opened by its first chunk"
+        return self._iterator
+
     async def first(self) -> ChatChunk | None:
         """Open the stream (again, on a retry) and read its first chunk; None for a stream with none."""
         call = self._call
@@ -108,23 +120,16 @@ class _Chunks:
         except StopAsyncIteration:
             return None
 
-    async def next(self, life: Lifecycle, assembler: Assembler) -> ChatChunk | None:
-        """The next chunk (None at the end); a timeout after the first chunk is a cut stream that keeps its text."""
+    def cut(self, error: APITimeoutError, assembler: Assembler) -> StreamInterruptedError:
+        """The error of a stream cut by a timeout after its first chunk: it keeps the text that arrived."""
         call = self._call
-        assert self._iterator is not None
-        try:
-            async with life.scope():
-                return await self._iterator.__anext__()
-        except StopAsyncIteration:
-            return None
-        except APITimeoutError as exc:
-            raise StreamInterruptedError(
-                f"{call.provider} stream cut: {exc.message}",
-                partial_text=assembler.text(),
-                provider=call.provider,
-                model=call.model,
-                request_id=assembler.request_id,
-            ) from exc
+        return StreamInterruptedError(
+            f"{call.provider} stream cut: {error.message}",
+            partial_text=assembler.text(),
+            provider=call.provider,
+            model=call.model,
+            request_id=assembler.request_id,
+        )
 
     async def aclose(self) -> None:
         """Close the driver's stream (and its connection), however the stream ended."""
