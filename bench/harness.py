@@ -35,7 +35,7 @@ class Settings:
     warmup_calls: int = 200
     import_runs: int = 15
     job_texts: int = 100_000
-    job_repeats: int = 3
+    job_repeats: int = 5
 
 
 FULL = Settings()
