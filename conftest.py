@@ -7,6 +7,9 @@
 
 Every test and docs example also gets a cache directory of its own, so none reads a developer's refreshed price
 table (`llmclient prices update` writes it there) or another test's.
+
+The provider pages' examples talk to scripted servers on loopback that speak the provider's wire
+(`llmclient.testing`): `anthropic_server` and `gemini_server`.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import tempfile
 import time
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -146,3 +149,23 @@ def pinecone_server() -> Iterator[dict[str, str]]:
 def pinecone_host(pinecone_server: dict[str, str]) -> str:
     """The host of the loopback Pinecone index the docs use: 8 dimensions (the fake embedder's), cosine."""
     return pinecone_server["docs"]
+
+
+@pytest.fixture
+async def anthropic_server() -> AsyncIterator[Any]:
+    """A loopback server that answers as Anthropic's Messages API does, with the replies a docs example scripts."""
+    from llmclient.testing import ScriptedServer
+    from llmclient.testing.wires import AnthropicWire
+
+    async with ScriptedServer(AnthropicWire()) as server:
+        yield server
+
+
+@pytest.fixture
+async def gemini_server() -> AsyncIterator[Any]:
+    """A loopback server that answers as the Gemini API does, with the replies a docs example scripts."""
+    from llmclient.testing import ScriptedServer
+    from llmclient.testing.wires import GeminiWire
+
+    async with ScriptedServer(GeminiWire()) as server:
+        yield server

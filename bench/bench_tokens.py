@@ -59,8 +59,8 @@ def cookbook_count(messages: list[dict[str, str]], encoding: Any) -> int:
 
 
 def raw_counters(name: str) -> tuple[Any, Callable[[str], int]]:
-    """tiktoken's Encoding and bpe-openai's Rust counter, both from the files the bpe-openai wheel ships."""
-    tiktoken = files.bpe_openai_file(name)
+    """tiktoken's Encoding from the table bundled with llmclient, and bpe-openai's Rust counter (the extra)."""
+    tiktoken = files.bundled_encoding(name)
     rust = files.bpe_openai_counter(name)
     assert tiktoken is not None and rust is not None, "pip install 'llmclient[tokenizers]'"
     return tiktoken._encode.__self__, rust._count

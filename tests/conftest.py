@@ -1,5 +1,6 @@
 """Shared fixtures: recorded provider bodies, the SmolLM2 GGUF from its wheel, a real llama.cpp server, and the
-conformance check every request to OpenAI, DeepSeek or Ollama goes through (tests/conformance/schemas.py)."""
+conformance check every request to OpenAI, DeepSeek, Ollama, Anthropic or Gemini goes through
+(tests/conformance/schemas.py)."""
 
 from __future__ import annotations
 
@@ -52,9 +53,9 @@ def free_port() -> int:
 
 @pytest.fixture(autouse=True)
 def _requests_conform(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Every chat request a test sends through httpx (respx mocks, `httpx.MockTransport`) to OpenAI, DeepSeek or
-    Ollama must conform to the provider's published schema; a test that sends a wrong body on purpose says so with
-    `@pytest.mark.nonconforming`."""
+    """Every chat request a test sends through httpx (respx mocks, `httpx.MockTransport`) to OpenAI, DeepSeek,
+    Ollama, Anthropic or Gemini must conform to the provider's published schema; a test that sends a wrong body on
+    purpose says so with `@pytest.mark.nonconforming`."""
     found: list[str] = []
     node = request.node
     node.stash[FOUND] = found  # a test may look at what was found (tests/conformance does)
@@ -88,6 +89,11 @@ def _no_provider_env(monkeypatch: pytest.MonkeyPatch) -> None:
         "LLMCLIENT_LEDGER",
         "OLLAMA_HOST",
         "OLLAMA_API_KEY",
+        "ANTHROPIC_API_KEY",
+        "ANTHROPIC_BASE_URL",
+        "GEMINI_API_KEY",
+        "GOOGLE_API_KEY",
+        "GEMINI_BASE_URL",
     ):
         monkeypatch.delenv(name, raising=False)
 

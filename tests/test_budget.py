@@ -9,7 +9,17 @@ from typing import Any
 import pytest
 import respx
 
-from llmclient import Budget, BudgetExceededError, BudgetOvershootWarning, Client, FakeDriver, ServerError
+from llmclient import (
+    Budget,
+    BudgetExceededError,
+    BudgetOvershootWarning,
+    Capabilities,
+    Client,
+    FakeDriver,
+    OutputCapRequiredError,
+    ServerError,
+    drivers,
+)
 from llmclient.lifecycle.budget_admission import CountMargins
 
 # 1 µ$ per input word, 2 µ$ per output word (the fake driver counts words).
@@ -100,6 +110,37 @@ async def test_without_max_tokens_the_models_maximum_output_is_reserved() -> Non
         with pytest.raises(BudgetExceededError):
             await client.chat("hi", model="openai/gpt-4o")
         assert not route.called
+
+
+class CappedDriver(FakeDriver):
+    """A paid backend whose driver sends 50 output tokens when the call gives no max_tokens, as Anthropic's does."""
+
+    name = "capped"
+    capabilities = Capabilities(embed=True, default_max_tokens=50)
+
+
+class CeilingDriver(FakeDriver):
+    """A paid backend whose every model stops at 40 output tokens."""
+
+    name = "ceiling"
+    capabilities = Capabilities(embed=True, max_output_tokens=40)
+
+
+@pytest.mark.parametrize(("driver", "reserved"), [(CappedDriver, 50), (CeilingDriver, 40)])
+async def test_a_drivers_declared_output_bounds_the_reservation(
+    driver: type[FakeDriver], reserved: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No max_tokens and no maximum output in the price: the driver's declaration bounds the worst case.
+    prices = {f"{driver.name}/m": {"input_cost_per_token": "0.000001", "output_cost_per_token": "0.000002"}}
+    monkeypatch.setitem(drivers._REGISTERED, driver.name, driver)  # registered for this test only
+    client = Client(providers={driver.name: {}}, prices=prices)
+    worst = Decimal("0.000001") * 2 + Decimal("0.000002") * reserved
+    async with client.budget(usd=str(worst - Decimal("0.000001"))):
+        with pytest.raises(BudgetExceededError, match="may cost up to"):
+            await client.chat("a b", model=f"{driver.name}/m")
+    async with client.budget(usd=str(worst)) as budget:
+        reply = await client.chat("a b", model=f"{driver.name}/m")
+    assert budget.spent == reply.cost.total  # type: ignore[union-attr]
 
 
 async def test_failed_calls_release_their_reservation() -> None:
@@ -208,8 +249,9 @@ async def test_without_max_tokens_a_model_without_a_maximum_output_is_refused() 
     prices = {"mystery/m": {"input_cost_per_token": "0.000001", "output_cost_per_token": "0.000002"}}
     client = Client(providers={"mystery": driver}, prices=prices)
     async with client.budget(usd="1"):
-        with pytest.raises(BudgetExceededError, match="no known maximum output; pass max_tokens="):
+        with pytest.raises(OutputCapRequiredError, match="no known maximum output, so a budget cannot") as raised:
             await client.chat("hi", model="mystery/m")
+        assert not isinstance(raised.value, BudgetExceededError)  # nothing was exceeded: an argument is missing
         await client.chat("hi", model="mystery/m", max_tokens=5)
     assert len(driver.requests) == 1
 

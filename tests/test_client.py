@@ -85,10 +85,25 @@ async def test_entry_point_drivers_are_found_and_get_their_options(monkeypatch: 
     assert isinstance(driver, EchoUpper) and driver.options == {"flavour": "loud"}
 
 
-async def test_bad_driver_options_are_a_configuration_error() -> None:
-    client = Client(providers={"fake": {"replies": []}, "openai": {"api_key": "k", "no_such_option": 1}})
+def test_bad_driver_options_are_a_configuration_error_when_the_client_is_made() -> None:
     with pytest.raises(ConfigurationError, match="no_such_option"):
-        await client.chat("hi", model="openai/gpt-4o")
+        Client(providers={"fake": {"replies": []}, "openai": {"api_key": "k", "no_such_option": 1}})
+
+
+def test_a_misspelt_provider_option_is_refused_when_loaded_with_the_closest_name() -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        Client(providers={"openai": {"api_kee": "sk-test"}})
+    assert "provider 'openai': unknown option 'api_kee' (did you mean 'api_key'?)" in str(raised.value)
+    assert "__init__" not in str(raised.value)  # not Python's own words
+
+
+def test_a_misspelt_driver_name_is_an_unknown_driver_with_the_closest_name() -> None:
+    with pytest.raises(UnknownProviderError) as raised:
+        Client(providers={"vllm": {"driver": "openai-compat", "base_url": "http://127.0.0.1:8000/v1"}})
+    message = str(raised.value)
+    assert message.startswith("provider 'vllm': unknown driver 'openai-compat' (did you mean 'openai-compatible'?)")
+    with pytest.raises(UnknownProviderError, match="give its options a driver"):
+        Client(providers={"vllm": {"base_url": "http://127.0.0.1:8000/v1"}})
 
 
 async def test_a_driver_instance_can_be_passed_directly() -> None:

@@ -52,7 +52,7 @@ def test_bad_files_are_clear_errors(tmp_path: Path) -> None:
         load_config(broken)
     unknown = tmp_path / "unknown.toml"
     unknown.write_text('default_modle = "x"')
-    with pytest.raises(ConfigurationError, match="unknown keys"):
+    with pytest.raises(ConfigurationError, match=r"unknown key 'default_modle' \(did you mean 'default_model'\?\)"):
         load_config(unknown)
     with pytest.raises(ConfigurationError, match="does not exist"):
         load_config(tmp_path / "missing.toml")
@@ -66,3 +66,34 @@ def test_a_key_in_a_readable_file_is_refused(tmp_path: Path) -> None:
         load_config(path)
     path.chmod(0o600)
     assert load_config(path)["providers"]["openai"]["api_key"] == "sk-from-file"
+
+
+def test_a_misspelt_retry_key_names_the_closest_one(tmp_path: Path) -> None:
+    path = tmp_path / "retry.toml"
+    path.write_text("retry = {max_retry = 1}\n")
+    with pytest.raises(ConfigurationError, match=r"retry.max_retry: unknown key \(did you mean 'max_retries'\?\)"):
+        load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("table", "says"),
+    [
+        (
+            '[prices."vllm/*"]\ninput_cost_per_tokn = 0.000001\n',
+            "price for 'vllm/*': unknown field 'input_cost_per_tokn' (did you mean 'input_cost_per_token'?)",
+        ),
+        ('[prices."vllm/*"]\ninput_cost_per_token = "cheap"\n', "has input_cost_per_token 'cheap', not a price"),
+        ('[prices]\n"vllm/*" = "cheap"\n', "price for 'vllm/*': 'cheap' is not a price"),
+        ('[prices]\n"vllm" = 1\n', "price key 'vllm': write 'provider/model'"),
+        (
+            '[providers.vllm]\ndriver = "openai-compat"\nbase_url = "http://127.0.0.1:8000/v1"\n',
+            "unknown driver 'openai-compat' (did you mean 'openai-compatible'?)",
+        ),
+    ],
+)
+def test_bad_prices_and_providers_in_the_file_are_refused_when_loaded(tmp_path: Path, table: str, says: str) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(table)
+    with pytest.raises(ConfigurationError) as raised:
+        Client(**client_options(path))
+    assert says in str(raised.value)

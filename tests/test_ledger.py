@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 
@@ -19,7 +20,8 @@ import httpx
 import pytest
 
 from llmclient import Client, ConfigurationError, FakeDriver, ResponseFormatError, RetryPolicy, ServerError, Usage
-from llmclient.accounting.ledger import CSV_COLUMNS, CostLedger, LedgerRecord, SQLiteLedger
+from llmclient.accounting.catalog import PriceTable
+from llmclient.accounting.ledger import CSV_COLUMNS, CostLedger, LedgerRecord, SQLiteLedger, summarise
 from llmclient.accounting.prices import PriceEntry
 
 PAID = {"fake/paid": {"input_cost_per_token": "0.000001", "output_cost_per_token": "0.000002"}}
@@ -135,7 +137,8 @@ def test_sqlite_ledger_persists_with_the_documented_schema(tmp_path: Path) -> No
     reopened = SQLiteLedger(path)
     assert len(reopened) == 2
     assert reopened.total() == Decimal("0.000010")
-    assert reopened.records[0].tags == ("batch",)
+    assert next(iter(reopened)).tags == ("batch",)  # read back from the file: `records` are this object's own
+    assert reopened.records == ()
     reopened.close()
 
 
@@ -184,7 +187,11 @@ async def test_reprice_accepts_every_model_id_form_the_client_does() -> None:
 
 
 def test_a_sqlite_ledger_reads_back_every_field_it_wrote(tmp_path: Path) -> None:
-    path = tmp_path / "runs" / "2026" / "ledger.db"  # folders that do not exist yet are made
+    path = tmp_path / "runs" / "2026" / "ledger.db"
+    with pytest.raises(ConfigurationError, match=r"the ledger's folder .* does not exist"):
+        Client(ledger=path)  # a typo in the path is an error, not a new ledger somewhere else
+    assert not (tmp_path / "runs").exists()
+    path.parent.mkdir(parents=True)
 
     async def calls() -> SQLiteLedger:
         client = Client(ledger=path, prices=PAID)  # a Path, as well as a sqlite:/// URL
@@ -205,7 +212,7 @@ def test_a_sqlite_ledger_reads_back_every_field_it_wrote(tmp_path: Path) -> None
     ledger.close()
     assert not path.with_name(path.name + "-wal").exists()  # closed: everything is in the file itself
     reopened = SQLiteLedger(path)
-    assert reopened.records == written
+    assert list(reopened) == list(written)
     reopened.close()
 
 
@@ -251,3 +258,95 @@ def test_a_record_is_immutable_and_counts_one_request_unless_told() -> None:
     assert record.attempts == 1 and record.input_drift is None
     with pytest.raises(dataclasses.FrozenInstanceError):
         record.cost = None  # type: ignore[misc]  # what was recorded stays recorded
+
+
+def _record(n: int, *, at: float = 1_700_000_000.0, tags: tuple[str, ...] = ()) -> LedgerRecord:
+    """The n-th of a run of records: a different usage and cost each, one unpriced in seven."""
+    usage = Usage(input_tokens=n % 13, cached_input_tokens=n % 5, output_tokens=n % 11, cache_write_tokens=n % 3)
+    entry = PriceEntry.per_million("paid", "fake", input="0.15", output="0.6")
+    cost = None if n % 7 == 0 else entry.cost(usage)
+    return LedgerRecord("fake", "paid" if cost else "mystery", "chat", usage, cost, 0.1, tags=tags, timestamp=at + n)
+
+
+def test_an_in_memory_ledger_keeps_its_last_records_and_exact_totals_of_every_call() -> None:
+    ledger = CostLedger(keep=10)
+    records = [_record(n, tags=("even",) if n % 2 == 0 else ()) for n in range(1000)]
+    for record in records:
+        ledger.add(record)
+    assert ledger.records == tuple(records[-10:]) and list(ledger) == records[-10:] and len(ledger) == 10
+    assert (ledger.count(), ledger.dropped) == (1000, 990)  # said plainly: 990 records are gone from memory
+    priced = [r.cost.total for r in records if r.cost is not None]
+    assert ledger.total() == sum(priced, Decimal(0))  # exact, over every call, dropped ones included
+    assert ledger.usage() == sum((r.usage for r in records), Usage())
+    assert ledger.by_model()["fake/mystery"].unpriced_calls == sum(1 for r in records if r.cost is None)
+    assert ledger.by_tag() == {"even": summarise(r for r in records if r.tags)}
+    assert ledger.summary("tag")["(untagged)"].calls == 500  # by_tag leaves untagged calls out; summary names them
+    assert ledger.summary("provider") == {"fake": summarise(records)}
+    assert ledger.summary("day") == {"2023-11-14": summarise(records)}  # UTC
+    repriced = PriceEntry.per_million("x", "openai", input=1, output=2)
+    expected = sum((repriced.cost(r.usage).total for r in records), Decimal(0))
+    assert ledger.reprice("openai/x", PriceTable([repriced])) == expected  # from the totals, exact
+    assert len(ledger.to_json().split('"provider"')) == 11 and ledger.to_csv().count("\n") == 11  # the kept ten
+
+
+def test_a_period_the_kept_records_cover_is_summarised_and_one_they_do_not_is_refused() -> None:
+    ledger = CostLedger(keep=100)
+    records = [_record(n) for n in range(300)]
+    for record in records:
+        ledger.add(record)
+    since = datetime.fromtimestamp(records[250].timestamp, tz=timezone.utc)
+    assert ledger.summary("model", since=since) == {
+        "fake/paid": summarise(r for r in records[250:] if r.cost),
+        "fake/mystery": summarise(r for r in records[250:] if r.cost is None),
+    }
+    with pytest.raises(ValueError, match=r"keeps its last 100 records, and calls since .* include some it has dropped"):
+        ledger.summary("model", since=datetime.fromtimestamp(records[150].timestamp, tz=timezone.utc))
+    with pytest.raises(ValueError, match="cannot group by 'week'; choose one of model, provider, deployment, tag, day"):
+        ledger.summary("week")
+
+
+@pytest.mark.parametrize("keep", [-1, True, 2.5, "10"])
+def test_keep_must_be_a_number_of_records(keep: object) -> None:
+    with pytest.raises(ValueError, match="keep must be a number of records"):
+        CostLedger(keep=keep)  # type: ignore[arg-type]
+
+
+def test_a_ledger_prints_its_figures_and_costs_in_plain_decimal() -> None:
+    ledger = CostLedger(keep=0)  # totals only
+    usage = Usage(input_tokens=2)
+    cost = PriceEntry.per_million("e", "openai", input="0.02").cost(usage)
+    assert str(cost.total) == "4E-8"  # how a Decimal shows itself: not how the ledger shows money
+    ledger.add(LedgerRecord("openai", "e", "embed", usage, cost, 0.1))
+    ledger.add(LedgerRecord("mystery", "m", "chat", usage, None, 0.1))
+    assert repr(ledger) == "CostLedger(calls=2, total_usd=0.00000004, unpriced_calls=1, kept=0, keep=0)"
+    assert str(ledger.by_model()["openai/e"]) == (
+        "Summary(calls=1, input_tokens=2, output_tokens=0, cost_usd=0.00000004, unpriced_calls=0)"
+    )
+    assert list(ledger) == [] and ledger.count() == 2 and ledger.dropped == 2
+
+
+def test_a_sqlite_ledger_totals_every_row_of_its_file_and_reads_them_back_a_page_at_a_time(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    ledger, other_process = SQLiteLedger(path, keep=5), SQLiteLedger(path)
+    records = [_record(n, tags=("a", "b") if n % 3 == 0 else ()) for n in range(1234)]
+    for n, record in enumerate(records):
+        (ledger if n % 2 else other_process).add(record)
+        if n == 600:
+            assert ledger.count() == 601  # a read in between: later rows are folded in at the next one
+    assert ledger.total() == sum((r.cost.total for r in records if r.cost is not None), Decimal(0))
+    assert ledger.usage() == sum((r.usage for r in records), Usage())  # cache writes included
+    assert ledger.by_tag() == {"a": summarise(records[::3]), "b": summarise(records[::3])}
+    assert list(ledger) == records and len(ledger) == 1234  # every row, in the order written (pages of 500)
+    assert ledger.records == tuple(records[1::2][-5:])  # the last five this object added
+    assert ledger.dropped == 0  # the file keeps everything
+    since = datetime.fromtimestamp(records[1000].timestamp, tz=timezone.utc)
+    assert ledger.summary("provider", since=since) == {"fake": summarise(records[1000:])}
+    assert repr(ledger) == f"SQLiteLedger({str(path)!r}, calls=1234, total_usd={ledger.total():f}, unpriced_calls=177)"
+    ledger.close()
+    other_process.close()
+
+
+def test_a_ledger_is_truthy_whatever_it_keeps(tmp_path: Path) -> None:
+    ledger = SQLiteLedger(tmp_path / "ledger.db", keep=0)
+    assert ledger and CostLedger(keep=0) and len(ledger) == 0
+    ledger.close()

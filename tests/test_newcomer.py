@@ -1,5 +1,6 @@
 """The first ten minutes, as a newcomer with a core-only install lives them: none of the extras importable
-(transformers, llama.cpp, LangChain, OpenTelemetry), every warning an error, a real server on loopback."""
+(transformers, llama.cpp, LangChain, OpenTelemetry, bpe-openai, tokenizers, aiohttp), every warning an error, a real
+server on loopback. tests/test_install.py does the same from the built wheel in a fresh venv."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ ROOT = Path(__file__).resolve().parent.parent
 CORE_ONLY = """
 import importlib.abc, sys
 class CoreOnly(importlib.abc.MetaPathFinder):
-    BLOCKED = {"torch", "transformers", "llama_cpp", "langchain_core", "opentelemetry", "tqdm", "rich"}
+    BLOCKED = {"torch", "transformers", "llama_cpp", "langchain_core", "opentelemetry", "tqdm", "rich", "bpe_openai",
+               "tokenizers", "aiohttp"}
     def find_spec(self, name, path=None, target=None):
         if name.split(".")[0] in self.BLOCKED:
             raise ModuleNotFoundError(f"No module named {name!r}")
@@ -29,8 +31,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 class Server(BaseHTTPRequestHandler):
     def do_POST(self):
-        self.rfile.read(int(self.headers["content-length"]))
+        request = json.loads(self.rfile.read(int(self.headers["content-length"])))
         body = json.dumps({
+            "object": "list", "model": "e5", "usage": {"prompt_tokens": 2, "total_tokens": 2},
+            "data": [{"object": "embedding", "index": i, "embedding": [1.0, 0]} for i in range(len(request["input"]))],
+        }).encode() if self.path.endswith("/embeddings") else json.dumps({
             "id": "chatcmpl-1", "object": "chat.completion", "model": "smollm2",
             "choices": [{"index": 0, "message": {"role": "assistant", "content": "Paris."}, "finish_reason": "stop"}],
             "usage": {"prompt_tokens": 12, "completion_tokens": 2, "total_tokens": 14},
@@ -58,6 +63,28 @@ async def main():
         assert (reply.text, reply.usage.output_tokens, reply.cost.total) == ("Paris.", 2, 0), reply
         async with Client() as offline:  # the README's first example: the fake driver
             assert (await offline.chat("Hello", model="fake/echo")).text == "You said: Hello"
+        # Counts are exact in the core install, as quickstart and counting.md say: no extra, no download, no warning.
+        async with Client() as counter:
+            hello = [{"role": "user", "content": "Hello, world!"}]
+            found = [tuple(await counter.count_tokens(hello, model="openai/gpt-4"))]
+            for model in ("openai/gpt-4o", "deepseek/deepseek-v4-pro"):
+                found.append(tuple(await counter.count_tokens("Hello, world!", model=model)))
+            assert [tuple(v for _, v in count) for count in found] == [
+                (11, True, "cl100k_base"), (4, True, "o200k_base"), (4, True, "deepseek-v4")
+            ], found
+        # No tokenizer warning where nothing was asked to be counted: the first embed, a budget, a failed call.
+        prices = {"openai-compatible/smollm2": {"input_cost_per_token": 0.000001, "output_cost_per_token": 0.000002},
+                  "openai-compatible/e5": {"input_cost_per_token": 0, "max_input_tokens": 512, "mode": "embedding"}}
+        async with Client(providers=providers, prices=prices) as client:
+            assert (await client.embed(["a", "b"], model="openai-compatible/e5")).vectors.shape == (2, 2)
+            async with client.budget(usd="1"):
+                await client.chat("Capital of France?", model="openai-compatible/smollm2", max_tokens=5)
+        from llmclient import APIConnectionError
+        async with Client(providers={"ollama": {"host": "http://127.0.0.1:9"}}, retry=0) as client:
+            try:
+                await client.chat("hi", model="ollama/qwen2:1.5b")
+            except APIConnectionError:
+                pass
 
 asyncio.run(main())
 with SyncClient(default_model="fake/echo") as client:

@@ -24,7 +24,7 @@ TABLE = PriceTable.default()
 def test_every_shipped_entry_is_sourced_dated_and_sane() -> None:
     entries = list(TABLE)
     providers = {entry.provider for entry in entries}
-    assert providers == {"openai", "deepseek"}
+    assert providers == {"openai", "deepseek", "anthropic", "gemini"}
     for entry in entries:
         assert entry.source and entry.source.startswith("https://"), entry.model
         assert entry.checked and len(entry.checked) == 10, entry.model
@@ -38,6 +38,11 @@ def test_every_shipped_entry_is_sourced_dated_and_sane() -> None:
         assert TABLE.lookup("openai", model) is not None, model
     for model in ("deepseek-flash", "deepseek-v4-pro", "deepseek-v4-flash", "deepseek-chat", "deepseek-reasoner"):
         assert TABLE.lookup("deepseek", model) is not None, model
+    for model in ("claude-opus-5-5", "claude-sonnet-5-5", "claude-haiku-4-5", "claude-haiku-4-5-20251001"):
+        entry = TABLE.lookup("anthropic", model)
+        assert entry is not None and entry.cache_write is not None and entry.cached_input is not None, model
+    for model in ("gemini-3.8-flash", "gemini-2.5-flash", "gemini-2.5-pro", "gemini-embedding-001"):
+        assert TABLE.lookup("gemini", model) is not None, model
 
 
 def test_prices_read_as_published_per_million() -> None:
@@ -351,3 +356,34 @@ def test_a_litellm_file_s_other_prices_are_skipped_wherever_they_stand(tmp_path:
     path = tmp_path / "prices.json"
     path.write_text(json.dumps(litellm))
     assert [entry.model for entry in PriceTable.from_litellm(path)] == ["gpt-4o-mini"]
+
+
+def test_gpt_4_the_demos_counting_model_has_a_sourced_price() -> None:
+    entry = PriceTable.default().lookup("openai", "gpt-4")
+    assert entry is not None
+    assert (entry.input_per_million, entry.output_per_million) == (Decimal(30), Decimal(60))
+    assert (entry.max_input_tokens, entry.max_output_tokens) == (8192, 8192)
+    assert (entry.source, entry.checked) == ("https://developers.openai.com/api/docs/models/gpt-4", "2026-12-07")
+    assert PriceTable.default().lookup("openai", "gpt-4-0613") == entry  # the snapshot it serves
+
+
+def test_every_shipped_entry_is_a_valid_user_entry_and_misspellings_are_refused() -> None:
+    import json
+    from importlib import resources
+
+    from llmclient import ConfigurationError
+    from llmclient.accounting.catalog import checked_entry
+
+    shipped = json.loads(resources.files("llmclient.accounting").joinpath("prices.json").read_text(encoding="utf-8"))
+    for key, item in shipped.items():
+        if isinstance(item, dict):
+            checked_entry(key, item)  # a user may copy any shipped entry into Client(prices=...) as it is
+    table = PriceTable()
+    with pytest.raises(ConfigurationError, match=r"'input_cost_per_tokn' \(did you mean 'input_cost_per_token'\?\)"):
+        table.update({"x/y": {"input_cost_per_tokn": "0.000001", "output_cost_per_token": "0.000002"}})
+    assert table.lookup("x", "y") is None  # refused whole, not priced at $0 input
+    for bad in ("cheap", "NaN", "-1", "Infinity", True):
+        with pytest.raises(ConfigurationError, match="is not a price"):
+            table.update({"x/y": bad})
+    with pytest.raises(ConfigurationError, match="write 'provider/model'"):
+        table.update({"gpt-4o": 1})

@@ -66,6 +66,7 @@ EXPECTED = [
     "ModelId",
     "NotFoundError",
     "OutOfMemoryError",
+    "OutputCapRequiredError",
     "ParameterDroppedWarning",
     "PermissionDeniedError",
     "PriceEntry",

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime
 import json
 import sqlite3
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -33,7 +35,7 @@ from llmclient.config import client_options
 from llmclient.errors import parse_retry_after
 from llmclient.routing import Cooldown, Deployment, ModelGroup, moves
 from llmclient.routing.groups import Health
-from llmclient.routing.ratelimit import MemoryRateLimitStore, RateLimit, parse_duration
+from llmclient.routing.ratelimit import MemoryRateLimitStore, RateLimit, RateLimitHint, parse_duration
 
 NO_WAIT = RetryPolicy(max_retries=2, initial_backoff=0, jitter=False)
 
@@ -245,6 +247,25 @@ async def test_memory_store_limits_requests_and_tokens_and_learns_headers() -> N
     assert (parse_duration("1h2m3.5s"), parse_duration("20ms"), parse_duration("7")) == (3723.5, 0.02, 7.0)
 
 
+async def test_anthropics_rate_limit_headers_narrow_the_limit_too() -> None:
+    # https://platform.claude.com/docs/en/api/rate-limits#response-headers: resets are RFC 3339 times.
+    reset = datetime.datetime.fromtimestamp(time.time() + 120, tz=datetime.timezone.utc).isoformat()
+    headers = {
+        "anthropic-ratelimit-requests-limit": "50",
+        "anthropic-ratelimit-requests-remaining": "0",
+        "anthropic-ratelimit-requests-reset": reset.replace("+00:00", "Z"),
+        "anthropic-ratelimit-tokens-remaining": "900",
+        "anthropic-ratelimit-tokens-reset": "not a time",
+    }
+    hint = RateLimitHint.from_headers(headers)
+    assert (hint.requests, hint.tokens, hint.tokens_reset) == (0, 900, 1.0)
+    assert 110 < hint.requests_reset <= 120
+    store = MemoryRateLimitStore()
+    await store.learn("claude", headers)
+    wait = await store.try_acquire("claude", RateLimit(rpm=1000), 1)
+    assert isinstance(wait, float) and 110 < wait <= 120
+
+
 async def test_rate_limits_fail_fast_when_waiting_is_off() -> None:
     routes = {"chat": ModelGroup([Deployment("fake/a", rpm=1)], max_wait=0)}
     async with Client(routes=routes) as client:
@@ -257,10 +278,8 @@ async def test_rate_limits_fail_fast_when_waiting_is_off() -> None:
 
 def test_sqlite_ledger_adds_the_deployment_column_to_an_old_file(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
-    before = SQLITE_SCHEMA.replace(
-        "counted_input_tokens INTEGER,\n    deployment          TEXT", "counted_input_tokens INTEGER --"
-    )
-    assert "deployment" not in before.split("--")[0]
+    before = SQLITE_SCHEMA[: SQLITE_SCHEMA.index(",\n    deployment")] + "\n);"  # the first version's table
+    assert "deployment" not in before and "cache_write" not in before
     with sqlite3.connect(path) as db:
         db.executescript(before)
         db.execute(
@@ -270,10 +289,11 @@ def test_sqlite_ledger_adds_the_deployment_column_to_an_old_file(tmp_path: Path)
         )
     db.close()
     ledger = SQLiteLedger(path)
-    ledger.add(dataclasses.replace(ledger.records[0], deployment="chat@0"))
+    ledger.add(dataclasses.replace(next(iter(ledger)), deployment="chat@0"))
     ledger.close()
     reopened = SQLiteLedger(path)
-    assert [r.deployment for r in reopened.records] == [None, "chat@0"]
+    assert [r.deployment for r in reopened] == [None, "chat@0"]
+    assert set(reopened.by_deployment()) == {"fake", "chat@0"}
     reopened.close()
 
 

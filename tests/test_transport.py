@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import ssl
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,8 +18,8 @@ import pytest
 import respx
 from aiohttp import web
 
-from llmclient import APIConnectionError, APITimeoutError, Client, HTTPOptions, Timeouts
-from llmclient.http.client import HTTPClient
+from llmclient import APIConnectionError, APITimeoutError, Client, HTTPOptions, MissingExtraError, Timeouts
+from llmclient.http import HTTPClient
 
 COMPLETION = {
     "id": "chatcmpl-1",
@@ -95,6 +96,19 @@ def test_a_proxy_selects_aiohttp(monkeypatch: pytest.MonkeyPatch) -> None:
     assert backend_of(client_for("https://llm.example", "native")) == "aiohttp"
     assert backend_of(client_for("http://127.0.0.1:9", "native", http={"proxy": "http://proxy:3128"})) == "aiohttp"
     assert backend_of(client_for("http://127.0.0.1:9", "native", http={"trust_env": False})) == "native"
+
+
+async def test_without_the_aiohttp_extra_a_proxy_goes_through_httpx(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What the core install has: aiohttp is an extra (pyproject's `aiohttp`), so it cannot be imported.
+    monkeypatch.setitem(sys.modules, "aiohttp", None)
+    monkeypatch.setitem(sys.modules, "llmclient.http.backends.aiohttp_backend", None)
+    async with client_for("http://llm.invalid", "native", http={"proxy": server.url, "trust_env": False}) as client:
+        assert backend_of(client) == "httpx"
+        assert (await client.chat("ping", model="openai-compatible/m")).text == "pong"  # the proxy saw it
+    with pytest.raises(MissingExtraError, match=r"pip install 'llmclient\[aiohttp\]'"):
+        client_for("http://127.0.0.1:9", "aiohttp").driver("openai-compatible")
 
 
 async def test_a_transport_or_a_started_respx_mock_selects_httpx() -> None:

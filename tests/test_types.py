@@ -109,3 +109,22 @@ def test_token_count_is_an_int() -> None:
 
 def test_text_part_defaults() -> None:
     assert TextPart(text="a").type == "text"
+
+
+async def test_printing_a_reply_shows_what_matters() -> None:
+    from llmclient import Client, ToolCall
+
+    script = ["Paris.", ToolCall(id="c1", name="add", arguments={"a": 2})]
+    async with Client(providers={"fake": {"replies": script}}) as client:
+        reply = await client.chat("Capital of France?", model="fake/scripted")
+        called = await client.chat("Add", model="fake/scripted")
+    assert str(reply) == (
+        "text='Paris.' finish_reason='stop' model='fake/scripted' usage=Usage(input_tokens=3, output_tokens=1) "
+        "cost=Decimal('0')"
+    )  # was every field of the pydantic model, the message's and the request's included
+    assert repr(reply).startswith("ChatResponse(text='Paris.', finish_reason='stop', model='fake/scripted'")
+    assert "tool_calls=[ToolCall(id='c1', name='add', arguments={'a': 2}" in str(called)
+    assert repr(Usage(input_tokens=5, output_tokens=2, estimated=True)) == (
+        "Usage(input_tokens=5, output_tokens=2, estimated=True)"
+    )
+    assert reply.model_dump()["message"]["content"] == "Paris."  # every field is still there

@@ -61,6 +61,8 @@ MODULES = {
     "budget_admission": Target("src/llmclient/lifecycle/budget_admission.py"),
     "pricing_step": Target("src/llmclient/lifecycle/steps.py", scopes=("Pricing",)),
     "ledger": Target("src/llmclient/accounting/ledger.py"),
+    "ledger_totals": Target("src/llmclient/accounting/totals.py"),
+    "ledger_records": Target("src/llmclient/accounting/records.py"),
     "pg_budgets": Target("src/llmclient/stores/pg_budgets.py"),
     "pg_ledger": Target("src/llmclient/stores/pg_ledger.py"),
     "retry": Target("src/llmclient/lifecycle/retry.py"),

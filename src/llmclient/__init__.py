@@ -45,6 +45,7 @@ from llmclient.errors import (
     MissingExtraError,
     NotFoundError,
     OutOfMemoryError,
+    OutputCapRequiredError,
     PermissionDeniedError,
     PriceFileError,
     QuotaExceededError,
@@ -66,7 +67,7 @@ from llmclient.errors import (
     UnsupportedParameterError,
     VectorStoreError,
 )
-from llmclient.http.client import HTTPOptions, InsecureURLWarning, Limits, Timeouts
+from llmclient.http import HTTPOptions, InsecureURLWarning, Limits, Timeouts
 from llmclient.lifecycle.request import ParameterDroppedWarning
 from llmclient.lifecycle.retry import RetryPolicy
 from llmclient.model_ids import ModelId
@@ -171,6 +172,7 @@ __all__ = [
     "ModelId",
     "NotFoundError",
     "OutOfMemoryError",
+    "OutputCapRequiredError",
     "ParameterDroppedWarning",
     "PermissionDeniedError",
     "PriceEntry",

@@ -71,6 +71,14 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     return _KEY_SHAPES.sub("[REDACTED]", text)
 
 
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """` (did you mean 'x'?)` for the choice closest to a misspelt `name`, or "" when none is close."""
+    import difflib
+
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def strip_html(text: str) -> str:
     """The readable text of an HTML page, whitespace folded."""
     lowered, kept, position = text.lower(), [], 0
@@ -182,7 +190,7 @@ class RedactingFilter(logging.Filter):
 
     def __init__(self) -> None:
         super().__init__()
-        self.secrets: set[str] = set()
+        self.secrets: set[str] = set()  # the API keys and passwords configured in this process: one entry each
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:

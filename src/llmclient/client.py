@@ -28,25 +28,26 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
+from llmclient import tokens
 from llmclient.accounting.budgets import Budget, BudgetScope, open_budgets
 from llmclient.accounting.catalog import PriceTable
 from llmclient.accounting.ledger import CostLedger
 from llmclient.chat.streaming import ChatStream
 from llmclient.chat.structured import structured_chat
-from llmclient.drivers import Driver
+from llmclient.drivers import Driver, check_options
 from llmclient.embeddings.cache import EmbeddingCache, open_embedding_cache
 from llmclient.embeddings.job import EmbedOptions, run_embed_job
 from llmclient.errors import LLMClientError, UnsupportedCapabilityError
-from llmclient.http.client import Timeouts, Transport
+from llmclient.http import Timeouts, Transport
 from llmclient.lifecycle import BudgetAdmission, CountPrompt, LedgerRecording, Pipeline, Pricing, Step
 from llmclient.lifecycle.flow import chat as run_chat
 from llmclient.lifecycle.request import count_tokens, messages_of
 from llmclient.lifecycle.resolve import Drivers, Resolver, checked_timeout
 from llmclient.lifecycle.retry import RetryPolicy
 from llmclient.model_ids import ModelId, ModelResolver
-from llmclient.options import ChatOptions, RunStepOptions
+from llmclient.options import ChatOptions, RunStepOptions, list_options
 from llmclient.routing.groups import Deployment, ModelGroup
 from llmclient.routing.router import Router, Routing
 from llmclient.stores import urls
@@ -100,8 +101,9 @@ class Client:
         timeout: A call's overall deadline in seconds (retries, streams included), `Timeouts`, or None for none.
         strict_params: Raise `UnsupportedParameterError` instead of dropping parameters a provider lacks.
         transport: An httpx transport for every driver that speaks HTTP (e.g. `httpx.MockTransport` in tests).
-        ledger: A `CostLedger` to record into (e.g. another client's, to share one), or `"sqlite:///path.db"` to
-            persist every record; in memory by default.
+        ledger: A `CostLedger` to record into (another client's, to share one; `CostLedger(keep=...)` to keep
+            more or fewer records), `"sqlite:///path.db"` or `"postgresql://..."` to keep every record; in memory
+            by default (exact totals of every call, the last 1,000 records).
         prices: Overrides, `{"provider/model": {...LiteLLM fields...} | PriceEntry | number}` (a number: USD per
             million tokens in and out; wildcards such as `"openai-compatible/*"` allowed), or a whole `PriceTable`.
         budget_usd: A spending limit for every call of this client (see `budget` for scoped ones).
@@ -131,11 +133,15 @@ class Client:
         budget_store: str | SharedBudgets | None = None,
         routes: Mapping[str, ModelGroup | Sequence[Deployment | str | Mapping[str, Any]]] | None = None,
     ) -> None:
+        for name, config in (providers or {}).items():  # a misspelt option or driver fails here, not on first use
+            if isinstance(config, Mapping):
+                check_options(name, config)
         self.retry = retry if isinstance(retry, RetryPolicy) else RetryPolicy().with_max_retries(retry)
         self.timeouts = Timeouts.from_value(timeout)
         self.strict_params = strict_params
         self.embedding_cache = open_embedding_cache(embedding_cache)
         self.ledger = urls.open_ledger(ledger)
+        self._own_ledger = ledger is not None and not isinstance(ledger, CostLedger)  # opened here: closed here
         self.prices = PriceTable.from_option(prices)
         self._client_budget = None if budget_usd is None else Budget(budget_usd, name="the client's budget")
         drivers = Drivers(providers, transport=transport, timeouts=self.timeouts)
@@ -163,10 +169,14 @@ class Client:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close every driver this client opened (connection pools, loaded models), and wait for the records a
-        shared store has still to write (or spool)."""
+        """Close every driver this client opened (connection pools, loaded models), wait for the records a shared
+        store has still to write (or spool), and close the ledger file it opened from a URL or path. The client
+        can still be used: what it needs is opened again. (A PostgreSQL store is shared by the whole process and
+        closed at its exit.)"""
         await self._resolver.drivers.aclose()
         await self.pipeline.aclose()
+        if self._own_ledger:
+            self.ledger.close()
 
     @property
     def default_model(self) -> str | None:
@@ -339,6 +349,61 @@ class Client:
             deadline_s=self.timeouts.total if timeout is None else checked_timeout(timeout),
         )
 
+    @overload
+    async def similarity(
+        self,
+        a: str,
+        b: str,
+        *,
+        model: str | None = ...,
+        metric: Metric = ...,
+        dimensions: int | None = ...,
+        tags: Sequence[str] = ...,
+    ) -> float: ...
+    @overload
+    async def similarity(
+        self,
+        a: str,
+        b: list[str] | tuple[str, ...],
+        *,
+        model: str | None = ...,
+        metric: Metric = ...,
+        dimensions: int | None = ...,
+        tags: Sequence[str] = ...,
+    ) -> npt.NDArray[np.float32]: ...
+    @overload
+    async def similarity(
+        self,
+        a: list[str] | tuple[str, ...],
+        b: str,
+        *,
+        model: str | None = ...,
+        metric: Metric = ...,
+        dimensions: int | None = ...,
+        tags: Sequence[str] = ...,
+    ) -> npt.NDArray[np.float32]: ...
+    @overload
+    async def similarity(
+        self,
+        a: list[str] | tuple[str, ...],
+        b: list[str] | tuple[str, ...],
+        *,
+        model: str | None = ...,
+        metric: Metric = ...,
+        dimensions: int | None = ...,
+        tags: Sequence[str] = ...,
+    ) -> npt.NDArray[np.float32]: ...
+    @overload
+    async def similarity(
+        self,
+        a: npt.ArrayLike,
+        b: npt.ArrayLike,
+        *,
+        model: str | None = ...,
+        metric: Metric = ...,
+        dimensions: int | None = ...,
+        tags: Sequence[str] = ...,
+    ) -> float | npt.NDArray[np.float32]: ...
     async def similarity(
         self,
         a: str | Sequence[str] | npt.ArrayLike,
@@ -348,15 +413,19 @@ class Client:
         metric: Metric = "cosine",
         dimensions: int | None = None,
         tags: Sequence[str] = (),
-    ) -> float | npt.NDArray[np.floating[Any]]:
+    ) -> float | npt.NDArray[np.float32]:
         """How similar `a` and `b` are: each a text, a list of texts, a vector or a matrix of vectors.
 
-        Texts are embedded in one `embed` call (cached, recorded), vectors used as they are. Two single items give a
-        float, one and a list a 1-D array, two lists a matrix. `metric`: "cosine", "dot" or "euclidean" (distance).
+        Texts are embedded in one `embed` call (cached, recorded), vectors used as they are. Two texts give a
+        `float`; a text and a list a 1-D array (one score per text of the list); two lists a matrix (a row per text
+        of `a`). Arrays are float32, the precision embeddings come in, whatever the inputs (for float64 vectors,
+        `llmclient.vectors.similarity.pairwise` keeps float64). `metric`: "cosine", "dot" or "euclidean" (a
+        distance).
         """
         from llmclient.vectors.similarity import of_texts_or_vectors  # numpy: imported on first use
 
-        return await of_texts_or_vectors(a, b, self._vectors(model, dimensions, tags), metric=metric)
+        score = await of_texts_or_vectors(a, b, self._vectors(model, dimensions, tags), metric=metric)
+        return score if isinstance(score, float) else score.astype("float32", copy=False)
 
     async def search(
         self,
@@ -394,4 +463,11 @@ class Client:
     ) -> TokenCount:
         """Count the tokens a string (text alone) or messages (with the chat framing) take on `model`."""
         provider, name = self.resolve(model)
-        return await count_tokens(self.driver(provider), name, messages, tools)
+        with tokens.asked():  # a missing tokenizer warns here, where a count was asked for, not in every call
+            return await count_tokens(self.driver(provider), name, messages, tools)
+
+
+# help(Client.chat) and help(SyncClient.chat) list every option (`temperature`, ...), not just `**options`.
+list_options(Client.chat, ChatOptions)
+list_options(Client.stream, ChatOptions)
+list_options(Client.run, RunStepOptions)

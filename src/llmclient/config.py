@@ -59,7 +59,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError
 
-from llmclient.errors import ConfigurationError
+from llmclient.errors import ConfigurationError, did_you_mean
 
 
 class RetrySettings(BaseModel):
@@ -106,6 +106,7 @@ class _RetryCount(BaseModel):
 
 
 KNOWN_KEYS = frozenset(ConfigFile.model_fields)
+_FIELDS = {"retry": frozenset(RetrySettings.model_fields)}  # the tables whose keys are checked, for suggestions
 
 
 def _problems(target: Path, error: ValidationError, prefix: str = "") -> str:
@@ -115,7 +116,10 @@ def _problems(target: Path, error: ValidationError, prefix: str = "") -> str:
         loc = [str(part) for part in problem["loc"]]
         where = ".".join(dict.fromkeys([prefix, *loc] if prefix and loc[:1] != [prefix] else loc))
         got = f" (got {problem['input']!r})" if problem["type"] != "extra_forbidden" else ""
-        message = "unknown key" if problem["type"] == "extra_forbidden" else problem["msg"].lower()
+        if problem["type"] == "extra_forbidden":
+            message = "unknown key" + did_you_mean(loc[-1], _FIELDS.get(prefix or loc[0], ()))
+        else:
+            message = problem["msg"].lower()
         lines.append(f"  {where or '(file)'}: {message}{got}")
     unique = list(dict.fromkeys(lines))
     return f"{target}: {len(unique)} bad value{'s' if len(unique) > 1 else ''}\n" + "\n".join(unique)
@@ -148,7 +152,8 @@ def load_config(path: str | Path | None = None) -> dict[str, Any]:
         raise ConfigurationError(f"cannot read configuration file {target}: {exc}") from exc
     unknown = sorted(set(data) - KNOWN_KEYS)
     if unknown:
-        raise ConfigurationError(f"{target}: unknown keys {unknown}; known: {sorted(KNOWN_KEYS)}")
+        named = ", ".join(f"{key!r}{did_you_mean(key, KNOWN_KEYS)}" for key in unknown)
+        raise ConfigurationError(f"{target}: unknown key {named}; known: {', '.join(sorted(KNOWN_KEYS))}")
     try:
         ConfigFile.model_validate(data)
     except ValidationError as exc:

@@ -7,7 +7,8 @@ LLMClientError
  │    ├── MissingAPIKeyError
  │    ├── MissingExtraError              says which `pip install 'llmclient[...]'`
  │    ├── InvalidRequestError            the call's arguments are invalid (also a ValueError)
- │    │    └── InputTooLongError         an embedding input over the model's token limit (names its index)
+ │    │    ├── InputTooLongError         an embedding input over the model's token limit (names its index)
+ │    │    └── OutputCapRequiredError    a budget cannot bound a call without max_tokens (no known maximum output)
  │    ├── UnsupportedParameterError      a parameter the provider or model lacks, under strict_params=True
  │    └── PriceFileError                 a price file that is not LiteLLM's format (also a ValueError)
  ├── UnsupportedCapabilityError          e.g. embeddings on DeepSeek
@@ -54,19 +55,35 @@ message says what it was.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
+
+from llmclient._envelope import parse_retry_after as parse_retry_after
+from llmclient._envelope import read_envelope
 
 # Re-exported: the text helpers were born here and other modules import them from here.
 from llmclient._sanitize import MAX_MESSAGE_CHARS as MAX_MESSAGE_CHARS
 from llmclient._sanitize import bound as bound
 from llmclient._sanitize import detached as detached
+from llmclient._sanitize import did_you_mean as did_you_mean
 from llmclient._sanitize import loads as loads
 from llmclient._sanitize import redact as redact
 from llmclient._sanitize import strip_html as strip_html
 
-_CONTEXT_HINTS = ("maximum context length", "context length", "context window", "too many tokens")
+# What context-window refusals say where no code names them: OpenAI-compatible servers; Anthropic's "prompt is
+# too long" and "exceed context limit" (https://platform.claude.com/docs/en/build-with-claude/context-windows);
+# Gemini's "exceeds the maximum number of tokens allowed".
+A = TypeVar("A", bound="APIError")
+
+_CONTEXT_HINTS = (
+    "maximum context length",
+    "context length",
+    "context window",
+    "too many tokens",
+    "prompt is too long",
+    "exceed context limit",
+    "exceeds the maximum number of tokens",
+)
 
 
 class LLMClientError(Exception):
@@ -147,6 +164,11 @@ class InputTooLongError(InvalidRequestError):
         self.limit = limit
 
 
+class OutputCapRequiredError(InvalidRequestError):
+    """Under a budget, a call without `max_tokens` to a priced model whose maximum output is unknown: its worst case
+    cannot be bounded, so nothing was sent. Pass `max_tokens=`, or price the model with `max_output_tokens`."""
+
+
 class UnsupportedParameterError(ConfigurationError):
     """A parameter the provider does not accept, raised instead of dropped under `strict_params=True`."""
 
@@ -166,6 +188,19 @@ class APIError(LLMClientError):
         super().__init__(message, **kwargs)
         self.body = body
         self.error_code = error_code
+
+    def narrowed(self, kind: type[A], message: str | None = None) -> A:
+        """This error as a more specific `kind`, every field kept (provider, model, status, request id, body, code,
+        retry delay, a provider's own retry verdict), with `message` instead of its own when given.
+
+        A driver's refinement hook uses it: `error.narrowed(UnknownModelError, f"{error.message}; try ...")`.
+        """
+        narrowed = kind.__new__(kind)
+        narrowed.__dict__.update(self.__dict__)
+        if message is not None:
+            narrowed.message = bound(message)
+        Exception.__init__(narrowed, narrowed.message)
+        return narrowed
 
 
 class AuthenticationError(APIError):
@@ -216,6 +251,7 @@ class RateLimitError(APIError):
     """429: too many requests; retried after `retry_after` seconds when the provider says so."""
 
     retryable = True
+    retry_after: float | None = None
 
     def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
@@ -231,9 +267,10 @@ class InsufficientBalanceError(QuotaExceededError):
 
 
 class ServerError(APIError):
-    """408 or 5xx: the provider failed; retried."""
+    """408 or 5xx (529: overloaded): the provider failed; retried."""
 
     retryable = True
+    retry_after: float | None = None
 
     def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
@@ -375,30 +412,6 @@ class IncompleteWriteError(VectorStoreError):
         self.uncertain_ids = uncertain_ids or []
 
 
-def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
-    """Seconds to wait from `retry-after-ms`, or `retry-after` as seconds or an HTTP date; None if absent."""
-    millis = headers.get("retry-after-ms")
-    if millis is not None:
-        try:
-            return max(0.0, float(millis) / 1000.0)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        import email.utils  # only for the rare HTTP-date form
-
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
-
-
 MAX_REQUEST_ID_CHARS = 200
 
 
@@ -420,62 +433,51 @@ def error_from_response(
     provider: str,
     model: str | None,
     secrets: Iterable[str] = (),
+    codes: Mapping[str, type[APIError]] | None = None,
 ) -> APIError:
-    """Map an HTTP error answer (status, body in any of the shapes seen in the wild, headers) to an `APIError`."""
+    """Map an HTTP error answer (status, body in any of the shapes seen in the wild, headers) to an `APIError`.
+
+    The body's envelope is read once (`llmclient._envelope`: OpenAI's, Anthropic's and Google's shapes and the
+    bare ones): its message, its type and code (kept as `error_code`, the most specific first), the request id
+    (the header's, else the body's), and the wait a 429 or 5xx asks for (`retry-after`, else Google's
+    `RetryInfo`).
+
+    Args:
+        status: The HTTP status.
+        body: The body as received.
+        headers: The answer's headers (lower-case names).
+        provider: The provider name errors carry.
+        model: The model the call was for.
+        secrets: Strings never to show in a message or body.
+        codes: A provider's own error names (Google's `"API_KEY_INVALID"`, Anthropic's `"overloaded_error"`)
+            and the error each one means; a name found here decides before the status does.
+    """
     text = redact(body.decode("utf-8", errors="replace"), secrets)  # before any cut can split a key
-    message, error_type, code, parsed = _error_details(text)
-    message = bound(redact(message or f"HTTP {status}", secrets))
-    kind = _classify(status, message, error_type, code)
+    envelope = read_envelope(text, status)
+    message = bound(redact(envelope.message or f"HTTP {status}", secrets))
+    named = next((codes[name] for name in envelope.names if codes and name in codes), None)
+    kind = named or _classify(status, message, envelope.type, envelope.code)
     # A provider's own verdict on retrying beats the status (the official SDKs obey it: openai-python's
     # `_base_client._should_retry`, "x-should-retry: true|false").
     should_retry = headers.get("x-should-retry")
+    parsed = envelope.body
     kwargs: dict[str, Any] = {
         "provider": provider,
         "model": model,
         "status": status,
-        "request_id": request_id_from(headers, secrets),
+        "request_id": request_id_from(headers, secrets)
+        or bound(envelope.request_id or "", MAX_REQUEST_ID_CHARS)
+        or None,
         # ensure_ascii=False: a masked echo (`tok_AB…YZ`) must stay visible to `redact`, not become `\u2026`.
         "body": None if parsed is None else json.loads(redact(json.dumps(parsed, ensure_ascii=False), secrets)),
-        "error_code": code or error_type,
+        "error_code": envelope.reason or envelope.code or envelope.type,
     }
     if should_retry in ("true", "false"):
         kwargs["retryable"] = should_retry == "true"
-    if kind in (RateLimitError, ServerError):
-        return kind(message, retry_after=parse_retry_after(headers), **kwargs)
+    if issubclass(kind, (RateLimitError, ServerError)):
+        retry_after = parse_retry_after(headers)
+        return kind(message, retry_after=envelope.retry_after if retry_after is None else retry_after, **kwargs)
     return kind(message, **kwargs)
-
-
-def _error_details(text: str) -> tuple[str, str | None, str | None, Any]:
-    text = text.strip()
-    try:
-        parsed: Any = loads(text) if text else None
-    except ValueError:  # not JSON, or nested too deeply (`loads`)
-        parsed = None
-    if parsed is None:
-        looks_html = text[:200].lstrip().lower().startswith(("<!doctype", "<html")) or "</" in text[:2000]
-        plain = strip_html(text) if looks_html else text
-        return bound(plain), None, None, None
-    error = parsed.get("error", parsed) if isinstance(parsed, dict) else parsed
-    if isinstance(error, str):  # {"error": "model not found"} (Ollama, llama.cpp) or a bare JSON string
-        return error, None, None, _bounded_body(parsed)
-    if isinstance(error, dict):
-        message = error.get("message") or error.get("detail") or error.get("msg") or ""
-        code = error.get("code")
-        return (
-            str(message) if message else json.dumps(error)[:MAX_MESSAGE_CHARS],
-            _str_or_none(error.get("type")),
-            _str_or_none(code),
-            _bounded_body(parsed),
-        )
-    return bound(text), None, None, None
-
-
-def _str_or_none(value: Any) -> str | None:
-    return None if value is None else str(value)
-
-
-def _bounded_body(parsed: Any) -> Any:
-    return parsed if len(json.dumps(parsed, default=str)) <= 4 * MAX_MESSAGE_CHARS else None
 
 
 def _classify(status: int, message: str, error_type: str | None, code: str | None) -> type[APIError]:

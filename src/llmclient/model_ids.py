@@ -25,6 +25,7 @@ from llmclient.drivers import is_known_provider, known_providers
 from llmclient.errors import ConfigurationError, UnknownProviderError
 
 _MAX_ALIAS_HOPS = 8  # aliases may point at aliases; a cycle stops here
+_MAX_RESOLVED = 1024  # resolved ids kept: more than a program names, few enough that a flood of ids stays small
 
 
 class ModelId(NamedTuple):
@@ -89,7 +90,7 @@ class ModelResolver:
         self.aliases = dict(aliases or {})
         self.default_model = default_model
         self._providers = frozenset(providers)
-        self._resolved: dict[str, ModelId] = {}
+        self._resolved: dict[str, ModelId] = {}  # at most `_MAX_RESOLVED` ids and aliases, as callers wrote them
 
     def resolve(self, model: str | None) -> ModelId:
         """The `ModelId` for `model`, an alias, or (for None) the default model.
@@ -106,6 +107,8 @@ class ModelResolver:
         cached = self._resolved.get(text)
         if cached is not None:
             return cached
+        if len(self._resolved) >= _MAX_RESOLVED:  # ids may come from a service's own callers: the oldest goes
+            self._resolved.pop(next(iter(self._resolved)))
         target = text
         for _ in range(_MAX_ALIAS_HOPS):
             if target not in self.aliases:

@@ -18,7 +18,7 @@ async with Client() as client:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, TypedDict
 
 ToolChoice = Literal["auto", "none", "required"] | str
@@ -129,3 +129,20 @@ def chat_options(method: str, options: Mapping[str, Any]) -> dict[str, Any]:
     given["tags"] = ()
     given.update(options)
     return given
+
+
+def list_options(method: Callable[..., Any], options: type[Any]) -> None:
+    """Give `method`, whose options arrive as `**options: Unpack[<TypedDict>]`, a signature that lists each option
+    as a keyword (default None), so `help()` and `inspect.signature` show `temperature` and the rest. Type checkers
+    read the TypedDict itself; this is for the people reading the help."""
+    import inspect
+    import typing
+
+    signature = inspect.signature(method)
+    kept = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    listed = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
+        for name, annotation in typing.get_type_hints(options).items()
+        if name not in signature.parameters
+    ]
+    method.__signature__ = signature.replace(parameters=[*kept, *listed])  # type: ignore[attr-defined]

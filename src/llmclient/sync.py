@@ -83,12 +83,20 @@ class LoopThread:
         return outcome
 
     def close(self) -> None:
-        """Stop the loop and its thread."""
+        """Stop the loop and its thread, after winding down what ran on it (as `asyncio.run` ends a loop): its
+        async generators (connection pools close there, `http.loop_end`) and its default executor's threads."""
         if self.loop.is_closed():
             return
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self.run(_wind_down(self.loop))
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=10)
         self.loop.close()
+
+
+async def _wind_down(loop: asyncio.AbstractEventLoop) -> None:
+    await loop.shutdown_asyncgens()
+    await loop.shutdown_default_executor()
 
 
 def _copy_outcome(task: asyncio.Task[T], outcome: concurrent.futures.Future[T]) -> None:
@@ -173,7 +181,7 @@ class SyncClient:
 
     @property
     def ledger(self) -> CostLedger:
-        """Every call's record (see `CostLedger`)."""
+        """The client's ledger: exact totals of every call and its recent records (see `CostLedger`)."""
         return self.client.ledger
 
     def budget(self, usd: Decimal | str | int, *, allow_unknown_prices: bool = False) -> BudgetScope:

@@ -14,7 +14,7 @@ assert msg.text == "Hello"
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -359,6 +359,21 @@ class ChatResponse(_Model, Generic[ParsedT]):
     """The provider's `x-ratelimit-*` headers, where it sends them (routing learns limits from them)."""
     raw: dict[str, Any] | None = Field(default=None, repr=False)
 
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # What a reader of `print(reply)` looks for; every field stays an attribute (and in `model_dump()`).
+        yield "text", self.text
+        if self.tool_calls:
+            yield "tool_calls", self.tool_calls
+        if self.parsed is not None:
+            yield "parsed", self.parsed
+        yield "finish_reason", self.finish_reason
+        yield "model", f"{self.provider}/{self.model}" if self.provider else self.model
+        yield "usage", self.usage
+        yield "cost", None if self.cost is None else self.cost.total
+        for name in ("dropped_params", "deployment"):
+            if getattr(self, name):
+                yield name, getattr(self, name)
+
     @property
     def text(self) -> str:
         """The reply's text ("" when the model only called tools)."""
@@ -381,7 +396,11 @@ class ChatResponse(_Model, Generic[ParsedT]):
 
 
 class ToolCallDelta(_Model):
-    """A fragment of a streamed tool call; fragments with the same `index` join into one `ToolCall`."""
+    """A fragment of a streamed tool call; fragments with the same `index` join into one `ToolCall`.
+
+    `index` is the driver's own number for the call (OpenAI's `index`, Anthropic's content-block index): it need not
+    be dense, and calls come out in its order (`llmclient.drivers.streams.StreamAssembler`).
+    """
 
     index: int
     id: str | None = None
@@ -392,12 +411,17 @@ class ToolCallDelta(_Model):
 class ChatChunk(_Model):
     """One streamed piece of a reply. The last chunk carries `finish_reason` and `usage`.
 
+    Usage may also come in several chunks, each figure a running total (see `llmclient.drivers.streams`).
+
     With `n > 1`, `choice` says which reply a chunk belongs to; each reply's last chunk carries its
     `finish_reason`, and the very last chunk (of reply 0) the usage of all of them.
     """
 
     delta: str = ""
     reasoning_delta: str = ""
+    reasoning_signature: str | None = None
+    """The signature of the reasoning so far, where the provider signs it (Anthropic's `signature_delta`, Gemini's
+    `thoughtSignature`); the last one sent is the reply's `Message.reasoning_signature`."""
     refusal_delta: str = ""
     """A piece of the model's refusal (OpenAI's `refusal` deltas)."""
     tool_call_deltas: list[ToolCallDelta] = Field(default_factory=list)

@@ -5,6 +5,7 @@ Re-exported by `llmclient.types`; this module imports nothing else from llmclien
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -32,6 +33,12 @@ class Usage(_Frozen):
     reasoning_tokens: int = Field(default=0, ge=0)
     cache_write_tokens: int = Field(default=0, ge=0)
     estimated: bool = False
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # Input and output always; the other figures when they say something.
+        for name, value in self:
+            if name in ("input_tokens", "output_tokens") or value:
+                yield name, value
 
     @property
     def prompt_tokens(self) -> int:

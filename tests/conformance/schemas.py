@@ -7,6 +7,9 @@
   field the spec lacks fails the check.
 - DeepSeek: deepseek/chat_request.schema.json, written from DeepSeek's API reference and guides (sources inside).
 - Ollama: ollama/chat_request.schema.json, written from Ollama's Go types and docs (sources inside).
+- Anthropic: anthropic/chat_request.schema.json, written from Anthropic's API reference (anthropic/SOURCE.md).
+- Gemini: gemini/chat_request.schema.json, written from Google's generative_service.proto and content.proto and
+  the API reference (gemini/SOURCE.md).
 
 `problems(method, url, body)` says what is wrong with a request to one of them (nothing for anything else), and
 tests/conftest.py runs it on every request the tests send through httpx (respx mocks and `httpx.MockTransport`).
@@ -27,6 +30,8 @@ HERE = Path(__file__).parent
 OPENAI_HOSTS = frozenset({"api.openai.com"})
 DEEPSEEK_HOSTS = frozenset({"api.deepseek.com"})
 OLLAMA_CHAT = "/api/chat"
+ANTHROPIC_HOSTS = frozenset({"api.anthropic.com"})
+GEMINI_HOSTS = frozenset({"generativelanguage.googleapis.com"})
 FOUND = pytest.StashKey[list[str]]()
 """Where tests/conftest.py keeps what the check found in a test's requests (`request.node.stash[FOUND]`)."""
 
@@ -92,11 +97,16 @@ def kind_of(method: str, url: str) -> str | None:
             return "deepseek"
     if parts.path == OLLAMA_CHAT:
         return "ollama"
+    if parts.hostname in ANTHROPIC_HOSTS and parts.path in ("/v1/messages", "/v1/messages/count_tokens"):
+        return "anthropic"
+    if parts.hostname in GEMINI_HOSTS and parts.path.endswith((":generateContent", ":streamGenerateContent")):
+        return "gemini"
     return None
 
 
 def problems(method: str, url: str, content: bytes) -> list[str]:
-    """What is wrong with a request body to OpenAI's, DeepSeek's or Ollama's chat endpoint (empty: nothing)."""
+    """What is wrong with a request body to OpenAI's, DeepSeek's, Ollama's, Anthropic's or Gemini's chat endpoint
+    (empty: nothing)."""
     kind = kind_of(method, url)
     if kind is None:
         return []

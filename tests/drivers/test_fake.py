@@ -12,7 +12,7 @@ async def test_script_then_exhaustion() -> None:
     client = Client(providers={"fake": {"replies": ["one", {"content": "two"}]}})
     assert (await client.chat("a", model="fake/x")).text == "one"
     assert (await client.chat("b", model="fake/x")).text == "two"
-    with pytest.raises(ConfigurationError, match="script is used up"):
+    with pytest.raises(ConfigurationError, match="script for 'x' is used up"):
         await client.chat("c", model="fake/x")
 
 
@@ -41,3 +41,23 @@ async def test_counts_are_exact_words() -> None:
 async def test_max_tokens_caps_reported_output() -> None:
     reply = await Client().chat("a b c d e f", model="fake/x", max_tokens=2)
     assert reply.usage.output_tokens == 2
+
+
+async def test_scripting_one_fake_model_does_not_change_the_others() -> None:
+    async with Client(providers={"fake": {"replies": ["Paris."]}}) as client:
+        assert (await client.chat("Hello", model="fake/echo")).text == "You said: Hello"  # echo always echoes
+        assert (await client.chat("Capital?", model="fake/scripted")).text == "Paris."
+        assert (await client.chat("Again", model="fake/echo")).text == "You said: Again"
+        with pytest.raises(ConfigurationError, match="script for 'scripted' is used up"):
+            await client.chat("More?", model="fake/scripted")
+
+
+async def test_each_fake_model_may_have_a_script_of_its_own() -> None:
+    replies = {"planner": ["plan"], "writer": ["draft", "final"]}
+    async with Client(providers={"fake": {"replies": replies}}) as client:
+        assert (await client.chat("go", model="fake/writer")).text == "draft"
+        assert (await client.chat("go", model="fake/planner")).text == "plan"
+        assert (await client.chat("go", model="fake/writer")).text == "final"
+        assert (await client.chat("go", model="fake/other")).text == "You said: go"
+        client.driver("fake").add_replies("more", model="planner")  # type: ignore[attr-defined]
+        assert (await client.chat("go", model="fake/planner")).text == "more"

@@ -36,6 +36,7 @@ from llmclient.drivers.local.hf import TransformersDriver
 from llmclient.drivers.local.hf_encoder import _pool, read_sentence_config
 from llmclient.drivers.local.hf_models import ModelOptions, dequantized_folder, resolve_source
 from llmclient.drivers.local.runtime import minilm_folder, smollm2_gguf
+from llmclient.testing import Target, conformance_cases
 from llmclient.types import ChatRequest
 
 # Two cores shared with other test runs: one intra-op thread avoids OpenMP oversubscription, which makes torch
@@ -438,3 +439,9 @@ def test_options_are_checked() -> None:
     driver = TransformersDriver(models={SMOL: {"max_batch_size": 2, "colour": "red"}})
     with pytest.raises(ConfigurationError, match="colour"):
         driver._model(SMOL)
+
+
+@pytest.mark.parametrize("case", conformance_cases(Target("transformers", SMOL)), ids=str)
+async def test_conformance(driver: TransformersDriver, case: Any) -> None:
+    """The conformance suite's in-process cases (llmclient.testing), with the loaded model shared between them."""
+    await case(Target("transformers", SMOL, driver, shared=True))

@@ -36,6 +36,7 @@ from llmclient import (
 from llmclient.drivers.local.llamacpp import LlamaCppDriver
 from llmclient.drivers.local.runtime import smollm2_gguf
 from llmclient.drivers.local.templates import HeldToolText, parse_tool_calls
+from llmclient.testing import Target, conformance_cases
 from llmclient.tools import tool_from_function
 
 MODEL = "llamacpp/smollm2"
@@ -398,3 +399,10 @@ async def test_the_capital_of_france_offline() -> None:
     async with Client() as client:
         reply = await client.chat("What is the capital of France?", model="llamacpp/smollm2", max_tokens=16)
     assert reply.text and reply.usage.output_tokens <= 16 and reply.cost is not None and reply.cost.total == 0
+
+
+@module_loop
+@pytest.mark.parametrize("case", conformance_cases(Target("llamacpp", "smollm2")), ids=str)
+async def test_conformance(driver: LlamaCppDriver, case: Any) -> None:
+    """The conformance suite's in-process cases (llmclient.testing), with the loaded model shared between them."""
+    await case(Target("llamacpp", "smollm2", driver, shared=True))

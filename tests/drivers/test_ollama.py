@@ -41,7 +41,7 @@ from llmclient import (
 )
 from llmclient import tokens as token_counting
 from llmclient.drivers.ollama import OllamaDriver, OllamaTruncationWarning, parse_host
-from llmclient.http.client import iter_ndjson
+from llmclient.http import iter_ndjson
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "ollama"
 HOST = "http://localhost:11434"

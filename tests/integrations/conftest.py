@@ -1,7 +1,7 @@
 """What LangChain's standard suites run here, and why a few of their tests are deselected rather than run.
 
-Deselected tests are not skipped: they are never collected, so `make test` reports none of them. Each is a test the
-suite itself gates on a capability flag that is false of the adapter, or on a tool this project does not use.
+Deselected tests are not skipped: they are never collected, so `make test` reports none of them. The one left is a
+test the suite gates on a tool this project does not use (VCR cassettes).
 """
 
 from __future__ import annotations
@@ -9,9 +9,6 @@ from __future__ import annotations
 import pytest
 
 DESELECTED = {
-    "test_pdf_inputs": "llmclient messages have no file part (supports_pdf_inputs is false); refused (test_langchain)",
-    "test_pdf_tool_message": "no file part in tool messages either (supports_pdf_tool_message is false)",
-    "test_audio_inputs": "llmclient messages have no audio part (supports_audio_inputs is false); refused likewise",
     "test_stream_time": "a VCR-cassette benchmark: timings live in bench/, and tests never record HTTP cassettes",
 }
 """The suite's tests that cannot apply to ChatLLMClient, by name, with the reason."""

@@ -23,7 +23,7 @@ from pydantic import BaseModel
 
 from integrations.offline_web import LoopbackWeb, png
 from integrations.scripted_model import ScriptedServer
-from llmclient import Client, FakeDriver, InvalidRequestError, ToolCall, tool
+from llmclient import AudioPart, Client, FakeDriver, FilePart, InvalidRequestError, TextPart, ToolCall, tool
 from llmclient.integrations.langchain import ChatLLMClient, to_langchain_tool, to_messages
 
 pytestmark = pytest.mark.filterwarnings("ignore::llmclient.accounting.prices.UnknownPriceWarning")  # scripted model
@@ -158,25 +158,55 @@ async def test_llmclient_tools_become_langchain_tools_and_back() -> None:
 def test_message_conversion_rejects_unknown_blocks() -> None:
     assert to_messages([HumanMessage(content=[{"type": "text", "text": "hi"}])])[0].text == "hi"
     with pytest.raises(ValueError, match="unsupported content block"):
-        to_messages([HumanMessage(content=[{"type": "audio", "data": "..."}])])
+        to_messages([HumanMessage(content=[{"type": "video", "data": "..."}])])
+
+
+@pytest.mark.parametrize(
+    ("block", "expected"),
+    [
+        (
+            {"type": "file", "base64": "JVBERi0=", "mime_type": "application/pdf"},
+            FilePart(data="JVBERi0=", media_type="application/pdf"),
+        ),
+        (
+            {"type": "file", "file": {"filename": "a.pdf", "file_data": "data:application/pdf;base64,JVBERi0="}},
+            FilePart(data="JVBERi0=", media_type="application/pdf", filename="a.pdf"),
+        ),
+        (
+            {"type": "file", "source_type": "base64", "data": "JVBERi0=", "mime_type": "application/pdf"},
+            FilePart(data="JVBERi0=", media_type="application/pdf"),
+        ),
+        (
+            {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0="}},
+            FilePart(data="JVBERi0=", media_type="application/pdf"),
+        ),
+        ({"type": "file", "file_id": "file-abc"}, FilePart(file_id="file-abc")),
+        ({"type": "audio", "base64": "UklGRg==", "mime_type": "audio/wav"}, AudioPart(data="UklGRg==", format="wav")),
+        ({"type": "audio", "base64": "SUQz", "mime_type": "audio/mpeg"}, AudioPart(data="SUQz", format="mp3")),
+        (
+            {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}},
+            AudioPart(data="UklGRg==", format="wav"),
+        ),
+    ],
+)
+def test_file_and_audio_blocks_become_llmclient_parts(block: dict[str, Any], expected: Any) -> None:
+    [message] = to_messages([HumanMessage(content=[{"type": "text", "text": "Describe:"}, block])])
+    assert message.content == [TextPart(text="Describe:"), expected]
+    [tool] = to_messages([ToolMessage(content=[block], tool_call_id="1")])
+    assert tool.content == [expected]
 
 
 @pytest.mark.parametrize(
     "block",
     [
-        {"type": "file", "base64": "JVBERi0=", "mime_type": "application/pdf"},
-        {"type": "file", "file": {"filename": "a.pdf", "file_data": "data:application/pdf;base64,JVBERi0="}},
-        {"type": "audio", "base64": "UklGRg==", "mime_type": "audio/wav"},
-        {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}},
+        {"type": "file", "url": "https://example.com/a.pdf", "mime_type": "application/pdf"},
+        {"type": "audio", "url": "https://example.com/a.wav"},
+        {"type": "video", "base64": "AAAA", "mime_type": "video/mp4"},
     ],
 )
-def test_file_and_audio_blocks_are_refused_with_a_typed_error(block: dict[str, Any]) -> None:
-    # What the deselected suite tests (test_pdf_inputs, test_audio_inputs, ...) would send: no llmclient part holds
-    # it, so the adapter says so before anything is sent.
+def test_blocks_without_bytes_and_video_are_refused_with_a_typed_error(block: dict[str, Any]) -> None:
     with pytest.raises(InvalidRequestError, match=f"unsupported content block '{block['type']}'"):
         to_messages([HumanMessage(content=[{"type": "text", "text": "Describe:"}, block])])
-    with pytest.raises(InvalidRequestError, match="unsupported content block"):
-        to_messages([ToolMessage(content=[block], tool_call_id="1")])
 
 
 def test_content_blocks_in_every_form_the_suite_sends() -> None:

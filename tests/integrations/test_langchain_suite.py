@@ -1,11 +1,11 @@
 """LangChain's standard integration suite for `ChatLLMClient`, against a scripted OpenAI-compatible model on loopback.
 
-Every capability flag that is true of the adapter is on. The suite's tests for inputs llmclient has no message part
-for (PDF files, audio) and its VCR benchmark are deselected at collection, each with its reason (conftest.py);
-tests/integrations/test_langchain.py checks those inputs are refused with a clear error.
+Every capability flag that is true of the adapter is on (images, PDFs and audio in messages and tool results
+included). The suite's VCR benchmark is deselected at collection, with its reason (conftest.py).
 
-The suite downloads one image from GitHub (its image tests); that URL is served from loopback by an HTTPS proxy
-(offline_web.py) that `HTTPS_PROXY` and `SSL_CERT_FILE` point `httpx` at, so the suite's own code runs unchanged.
+The suite downloads an image from GitHub, a PDF from w3.org and a WAV file from Wikimedia; those URLs are served
+from loopback by an HTTPS proxy (offline_web.py) that `HTTPS_PROXY` and `SSL_CERT_FILE` point `httpx` at, so the
+suite's own code runs unchanged. The files are made here (a PNG, a one-page PDF, a second of silence).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langchain_tests.integration_tests import ChatModelIntegrationTests
 
 from integrations.conftest import DESELECTED
-from integrations.offline_web import LoopbackWeb, png
+from integrations.offline_web import LoopbackWeb, pdf, png, wav
 from integrations.scripted_model import ScriptedServer
 from llmclient.integrations.langchain import ChatLLMClient
 
@@ -32,6 +32,10 @@ SUITE_IMAGE = (
     "https://raw.githubusercontent.com/langchain-ai/docs/4d11d08b6b0e210bd456943f7a22febbd168b543/"
     "src/images/agentic-rag-output.png"
 )  # what langchain_tests.integration_tests.chat_models downloads in test_image_inputs and its neighbours
+SUITE_PDF = (
+    "https://www.w3.org/WAI/ER/tests/xhtml/testfiles/resources/pdf/dummy.pdf"  # test_pdf_inputs, ..._tool_message
+)
+SUITE_WAV = "https://upload.wikimedia.org/wikipedia/commons/6/6a/Northern_Flicker_202280456.wav"  # test_audio_inputs
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -45,7 +49,8 @@ def scripted_server() -> Iterator[ScriptedServer]:
 
 @pytest.fixture(scope="module")
 def loopback_web() -> Iterator[LoopbackWeb]:
-    with LoopbackWeb({SUITE_IMAGE: ("image/png", png())}) as web:
+    pages = {SUITE_IMAGE: ("image/png", png()), SUITE_PDF: ("application/pdf", pdf()), SUITE_WAV: ("audio/wav", wav())}
+    with LoopbackWeb(pages) as web:
         yield web
 
 
@@ -53,6 +58,8 @@ def loopback_web() -> Iterator[LoopbackWeb]:
 def _offline_downloads(loopback_web: LoopbackWeb, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in loopback_web.environment(tmp_path).items():
         monkeypatch.setenv(name, value)
+    # The suite asks for a User-Agent naming who downloads Wikimedia's audio (it warns without one).
+    monkeypatch.setenv("LANGCHAIN_TESTS_USER_AGENT", "llmclient-tests (loopback, nothing leaves the machine)")
 
 
 class TestChatLLMClientIntegration(ChatModelIntegrationTests):
@@ -102,6 +109,18 @@ class TestChatLLMClientIntegration(ChatModelIntegrationTests):
         return True
 
     @property
+    def supports_pdf_inputs(self) -> bool:
+        return True
+
+    @property
+    def supports_pdf_tool_message(self) -> bool:
+        return True
+
+    @property
+    def supports_audio_inputs(self) -> bool:
+        return True
+
+    @property
     def returns_usage_metadata(self) -> bool:
         return True
 
@@ -131,13 +150,8 @@ def _invoke(model: ChatLLMClient, messages: list[Any], *, stream: bool) -> AIMes
     return full
 
 
-def test_every_deselected_suite_test_is_gated_by_a_flag_that_is_false() -> None:
+def test_the_only_deselected_suite_test_is_the_vcr_benchmark() -> None:
     suite = TestChatLLMClientIntegration()
-    flags = {
-        "test_pdf_inputs": suite.supports_pdf_inputs,
-        "test_pdf_tool_message": suite.supports_pdf_tool_message,
-        "test_audio_inputs": suite.supports_audio_inputs,
-        "test_stream_time": suite.enable_vcr_tests,
-    }
-    assert set(DESELECTED) == set(flags)
-    assert not any(flags.values())
+    assert set(DESELECTED) == {"test_stream_time"}
+    assert not suite.enable_vcr_tests
+    assert suite.supports_pdf_inputs and suite.supports_pdf_tool_message and suite.supports_audio_inputs

@@ -3,6 +3,7 @@ every record while the database is down."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 from llmclient import Client, Usage
 from llmclient.accounting.ledger import CostLedger, LedgerRecord
 from llmclient.accounting.prices import PriceEntry
-from llmclient.stores import FleetDegradedWarning, PostgresLedger, PostgresStore, SharedBudgets
+from llmclient.stores import FleetDegradedWarning, PostgresLedger, PostgresStore, SharedBudgets, pg_ledger
 from llmclient.stores.base import Settlement
 
 PRICES = {"fake/paid": {"input_cost_per_token": "0.000001", "output_cost_per_token": "0.000002"}}
@@ -34,13 +35,30 @@ async def test_this_process_s_records_and_the_fleet_s_totals(postgres_url: str) 
         await client.chat("d", model="fake/free")
     ledger = client.ledger
     assert isinstance(ledger, PostgresLedger)
-    assert len(ledger) == 2 and [r.model for r in ledger.records] == ["paid", "free"]  # this process's
+    assert [r.model for r in ledger.records] == ["paid", "free"]  # the ones this object added
+    assert len(ledger) == ledger.count() == 3 and [r.model for r in ledger] == ["paid", "paid", "free"]  # the fleet's
     assert {name: s.calls for name, s in ledger.by_model().items()} == {"fake/free": 1, "fake/paid": 2}  # the fleet's
     assert {name: s.calls for name, s in ledger.by_provider().items()} == {"fake": 3}
     assert {name: s.calls for name, s in ledger.by_tag().items()} == {"(untagged)": 1, "batch": 2}
     assert ledger.total() == ledger.by_model()["fake/paid"].cost > 0
+    assert ledger.usage().input_tokens == 3 + 3 + 1 and ledger.by_deployment() == ledger.by_provider()
     with pytest.raises(ValueError, match="cannot group by 'week'; choose one of model, provider"):
         ledger.summary("week")
+
+
+def test_the_fleet_s_records_are_read_back_a_page_at_a_time(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pg_ledger, "_PAGE", 7)
+    ledger = PostgresLedger(PostgresStore(postgres_url), keep=3)
+    start = datetime.now(timezone.utc).timestamp()
+    written = [dataclasses.replace(record((str(n),)), timestamp=start + n) for n in range(30)]
+    for item in written:
+        ledger.add(item)
+    assert [r.tags for r in ledger] == [r.tags for r in written]  # five pages, none skipped or repeated
+    assert [r.tags for r in ledger.rows(since=datetime.fromtimestamp(start + 25, tz=timezone.utc))] == [
+        (str(n),) for n in range(25, 30)
+    ]
+    assert ledger.records == tuple(written[-3:]) and ledger.dropped == 0
+    assert ledger.total() == 30 * record().cost.total  # type: ignore[union-attr]
 
 
 def test_a_ledger_s_repr_hides_the_password() -> None:

@@ -12,7 +12,7 @@ import pytest
 from llmclient import Client, ConfigurationError, RateLimitError
 from llmclient.accounting.catalog import PriceTable
 from llmclient.config import client_options
-from llmclient.http.client import Timeouts
+from llmclient.http import Timeouts
 from llmclient.lifecycle.resolve import Drivers
 from llmclient.routing import MemoryRateLimitStore, ModelGroup, Router
 from llmclient.routing.ratelimit import Admission, RateLimit

@@ -6,6 +6,8 @@ import asyncio
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 from pydantic import BaseModel
 from typing_extensions import assert_type
 
@@ -65,6 +67,13 @@ async def main() -> None:
         assert_type(result.cost, Decimal | None)
         vectors = await client.embed(["a", "b"])
         print(vectors.vectors.shape)
+        one = await client.similarity("cat", "dog", model="fake/e")
+        assert_type(one, float)
+        scores = await client.similarity("cat", ["dog", "kitten"], model="fake/e")
+        assert_type(scores, npt.NDArray[np.float32])
+        print(round(one, 3), scores[0], scores.shape)
+        matrix = await client.similarity(["cat"], ["dog", "kitten"], model="fake/e")
+        print(matrix[0, 1])
 
 
 def sync_main() -> None:
@@ -77,6 +86,8 @@ def sync_main() -> None:
         for chunk in client.stream("one two"):
             print(chunk.delta)
         assert_type(add, FunctionTool)
+        assert_type(client.similarity("cat", "dog", model="fake/e"), float)
+        print(client.similarity("cat", ["dog"], model="fake/e")[0])
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ from llmclient.accounting.prices import (
     entries_from_json,
     shipped_entries,
 )
-from llmclient.errors import PriceFileError
+from llmclient.errors import ConfigurationError, PriceFileError, did_you_mean
 from llmclient.types import Cost, Usage
 
 MAX_PRICE_FILE_BYTES = 64 * 1024 * 1024
@@ -62,8 +62,23 @@ _RATES = (
 )
 _CHECKED_RATES = _RATES + tuple(f"{rate}_{tier}" for rate in _RATES for tier in TIERS)
 _WINDOWS = ("max_input_tokens", "max_output_tokens", "max_tokens")
-_TEXTS = ("litellm_provider", "mode", "source", "checked", "alias_of", "deprecation_date")
+_TEXTS = ("litellm_provider", "mode", "source", "checked", "alias_of", "deprecation_date", "deprecation_source", "note")
 _RULES = ("unsupported_params", "unsupported_reasoning_efforts")
+# The other fields of LiteLLM's documented entry (its `sample_spec`): accepted, and no token price is read from them.
+_LITELLM_OTHER = (
+    "input_cost_per_audio_token",
+    "code_interpreter_cost_per_session",
+    "computer_use_input_cost_per_1k_tokens",
+    "computer_use_output_cost_per_1k_tokens",
+    "file_search_cost_per_1k_calls",
+    "file_search_cost_per_gb_per_day",
+    "search_context_cost_per_query",
+    "supported_regions",
+    "vector_store_cost_per_gb_per_day",
+    "output_vector_size",
+)
+PRICE_FIELDS = frozenset(_CHECKED_RATES + _WINDOWS + _TEXTS + _RULES + _LITELLM_OTHER)
+"""The fields a price entry given to `Client(prices=...)` or the configuration file may have (and `supports_*`)."""
 
 
 class PriceCatalogWarning(UserWarning):
@@ -167,6 +182,40 @@ def _problem(item: Mapping[str, Any]) -> str | None:
         if name.startswith("supports_") and value is not None and not isinstance(value, bool):
             return f"has {name} {value!r}, not true or false"
     return None
+
+
+def checked_entry(key: str, item: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A price entry given by a user (`Client(prices=...)`, the configuration file), checked field by field.
+
+    Raises:
+        ConfigurationError: An unknown field (with the closest known one), or a value that is not what the field
+            holds.
+    """
+    for name in item:
+        if name not in PRICE_FIELDS and not str(name).startswith("supports_"):
+            raise ConfigurationError(
+                f"price for {key!r}: unknown field {name!r}{did_you_mean(str(name), PRICE_FIELDS)}; the fields are "
+                "LiteLLM's (input_cost_per_token, output_cost_per_token, cache_read_input_token_cost, "
+                "max_output_tokens, ...), prices in USD per token"
+            )
+    problem = _problem(item)
+    if problem:
+        raise ConfigurationError(f"price for {key!r} {problem}")
+    return item
+
+
+def _per_million(key: str, value: Any) -> Decimal:
+    """A bare price (USD per million tokens, in and out), or a `ConfigurationError` saying what it should be."""
+    try:
+        rate = Decimal(str(value)) if not isinstance(value, bool) else None
+    except (ArithmeticError, ValueError):
+        rate = None
+    if rate is None or not rate.is_finite() or rate < 0:
+        raise ConfigurationError(
+            f"price for {key!r}: {value!r} is not a price; give USD per million tokens (a number >= 0) or a table "
+            "of LiteLLM fields"
+        )
+    return rate
 
 
 def _is_number(value: Any) -> bool:
@@ -294,7 +343,7 @@ class PriceTable:
     def __init__(self, entries: Iterable[PriceEntry] = ()) -> None:
         self._entries: dict[tuple[str, str], PriceEntry] = {}
         self._patterns: list[PriceEntry] = []
-        self._warned: set[tuple[str, str]] = set()
+        self._warned: set[tuple[str, str]] = set()  # the unpriced models warned about: one per model called
         self._lock = threading.Lock()
         for entry in entries:
             self.add(entry)
@@ -330,19 +379,27 @@ class PriceTable:
     def update(self, prices: Mapping[str, Any]) -> None:
         """Add entries from `{"provider/model": {...LiteLLM fields...} | PriceEntry | Decimal}`.
 
-        A bare number is the same price per million tokens for input and output (0 marks a model free).
+        A bare number is the same price per million tokens for input and output (0 marks a model free). Each entry
+        is checked first: a key that is not `provider/model`, a field LiteLLM's format does not have (a misspelt
+        `input_cost_per_tokn` would price that side at $0) or a value that is not a price is a `ConfigurationError`
+        naming the key, with the closest field name.
         """
         for key, value in prices.items():
-            provider, _, model = key.partition("/")
             if isinstance(value, PriceEntry):
                 self.add(value)
-            elif isinstance(value, Mapping):
-                self.add(PriceEntry.from_litellm(key, value, provider=provider))
+                continue
+            provider, _, model = str(key).partition("/")
+            if not provider or not model:
+                raise ConfigurationError(f"price key {key!r}: write 'provider/model' (or 'provider/*')")
+            if isinstance(value, Mapping):
+                self.add(PriceEntry.from_litellm(key, checked_entry(key, value), provider=provider))
             else:
-                self.add(PriceEntry.per_million(model, provider, input=value, output=value, source="user"))
+                rate = _per_million(key, value)
+                self.add(PriceEntry.per_million(model, provider, input=rate, output=rate, source="user"))
 
     def lookup(self, provider: str, model: str, *, self_hosted: bool = False) -> PriceEntry | None:
-        """The entry for a model, or None when its price is unknown.
+        """The entry for a model, or None when its price is unknown (looked up on each call, nothing cached: no
+        memory grows with the models or calls priced).
 
         Args:
             provider: The provider name as the model id gives it.

@@ -1,4 +1,5 @@
-"""Streaming: `ChatStream` runs a streamed call as one `Lifecycle` and assembles its chunks into one reply.
+"""Streaming: `ChatStream` runs a streamed call as one `Lifecycle` and assembles its chunks into one reply
+(`llmclient.drivers.streams.StreamAssembler`, the driver toolkit's assembler).
 
 The first chunk is the lifecycle's attempt: a failure before it is retried like any call. After it, never: each
 chunk is read under the call's deadline, and a timeout or cut becomes a `StreamInterruptedError` that keeps the
@@ -11,14 +12,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
-from typing import Any
 
+from llmclient.drivers.streams import StreamAssembler
 from llmclient.errors import APITimeoutError, StreamInterruptedError
 from llmclient.lifecycle import Call, Pipeline
 from llmclient.lifecycle.budget_admission import check_stream, watches_stream
 from llmclient.lifecycle.flow import Lifecycle
 from llmclient.observability.observers import notify
-from llmclient.types import ChatChunk, ChatRequest, ChatResponse, Choice, Message, TokenLogprob, ToolCall, Usage
+from llmclient.types import ChatChunk, ChatResponse
 
 
 class ChatStream(AbstractAsyncContextManager["ChatStream"]):
@@ -64,7 +65,7 @@ class ChatStream(AbstractAsyncContextManager["ChatStream"]):
         return self.response
 
     async def _run(self) -> AsyncIterator[ChatChunk]:
-        call, assembler, chunks = self._call, Assembler(), _Chunks(self._call)
+        call, assembler, chunks = self._call, StreamAssembler(), _Chunks(self._call)
         async with Lifecycle(call, self._pipeline, self._deadline_s) as life:
             life.stream = assembler
             try:
@@ -120,7 +121,7 @@ class _Chunks:
         except StopAsyncIteration:
             return None
 
-    def cut(self, error: APITimeoutError, assembler: Assembler) -> StreamInterruptedError:
+    def cut(self, error: APITimeoutError, assembler: StreamAssembler) -> StreamInterruptedError:
         """The error of a stream cut by a timeout after its first chunk: it keeps the text that arrived."""
         call = self._call
         return StreamInterruptedError(
@@ -135,107 +136,3 @@ class _Chunks:
         """Close the driver's stream (and its connection), however the stream ended."""
         if self._iterator is not None:
             await self._iterator.aclose()  # type: ignore[attr-defined]
-
-
-class _Reply:
-    """What has arrived of one reply (one choice)."""
-
-    def __init__(self) -> None:
-        self.text: list[str] = []
-        self.reasoning: list[str] = []
-        self.refusal: list[str] = []
-        self.logprobs: list[TokenLogprob] | None = None
-        self.calls: dict[int, dict[str, Any]] = {}
-        self.finish_reason: Any = None
-
-    def add(self, chunk: ChatChunk) -> None:
-        if chunk.delta:
-            self.text.append(chunk.delta)
-        if chunk.reasoning_delta:
-            self.reasoning.append(chunk.reasoning_delta)
-        if chunk.refusal_delta:
-            self.refusal.append(chunk.refusal_delta)
-        if chunk.logprobs:
-            self.logprobs = (self.logprobs or []) + chunk.logprobs
-        for delta in chunk.tool_call_deltas:
-            call = self.calls.setdefault(delta.index, {"id": "", "name": "", "arguments": []})
-            if delta.id:
-                call["id"] = delta.id
-            if delta.name:
-                call["name"] += delta.name
-            call["arguments"].append(delta.arguments)
-        if chunk.finish_reason is not None:
-            self.finish_reason = chunk.finish_reason
-
-    def message(self) -> Message:
-        calls = [
-            ToolCall.model_validate({"id": c["id"], "name": c["name"], "arguments": "".join(c["arguments"])})
-            for _, c in sorted(self.calls.items())
-        ]
-        refusal = "".join(self.refusal) or None
-        return Message(
-            role="assistant",
-            content="".join(self.text) if self.text or not (calls or refusal) else None,
-            tool_calls=calls or None,
-            reasoning="".join(self.reasoning) or None,
-            refusal=refusal,
-        )
-
-    def generated(self) -> str:
-        return (
-            "".join(self.text) + "".join(self.refusal) + "".join("".join(c["arguments"]) for c in self.calls.values())
-        )
-
-
-class Assembler:
-    """Joins streamed chunks into one reply (one per choice, with `n > 1`)."""
-
-    def __init__(self) -> None:
-        self.replies: dict[int, _Reply] = {}
-        self.usage: Usage | None = None
-        self.model: str | None = None
-        self.request_id: str | None = None
-        self.service_tier: str | None = None
-        self.received = False
-
-    def add(self, chunk: ChatChunk) -> None:
-        """Take in one chunk."""
-        self.received = True
-        reply = self.replies.get(chunk.choice)
-        if reply is None:
-            reply = self.replies[chunk.choice] = _Reply()
-        reply.add(chunk)
-        if chunk.usage is not None:
-            self.usage = chunk.usage
-        self.model = chunk.model or self.model
-        self.request_id = chunk.request_id or self.request_id
-        self.service_tier = chunk.service_tier or self.service_tier
-
-    def text(self) -> str:
-        """The first reply's text so far."""
-        first = self.replies.get(0)
-        return "".join(first.text) if first else ""
-
-    def generated(self) -> str:
-        """Everything generated so far, every reply's (to estimate the output of a cut stream)."""
-        return "".join(reply.generated() for reply in self.replies.values())
-
-    def response(self, request: ChatRequest, provider: str) -> ChatResponse:
-        """The assembled reply (usage flagged as estimated when the stream carried none)."""
-        replies = [(index, self.replies[index]) for index in sorted(self.replies)] or [(0, _Reply())]
-        choices = [
-            Choice(index=index, message=reply.message(), finish_reason=reply.finish_reason, logprobs=reply.logprobs)
-            for index, reply in replies
-        ]
-        first = choices[0]
-        return ChatResponse(
-            message=first.message,
-            finish_reason=first.finish_reason,
-            logprobs=first.logprobs,
-            choices=choices if len(choices) > 1 else [],
-            usage=self.usage or Usage(estimated=True),
-            model=self.model or request.model,
-            provider=provider,
-            request_id=self.request_id,
-            service_tier=self.service_tier,
-        )

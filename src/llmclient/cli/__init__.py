@@ -1,7 +1,7 @@
 """The `llmclient` command: chat, embed, count, similarity, models, cost and compare from a terminal.
 
     llmclient chat "你好" -m llamacpp/smollm2          # streams the reply
-    echo "Summarise: …" | llmclient chat - -m fake/echo  # `-` reads the prompt from stdin
+    echo "Summarise: …" | llmclient chat -m fake/echo    # a piped prompt (its trailing newline dropped)
     llmclient count "some text" -m openai/gpt-4        # says whether the count is exact
     llmclient --ledger postgresql://llm@db/llm cost --by budget    # the fleet's shared ledger
     llmclient db migrate --url postgresql://llm@db/llm             # create or upgrade its schema
@@ -14,8 +14,9 @@
 It reads the optional configuration file (see `llmclient.config`) and records every call in a SQLite ledger
 (`--ledger`, `LLMCLIENT_LEDGER`, the file's `ledger`, else `~/.local/share/llmclient/ledger.db`), which
 `llmclient cost` reports on. Errors print one `error:` line (a traceback with `-v`) and exit with status 1; Python
-warnings print one `warning:` line; hints name flags and configuration keys, not Python arguments. The global
-options (`-v`, `--config`, `--ledger`) go before or after the command.
+warnings print one `warning:` line; hints name flags and configuration keys, not Python arguments. A misspelt option
+shows its command's usage and the closest option. The global options (`-v`, `--config`, `--ledger`, `--timeout`) go
+before or after the command.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from llmclient.cli.mcp import add_parser as add_mcp_parser
 from llmclient.cli.terminal import in_cli_terms, loading, show_warning
 from llmclient.client import Client
 from llmclient.config import client_options
-from llmclient.errors import LLMClientError
+from llmclient.errors import LLMClientError, did_you_mean
 from llmclient.types import Message, to_messages
 
 
@@ -46,8 +47,21 @@ def _client(args: argparse.Namespace) -> Client:
     if args.ledger:
         scheme, rest = ledger_location(args.ledger)
         options["ledger"] = args.ledger if scheme == "postgresql" else f"sqlite:///{Path(rest).expanduser()}"
-    options.setdefault("ledger", f"sqlite:///{default_ledger()}")
+    if "ledger" not in options:  # the command's own default place: made on first use (a path given is not)
+        default_ledger().parent.mkdir(parents=True, exist_ok=True)
+        options["ledger"] = f"sqlite:///{default_ledger()}"
+    if args.timeout is not None:
+        options["timeout"] = args.timeout
     return Client(**options)
+
+
+def _stdin(what: str) -> str:
+    """Piped input without its trailing newline (the one `echo` adds); an error on a terminal, where a read would
+    wait for input the user does not know is expected."""
+    text = "" if sys.stdin is None or sys.stdin.isatty() else sys.stdin.read().rstrip("\r\n")
+    if not text:
+        raise LLMClientError(f"give {what} as an argument, or pipe it in")
+    return text
 
 
 def _usage_line(response: Any) -> str:
@@ -64,7 +78,7 @@ async def cmd_chat(args: argparse.Namespace, out: TextIO) -> int:
     messages: list[Message] = []
     if args.system:
         messages.append(Message(role="system", content=args.system))
-    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    prompt = _stdin("a prompt") if args.prompt in (None, "-") else args.prompt
     messages.append(Message(role="user", content=prompt))
     options = {"model": args.model, "temperature": args.temperature, "max_tokens": args.max_tokens, "tags": args.tag}
     async with _client(args) as client:
@@ -105,10 +119,10 @@ async def cmd_count(args: argparse.Namespace, out: TextIO) -> int:
         value: Any = to_messages(json.loads(Path(args.messages).read_text(encoding="utf-8")))
     elif args.file:
         value = Path(args.file).read_text(encoding="utf-8")
-    elif args.text is not None:
+    elif args.text is not None and args.text != "-":
         value = args.text
     else:
-        value = sys.stdin.read()
+        value = _stdin("text to count")
     async with _client(args) as client:
         count = await client.count_tokens(value, model=args.model)
     if args.json:
@@ -210,7 +224,15 @@ def _version() -> str:
         return "unknown"
 
 
-GLOBAL_DEFAULTS: dict[str, Any] = {"verbose": False, "config": None, "ledger": None}
+GLOBAL_DEFAULTS: dict[str, Any] = {"verbose": False, "config": None, "ledger": None, "timeout": None}
+MODEL_HELP = "a model id (provider/model) or an alias; default: the configuration's default_model, or $LLMCLIENT_MODEL"
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds > 0")
+    return value
 
 
 def _global_options() -> argparse.ArgumentParser:
@@ -226,7 +248,14 @@ def _global_options() -> argparse.ArgumentParser:
     options.add_argument(
         "--ledger",
         default=argparse.SUPPRESS,
-        help="ledger to record into / report from: a SQLite file or postgresql://...",
+        help="ledger to record into / report from: a SQLite file (its folder must exist) or postgresql://...",
+    )
+    options.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=argparse.SUPPRESS,
+        metavar="SECONDS",
+        help="the longest a call may take, retries included (default: the configuration's timeout, else 600)",
     )
     return options
 
@@ -242,35 +271,37 @@ def parser() -> argparse.ArgumentParser:
         return commands.add_parser(name, parents=[common], **kwargs)
 
     chat = command("chat", help="send a prompt and stream the reply")
-    chat.add_argument("prompt", help="the prompt, or - to read it from stdin")
-    chat.add_argument("-m", "--model")
+    chat.add_argument("prompt", nargs="?", help="the prompt; without it (or with -) the prompt is read from stdin")
+    chat.add_argument("-m", "--model", help=MODEL_HELP)
     chat.add_argument("-s", "--system", help="a system prompt")
-    chat.add_argument("-t", "--temperature", type=float)
-    chat.add_argument("--max-tokens", type=int)
+    chat.add_argument("-t", "--temperature", type=float, help="sampling temperature, 0 to 2 (default: the model's)")
+    chat.add_argument("--max-tokens", type=int, help="the most tokens the reply may have (default: the model's)")
     chat.add_argument("--tag", action="append", default=[], help="a ledger tag (repeatable)")
     chat.add_argument("--usage", action="store_true", help="print tokens and cost after the reply")
     chat.add_argument("--json", action="store_true", help="print the whole response as JSON (no streaming)")
     chat.set_defaults(handler=cmd_chat)
 
     embed = command("embed", help="embed texts")
-    embed.add_argument("texts", nargs="+")
-    embed.add_argument("-m", "--model")
-    embed.add_argument("--json", action="store_true")
+    embed.add_argument("texts", nargs="+", help="the texts to embed")
+    embed.add_argument("-m", "--model", help=MODEL_HELP)
+    embed.add_argument("--json", action="store_true", help="print the vectors and usage as JSON")
     embed.set_defaults(handler=cmd_embed)
 
     count = command("count", help="count tokens in text, a file, or messages JSON")
-    count.add_argument("text", nargs="?")
-    count.add_argument("-m", "--model")
+    count.add_argument("text", nargs="?", help="the text; without it (or with -) it is read from stdin")
+    count.add_argument("-m", "--model", help=MODEL_HELP)
     count.add_argument("-f", "--file", help="count a text file")
     count.add_argument("--messages", help="count an OpenAI-format messages JSON file (with the chat framing)")
-    count.add_argument("--json", action="store_true")
+    count.add_argument("--json", action="store_true", help="print the count as JSON")
     count.set_defaults(handler=cmd_count)
 
     similarity = command("similarity", help="how similar two texts are")
-    similarity.add_argument("a")
-    similarity.add_argument("b")
-    similarity.add_argument("-m", "--model")
-    similarity.add_argument("--metric", default="cosine", choices=["cosine", "dot", "euclidean"])
+    similarity.add_argument("a", help="a text")
+    similarity.add_argument("b", help="the text to compare it with")
+    similarity.add_argument("-m", "--model", help="an embedding model; " + MODEL_HELP)
+    similarity.add_argument(
+        "--metric", default="cosine", choices=["cosine", "dot", "euclidean"], help="how to compare (default: cosine)"
+    )
     similarity.set_defaults(handler=cmd_similarity)
 
     add_commands(command)  # models, prices
@@ -282,29 +313,47 @@ def parser() -> argparse.ArgumentParser:
         choices=["model", "provider", "tag", "day", "deployment", "budget", "call"],
         help="group by (budget: shared budgets on PostgreSQL; call: one row each)",
     )
-    cost.add_argument("--format", default="table", choices=["table", "csv", "json"])
+    cost.add_argument("--format", default="table", choices=["table", "csv", "json"], help="default: a table")
     cost.set_defaults(handler=cmd_cost)
 
     database = command("db", help="the fleet's PostgreSQL store: schema and spooled records")
-    database.add_argument("action", choices=["migrate", "status", "flush"])
+    database.add_argument(
+        "action",
+        choices=["migrate", "status", "flush"],
+        help="migrate: create or upgrade the schema; status: its version; flush: upload spooled records",
+    )
     database.add_argument("--url", help="postgresql://... (default: $LLMCLIENT_DATABASE_URL)")
     database.set_defaults(handler=cmd_db)
 
     compare = command("compare", help="run the same prompts on several models, side by side")
     compare.add_argument("prompts", help='JSONL: {"prompt": ..., "expected": ... (optional), "system": ...}')
     compare.add_argument("-m", "--model", action="append", required=True, help="a model (repeat for each)")
-    compare.add_argument("-t", "--temperature", type=float, default=0.0)
-    compare.add_argument("--max-tokens", type=int, default=256)
-    compare.add_argument("--json", action="store_true")
+    compare.add_argument("-t", "--temperature", type=float, default=0.0, help="sampling temperature (default: 0)")
+    compare.add_argument("--max-tokens", type=int, default=256, help="the most tokens each reply may have")
+    compare.add_argument("--json", action="store_true", help="print every result and the summary as JSON")
     compare.set_defaults(handler=cmd_compare)
 
     add_mcp_parser(command)
+    root.set_defaults(commands=commands.choices)
     return root
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The arguments; one that no command takes is reported with its command's usage and the closest option."""
+    root = parser()
+    args, unknown = root.parse_known_args(argv)
+    if unknown:
+        command = args.commands[args.command]
+        options = [flag for action in command._actions for flag in action.option_strings]
+        hints = "".join(did_you_mean(word.partition("=")[0], options) for word in unknown if word.startswith("-"))
+        command.error(f"unrecognized arguments: {' '.join(unknown)}{hints}")
+    del args.commands
+    return args
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Run the command; returns the exit status (0 ok, 1 an error, 2 bad arguments)."""
-    args = parser().parse_args(argv)
+    args = _parse(argv)
     for name, default in GLOBAL_DEFAULTS.items():
         if not hasattr(args, name):
             setattr(args, name, default)

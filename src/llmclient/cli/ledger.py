@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from llmclient._sanitize import redact as scrub
-from llmclient.accounting.ledger import LedgerRecord, SQLiteLedger, Summary, summarise
+from llmclient.accounting.ledger import CostLedger, LedgerRecord, SQLiteLedger, Summary
 from llmclient.config import client_options
 from llmclient.errors import LLMClientError
 from llmclient.stores import urls
@@ -48,18 +48,6 @@ def default_ledger() -> Path:
 
 def _iso(timestamp: float) -> str:
     return datetime.datetime.fromtimestamp(timestamp, tz=datetime.timezone.utc).isoformat(timespec="seconds")
-
-
-def _group_key(record: LedgerRecord, by: str) -> list[str]:
-    if by == "model":
-        return [f"{record.provider}/{record.model}"]
-    if by == "provider":
-        return [record.provider]
-    if by == "tag":
-        return list(record.tags) or ["(untagged)"]
-    if by == "deployment":  # a model group's deployment; a call made without routing counts under its provider
-        return [record.deployment or record.provider]
-    return [_iso(record.timestamp)[:10]]
 
 
 def _summary_fields(s: Summary) -> dict[str, Any]:
@@ -99,42 +87,39 @@ async def cmd_cost(args: argparse.Namespace, out: TextIO) -> int:
     path = Path(rest).expanduser() if args.ledger else _configured_ledger(args)
     if not path.exists():
         raise LLMClientError(f"no ledger at {path}; run a command first, or pass --ledger")
-    ledger = SQLiteLedger(path)
+    ledger = SQLiteLedger(path, keep=0)
     try:
-        records = list(ledger.records)
+        rows, total = _report(ledger, args.by)
     finally:
         ledger.close()
-    if args.by == "call":
-        rows = [_call_fields(record) for record in records]
-    else:
-        groups: dict[str, list[LedgerRecord]] = {}
-        for record in records:
-            for key in _group_key(record, args.by):
-                groups.setdefault(key, []).append(record)
-        rows = [{args.by: key, **_summary_fields(summarise(group))} for key, group in sorted(groups.items())]
-    _cost_report(args, str(path), rows, summarise(records), out)
+    _cost_report(args, str(path), rows, total, out)
     return 0
+
+
+def _report(ledger: CostLedger, by: str) -> tuple[list[dict[str, Any]], Summary]:
+    """The rows of a `cost` report and its total: every call (`--by call`, read a page at a time) or the ledger's
+    groups (sums: no record is loaded)."""
+    if by == "call":
+        rows = [_call_fields(record) for record in ledger]
+    else:
+        rows = [{by: key, **_summary_fields(summary)} for key, summary in sorted(ledger.summary(by).items())]
+    providers = ledger.summary("provider").values()  # one group per call: summed into the total
+    total = Summary(
+        calls=sum(s.calls for s in providers),
+        usage=sum((s.usage for s in providers), Usage()),
+        cost=sum((s.cost for s in providers), Decimal(0)),
+        unpriced_calls=sum(s.unpriced_calls for s in providers),
+    )
+    return rows, total
 
 
 def _shared_cost(args: argparse.Namespace, url: str, out: TextIO) -> int:
     """`cost` on the fleet's PostgreSQL ledger: grouped in the database (only `--by call` loads every row)."""
     from llmclient.stores import PostgresLedger, PostgresStore
 
-    ledger = PostgresLedger(PostgresStore(url, migrate=False))
+    ledger = PostgresLedger(PostgresStore(url, migrate=False), keep=0)
     try:
-        if args.by == "call":
-            records = ledger.rows()
-            rows, total = [_call_fields(record) for record in records], summarise(records)
-        else:
-            summaries = ledger.summary(args.by)
-            rows = [{args.by: key, **_summary_fields(summary)} for key, summary in sorted(summaries.items())]
-            providers = ledger.summary("provider").values()  # one row per provider: summed into the total
-            total = Summary(
-                calls=sum(s.calls for s in providers),
-                usage=sum((s.usage for s in providers), Usage()),
-                cost=sum((s.cost for s in providers), Decimal(0)),
-                unpriced_calls=sum(s.unpriced_calls for s in providers),
-            )
+        rows, total = _report(ledger, args.by)
     finally:
         ledger.store.close()
     _cost_report(args, redact(url), rows, total, out)

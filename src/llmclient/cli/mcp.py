@@ -43,7 +43,7 @@ async def cmd_mcp(args: argparse.Namespace, out: TextIO) -> int:
 def add_parser(command: Any) -> None:
     """The `mcp` command's arguments."""
     mcp = command("mcp", help="serve tools over the Model Context Protocol")
-    mcp.add_argument("action", choices=["serve"])
+    mcp.add_argument("action", choices=["serve"], help="serve: run the tools as an MCP server")
     mcp.add_argument("tools", help="module:name of a list of tools (or of one tool)")
     mcp.add_argument("--http", action="store_true", help="streamable HTTP instead of stdio")
     mcp.add_argument("--host", default="127.0.0.1", help="with --http (default 127.0.0.1)")

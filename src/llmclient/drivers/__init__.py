@@ -43,21 +43,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from llmclient import tokens
-from llmclient.errors import ConfigurationError, UnknownProviderError, UnsupportedCapabilityError
-from llmclient.types import (
-    CHAT_PARAMS,
-    ChatChunk,
-    ChatRequest,
-    ChatResponse,
-    EmbedResponse,
-    Message,
-    TokenCount,
-    Tool,
-    ToolCallDelta,
-)
+from llmclient.errors import ConfigurationError, UnknownProviderError, UnsupportedCapabilityError, did_you_mean
+from llmclient.types import CHAT_PARAMS, ChatChunk, TokenCount, ToolCallDelta
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the contract's signatures only
     from pydantic import SecretStr
+
+    from llmclient.types import ChatRequest, ChatResponse, EmbedResponse, Message, Tool
 
 
 @dataclass(frozen=True)
@@ -102,6 +94,11 @@ class Capabilities:
             with a warning, or refused under `strict_params`. A driver receives only these.
         embedding_encoding: The encoding its embeddings are requested in on the wire (`"float"`, `"base64"`),
             where the request names one; traces report it as `gen_ai.request.encoding_formats`.
+        default_max_tokens: The output cap the driver sends when a call gives no `max_tokens` (Anthropic's API
+            requires one); a budget reserves for it instead of refusing the call. None: the driver sends none,
+            and the model's own maximum (the catalog's `max_output_tokens`) bounds the output.
+        max_output_tokens: The most output any call to the backend can produce, when the backend has one ceiling
+            for every model; a budget falls back to it when neither the call nor the catalog bounds the output.
     """
 
     http: bool = False
@@ -113,6 +110,8 @@ class Capabilities:
     structured_output: StructuredOutputMode = "json_schema"
     params: frozenset[str] = field(default_factory=lambda: frozenset(CHAT_PARAMS))
     embedding_encoding: str | None = None
+    default_max_tokens: int | None = None
+    max_output_tokens: int | None = None
 
 
 class DeprecatedModelWarning(FutureWarning):
@@ -192,6 +191,7 @@ class BaseDriver:
         yield ChatChunk(
             delta=response.text,
             reasoning_delta=response.message.reasoning or "",
+            reasoning_signature=response.message.reasoning_signature,
             tool_call_deltas=[
                 ToolCallDelta(index=i, id=c.id, name=c.name, arguments=c.raw_arguments)
                 for i, c in enumerate(response.tool_calls)
@@ -226,6 +226,8 @@ _BUILTINS: dict[str, str] = {
     "deepseek": "llmclient.drivers.openai.deepseek:DeepSeekDriver",
     "openai-compatible": "llmclient.drivers.openai:OpenAICompatibleDriver",
     "ollama": "llmclient.drivers.ollama:OllamaDriver",
+    "anthropic": "llmclient.drivers.anthropic:AnthropicDriver",
+    "gemini": "llmclient.drivers.gemini:GeminiDriver",
     "transformers": "llmclient.drivers.local.hf:TransformersDriver",
     "llamacpp": "llmclient.drivers.local.llamacpp:LlamaCppDriver",
     "fake": "llmclient.drivers.fake:FakeDriver",
@@ -288,6 +290,66 @@ def is_self_hosted(provider: str) -> bool:
         return bool(driver_class(provider).capabilities.self_hosted)
     except (UnknownProviderError, ImportError):
         return False
+
+
+def check_options(name: str, options: Mapping[str, Any]) -> None:
+    """Refuse now what `create_driver` would refuse on the provider's first call: a driver name that is not
+    registered, and an option its driver does not take, each with the closest name there is.
+
+    Raises:
+        UnknownProviderError: `driver = "openai-compat"`, or a provider name of your own without a `driver`.
+        ConfigurationError: An option the driver does not take (`api_kee`).
+    """
+    kind = options.get("driver", name)
+    try:
+        cls = driver_class(kind)
+    except UnknownProviderError:
+        known = known_providers()
+        if "driver" in options:
+            raise UnknownProviderError(
+                f"provider {name!r}: unknown driver {kind!r}{did_you_mean(str(kind), known)}; the drivers: "
+                f"{', '.join(known)}",
+                provider=name,
+            ) from None
+        raise UnknownProviderError(
+            f"provider {name!r} is not a driver's name{did_you_mean(name, known)}: give its options a driver "
+            f"(driver = 'openai-compatible' for a server that speaks OpenAI's API); the drivers: {', '.join(known)}",
+            provider=name,
+        ) from None
+    accepted = _options_taken(cls)
+    if accepted is None:
+        return  # a driver that takes any option checks them itself
+    for key in options:
+        if key != "driver" and key not in accepted:
+            raise ConfigurationError(
+                f"provider {name!r}: unknown option {key!r}{did_you_mean(str(key), accepted)}; the {kind} driver "
+                f"takes: {', '.join(sorted(accepted - {'provider', 'transport', 'timeouts'}))}",
+                provider=name,
+            )
+
+
+def _options_taken(cls: type[Any]) -> set[str] | None:
+    """The keyword options a driver class's constructor takes, following `**options` up to the base class that
+    names them (a driver built on `HTTPDriver` passes its options on); None when the driver takes any option and
+    checks them itself (its `**options` reach no base class but `BaseDriver`, which takes only `provider`)."""
+    import inspect  # the constructors' own parameters are the options a driver takes
+
+    taken: set[str] = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        if klass is BaseDriver or klass is object:
+            return None
+        parameters = inspect.signature(init).parameters
+        taken |= {
+            key
+            for key, parameter in parameters.items()
+            if key != "self" and parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)
+        }
+        if not any(parameter.kind is parameter.VAR_KEYWORD for parameter in parameters.values()):
+            return taken
+    return taken
 
 
 def create_driver(name: str, options: Mapping[str, Any], *, transport: Any = None, timeouts: Any = None) -> Driver:

@@ -16,15 +16,17 @@ assert second.text == "It is sunny in Paris."
 await client.aclose()
 ```
 
-Without a script it echoes the last user message. Its tokenizer counts whitespace-separated words, exactly, so
-usage is predictable; its embeddings are unit vectors derived from a hash of the text.
+Without a script it echoes the last user message, and `fake/echo` always echoes: a script is for the other model
+names (one script shared by them all, or one per model with `replies={"a": [...], "b": [...]}`), so scripting one
+model never changes another. Its tokenizer counts whitespace-separated words, exactly, so usage is predictable; its
+embeddings are unit vectors derived from a hash of the text.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -50,6 +52,8 @@ if TYPE_CHECKING:
 Reply = str | ToolCall | Sequence[ToolCall] | Message | dict[str, Any] | BaseException
 
 _WORD = re.compile(r"\S+\s*|\s+")
+ECHO = "echo"  # the model that always echoes, whatever the script
+SHARED = ""  # the key of the script every other model shares
 
 
 def count_words(text: str) -> int:
@@ -58,10 +62,12 @@ def count_words(text: str) -> int:
 
 
 class FakeDriver(BaseDriver):
-    """Replies from a script (text, tool calls, messages, or exceptions to raise), then echoes.
+    """Replies from a script (text, tool calls, messages, or exceptions to raise), else echoes.
 
     Args:
-        replies: What successive calls return, in order. A `BaseException` instance is raised instead.
+        replies: What successive calls return, in order (a `BaseException` instance is raised instead): one list
+            for every model but `echo`, or a list per model name (`{"planner": [...], "writer": [...]}`), the
+            others echoing. A scripted model whose script is used up raises `ConfigurationError`.
         embedding_dimensions: Length of the vectors `embed` returns.
         provider: The provider name reported on responses.
         self_hosted: Price it as a self-hosted provider (unpriced is free): by default only under its own name.
@@ -73,7 +79,7 @@ class FakeDriver(BaseDriver):
     def __init__(
         self,
         *,
-        replies: Sequence[Reply] = (),
+        replies: Sequence[Reply] | Mapping[str, Sequence[Reply]] = (),
         embedding_dimensions: int = 8,
         provider: str | None = None,
         self_hosted: bool | None = None,
@@ -84,30 +90,40 @@ class FakeDriver(BaseDriver):
         # it is priced as an unknown provider would be, unless told it is self-hosted.
         hosted = self.provider == self.name if self_hosted is None else self_hosted
         self.capabilities = replace(self.capabilities, self_hosted=hosted)
-        self._script: list[Reply] = list(replies)
-        self._scripted = bool(self._script)
+        # One script per model name; SHARED holds the one every model but `echo` takes from.
+        self._scripts: dict[str, list[Reply]] = {}
+        if isinstance(replies, Mapping):
+            self._scripts = {str(model): list(script) for model, script in replies.items()}
+        elif replies:
+            self._scripts[SHARED] = list(replies)
         self.embedding_dimensions = embedding_dimensions
-        self.requests: list[ChatRequest] = []
+        self.requests: list[ChatRequest] = []  # every request, for tests to inspect: a test double keeps them all
         """Every request received, in order, so tests can assert what was sent."""
         self.embed_requests: list[list[str]] = []
         """Every embedding batch received, in order."""
 
-    def add_replies(self, *replies: Reply) -> None:
-        """Append to the script."""
-        self._script.extend(replies)
-        self._scripted = True
+    def add_replies(self, *replies: Reply, model: str | None = None) -> None:
+        """Append to the script of `model`, or to the one every model but `echo` shares."""
+        self._scripts.setdefault(SHARED if model is None else model, []).extend(replies)
+
+    def _script_for(self, model: str) -> list[Reply] | None:
+        if model in self._scripts:
+            return self._scripts[model]
+        return None if model == ECHO else self._scripts.get(SHARED)
 
     def _next_message(self, request: ChatRequest) -> Message:
         self.requests.append(request)
-        if not self._script:
-            if self._scripted:
-                raise ConfigurationError(
-                    "the fake driver's script is used up; add replies with add_replies()",
-                    provider=self.provider,
-                )
+        script = self._script_for(request.model)
+        if script is None:
             last_user = next((m.text for m in reversed(request.messages) if m.role == "user"), "")
             return Message(role="assistant", content=f"You said: {last_user}")
-        reply = self._script.pop(0)
+        if not script:
+            raise ConfigurationError(
+                f"the fake driver's script for {request.model!r} is used up; add replies with add_replies()",
+                provider=self.provider,
+                model=request.model,
+            )
+        reply = script.pop(0)
         if isinstance(reply, BaseException):
             raise reply
         if isinstance(reply, str):

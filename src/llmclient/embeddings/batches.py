@@ -29,6 +29,16 @@ PROGRESS_THRESHOLD = 1000
 """Inputs to send from which `embed(progress=None)` shows a progress bar (when stderr is a terminal)."""
 
 
+MAX_TOKEN_BYTES = 128
+"""The longest token, in UTF-8 bytes, of o200k_base, cl100k_base and DeepSeek's vocabulary (a test checks them): a
+text of n bytes is at least n / 128 tokens in any of them, whatever its estimate says."""
+
+
+def least_tokens(text: str) -> int:
+    """The fewest tokens `text` can be with a vocabulary whose tokens are at most `MAX_TOKEN_BYTES` long."""
+    return -(-len(text.encode("utf-8", "surrogatepass")) // MAX_TOKEN_BYTES)
+
+
 async def fit_to_limits(
     job: EmbedJob,
     count: Callable[[str], Awaitable[TokenCount]] | None,
@@ -42,8 +52,9 @@ async def fit_to_limits(
     """Check the texts still to send against the provider's limits; return their token counts ([] when `count` is
     None: nothing needs them).
 
-    An input over `max_input_tokens` raises `InputTooLongError` naming its index when the count is exact (an
-    estimate is left to the provider to judge), or is cut to the limit when `truncate` is set.
+    An input over `max_input_tokens` raises `InputTooLongError` naming its index when the count is exact, or when
+    an estimate is over and so is `least_tokens` (certainly too long; a closer call is left to the provider), or is
+    cut to the limit when `truncate` is set.
     """
     if not limits.allow_empty_inputs:
         for text in job.pending:
@@ -64,11 +75,16 @@ async def fit_to_limits(
                 cut = await truncate_to_tokens(text, max_input_tokens, _tokens_of(count))
                 job.truncate(position, cut, max_input_tokens)
                 tokens = (await count(cut)).tokens
-            elif counted.exact:
+            elif counted.exact or least_tokens(text) > max_input_tokens:
                 index = job.first_index[text]
+                has = f"has {tokens} tokens"
+                if not counted.exact:  # an estimate, but the byte bound alone is over the limit
+                    tokens = least_tokens(text)
+                    has = f"has at least {tokens} tokens ({len(text.encode('utf-8', 'surrogatepass'))} bytes, and no "
+                    has += f"token is longer than {MAX_TOKEN_BYTES} bytes; about {counted.tokens} by estimate)"
                 raise InputTooLongError(
-                    f"input {index} has {tokens} tokens, more than the {max_input_tokens} that {provider}/{model} "
-                    "accepts; shorten or split it, or pass truncate=True",
+                    f"input {index} {has}, more than the {max_input_tokens} that {provider}/{model} accepts; "
+                    "shorten or split it, or pass truncate=True",
                     index=index,
                     tokens=tokens,
                     limit=max_input_tokens,
@@ -202,9 +218,11 @@ def _stderr_is_terminal() -> bool:
 
 
 __all__ = [
+    "MAX_TOKEN_BYTES",
     "PROGRESS_THRESHOLD",
     "ProgressBar",
     "fit_to_limits",
+    "least_tokens",
     "plan_batches",
     "progress_bar",
     "run_batches",

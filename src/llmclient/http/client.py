@@ -1,5 +1,5 @@
-"""HTTP plumbing: the only module that imports httpx (`backends/aiohttp_backend.py` is the only one that imports
-aiohttp).
+"""The HTTP client every HTTP driver sends through: the only module that imports httpx
+(`backends/aiohttp_backend.py` is the only one that imports aiohttp). Public as `llmclient.http.HTTPClient`.
 
 `HTTPClient` sends a driver's requests over one of three backends. By default it is llmclient's own HTTP/1.1
 keep-alive pool (`backends/native.py`), whose per-call CPU cost is well under aiohttp's and a fraction of httpx's;
@@ -8,7 +8,8 @@ a proxy (given or from the environment) or `HTTPOptions(backend="aiohttp")` sele
 `HTTPOptions(backend="httpx")`, or a started `respx` mock select httpx, so the test seams keep working. All take the
 same `Timeouts` and `HTTPOptions` (proxy, environment, TLS verification, connection limits, keep-alive), and the
 same `Limits`. Whatever the server or the transport does, only llmclient errors leave this module (or a
-cancellation): every transport and JSON failure is translated here, once.
+cancellation): every transport and JSON failure is translated here (with `failures.py`), once, and every error
+answer goes through `llmclient.errors.error_from_response` (with the driver's own error names, `error_codes=`).
 
 What it reads is bounded (`Limits`): a response body, and one stream line or event (split by `framing`). It
 refuses API keys that could not be meant (whitespace, control or non-ASCII characters, placeholders such as
@@ -19,18 +20,15 @@ following it (the key would go along). Under DEBUG logging, httpx's and httpcore
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from llmclient._sanitize import scrub_transport_logs
 from llmclient.errors import (
     APIConnectionError,
     APIError,
-    APITimeoutError,
-    InvalidRequestError,
     LLMClientError,
     RedirectError,
     ResponseFormatError,
@@ -41,15 +39,18 @@ from llmclient.errors import (
     redact,
     request_id_from,
 )
-
-# Re-exported: drivers take framing, options and limits from here.
-from llmclient.http.framing import iter_lines, iter_ndjson
-from llmclient.http.framing import iter_sse as iter_sse
-from llmclient.http.options import HTTPOptions as HTTPOptions
-from llmclient.http.options import InsecureURLWarning as InsecureURLWarning
-from llmclient.http.options import Limits as Limits
-from llmclient.http.options import Timeouts as Timeouts
-from llmclient.http.options import check_api_key, check_base_url, check_headers, fast_backend, httpx_mocked
+from llmclient.http.failures import FailureKind, encode_body, no_answer
+from llmclient.http.framing import iter_lines, iter_ndjson, iter_sse
+from llmclient.http.options import (
+    HTTPOptions,
+    Limits,
+    Timeouts,
+    check_api_key,
+    check_base_url,
+    check_headers,
+    fast_backend,
+    httpx_mocked,
+)
 
 if TYPE_CHECKING:
     import httpx
@@ -63,6 +64,10 @@ else:
 
 _USER_AGENT = "llmclient/0.1"
 Frame = TypeVar("Frame", str, bytes)  # a decoded line, or an NDJSON line as bytes
+
+RATE_LIMIT_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-")
+"""The rate-limit headers `post_json(rate_limits=...)` collects: OpenAI's (and compatible servers') `x-ratelimit-*`
+and Anthropic's `anthropic-ratelimit-*` (https://platform.claude.com/docs/en/api/rate-limits#response-headers)."""
 
 
 class HTTPClient:
@@ -79,6 +84,16 @@ class HTTPClient:
         limits: The most read of one response body and of one stream line or event.
         refine: Turns an error answer into a more specific llmclient error.
         refine_connect: Adds a provider's hint to a refused connection.
+        error_codes: The provider's own error names (type, code or reason in its error body) and the llmclient
+            error each means, deciding before the status does (`{"overloaded_error": ServerError}`).
+
+    ```python
+    from llmclient.http import HTTPClient
+
+    client = HTTPClient(provider="acme", base_url="https://api.acme.example/v1", headers={"x-api-key": "k-123456"})
+    assert client.headers["x-api-key"] == "k-123456"
+    await client.aclose()
+    ```
     """
 
     def __init__(
@@ -94,6 +109,7 @@ class HTTPClient:
         refine: Callable[[APIError], LLMClientError] | None = None,
         refine_connect: Callable[[APIConnectionError], LLMClientError] | None = None,
         limits: Limits | None = None,
+        error_codes: Mapping[str, type[APIError]] | None = None,
     ) -> None:
         self.provider = provider
         self.base_url = base_url
@@ -103,7 +119,8 @@ class HTTPClient:
         # `refine` may turn an error answer into any llmclient error (a 400 saying a model lacks tools: unsupported).
         self._refine = refine
         self._refine_connect = refine_connect
-        self._urls: dict[str, httpx.URL] = {}
+        self._error_codes = error_codes
+        self._urls: dict[str, httpx.URL] = {}  # per path: the few a driver sends to (one per model at most)
         self._secrets = tuple(check_api_key(secret, provider=provider) for secret in secrets if secret)
         self.headers = check_headers({"user-agent": _USER_AGENT, **headers}, provider=provider)  # after the key's
         check_base_url(base_url, provider=provider, sends_key=bool(self._secrets))
@@ -164,8 +181,8 @@ class HTTPClient:
         self, path: str, body: dict[str, Any], *, model: str | None, rate_limits: dict[str, str] | None = None
     ) -> tuple[Any, str | None]:
         """POST `body` as JSON; return the decoded JSON answer and the request id. `rate_limits`, when given,
-        receives the answer's `x-ratelimit-*` headers."""
-        return await self._json("POST", path, _dumps(body), _JSON_HEADERS, model, rate_limits)
+        receives the answer's rate-limit headers (`RATE_LIMIT_PREFIXES`)."""
+        return await self._json("POST", path, encode_body(body), _JSON_HEADERS, model, rate_limits)
 
     async def get_json(self, path: str, *, model: str | None = None) -> Any:
         """GET `path` and decode its JSON answer."""
@@ -194,7 +211,7 @@ class HTTPClient:
         request_id = request_id_from(response.headers, self._secrets)
         if rate_limits is not None:
             found = ((k.lower(), v) for k, v in response.headers.items())  # aiohttp keeps the server's case
-            rate_limits.update((k, self.redact(v)) for k, v in found if k.startswith("x-ratelimit-"))
+            rate_limits.update((k, self.redact(v)) for k, v in found if k.startswith(RATE_LIMIT_PREFIXES))
         return self.decode_json(content, model=model, request_id=request_id, status=response.status_code), request_id
 
     def stream_lines(
@@ -202,6 +219,15 @@ class HTTPClient:
     ) -> AbstractAsyncContextManager[tuple[str | None, AsyncIterator[str]]]:
         """POST `body` and yield the request id and an iterator over the answer's lines (decoded, unsplit)."""
         return self._framed(path, body, _STREAM_HEADERS, iter_lines, model)
+
+    @asynccontextmanager
+    async def stream_sse(
+        self, path: str, body: dict[str, Any], *, model: str | None
+    ) -> AsyncIterator[tuple[str | None, AsyncIterator[tuple[str, str]]]]:
+        """POST `body` and yield the request id and an iterator over the answer's server-sent events as
+        `(event, data)` (see `llmclient.http.iter_sse`), each within `limits.max_event_bytes`."""
+        async with self.stream_lines(path, body, model=model) as (request_id, lines):
+            yield request_id, iter_sse(lines, max_event_chars=self.limits.max_event_bytes)
 
     def stream_ndjson(
         self, path: str, body: dict[str, Any], *, model: str | None
@@ -222,11 +248,11 @@ class HTTPClient:
         backend = self._backend()
         limit = self.limits.max_event_bytes
         if backend is not None:
-            async with backend.stream(path, _dumps(body), headers, model) as response:
+            async with backend.stream(path, encode_body(body), headers, model) as response:
                 frames = frame(backend.chunks(response, model), max_line_bytes=limit)  # type: ignore[arg-type]
                 yield request_id_from(response.headers, self._secrets), self._guarded(frames, model)
             return
-        request = self._httpx().build_request("POST", self._url(path), content=_dumps(body), headers=headers)
+        request = self._httpx().build_request("POST", self._url(path), content=encode_body(body), headers=headers)
         async with self._send(request, model) as response:
             frames = frame(self._bytes(response, model), max_line_bytes=limit)
             yield request_id_from(response.headers, self._secrets), self._guarded(frames, model)
@@ -398,6 +424,7 @@ class HTTPClient:
             provider=self.provider,
             model=model,
             secrets=self._secrets,
+            codes=self._error_codes,
         )
         return self._refine(error) if self._refine else error
 
@@ -420,31 +447,10 @@ class HTTPClient:
 
     def failure(self, kind: FailureKind, exc: Exception, model: str | None) -> LLMClientError:
         """The llmclient error for a request that got no answer (either backend's exception `exc`)."""
-        detail = redact(str(exc) or type(exc).__name__, self._secrets)
-        if exc.args and detail != str(exc):
-            # The original stays chained as the cause for debugging, so it must not carry the key either.
-            exc.args = (detail, *exc.args[1:])
-        if kind.endswith("timeout"):
-            # A connect or pool timeout: the request never left. Otherwise the provider may have received it.
-            unsent = kind in ("connect timeout", "pool timeout")
-            return APITimeoutError(
-                f"{self.provider}: {kind} ({detail})",
-                provider=self.provider,
-                model=model,
-                request_sent=False if unsent else None,
-            )
-        if kind == "connect":
-            refused = APIConnectionError(
-                f"could not connect to {self.provider} at {self.base_url} ({detail})",
-                provider=self.provider,
-                model=model,
-            )
-            return self._refine_connect(refused) if self._refine_connect else refused
-        return APIConnectionError(
-            f"{self.provider}: connection failed ({type(exc).__name__}: {detail})",
-            provider=self.provider,
-            model=model,
-        )
+        error = no_answer(kind, exc, provider=self.provider, base_url=self.base_url, model=model, secrets=self._secrets)
+        if kind == "connect" and self._refine_connect and isinstance(error, APIConnectionError):
+            return self._refine_connect(error)
+        return error
 
     async def aclose(self) -> None:
         """Close the connection pool."""
@@ -477,24 +483,7 @@ def _closed_unanswered(exc: Exception) -> bool:
     return closed or isinstance(exc, (httpx.ReadError, httpx.WriteError))
 
 
-FailureKind = Literal["connect", "connect timeout", "read timeout", "write timeout", "pool timeout", "connection"]
 _GET_HEADERS = {"accept": "application/json"}
 _JSON_HEADERS = {"content-type": "application/json", "accept": "application/json"}
 _STREAM_HEADERS = {"content-type": "application/json", "accept": "text/event-stream"}
 _NDJSON_HEADERS = {"content-type": "application/json", "accept": "application/x-ndjson"}
-
-
-_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # made once: json.dumps builds one per call
-
-
-def _dumps(body: dict[str, Any]) -> bytes:
-    """The request body as JSON, non-ASCII text as UTF-8 rather than 6-byte escapes; what cannot be sent (a lone
-    surrogate, a value JSON has no form for, a cycle or nesting too deep) is `InvalidRequestError`, unsent."""
-    try:
-        return _JSON.encode(body).encode()
-    except UnicodeEncodeError as exc:
-        problem = f"text that is not valid Unicode (a lone surrogate at position {exc.start})"
-    except (TypeError, ValueError, RecursionError) as exc:
-        problem = f"a value JSON cannot carry ({type(exc).__name__})"
-    # Not chained: the encoder's exception holds the whole request, prompt included.
-    raise detached(InvalidRequestError(f"the request holds {problem}; fix the input before sending"))

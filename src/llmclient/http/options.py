@@ -1,5 +1,5 @@
-"""How an HTTP driver connects (`HTTPOptions`), how long it waits (`Timeouts`), what it reads at most (`Limits`),
-and the checks on its key and URL.
+"""How an HTTP driver connects (`HTTPOptions`), how long it waits (`Timeouts`), what it reads at most (`Limits`), and
+the checks on its key and URL.
 
 Every backend of `llmclient.http.client.HTTPClient` reads these, so a proxy, a CA bundle or a connection limit means the
 same over the native backend, aiohttp and httpx. Nothing here imports any of them.
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from llmclient._sanitize import api_key_problem, base_url_problem, is_public_host
-from llmclient.errors import ConfigurationError
+from llmclient.errors import ConfigurationError, MissingExtraError
 from llmclient.http.framing import DEFAULT_MAX_EVENT_BYTES
 
 if TYPE_CHECKING:
@@ -26,6 +26,39 @@ if TYPE_CHECKING:
     from llmclient.http.backends.aiohttp_backend import AiohttpBackend
     from llmclient.http.backends.native import H1Backend
     from llmclient.http.client import HTTPClient
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Timeouts for one call.
+
+    Args:
+        connect: Seconds to open a connection (TCP and TLS).
+        read: Seconds between two reads of the answer (a stream that goes quiet this long fails).
+        total: The call's overall deadline in seconds, retries and stream included; None for none. It is what
+            stops a server that keeps a connection alive by dripping bytes.
+        write: Seconds to send the request body; None means as long as `read`. The aiohttp backend has no write
+            timeout of its own: it reads while it writes, so a peer that stops reading the body is caught by `read`.
+        pool: Seconds to wait for a free connection when `HTTPOptions.max_connections` are all busy; None means as
+            long as `read`. With aiohttp it bounds the wait and the opening of a new connection together.
+    """
+
+    connect: float = 10.0
+    # As long as the whole call: a non-streamed reply from a reasoning model or a CPU-bound local server can take
+    # minutes before its first byte. A stream that keeps a connection alive by dripping bytes is stopped by `total`.
+    read: float = 600.0
+    total: float | None = 600.0
+    write: float | None = None
+    pool: float | None = None
+
+    @classmethod
+    def from_value(cls, value: float | Timeouts | None) -> Timeouts:
+        """A float is the overall deadline (connect and read timeouts capped by it); None means no deadline."""
+        if isinstance(value, Timeouts):
+            return value
+        if value is None:
+            return cls(total=None)
+        return cls(connect=min(cls.connect, value), read=value, total=value)
 
 
 @dataclass(frozen=True)
@@ -48,8 +81,8 @@ class HTTPOptions:
         keepalive_expiry: Seconds an idle connection is kept for the next call, after which it is closed (a
             server counts idle connections against its own limit); 0 closes every connection after its call.
         backend: "native" (the default and the fastest: llmclient's own HTTP/1.1 keep-alive pool, which hands a
-            proxied client to aiohttp), "aiohttp" or "httpx". A `transport=` is an httpx transport, so giving one
-            selects httpx.
+            proxied client to aiohttp when the `aiohttp` extra is installed, else to httpx), "aiohttp" or "httpx".
+            A `transport=` is an httpx transport, so giving one selects httpx.
     """
 
     proxy: str | None = None
@@ -170,8 +203,12 @@ class Answer:
 
 
 def fast_backend(owner: HTTPClient) -> H1Backend | AiohttpBackend | None:
-    """The backend of a client without an httpx transport: the native one unless a proxy needs aiohttp (or aiohttp
-    was asked for); None for httpx (asked for, or aiohttp missing on a platform)."""
+    """The backend of a client without an httpx transport: the native one unless a proxy applies, then aiohttp when
+    installed (the `aiohttp` extra) and httpx otherwise; aiohttp or httpx when asked for by name (None for httpx).
+
+    Raises:
+        MissingExtraError: `backend="aiohttp"` without aiohttp installed.
+    """
     options = owner.options
     if options.backend == "httpx":
         return None
@@ -184,7 +221,11 @@ def fast_backend(owner: HTTPClient) -> H1Backend | AiohttpBackend | None:
             return H1Backend(owner)
     try:
         from llmclient.http.backends.aiohttp_backend import AiohttpBackend
-    except ImportError:
+    except ImportError as exc:  # aiohttp is an extra: httpx serves a proxy just as well, for more CPU per call
+        if options.backend == "aiohttp":
+            raise MissingExtraError(
+                "HTTPOptions(backend='aiohttp') needs aiohttp: pip install 'llmclient[aiohttp]'"
+            ) from exc
         return None
     return AiohttpBackend(owner)
 
@@ -200,39 +241,6 @@ def httpx_mocked() -> bool:
         return False
     sends = (transport.handle_async_request, pool.handle_async_request)
     return not (sends[0].__module__.startswith("httpx") and sends[1].__module__.startswith("httpcore"))
-
-
-@dataclass(frozen=True)
-class Timeouts:
-    """Timeouts for one call.
-
-    Args:
-        connect: Seconds to open a connection (TCP and TLS).
-        read: Seconds between two reads of the answer (a stream that goes quiet this long fails).
-        total: The call's overall deadline in seconds, retries and stream included; None for none. It is what
-            stops a server that keeps a connection alive by dripping bytes.
-        write: Seconds to send the request body; None means as long as `read`. The aiohttp backend has no write
-            timeout of its own: it reads while it writes, so a peer that stops reading the body is caught by `read`.
-        pool: Seconds to wait for a free connection when `HTTPOptions.max_connections` are all busy; None means as
-            long as `read`. With aiohttp it bounds the wait and the opening of a new connection together.
-    """
-
-    connect: float = 10.0
-    # As long as the whole call: a non-streamed reply from a reasoning model or a CPU-bound local server can take
-    # minutes before its first byte. A stream that keeps a connection alive by dripping bytes is stopped by `total`.
-    read: float = 600.0
-    total: float | None = 600.0
-    write: float | None = None
-    pool: float | None = None
-
-    @classmethod
-    def from_value(cls, value: float | Timeouts | None) -> Timeouts:
-        """A float is the overall deadline (connect and read timeouts capped by it); None means no deadline."""
-        if isinstance(value, Timeouts):
-            return value
-        if value is None:
-            return cls(total=None)
-        return cls(connect=min(cls.connect, value), read=value, total=value)
 
 
 @dataclass(frozen=True)

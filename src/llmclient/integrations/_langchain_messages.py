@@ -6,8 +6,10 @@ Content blocks accepted (https://docs.langchain.com/oss/python/langchain/message
 with `mime_type`) and the v0 form (`source_type` "url" or "base64"); Anthropic's `image` blocks (`source`);
 reasoning as LangChain v1 `reasoning` or Anthropic `thinking` blocks; tool calls in an assistant message as v1
 `tool_call` or Anthropic `tool_use` blocks (used only when `AIMessage.tool_calls` is empty, which otherwise
-holds the same calls). File, audio and video blocks have no llmclient part: they are refused with
-`InvalidRequestError`, which names the block.
+holds the same calls); files (PDFs and other documents) as v1/v0 `file` blocks, OpenAI's `file` parts and
+Anthropic's `document` blocks, as base64 data or a provider's file id; audio as v1/v0 `audio` blocks and OpenAI's
+`input_audio`. A file or audio block given only by URL, and video, have no llmclient part: they are refused with
+`InvalidRequestError`, which names the block (download the file and pass its bytes).
 """
 
 from __future__ import annotations
@@ -19,7 +21,19 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, Huma
 from langchain_core.messages.ai import UsageMetadata
 
 from llmclient.errors import InvalidRequestError
-from llmclient.types import ChatChunk, ChatResponse, ImagePart, ImageURL, Message, TextPart, ToolCall, Usage
+from llmclient.types import (
+    AudioPart,
+    ChatChunk,
+    ChatResponse,
+    ContentPart,
+    FilePart,
+    ImagePart,
+    ImageURL,
+    Message,
+    TextPart,
+    ToolCall,
+    Usage,
+)
 
 _CALL_BLOCKS = ("tool_call", "tool_use", "tool_call_chunk", "invalid_tool_call")
 _REASONING_BLOCKS = ("reasoning", "thinking", "redacted_thinking")
@@ -31,7 +45,7 @@ def to_messages(messages: list[BaseMessage]) -> list[Message]:
     converted: list[Message] = []
     for message in messages:
         parts, reasoning, calls = _content(message.content, message.type)
-        content: str | list[TextPart | ImagePart] = parts
+        content: str | list[ContentPart] = parts
         if isinstance(message, SystemMessage):
             converted.append(Message(role="system", content=_flat(content)))
         elif isinstance(message, HumanMessage):
@@ -57,18 +71,18 @@ def to_messages(messages: list[BaseMessage]) -> list[Message]:
     return converted
 
 
-def _flat(content: str | list[TextPart | ImagePart]) -> Any:
+def _flat(content: str | list[ContentPart]) -> Any:
     """Text-only content as one string (system and assistant messages take no images)."""
-    if isinstance(content, str) or any(isinstance(part, ImagePart) for part in content):
+    if isinstance(content, str) or any(not isinstance(part, TextPart) for part in content):
         return content
     return "".join(part.text for part in content if isinstance(part, TextPart))
 
 
-def _content(content: str | list[Any], role: str) -> tuple[str | list[TextPart | ImagePart], str, list[ToolCall]]:
+def _content(content: str | list[Any], role: str) -> tuple[str | list[ContentPart], str, list[ToolCall]]:
     """A message's parts, its reasoning text, and the tool calls its blocks hold."""
     if isinstance(content, str):
         return content, "", []
-    parts: list[TextPart | ImagePart] = []
+    parts: list[ContentPart] = []
     reasoning: list[str] = []
     calls: list[ToolCall] = []
     for block in content:
@@ -80,6 +94,10 @@ def _content(content: str | list[Any], role: str) -> tuple[str | list[TextPart |
             parts.append(TextPart(text=block["text"]))
         elif kind in ("image_url", "image"):
             parts.append(ImagePart(image_url=ImageURL(url=_image_url(block))))
+        elif kind in ("file", "document"):
+            parts.append(_file_part(block))
+        elif kind in ("audio", "input_audio"):
+            parts.append(_audio_part(block))
         elif kind in _REASONING_BLOCKS:
             reasoning.append(block.get("reasoning") or block.get("thinking") or "")
         elif kind in _CALL_BLOCKS and role == "ai":
@@ -88,7 +106,8 @@ def _content(content: str | list[Any], role: str) -> tuple[str | list[TextPart |
                 calls.append(ToolCall(id=block.get("id") or "", name=block["name"], arguments=arguments or {}))
         else:
             raise InvalidRequestError(
-                f"unsupported content block {kind!r}: llmclient messages hold text, images, reasoning and tool calls"
+                f"unsupported content block {kind!r}: llmclient messages hold text, images, files, audio, reasoning "
+                "and tool calls"
             )
     return parts, "".join(reasoning), calls
 
@@ -111,6 +130,52 @@ def _image_url(block: dict[str, Any]) -> str:
     if "url" in block:
         return str(block["url"])
     raise InvalidRequestError(f"an image block needs a url or base64 data (got keys {sorted(block)})")
+
+
+def _base64_and_mime(block: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The base64 data and MIME type of a v1 (`base64`), v0 (`source_type: "base64"`, `data`) or Anthropic
+    (`source: {"type": "base64", ...}`) block, or of a `data:` URL in OpenAI's `file_data`."""
+    source = block.get("source")
+    if isinstance(source, dict) and source.get("type") == "base64":
+        return source.get("data"), source.get("media_type")
+    inner = block.get("file")
+    if isinstance(inner, dict) and isinstance(inner.get("file_data"), str):
+        header, _, data = inner["file_data"].partition(",")
+        mime = header[len("data:") :].split(";")[0] if header.startswith("data:") else None
+        return data, mime
+    data = block.get("base64") or (block.get("data") if block.get("source_type") in (None, "base64") else None)
+    return data, block.get("mime_type")
+
+
+def _file_part(block: dict[str, Any]) -> FilePart:
+    """A file (a PDF, say) block in any of the forms the module docstring lists."""
+    inner: dict[str, Any] = block["file"] if isinstance(block.get("file"), dict) else {}
+    v0_id = block.get("id") if block.get("source_type") == "id" else None
+    file_id = block.get("file_id") or inner.get("file_id") or v0_id
+    data, mime = _base64_and_mime(block)
+    filename = inner.get("filename") or block.get("filename") or (block.get("extras") or {}).get("filename")
+    if data:
+        return FilePart(data=data, media_type=mime or "application/pdf", filename=filename)
+    if file_id:
+        return FilePart(file_id=str(file_id), media_type=mime, filename=filename)
+    raise InvalidRequestError(
+        f"unsupported content block {block.get('type')!r} without base64 data or a file id: download the file "
+        "and pass its bytes"
+    )
+
+
+def _audio_part(block: dict[str, Any]) -> AudioPart:
+    """An audio block: LangChain's v1/v0 `audio` (base64 and a MIME type) or OpenAI's `input_audio`."""
+    if block.get("type") == "input_audio":
+        inner = block.get("input_audio") or {}
+        return AudioPart(data=inner["data"], format=inner["format"])
+    data, mime = _base64_and_mime(block)
+    if not data:
+        raise InvalidRequestError(
+            "unsupported content block 'audio' without base64 data: download the audio and pass its bytes"
+        )
+    subtype = (mime or "audio/wav").split("/")[-1].lower()
+    return AudioPart(data=data, format={"mpeg": "mp3", "x-wav": "wav", "wave": "wav"}.get(subtype, subtype))
 
 
 def usage_metadata(usage: Usage) -> UsageMetadata:

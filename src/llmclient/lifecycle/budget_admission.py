@@ -1,11 +1,13 @@
 """Budget admission as a pipeline step: reserve the worst case before sending, settle to the actual cost after.
 
-The worst case is the counted prompt at the input price plus `max_tokens` (else the model's maximum output) at the
-output price; a call that does not fit raises `BudgetExceededError` with nothing sent. When the prompt count is an
-estimate (a tokenizer that is not the model's own), the count is raised by a margin first (`CountMargins`: 25%,
-or the largest shortfall seen in that model's (or deployment's) reported usage, whichever is more; a shared store
-shares what it learns across the fleet). A stream whose running cost outgrows its reservation is stopped
-(`check_stream`), whichever budget made it.
+The worst case is the counted prompt at the input price plus the output the call may produce at the output price:
+its `max_tokens`, else the cap its driver sends by default (`Capabilities.default_max_tokens`), else the model's
+maximum output from the catalog, else the driver's ceiling (`Capabilities.max_output_tokens`). A call that does
+not fit raises `BudgetExceededError` with nothing sent. When the prompt count is an estimate (a tokenizer that is
+not the model's own), the count is raised by a margin first (`CountMargins`: 25%, or the largest shortfall seen in
+that model's (or deployment's) reported usage, whichever is more; a shared store shares what it learns across
+the fleet). A stream whose running cost outgrows its reservation is stopped (`check_stream`), whichever budget
+made it.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Callable
 from decimal import Decimal
 
 from llmclient.accounting.budgets import Budget
-from llmclient.errors import BudgetExceededError
+from llmclient.errors import BudgetExceededError, OutputCapRequiredError
 from llmclient.lifecycle.call import Call, Outcome
 from llmclient.lifecycle.steps import Pricing, Step
 
@@ -36,7 +38,7 @@ class CountMargins:
     def __init__(self, floor: float = 0.25, cap: float = 3.0) -> None:
         self.floor = floor
         self.cap = cap
-        self._learned: dict[str, float] = {}
+        self._learned: dict[str, float] = {}  # per model (or deployment and model): one float each, never per call
         self._lock = threading.Lock()
 
     def margin(self, key: str) -> float:
@@ -110,7 +112,7 @@ async def worst_case(call: Call, pricing: Pricing, margins: CountMargins | None 
     Shared by every budget step: the in-process `BudgetAdmission` and the PostgreSQL one in `llmclient.stores`.
     An estimated prompt count is raised by the model's margin first (`margins`, when given).
     """
-    entry = pricing.entry(call)
+    entry = call.price_entry = pricing.entry(call)
     if margins is not None:
         await margins.refresh()
     if call.request is None:  # an embedding job: input only
@@ -121,18 +123,30 @@ async def worst_case(call: Call, pricing: Pricing, margins: CountMargins | None 
             counted = margins.reserved_tokens(margin_key(call), counted)
         request = call.request
         amount = (
-            entry.worst_case(counted, request.max_tokens, service_tier=request.service_tier, choices=request.n or 1)
+            entry.worst_case(counted, output_bound(call), service_tier=request.service_tier, choices=request.n or 1)
             if entry
             else None
         )
         if entry is not None and amount is None:
-            raise BudgetExceededError(
-                f"{call.model_id} has no known maximum output; pass max_tokens= so the budget can bound the call",
+            raise OutputCapRequiredError(
+                f"{call.model_id} has no known maximum output, so a budget cannot bound this call; pass max_tokens=",
                 provider=call.provider,
                 model=call.model,
             )
     call.price_entry = entry
     return amount
+
+
+def output_bound(call: Call) -> int | None:
+    """The most output a call may produce, as far as the call and its driver say: its `max_tokens`, else the
+    driver's default cap, else (when the catalog has no maximum for the model) the driver's ceiling."""
+    capabilities = call.driver.capabilities
+    entry = call.price_entry
+    if call.request is not None and call.request.max_tokens is not None:
+        return call.request.max_tokens
+    if capabilities.default_max_tokens is not None:
+        return capabilities.default_max_tokens
+    return None if entry is not None and entry.max_output_tokens else capabilities.max_output_tokens
 
 
 def watches_stream(call: Call) -> bool:

@@ -11,7 +11,8 @@ with pytest.raises(APITimeoutError, match=r"0\.05 s deadline"):
         await asyncio.sleep(1)
 ```
 
-One timer per call, armed when the first scope is entered and cancelled by `close()`: entering and leaving a scope
+One timer per call, armed when the first scope is entered and cancelled by `close()` (which every call runs in a
+`finally`: no timer outlives its call, however long the deadline): entering and leaving a scope
 (once per call, and once per streamed chunk) only notes which task is waiting. When the timer fires, the tasks
 inside a scope are cancelled and their scopes raise `APITimeoutError`; a scope entered after it fired raises at
 once. A stream read between the caller's own awaits is therefore bounded without the caller's code being cancelled.

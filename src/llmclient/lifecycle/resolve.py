@@ -4,13 +4,15 @@ user's options), and the `Call` the other steps work on."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
 from llmclient.drivers import Driver, create_driver
 from llmclient.errors import InvalidRequestError
-from llmclient.http.client import Timeouts, Transport
+from llmclient.http import Timeouts, Transport
+from llmclient.http.loop_end import on_loop_end
 from llmclient.lifecycle.call import Call, CallKind
 from llmclient.lifecycle.request import chat_request
 from llmclient.lifecycle.retry import RetryPolicy
@@ -41,10 +43,12 @@ class Drivers:
     ) -> None:
         self._transport = transport
         self._timeouts = timeouts
+        # Each dict holds one entry per provider or routed deployment configured (or named by a call): never per call.
         self._options: dict[str, dict[str, Any]] = {}
         self._instances: dict[str, Driver] = {}
         self._given: set[str] = set()
         self._loops: dict[str, object] = {}
+        self._watchers: dict[str, object] = {}  # per provider: its driver's loop-end watcher (one at a time)
         self._links: dict[str, str] = {}  # a routed deployment without options of its own → its provider
         for name, config in (providers or {}).items():
             if isinstance(config, Mapping):
@@ -96,7 +100,15 @@ class Drivers:
             driver = create_driver(provider, options, transport=self._transport, timeouts=self._timeouts)
             self._instances[provider] = driver
             self._loops[provider] = loop
+            if loop is not None:  # closed on its loop as the loop ends, its sockets and threads with it
+                self._watchers[provider] = on_loop_end(partial(self._loop_ended, provider, driver))
         return driver
+
+    async def _loop_ended(self, provider: str, driver: Driver) -> None:
+        """The loop `driver` was made on is ending (`http.loop_end`): close it, unless it was closed or replaced."""
+        if self._instances.get(provider) is driver:
+            del self._instances[provider]
+            await driver.aclose()
 
     def __iter__(self) -> Iterator[Driver]:
         return iter(list(self._instances.values()))
@@ -115,8 +127,8 @@ class Drivers:
     async def aclose(self) -> None:
         """Close every driver made so far (connection pools, loaded models); they are made again on next use.
 
-        A driver this client made on another event loop is dropped, not closed: its connections belong to that loop,
-        which has ended.
+        A driver this client made on another event loop is dropped, not closed here: it was closed on that loop as
+        the loop ended (or its connections went with the loop, where a loop ends without closing its generators).
         """
         loop = _running_loop()
         drivers, self._instances = dict(self._instances), {}

@@ -73,6 +73,7 @@ class Pipeline:
 
     def __init__(self, steps: Sequence[Step], observers: Sequence[Observer] | None = None) -> None:
         self.steps = list(steps)
+        # The client's observers (logging, tracing, the user's hooks): a fixed few, never added to per call.
         self.observers: list[Observer] = default_observers() if observers is None else list(observers)
         self._hooks = Hooks(self.observers)
         self._bound_for = list(self.observers)

@@ -251,6 +251,8 @@ class Tracing(Observer):
         if histograms is None:
             return
         duration, token_usage, first_chunk, per_chunk = histograms
+        # Metric attributes name the operation, model, server and error kind, never the call (ids go on spans): the
+        # SDK keeps one series per attribute set, so its memory stays bounded by the models called.
         attributes = _call_attributes(call)
         if outcome is not None and outcome.served_model:
             attributes["gen_ai.response.model"] = outcome.served_model

@@ -17,8 +17,9 @@ store.settle(first, tokens=30)                                                  
 assert not isinstance(await store.try_acquire("chat@0", limit, tokens=60), float)
 ```
 
-The provider's own view, from `x-ratelimit-remaining-requests`, `-tokens` and `-reset-*` headers (OpenAI and
-compatible servers), narrows the limit until its reset (`learn`). The in-memory store serves one process; a store
+The provider's own view narrows the limit until its reset (`learn`): OpenAI's (and compatible servers')
+`x-ratelimit-remaining-requests`, `-tokens` and `-reset-*` headers, or Anthropic's `anthropic-ratelimit-requests-*`
+and `-tokens-*` ones (`RateLimitHint.from_headers` reads both). The in-memory store serves one process; a store
 shared by several processes implements the same four methods (`RateLimitStore`).
 """
 
@@ -111,6 +112,8 @@ class MemoryRateLimitStore:
     are not reached; only a refused one looks through the window for when it frees up."""
 
     def __init__(self) -> None:
+        # One window per key (a deployment of the configuration); each holds the requests in flight and those that
+        # ended in the last `per` seconds, expired on each admission: bounded by the limit's own rate.
         self._windows: dict[str, _Window] = {}
         self._ids = itertools.count(1)
 
@@ -169,16 +172,67 @@ class MemoryRateLimitStore:
     async def learn(self, key: str, headers: Mapping[str, str]) -> None:
         window = self._windows.setdefault(key, _Window())
         now = time.monotonic()
-        requests = _int(headers.get("x-ratelimit-remaining-requests"))
-        tokens = _int(headers.get("x-ratelimit-remaining-tokens"))
-        if requests is not None:
+        hint = RateLimitHint.from_headers(headers)
+        if hint.requests is not None:
             # Requests still in flight may not be counted in `remaining` yet: they count against it from now on.
-            window.remaining_requests = requests
+            window.remaining_requests = hint.requests
             window.admitted_since = len(window.in_flight)
-            window.requests_reset = now + (parse_duration(headers.get("x-ratelimit-reset-requests")) or 1.0)
-        if tokens is not None:
-            window.remaining_tokens = tokens
-            window.tokens_reset = now + (parse_duration(headers.get("x-ratelimit-reset-tokens")) or 1.0)
+            window.requests_reset = now + hint.requests_reset
+        if hint.tokens is not None:
+            window.remaining_tokens = hint.tokens
+            window.tokens_reset = now + hint.tokens_reset
+
+
+@dataclass(frozen=True)
+class RateLimitHint:
+    """What a provider's rate-limit headers say is left: requests and tokens, and seconds until each resets.
+
+    Args:
+        requests: Requests left (None: not said).
+        requests_reset: Seconds until the request limit resets (1 when not said).
+        tokens: Tokens left (None: not said).
+        tokens_reset: Seconds until the token limit resets (1 when not said).
+    """
+
+    requests: int | None = None
+    requests_reset: float = 1.0
+    tokens: int | None = None
+    tokens_reset: float = 1.0
+
+    @classmethod
+    def from_headers(cls, headers: Mapping[str, str], *, now: float | None = None) -> RateLimitHint:
+        """Read OpenAI's `x-ratelimit-*` headers (resets as durations: `"6m0s"`) or Anthropic's
+        `anthropic-ratelimit-*` ones (resets as RFC 3339 times,
+        https://platform.claude.com/docs/en/api/rate-limits#response-headers); `now` is the wall clock's time."""
+        if "anthropic-ratelimit-requests-remaining" in headers or "anthropic-ratelimit-tokens-remaining" in headers:
+            wall = time.time() if now is None else now
+            return cls(
+                requests=_int(headers.get("anthropic-ratelimit-requests-remaining")),
+                requests_reset=_until(headers.get("anthropic-ratelimit-requests-reset"), wall) or 1.0,
+                tokens=_int(headers.get("anthropic-ratelimit-tokens-remaining")),
+                tokens_reset=_until(headers.get("anthropic-ratelimit-tokens-reset"), wall) or 1.0,
+            )
+        return cls(
+            requests=_int(headers.get("x-ratelimit-remaining-requests")),
+            requests_reset=parse_duration(headers.get("x-ratelimit-reset-requests")) or 1.0,
+            tokens=_int(headers.get("x-ratelimit-remaining-tokens")),
+            tokens_reset=parse_duration(headers.get("x-ratelimit-reset-tokens")) or 1.0,
+        )
+
+
+def _until(stamp: str | None, now: float) -> float | None:
+    """Seconds from `now` until an RFC 3339 time (`"2026-12-07T10:00:30Z"`); None when absent or unreadable."""
+    if not stamp:
+        return None
+    import datetime  # only for Anthropic's reset times
+
+    try:
+        when = datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return max(0.0, when.timestamp() - now)
 
 
 def parse_duration(text: str | None) -> float | None:
@@ -208,4 +262,5 @@ RATE_LIMIT_HEADERS = (
     "x-ratelimit-limit-requests",
     "x-ratelimit-limit-tokens",
 )
-"""The headers drivers surface on `ChatResponse.rate_limits` (OpenAI's names, used by compatible servers)."""
+"""OpenAI's rate-limit headers (used by compatible servers); drivers surface these, and Anthropic's
+`anthropic-ratelimit-*`, on `ChatResponse.rate_limits`."""

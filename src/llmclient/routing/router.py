@@ -91,6 +91,7 @@ class Router:
         self.prices = prices
         self._open_store = open_store
         self.store: RateLimitStore = self._store(store) if store is not None else MemoryRateLimitStore()
+        # Every dict here holds one entry per group or deployment of the configuration: none grows with the calls.
         self.stores: dict[str, RateLimitStore] = {}  # deployment → the store of its group's windows
         self.groups = {name: ModelGroup.from_option(group) for name, group in routes.items()}
         self.targets: dict[str, list[Target]] = {}

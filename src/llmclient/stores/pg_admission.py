@@ -109,7 +109,7 @@ class Renewals:
 
     def __init__(self, budgets: SharedBudgets) -> None:
         self.budgets = budgets
-        self._held: set[str] = set()
+        self._held: set[str] = set()  # the calls in progress: each dropped as its call ends
         self._lock = threading.Lock()
         self._running_in: int | None = None  # the process whose store loop runs the task (a fork starts anew)
 

@@ -14,13 +14,14 @@ totals first waits for this process's writes, so a process reads what it has rec
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from llmclient.accounting.ledger import CostLedger, LedgerRecord, Summary, record_from_columns
+from llmclient.accounting.ledger import DEFAULT_KEEP, CostLedger, LedgerRecord, Summary, record_from_columns
+from llmclient.accounting.totals import check_grouping
 from llmclient.stores.base import Settlement
 from llmclient.stores.postgres import PostgresStore, warn_degraded
 from llmclient.stores.writer import COLUMNS, RecordWrite
@@ -38,6 +39,13 @@ _GROUPS = {
     # A call made without routing counts under its provider, as in the SQLite report.
     "deployment": "SELECT coalesce(deployment, provider) AS key, {aggregates} FROM llmclient_calls {where} GROUP BY 1",
 }
+_PAGE = 1000
+"""Rows read per query when iterating the ledger: memory stays bounded however large the table is."""
+_USAGE = (
+    "SELECT count(*), coalesce(sum(input_tokens), 0), coalesce(sum(cached_input_tokens), 0), "
+    "coalesce(sum(output_tokens), 0), coalesce(sum(reasoning_tokens), 0), coalesce(bool_or(estimated), false) "
+    "FROM llmclient_calls"
+)
 _AGGREGATES = (
     "count(*), coalesce(sum(input_tokens), 0), coalesce(sum(cached_input_tokens), 0), "
     "coalesce(sum(output_tokens), 0), coalesce(sum(reasoning_tokens), 0), bool_or(estimated), "
@@ -48,21 +56,20 @@ _AGGREGATES = (
 class PostgresLedger(CostLedger):
     """A `CostLedger` whose records go to PostgreSQL, shared by every process and machine using the same URL.
 
-    `records` and `len()` are this process's records (kept in memory, like `CostLedger`); `total()`,
-    `by_model()`, `by_provider()`, `by_tag()` and `summary()` are the whole fleet's, computed in the database
-    (they block the calling thread for at most the store's timeout).
+    `total()`, `usage()`, `count()`, `by_model()`, `by_provider()`, `by_deployment()`, `by_tag()` and `summary()`
+    are the whole fleet's, computed in the database; iterating the ledger (and `len()`, `rows()`, `to_json()`,
+    `to_csv()`) reads the fleet's records from it, a page at a time. Each blocks the calling thread for at most
+    the store's timeout. `records` are the last `keep` records this object added (kept in memory).
 
     Args:
         store: The database (`PostgresStore.shared(url)` for a URL); its `spool_dir` is where records wait while
             it is down.
+        keep: How many of this object's most recent records `records` keeps in memory.
     """
 
-    def __init__(self, store: PostgresStore) -> None:
-        super().__init__()
+    def __init__(self, store: PostgresStore, *, keep: int = DEFAULT_KEEP) -> None:
+        super().__init__(keep=keep)
         self.store = store
-
-    def __repr__(self) -> str:
-        return f"PostgresLedger({self.store!r})"
 
     @property
     def spool_path(self) -> Path:
@@ -84,7 +91,7 @@ class PostgresLedger(CostLedger):
 
     def _put(self, record: LedgerRecord, settlement: Settlement | None) -> None:
         with self._lock:
-            self._records.append(record)
+            self._keep(record)  # the totals are the database's
         self.store.writer.put(RecordWrite(uuid.uuid4().hex, record, settlement))
         if self.store.down:
             warn_degraded(f"PostgreSQL at {self.store.where} is unavailable; the ledger record is spooled to "
@@ -100,10 +107,9 @@ class PostgresLedger(CostLedger):
 
     # -- reading (the whole fleet) ----------------------------------------------------------------------------
 
-    def summary(self, by: str, *, since: datetime | None = None) -> dict[str, Summary]:
+    def summary(self, by: str = "model", *, since: datetime | None = None) -> dict[str, Summary]:
         """Totals grouped `by` "model", "provider", "tag", "day" (UTC) or "budget", optionally since a time."""
-        if by not in _GROUPS:
-            raise ValueError(f"cannot group by {by!r}; choose one of {', '.join(_GROUPS)}")
+        check_grouping(by, _GROUPS)
         where = "" if since is None else "WHERE at >= %s"
         sql = _GROUPS[by].format(aggregates=_AGGREGATES, where=where) + " ORDER BY 1"
         rows = self.store.fetch(sql, () if since is None else (since,))
@@ -125,13 +131,59 @@ class PostgresLedger(CostLedger):
     def by_provider(self) -> dict[str, Summary]:
         return self.summary("provider")
 
+    def by_deployment(self) -> dict[str, Summary]:
+        return self.summary("deployment")
+
     def by_tag(self) -> dict[str, Summary]:
         return self.summary("tag")
 
+    def usage(self) -> Usage:
+        """Every call's usage in the shared ledger added up."""
+        [(_, input_tokens, cached, output, reasoning, estimated)] = self.store.fetch(_USAGE)
+        return Usage(
+            input_tokens=int(input_tokens),
+            cached_input_tokens=int(cached),
+            output_tokens=int(output),
+            reasoning_tokens=int(reasoning),
+            estimated=bool(estimated),
+        )
+
+    @property
+    def dropped(self) -> int:
+        """Always 0: the database keeps every record."""
+        return 0
+
+    def __len__(self) -> int:
+        """How many calls the shared ledger holds (`count()`)."""
+        return self.count()
+
+    def __iter__(self) -> Iterator[LedgerRecord]:
+        """Every record in the shared ledger, oldest first, read a page at a time."""
+        return self._pages(None)
+
+    def __repr__(self) -> str:
+        return f"PostgresLedger({self.store!r})"  # no figures: a repr must not wait on the database
+
     def rows(self, *, since: datetime | None = None) -> list[LedgerRecord]:
-        """Every record in the shared ledger (oldest first), e.g. to export it."""
-        sql = f"SELECT {COLUMNS} FROM llmclient_calls {'' if since is None else 'WHERE at >= %s'} ORDER BY at"
-        return [_record_from_row(row) for row in self.store.fetch(sql, () if since is None else (since,))]
+        """The records in the shared ledger (oldest first), all of them or those since a time, as one list: to
+        export a large ledger a page at a time, iterate it instead."""
+        return list(self._pages(since))
+
+    def _pages(self, since: datetime | None) -> Iterator[LedgerRecord]:
+        after: tuple[Any, ...] | None = None  # (at, call_id) of the last row read: keyset paging, no OFFSET
+        while True:
+            where = [] if since is None else ["at >= %s"]
+            params: list[Any] = [] if since is None else [since]
+            if after is not None:
+                where.append("(at, call_id) > (%s, %s)")
+                params += after
+            clause = f"WHERE {' AND '.join(where)}" if where else ""
+            sql = f"SELECT {COLUMNS} FROM llmclient_calls {clause} ORDER BY at, call_id LIMIT {_PAGE}"
+            page = self.store.fetch(sql, params)
+            yield from (_record_from_row(row) for row in page)
+            if len(page) < _PAGE:
+                return
+            after = (page[-1][1], page[-1][0])
 
     def close(self) -> None:
         """Nothing to close per ledger: the store's pool is shared (`PostgresStore.close`)."""

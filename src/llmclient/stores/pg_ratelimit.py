@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from llmclient.routing.ratelimit import Admission, RateLimit, _int, parse_duration
+from llmclient.routing.ratelimit import Admission, RateLimit, RateLimitHint
 from llmclient.stores.base import StoreUnavailableError
 from llmclient.stores.postgres import PostgresStore, warn_degraded
 from llmclient.stores.writer import RateSettleWrite
@@ -53,7 +53,7 @@ class PostgresRateLimitStore:
             instead of raising `StoreUnavailableError` with nothing sent.
     """
 
-    _shared: ClassVar[dict[str, PostgresRateLimitStore]] = {}
+    _shared: ClassVar[dict[str, PostgresRateLimitStore]] = {}  # one per URL, for the process
     _shared_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, store: PostgresStore | str, *, lease: float = 900.0, fail_open: bool = False) -> None:
@@ -94,13 +94,10 @@ class PostgresRateLimitStore:
         self.settle(admission, 0)
 
     async def learn(self, key: str, headers: Mapping[str, str]) -> None:
-        requests = _int(headers.get("x-ratelimit-remaining-requests"))
-        tokens = _int(headers.get("x-ratelimit-remaining-tokens"))
-        if requests is None and tokens is None:
+        hint = RateLimitHint.from_headers(headers)
+        if hint.requests is None and hint.tokens is None:
             return
-        requests_reset = parse_duration(headers.get("x-ratelimit-reset-requests")) or 1.0
-        tokens_reset = parse_duration(headers.get("x-ratelimit-reset-tokens")) or 1.0
-        params = (key, requests, requests_reset, tokens, tokens_reset, self.store.now())
+        params = (key, hint.requests, hint.requests_reset, hint.tokens, hint.tokens_reset, self.store.now())
         try:
             await self.store.call(partial(_one, sql=_LEARN, params=params))
         except StoreUnavailableError as exc:  # the configured limits still hold; the hint is lost

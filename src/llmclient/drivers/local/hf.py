@@ -40,16 +40,7 @@ from llmclient.errors import (
     InvalidRequestError,
     LLMClientError,
 )
-from llmclient.types import (
-    ChatChunk,
-    ChatRequest,
-    ChatResponse,
-    EmbedResponse,
-    Message,
-    TokenCount,
-    Tool,
-    Usage,
-)
+from llmclient.types import ChatChunk, ChatRequest, ChatResponse, EmbedResponse, Message, TokenCount, Tool, Usage
 
 PROVIDER = "transformers"
 DEFAULT_MAX_TOKENS = 4096
@@ -96,7 +87,7 @@ class TransformersDriver(BaseDriver):
         self._defaults = dict(options)
         self._per_model = {name: dict(values) for name, values in (models or {}).items()}
         self._accelerator = accelerator
-        self._models: dict[str, LocalModel] = {}
+        self._models: dict[str, LocalModel] = {}  # per model loaded: its weights, kept until `aclose`
         # Batchers and workers hold asyncio primitives, which belong to one event loop; the models do not.
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Any]] = weakref.WeakKeyDictionary()
 

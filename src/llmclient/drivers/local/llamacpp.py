@@ -93,8 +93,8 @@ class LlamaCppDriver(BaseDriver):
             if entry.get("pooling") not in (None, *_POOLING):
                 raise ConfigurationError(f"pooling must be one of {', '.join(_POOLING)} or None", provider=self.name)
         self._defaults = ModelSettings(**options)
-        self._engines: dict[tuple[str, bool], Engine] = {}
-        self._workers: dict[str, ModelWorker[str]] = {}
+        self._engines: dict[tuple[str, bool], Engine] = {}  # per model file loaded (and its embedding mode)
+        self._workers: dict[str, ModelWorker[str]] = {}  # per model: its one worker thread
         self._grammars: dict[str, Any] = {}
 
     def __repr__(self) -> str:

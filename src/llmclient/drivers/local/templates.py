@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from llmclient.drivers.openai.wire import call_deltas
+from llmclient.drivers.toolkit import call_deltas
 from llmclient.tokens import template_message
 from llmclient.types import ChatChunk, ChatRequest, ChatResponse, FinishReason, Message, Tool, ToolCall, Usage
 

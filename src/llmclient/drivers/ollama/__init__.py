@@ -16,10 +16,9 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-from pydantic import SecretStr, ValidationError
+from pydantic import ValidationError
 
-from llmclient import tokens
-from llmclient.drivers import BaseDriver, Capabilities
+from llmclient.drivers import Capabilities
 from llmclient.drivers.ollama.context import (
     ContextGuard,
     OllamaTruncationWarning,
@@ -36,8 +35,7 @@ from llmclient.drivers.ollama.wire import (
     ollama_think,
     ollama_tool_call,
 )
-from llmclient.drivers.openai import validate_base_url
-from llmclient.drivers.openai.wire import TokenCounting, finish_from_wire, stream_error, stream_payload
+from llmclient.drivers.toolkit import HTTPDriver, finish_from_wire, stream_error, stream_payload
 from llmclient.errors import (
     APIConnectionError,
     APIError,
@@ -50,17 +48,8 @@ from llmclient.errors import (
     UnknownModelError,
     UnsupportedCapabilityError,
 )
-from llmclient.http.client import HTTPClient, HTTPOptions, Timeouts, Transport
-from llmclient.types import (
-    ChatChunk,
-    ChatRequest,
-    ChatResponse,
-    EmbedResponse,
-    Message,
-    TokenCount,
-    Tool,
-    Usage,
-)
+from llmclient.http import Timeouts, validate_base_url
+from llmclient.types import ChatChunk, ChatRequest, ChatResponse, EmbedResponse, Message, Usage
 
 DEFAULT_HOST = "http://localhost:11434"
 DEFAULT_PORT = 11434
@@ -83,19 +72,16 @@ def parse_host(host: str | None) -> str:
     return validate_base_url(value, provider="ollama")
 
 
-class OllamaDriver(BaseDriver):
+class OllamaDriver(HTTPDriver):
     """Ollama's native API. Host from `host=`, `OLLAMA_HOST` or http://localhost:11434; no key needed.
 
     Args:
         host: The server, as a URL or in Ollama's `host:port` form.
-        api_key: A bearer token for a hosted Ollama (else `OLLAMA_API_KEY`); local servers need none.
-        headers: Extra HTTP headers.
-        transport: An httpx transport (e.g. `httpx.MockTransport` in tests); selects the httpx backend.
+        api_key: A bearer token for a hosted Ollama (else `OLLAMA_API_KEY`); local servers need none (a
+            `**driver_options` entry).
         timeouts: Connect and read timeouts; by default 10 s to connect and no limit between reads, since Ollama
             sends nothing before it has loaded the model and, unless streaming, generated the whole reply.
-        http: Proxy, TLS verification, connection limits, keep-alive and backend (`HTTPOptions` or a dict).
         provider: The provider name this driver serves under (another server: `{"driver": "ollama", ...}`).
-        tokenizer: The model's Hugging Face tokenizer, for exact prompt counts (as for `openai-compatible`).
         keep_alive: How long Ollama keeps the model loaded after a call (`"10m"`, `0`, `-1`).
         think: Thinking for reasoning models by default: True, False or a level such as `"low"`; a call's
             `thinking=` or `reasoning_effort=` decides for that call.
@@ -107,6 +93,9 @@ class OllamaDriver(BaseDriver):
             Ollama 0.12.6+ answers with an error instead.
         min_num_ctx: The smallest `num_ctx` the guard sends (fewer distinct sizes mean fewer model reloads).
         output_reserve: Tokens the guard keeps free for the reply when a call gives no `max_tokens`.
+        **driver_options: The other options of every HTTP driver (`llmclient.drivers.toolkit.HTTPDriver`):
+            `headers`, `transport`, `http`, `limits`, and `tokenizer`, the model's Hugging Face tokenizer for exact
+            prompt counts (as for `openai-compatible`).
     """
 
     name: ClassVar[str] = "ollama"
@@ -123,17 +112,15 @@ class OllamaDriver(BaseDriver):
         ),
     )
 
+    api_key_env: ClassVar[str | None] = "OLLAMA_API_KEY"
+    requires_api_key: ClassVar[bool] = False
+
     def __init__(
         self,
         *,
         host: str | None = None,
-        api_key: str | SecretStr | None = None,
-        headers: Mapping[str, str] | None = None,
-        transport: Transport | None = None,
         timeouts: Timeouts | None = None,
-        http: HTTPOptions | Mapping[str, Any] | None = None,
         provider: str | None = None,
-        tokenizer: str | os.PathLike[str] | Mapping[str, Any] | tokens.HFTokenizer | None = None,
         keep_alive: str | float | None = None,
         think: bool | str | None = None,
         num_ctx: int | None = None,
@@ -143,48 +130,33 @@ class OllamaDriver(BaseDriver):
         truncate: bool = False,
         min_num_ctx: int = 4096,
         output_reserve: int = 1024,
+        **driver_options: Any,
     ) -> None:
-        self.provider = provider or self.name
-        environ = os.environ if self.provider == self.name else {}  # the environment speaks for "ollama" only
-        self.host = parse_host(host or environ.get("OLLAMA_HOST"))
-        self.endpoint = self.host
-        key = api_key if api_key is not None else environ.get("OLLAMA_API_KEY")
-        secret = key.get_secret_value() if isinstance(key, SecretStr) else (key or "")
-        self.api_key = SecretStr(secret) if secret else None
+        own = (provider or self.name) == self.name  # the environment speaks for "ollama" only
+        self.host = parse_host(host or (os.environ.get("OLLAMA_HOST") if own else None))
         self.options = {**(options or {}), **({"num_ctx": num_ctx} if num_ctx else {})}
         self.keep_alive, self.think, self.dimensions, self.truncate = keep_alive, think, dimensions, truncate
         self.context_guard, self.min_num_ctx, self.output_reserve = context_guard, min_num_ctx, output_reserve
-        configured = None if tokenizer is None else tokens.HFTokenizer.from_option(tokenizer)
-        self._counting = TokenCounting(configured, _estimate)
-        self._http = HTTPClient(
-            provider=self.provider,
-            base_url=self.host,
-            headers={**(headers or {}), **({"authorization": f"Bearer {secret}"} if secret else {})},
-            secrets=(secret,),
-            transport=transport,
-            # No read timeout by default: a non-streamed reply comes after the whole generation (minutes on a CPU).
-            timeouts=timeouts or Timeouts(connect=10.0, read=math.inf, total=None),
-            options=http,
-            refine=self._refine_error,
-            refine_connect=self._refine_connect,
-        )
+        # No read timeout by default: a non-streamed reply comes after the whole generation (minutes on a CPU).
+        timeouts = timeouts or Timeouts(connect=10.0, read=math.inf, total=None)
+        super().__init__(base_url=self.host, timeouts=timeouts, provider=provider, **driver_options)
         self._guard = ContextGuard(self._http, self.provider)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(provider={self.provider!r}, host={self.host!r})"
 
     def _refine_error(self, error: APIError) -> LLMClientError:
-        where: dict[str, Any] = {"provider": error.provider, "model": error.model, "status": error.status}
         lowered = error.message.lower()
         found = _MODEL_NOT_FOUND.search(error.message)
         if error.status == 404 and found:
-            return UnknownModelError(f"{error.message}: run `ollama pull {found.group(1)}`", body=error.body, **where)
+            return error.narrowed(UnknownModelError, f"{error.message}: run `ollama pull {found.group(1)}`")
         if error.status == 400 and "does not support" in lowered:
             # No error codes, only `"<model> does not support tools"` (or thinking, chat, embeddings) in a 400.
+            where: dict[str, Any] = {"provider": error.provider, "model": error.model, "status": error.status}
             return UnsupportedCapabilityError(error.message, **where)
         if error.status == 400 and any(hint in lowered for hint in _CONTEXT_ERRORS):
             # What `truncate: false` answers on overflow: "exceeds the available context size" (Ollama 0.12.6+).
-            return ContextWindowExceededError(error.message, body=error.body, **where)
+            return error.narrowed(ContextWindowExceededError)
         return error
 
     def _refine_connect(self, error: APIConnectionError) -> LLMClientError:
@@ -390,24 +362,6 @@ class OllamaDriver(BaseDriver):
         """Download `model` (`/api/pull`), yielding Ollama's progress dicts (`status`, `total`, `completed`)."""
         async for progress in pull_model(self._http, self.provider, model, insecure=insecure):
             yield progress
-
-    # -- counting -----------------------------------------------------------------------------------------------
-
-    async def count_tokens(self, model: str, messages: list[Message], tools: list[Tool]) -> TokenCount:
-        """Prompt tokens: exact by a configured tokenizer's chat template, else a flagged cl100k estimate."""
-        return await self._counting.count_tokens(model, messages, tools)
-
-    async def count_text(self, model: str, text: str) -> TokenCount:
-        """Tokens in plain text (no chat framing)."""
-        return await self._counting.count_text(model, text)
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
-
-def _estimate(model: str) -> tuple[tokens.Tokenizer, bool]:
-    """Without a configured tokenizer every model is estimated with cl100k (or the character ratio offline)."""
-    return tokens.load_encoding("cl100k_base") or tokens.RATIO_ESTIMATOR, False
 
 
 # The request's parameters that are Ollama options, and their names there (`Options` in api/types.go).

@@ -25,7 +25,7 @@ from llmclient.errors import (
     UnknownModelError,
     UnsupportedCapabilityError,
 )
-from llmclient.http.client import HTTPClient
+from llmclient.http import HTTPClient
 from llmclient.types import ChatRequest, TokenCount
 
 
@@ -62,8 +62,8 @@ class ContextGuard:
     def __init__(self, http: HTTPClient, provider: str) -> None:
         self._http = http
         self._provider = provider
-        self._models: dict[str, asyncio.Future[ModelInfo]] = {}
-        self._num_ctx: dict[str, int] = {}
+        self._models: dict[str, asyncio.Future[ModelInfo]] = {}  # per model the server was asked about
+        self._num_ctx: dict[str, int] = {}  # per model: the context window last sent
 
     async def fit(
         self,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmclient.drivers.openai.wire import call_deltas
+from llmclient.drivers.toolkit import call_deltas, json_schema_of
 from llmclient.errors import InvalidRequestError, UnsupportedCapabilityError
 from llmclient.types import (
     AudioPart,
@@ -94,10 +94,8 @@ def ollama_think(request: ChatRequest, default: bool | str | None) -> bool | str
 def ollama_format(response_format: dict[str, Any]) -> str | dict[str, Any] | None:
     """A `response_format` as Ollama's `format`: a JSON schema, "json", or None for plain text."""
     kind = response_format.get("type")
-    if kind == "json_schema":
-        schema = (response_format.get("json_schema") or {}).get("schema")
-        if not isinstance(schema, dict):
-            raise InvalidRequestError("a json_schema response_format needs json_schema.schema", provider="ollama")
+    schema = json_schema_of(response_format, provider="ollama")
+    if schema is not None:
         return schema
     if kind in ("json_object", "text"):
         return "json" if kind == "json_object" else None

@@ -7,49 +7,44 @@ API reference: https://platform.openai.com/docs/api-reference/chat
 
 from __future__ import annotations
 
-import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
-from pydantic import SecretStr, ValidationError
+from pydantic import ValidationError
 
 from llmclient import tokens
-from llmclient.drivers import BaseDriver, Capabilities, EmbeddingLimits
+from llmclient.drivers import Capabilities, EmbeddingLimits
 from llmclient.drivers.openai.messages import messages_to_wire
 from llmclient.drivers.openai.replies import StreamState, choices_from_wire, usage_from_wire
-from llmclient.drivers.openai.wire import TokenCounting, stream_error, stream_payload, vectors_from_wire
+from llmclient.drivers.openai.wire import vectors_from_wire
+from llmclient.drivers.streams import reply_of
+from llmclient.drivers.toolkit import HTTPDriver, event_error, stream_error, stream_payload
 from llmclient.errors import (
     APIConnectionError,
     APIError,
-    ConfigurationError,
-    MissingAPIKeyError,
     ResponseFormatError,
     StreamDecodeError,
     StreamError,
     StreamInterruptedError,
 )
-from llmclient.http.client import HTTPClient, HTTPOptions, Limits, Timeouts, Transport, iter_sse
-from llmclient.http.options import validate_base_url
-from llmclient.types import (
-    CHAT_PARAMS,
-    ChatChunk,
-    ChatRequest,
-    ChatResponse,
-    EmbedResponse,
-    Message,
-    TokenCount,
-    Tool,
-    Usage,
-)
+from llmclient.http import iter_sse
+from llmclient.types import CHAT_PARAMS, ChatChunk, ChatRequest, ChatResponse, EmbedResponse, Message, Usage
 
 
-class OpenAIDriver(BaseDriver):
-    """OpenAI's API. Key from `api_key=` or `OPENAI_API_KEY`; base URL from `base_url=` or `OPENAI_BASE_URL`."""
+class OpenAIDriver(HTTPDriver):
+    """OpenAI's API. Key from `api_key=` or `OPENAI_API_KEY`; base URL from `base_url=` or `OPENAI_BASE_URL`.
+
+    Args:
+        organization: Sent as `OpenAI-Organization`.
+        project: Sent as `OpenAI-Project`.
+        **options: The options of every HTTP driver (`llmclient.drivers.toolkit.HTTPDriver`): `api_key`,
+            `base_url`, `headers`, `transport`, `timeouts`, `http`, `provider`, `tokenizer`, `limits`.
+    """
 
     name: ClassVar[str] = "openai"
     default_base_url: ClassVar[str | None] = "https://api.openai.com/v1"
-    api_key_env: ClassVar[str] = "OPENAI_API_KEY"
-    base_url_env: ClassVar[str] = "OPENAI_BASE_URL"
+    api_key_env: ClassVar[str | None] = "OPENAI_API_KEY"
+    base_url_env: ClassVar[str | None] = "OPENAI_BASE_URL"
     requires_api_key: ClassVar[bool] = True
     # OpenAI deprecated `max_tokens` for `max_completion_tokens`, which its reasoning models require
     # (https://platform.openai.com/docs/api-reference/chat/create#chat-create-max_completion_tokens).
@@ -71,76 +66,17 @@ class OpenAIDriver(BaseDriver):
     # Whether the server knows the `developer` role (else such messages go as `system`).
     developer_role: ClassVar[bool] = True
 
-    def __init__(
-        self,
-        *,
-        api_key: str | SecretStr | None = None,
-        base_url: str | None = None,
-        organization: str | None = None,
-        project: str | None = None,
-        headers: Mapping[str, str] | None = None,
-        transport: Transport | None = None,
-        timeouts: Timeouts | None = None,
-        http: HTTPOptions | Mapping[str, Any] | None = None,
-        provider: str | None = None,
-        tokenizer: str | os.PathLike[str] | Mapping[str, Any] | tokens.HFTokenizer | None = None,
-        limits: Limits | None = None,
-    ) -> None:
-        self.provider = provider or self.name
-        configured = None if tokenizer is None else tokens.HFTokenizer.from_option(tokenizer)
-        self._counting = TokenCounting(configured, self._default_tokenizer)
-        # The environment speaks for the built-in provider only: a server added under a name of its own must not
-        # receive OPENAI_COMPATIBLE_API_KEY (or go to OPENAI_COMPATIBLE_BASE_URL) unless configured so.
-        environ = os.environ if self.provider == self.name else {}
-        key = api_key if api_key is not None else environ.get(self.api_key_env)
-        self.api_key: SecretStr | None = (
-            SecretStr(key) if isinstance(key, str) and key else (key if isinstance(key, SecretStr) else None)
-        )
-        url = base_url or environ.get(self.base_url_env) or self.default_base_url
-        if not url:
-            raise ConfigurationError(
-                f"{self.provider} needs a base_url: pass Client(providers={{{self.provider!r}: "
-                f"{{'base_url': 'http://host:port/v1'}}}}) or set {self.base_url_env}",
-                provider=self.provider,
-            )
-        self.base_url = validate_base_url(url, provider=self.provider)
-        self.endpoint = self.base_url
-        wire_headers = dict(headers or {})
-        secret = self.api_key.get_secret_value() if self.api_key else ""
-        if secret:
-            wire_headers["authorization"] = f"Bearer {secret}"
-        if organization:
-            wire_headers["openai-organization"] = organization
-        if project:
-            wire_headers["openai-project"] = project
-        self._http = HTTPClient(
-            provider=self.provider,
-            base_url=self.base_url,
-            headers=wire_headers,
-            secrets=(secret,),
-            transport=transport,
-            timeouts=timeouts,
-            options=http,
-            refine=self._refine_error,
-            limits=limits,
-        )
+    def __init__(self, *, organization: str | None = None, project: str | None = None, **options: Any) -> None:
+        self._account = {"openai-organization": organization, "openai-project": project}
+        super().__init__(**options)
 
-    def _check_key(self, model: str) -> None:
-        # Checked when a request is about to be sent, not at construction: counting tokens needs no key.
-        if self.api_key is None and self.requires_api_key:
-            raise MissingAPIKeyError(
-                f"{self.provider} needs an API key: set {self.api_key_env} or pass "
-                f"Client(providers={{{self.provider!r}: {{'api_key': ...}}}})",
-                provider=self.provider,
-                model=model,
-            )
+    def _auth_headers(self, secret: str) -> dict[str, str]:
+        account = {name: value for name, value in self._account.items() if value}
+        return {**super()._auth_headers(secret), **account}
 
     def _refine_error(self, error: APIError) -> APIError:
         """A hook for provider quirks in error answers; OpenAI's are mapped as they are."""
         return error
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(provider={self.provider!r}, base_url={self.base_url!r})"
 
     # -- chat ---------------------------------------------------------------------------------------------------
 
@@ -203,15 +139,8 @@ class OpenAIDriver(BaseDriver):
         where: dict[str, Any] = {"provider": self.provider, "model": request.model, "partial": text}
         payload = stream_payload(data.encode(), unit="stream event", **where)
         if event == "error" or payload.get("error"):
-            error = payload.get("error", payload)
-            details = error if isinstance(error, dict) else {}
-            message = details.get("message") if details else str(error)
-            what = f"sent an error inside the stream: {self._http.redact(str(message))}"
-            interrupted = stream_error(StreamInterruptedError, what, **where)
-            # The provider's own type and code say what went wrong (overloaded, content filter, …): keep them.
-            interrupted.error_type = None if details.get("type") is None else str(details["type"])[:100]
-            interrupted.error_code = None if details.get("code") is None else str(details["code"])[:100]
-            raise interrupted
+            # The provider's own type and code say what went wrong (overloaded, content filter, …): kept.
+            raise event_error(payload, redact=self._http.redact, **where)
         return payload
 
     def _stream_error(
@@ -252,13 +181,8 @@ class OpenAIDriver(BaseDriver):
         return messages_to_wire(messages, developer=self.developer_role)
 
     def _from_wire(self, data: dict[str, Any], request: ChatRequest, request_id: str | None) -> ChatResponse:
-        choices = choices_from_wire(data)
-        first = choices[0]
-        return ChatResponse(
-            message=first.message,
-            finish_reason=first.finish_reason,
-            logprobs=first.logprobs,
-            choices=choices if len(choices) > 1 else [],
+        return reply_of(
+            choices_from_wire(data),
             usage=self._usage_from_wire(data["usage"]) if data.get("usage") else Usage(estimated=True),
             model=data.get("model") or request.model,
             provider=self.provider,
@@ -314,16 +238,6 @@ class OpenAIDriver(BaseDriver):
         """tiktoken: exact for OpenAI's models, an estimate for anything a compatible server serves."""
         return tokens.tokenizer_for(model)
 
-    async def count_tokens(self, model: str, messages: list[Message], tools: list[Tool]) -> TokenCount:
-        return await self._counting.count_tokens(model, messages, tools)
-
-    async def count_text(self, model: str, text: str) -> TokenCount:
-        """Tokens in plain text (no chat framing)."""
-        return await self._counting.count_text(model, text)
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
 
 class OpenAICompatibleDriver(OpenAIDriver):
     """Any server speaking OpenAI's chat format. `base_url=` is required; the API key is optional.
@@ -335,8 +249,8 @@ class OpenAICompatibleDriver(OpenAIDriver):
 
     name: ClassVar[str] = "openai-compatible"
     default_base_url: ClassVar[str | None] = None
-    api_key_env: ClassVar[str] = "OPENAI_COMPATIBLE_API_KEY"
-    base_url_env: ClassVar[str] = "OPENAI_COMPATIBLE_BASE_URL"
+    api_key_env: ClassVar[str | None] = "OPENAI_COMPATIBLE_API_KEY"
+    base_url_env: ClassVar[str | None] = "OPENAI_COMPATIBLE_BASE_URL"
     requires_api_key: ClassVar[bool] = False
     max_tokens_field: ClassVar[str] = "max_tokens"
     # Each server sets its own limits (and rejects what breaks them); batches stay at OpenAI's 2048 inputs.
@@ -355,4 +269,4 @@ _WIRE_PARAMS = tuple(name for name in CHAT_PARAMS if name not in ("max_tokens", 
 _EMBEDDING_DIMENSIONS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072, "text-embedding-ada-002": 1536}
 
 
-__all__ = ["OpenAICompatibleDriver", "OpenAIDriver", "validate_base_url"]
+__all__ = ["OpenAICompatibleDriver", "OpenAIDriver"]

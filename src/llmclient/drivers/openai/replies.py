@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmclient.drivers.openai.wire import finish_from_wire
+from llmclient.drivers.toolkit import finish_from_wire
 from llmclient.types import (
     ChatChunk,
     Choice,

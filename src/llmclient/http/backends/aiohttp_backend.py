@@ -15,8 +15,9 @@ tracing says which) by a close before its answer began is sent again, as the nat
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from functools import partial
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
@@ -24,11 +25,13 @@ import aiohttp
 from yarl import URL
 
 from llmclient.errors import LLMClientError
+from llmclient.http.loop_end import on_loop_end
 from llmclient.http.options import Answer
 from llmclient.http.options import finite_seconds as _seconds
 
 if TYPE_CHECKING:
-    from llmclient.http.client import FailureKind, HTTPClient
+    from llmclient.http.client import HTTPClient
+    from llmclient.http.failures import FailureKind
 
 
 class AiohttpBackend:
@@ -38,7 +41,8 @@ class AiohttpBackend:
         self._owner = owner
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._urls: dict[str, URL] = {}
+        self._watcher: AsyncGenerator[None, None] | None = None  # closes the session at the end of its loop
+        self._urls: dict[str, URL] = {}  # per path: the few a driver sends to (one per model at most)
         options = owner.options
         self._proxy = options.proxy_for(owner.base_url)  # the environment is read once, as httpx does
         # Each try that meets a closed kept-alive connection drops it: past the most that can be idle, a new one.
@@ -86,7 +90,13 @@ class AiohttpBackend:
             trace_configs=[tracing],
         )
         self._loop = loop
+        self._watcher = on_loop_end(partial(self._close_at_end_of, loop))
         return session
+
+    async def _close_at_end_of(self, loop: asyncio.AbstractEventLoop) -> None:
+        """`loop` is ending: close its session there, so that no socket outlives it (`http.loop_end`)."""
+        if self._loop is loop:
+            await self.aclose()
 
     def _url(self, path: str) -> URL:
         url = self._urls.get(path)

@@ -21,14 +21,16 @@ import asyncio
 import socket
 import sys
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import asynccontextmanager, suppress
+from functools import partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from llmclient.errors import LLMClientError, ResponseFormatError, request_id_from
 from llmclient.http.backends.native_connection import Connection, Failed
 from llmclient.http.framing import inflate, inflate_stream
+from llmclient.http.loop_end import on_loop_end
 from llmclient.http.options import Answer
 from llmclient.http.options import finite_seconds as _seconds
 
@@ -66,6 +68,8 @@ class H1Backend:
         if self._keepalive <= 0 or self._max_idle == 0:
             fixed["connection"] = "close"
         self._fixed = {**fixed, **{k.lower(): v for k, v in owner.headers.items()}}
+        # Request heads by method, path and the fixed headers of that kind of request: bounded by the few paths a
+        # driver sends to (one per model at most), never by the calls.
         self._heads: dict[tuple[str, str, tuple[tuple[str, str], ...]], str] = {}
         # Built now, so a bad `verify=` fails where the driver is configured (as httpx does).
         self._ssl = _context(options.ssl_context()) if self._secure else None
@@ -75,19 +79,27 @@ class H1Backend:
         self._open = 0
         self._waiters: deque[asyncio.Future[Connection | None]] = deque()
         self._sweep: asyncio.TimerHandle | None = None
+        self._watcher: AsyncGenerator[None, None] | None = None  # closes the pool at the end of its loop
 
     # -- the pool --------------------------------------------------------------------------------------------
 
     def _bind(self) -> asyncio.AbstractEventLoop:
         loop = asyncio.get_running_loop()
         if loop is not self.loop:
-            for connection in self._idle:  # the old loop's: closed without it (it may be closed itself)
+            for connection in self._idle:  # the old loop's, if it ended without closing them: closed without it
                 _abandon(connection)
             if self._sweep is not None:
                 self._sweep.cancel()
             self._idle, self._open, self._waiters, self._sweep = [], 0, deque(), None
             self.loop = loop
+            self._watcher = on_loop_end(partial(self._close_at_end_of, loop))
         return loop
+
+    async def _close_at_end_of(self, loop: asyncio.AbstractEventLoop) -> None:
+        """`loop` is ending (or this pool was dropped while it ran): close its idle connections on it, so that no
+        socket outlives it (`http.loop_end`)."""
+        if self.loop is loop:
+            await self.aclose()
 
     async def _acquire(self) -> tuple[Connection, bool]:
         """A connection for one exchange, and whether it is a kept-alive one (it served an earlier exchange)."""
