@@ -20,7 +20,7 @@ following it (the key would go along). Under DEBUG logging, httpx's and httpcore
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
@@ -227,7 +227,11 @@ class HTTPClient:
         """POST `body` and yield the request id and an iterator over the answer's server-sent events as
         `(event, data)` (see `llmclient.http.iter_sse`), each within `limits.max_event_bytes`."""
         async with self.stream_lines(path, body, model=model) as (request_id, lines):
-            yield request_id, iter_sse(lines, max_event_chars=self.limits.max_event_bytes)
+            events = iter_sse(lines, max_event_chars=self.limits.max_event_bytes)
+            try:
+                yield request_id, events
+            finally:  # a reader that stops at its own end marker leaves it suspended: closed now, not by the GC
+                await events.aclose()
 
     def stream_ndjson(
         self, path: str, body: dict[str, Any], *, model: str | None
@@ -241,21 +245,35 @@ class HTTPClient:
         path: str,
         body: dict[str, Any],
         headers: Mapping[str, str],
-        frame: Callable[..., AsyncIterator[Frame]],
+        frame: Callable[..., AsyncGenerator[Frame, None]],
         model: str | None,
     ) -> AsyncIterator[tuple[str | None, AsyncIterator[Frame]]]:
         """A streamed answer over either backend, split by `frame` within `limits.max_event_bytes`."""
         backend = self._backend()
-        limit = self.limits.max_event_bytes
         if backend is not None:
             async with backend.stream(path, encode_body(body), headers, model) as response:
-                frames = frame(backend.chunks(response, model), max_line_bytes=limit)  # type: ignore[arg-type]
-                yield request_id_from(response.headers, self._secrets), self._guarded(frames, model)
+                pieces = backend.chunks(response, model)  # type: ignore[arg-type]
+                frames, guarded = self._frames(frame, pieces, model)
+                try:
+                    yield request_id_from(response.headers, self._secrets), guarded
+                finally:
+                    await _close(guarded, frames, pieces)
             return
         request = self._httpx().build_request("POST", self._url(path), content=encode_body(body), headers=headers)
         async with self._send(request, model) as response:
-            frames = frame(self._bytes(response, model), max_line_bytes=limit)
-            yield request_id_from(response.headers, self._secrets), self._guarded(frames, model)
+            pieces = self._bytes(response, model)
+            frames, guarded = self._frames(frame, pieces, model)
+            try:
+                yield request_id_from(response.headers, self._secrets), guarded
+            finally:
+                await _close(guarded, frames, pieces)
+
+    def _frames(
+        self, frame: Callable[..., AsyncGenerator[Frame, None]], pieces: AsyncIterator[bytes], model: str | None
+    ) -> tuple[AsyncGenerator[Frame, None], AsyncGenerator[Frame, None]]:
+        """The body's frames, and the same with a frame over the limit as `StreamDecodeError`."""
+        frames = frame(pieces, max_line_bytes=self.limits.max_event_bytes)
+        return frames, self._guarded(frames, model)
 
     @asynccontextmanager
     async def _send(self, request: httpx.Request, model: str | None) -> AsyncIterator[httpx.Response]:
@@ -334,7 +352,7 @@ class HTTPClient:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    async def _bytes(self, response: httpx.Response, model: str | None) -> AsyncIterator[bytes]:
+    async def _bytes(self, response: httpx.Response, model: str | None) -> AsyncGenerator[bytes, None]:
         chunks = response.aiter_bytes()
         while True:
             try:
@@ -349,7 +367,7 @@ class HTTPClient:
                 raise failure
             yield chunk
 
-    async def _guarded(self, lines: AsyncIterator[Any], model: str | None) -> AsyncIterator[Any]:
+    async def _guarded(self, lines: AsyncIterator[Any], model: str | None) -> AsyncGenerator[Any, None]:
         try:
             async for line in lines:
                 yield line
@@ -481,6 +499,13 @@ def _closed_unanswered(exc: Exception) -> bool:
         isinstance(exc, httpx.RemoteProtocolError) and str(exc) == "Server disconnected without sending a response."
     )
     return closed or isinstance(exc, (httpx.ReadError, httpx.WriteError))
+
+
+async def _close(*generators: AsyncGenerator[Any, None]) -> None:
+    """Close a stream's generators, outermost first: a reader that stops at its own end marker (OpenAI's `[DONE]`)
+    leaves them suspended, and the event loop would otherwise close each in a task of its own when it is collected."""
+    for generator in generators:
+        await generator.aclose()
 
 
 _GET_HEADERS = {"accept": "application/json"}

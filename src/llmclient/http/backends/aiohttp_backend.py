@@ -176,7 +176,7 @@ class AiohttpBackend:
         finally:
             response.release()
 
-    async def chunks(self, response: aiohttp.ClientResponse, model: str | None) -> AsyncIterator[bytes]:
+    async def chunks(self, response: aiohttp.ClientResponse, model: str | None) -> AsyncGenerator[bytes, None]:
         """The body as it arrives, in chunks cut anywhere."""
         try:
             async for chunk in response.content.iter_any():
