@@ -72,7 +72,8 @@ class ChatStream(AbstractAsyncContextManager["ChatStream"]):
                 watch = watches_stream(call)
                 chunk = await life.send(chunks.first)
                 heard = call.observers.on_chunk if call.observers is not None else ()
-                deadline, output_tokens = life.deadline, 0
+                # One scope for every chunk: it is entered again after each exit (cheaper than one per chunk).
+                scope, output_tokens = life.deadline.scope(provider=call.provider, model=call.model), 0
                 while chunk is not None:
                     assembler.add(chunk)
                     if heard:
@@ -82,7 +83,7 @@ class ChatStream(AbstractAsyncContextManager["ChatStream"]):
                         check_stream(call, output_tokens)
                     yield chunk
                     try:  # inline, not a method: it runs for every chunk
-                        async with deadline.scope(provider=call.provider, model=call.model):
+                        async with scope:
                             chunk = await chunks.iterator.__anext__()
                     except StopAsyncIteration:
                         chunk = None
