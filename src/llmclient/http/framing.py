@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any
 
 from llmclient.errors import StreamDecodeError
 
@@ -87,8 +88,9 @@ async def iter_sse(
         yield event or "message", "\n".join(data)
 
 
-async def _raw_lines(chunks: AsyncIterator[bytes], limit: int) -> AsyncGenerator[bytes, None]:
-    """The lines of a body as bytes, from chunks cut anywhere; linear in the body size however small the chunks are.
+async def _raw_lines(chunks: AsyncIterator[bytes], limit: int, decode: bool = False) -> AsyncGenerator[Any, None]:
+    """The lines of a body as bytes (as text with `decode`: not UTF-8 becomes U+FFFD), from chunks cut anywhere;
+    linear in the body size however small the chunks are.
 
     A line ends at LF, CRLF or a bare CR (the event-stream format allows all three; NDJSON's JSON never holds a raw
     CR), bytes never inside a multi-byte UTF-8 sequence. A CR that ends one chunk and an LF that starts the next are
@@ -124,22 +126,17 @@ async def _raw_lines(chunks: AsyncIterator[bytes], limit: int) -> AsyncGenerator
         if pending > limit or any(len(line) > limit for line in lines):
             raise ValueError(f"a stream line over the {limit:,} byte limit")
         for line in lines:
-            yield line
+            yield line.decode("utf-8", "replace") if decode else line
     if parts:
-        yield b"".join(parts)
+        yield b"".join(parts).decode("utf-8", "replace") if decode else b"".join(parts)
 
 
-async def iter_lines(chunks: AsyncIterator[bytes], *, max_line_bytes: int | None = None) -> AsyncGenerator[str, None]:
+def iter_lines(chunks: AsyncIterator[bytes], *, max_line_bytes: int | None = None) -> AsyncGenerator[str, None]:
     """The lines of a body as text, blank lines kept (they end SSE events), each ending at LF, CRLF or CR; bytes
     that are not UTF-8 become U+FFFD. A last line without its line end is still delivered; one longer than
     `max_line_bytes` (the default limit when None) raises `ValueError`."""
-    limit = DEFAULT_MAX_EVENT_BYTES if max_line_bytes is None else max_line_bytes
-    lines = _raw_lines(chunks, limit)
-    try:
-        async for line in lines:
-            yield line.decode("utf-8", "replace")
-    finally:  # closed early (the reader found its end marker): so is the splitter, here rather than by the GC
-        await lines.aclose()
+    # The splitter itself, decoding as it goes: a generator around it would cost a resumption per line.
+    return _raw_lines(chunks, DEFAULT_MAX_EVENT_BYTES if max_line_bytes is None else max_line_bytes, decode=True)
 
 
 async def iter_ndjson(
@@ -153,5 +150,5 @@ async def iter_ndjson(
         async for line in lines:
             if line.strip():
                 yield line
-    finally:
+    finally:  # closed early (the reader found its end marker): so is the splitter, here rather than by the GC
         await lines.aclose()

@@ -136,7 +136,7 @@ class OpenAIDriver(HTTPDriver):
 
     def _event_payload(self, data: str, event: str, text: list[str], request: ChatRequest) -> dict[str, Any]:
         where: dict[str, Any] = {"provider": self.provider, "model": request.model, "partial": text}
-        payload = stream_payload(data.encode(), unit="stream event", **where)
+        payload = stream_payload(data, unit="stream event", **where)
         if event == "error" or payload.get("error"):
             # The provider's own type and code say what went wrong (overloaded, content filter, …): kept.
             raise event_error(payload, redact=self._http.redact, **where)
