@@ -251,29 +251,20 @@ class HTTPClient:
         """A streamed answer over either backend, split by `frame` within `limits.max_event_bytes`."""
         backend = self._backend()
         if backend is not None:
-            async with backend.stream(path, encode_body(body), headers, model) as response:
-                pieces = backend.chunks(response, model)  # type: ignore[arg-type]
-                frames, guarded = self._frames(frame, pieces, model)
-                try:
-                    yield request_id_from(response.headers, self._secrets), guarded
-                finally:
-                    await _close(guarded, frames, pieces)
-            return
-        request = self._httpx().build_request("POST", self._url(path), content=encode_body(body), headers=headers)
-        async with self._send(request, model) as response:
-            pieces = self._bytes(response, model)
-            frames, guarded = self._frames(frame, pieces, model)
+            opened: AbstractAsyncContextManager[Any] = backend.stream(path, encode_body(body), headers, model)
+        else:
+            request = self._httpx().build_request("POST", self._url(path), content=encode_body(body), headers=headers)
+            opened = self._send(request, model)
+        async with opened as response:
+            pieces = self._bytes(response, model) if backend is None else backend.chunks(response, model)
+            frames = frame(pieces, max_line_bytes=self.limits.max_event_bytes)
+            guarded = self._guarded(frames, model)
             try:
                 yield request_id_from(response.headers, self._secrets), guarded
-            finally:
-                await _close(guarded, frames, pieces)
-
-    def _frames(
-        self, frame: Callable[..., AsyncGenerator[Frame, None]], pieces: AsyncIterator[bytes], model: str | None
-    ) -> tuple[AsyncGenerator[Frame, None], AsyncGenerator[Frame, None]]:
-        """The body's frames, and the same with a frame over the limit as `StreamDecodeError`."""
-        frames = frame(pieces, max_line_bytes=self.limits.max_event_bytes)
-        return frames, self._guarded(frames, model)
+            finally:  # outermost first: a reader stopped at its end marker (`[DONE]`) leaves them suspended, and
+                # the event loop would otherwise close each in a task of its own when it is collected
+                for generator in (guarded, frames, pieces):
+                    await generator.aclose()
 
     @asynccontextmanager
     async def _send(self, request: httpx.Request, model: str | None) -> AsyncIterator[httpx.Response]:
@@ -499,13 +490,6 @@ def _closed_unanswered(exc: Exception) -> bool:
         isinstance(exc, httpx.RemoteProtocolError) and str(exc) == "Server disconnected without sending a response."
     )
     return closed or isinstance(exc, (httpx.ReadError, httpx.WriteError))
-
-
-async def _close(*generators: AsyncGenerator[Any, None]) -> None:
-    """Close a stream's generators, outermost first: a reader that stops at its own end marker (OpenAI's `[DONE]`)
-    leaves them suspended, and the event loop would otherwise close each in a task of its own when it is collected."""
-    for generator in generators:
-        await generator.aclose()
 
 
 _GET_HEADERS = {"accept": "application/json"}
