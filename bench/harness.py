@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,7 @@ class Settings:
     warmup_calls: int = 200
     import_runs: int = 15
     job_texts: int = 100_000
-    job_repeats: int = 3
+    job_repeats: int = 5
 
 
 FULL = Settings()
@@ -96,7 +97,17 @@ def cpu_split() -> tuple[set[int], set[int]] | None:
     return set(allowed[:-1]), {allowed[-1]}
 
 
-# -- the server process --------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def exported_source(revision: str | None) -> Iterator[Path | None]:
+    """The `src` folder of another git revision of this checkout (`git archive`), in a temporary folder, so its
+    llmclient can be measured beside this one's; None for no revision."""
+    if revision is None:
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="llmclient-baseline-") as folder:
+        archive = subprocess.run(["git", "archive", revision, "src"], cwd=ROOT, capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", folder], input=archive.stdout, check=True)
+        yield Path(folder) / "src"
 
 
 # -- the server process --------------------------------------------------------------------------------------------

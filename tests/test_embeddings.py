@@ -39,7 +39,7 @@ from llmclient import (
 from llmclient.embeddings import batches as embedding_batches
 from llmclient.embeddings.batches import plan_batches, truncate_to_tokens
 from llmclient.embeddings.cache import cache_key, open_embedding_cache
-from llmclient.embeddings.job import EmbedJob
+from llmclient.embeddings.texts import _KEYED_AT_ONCE, EmbedJob, ReceivedVectors
 from llmclient.tokens import count_text
 
 URL = "https://api.openai.com/v1/embeddings"
@@ -329,21 +329,48 @@ def test_plan_batches() -> None:
     assert plan_batches([], 10, 10) == []
 
 
+def keys_of(texts: list[str], truncated_to: int | None = None) -> list[str]:
+    return [f"k/{text}" for text in texts]
+
+
 def test_embed_job_deduplicates_and_assembles_in_order() -> None:
-    job = EmbedJob(["a", "b", "a", "c", "b"], lambda text, truncated_to=None: f"k/{text}")
+    job = EmbedJob(["a", "b", "a", "c", "b"], keys_of)
     assert job.pending == ["a", "b", "c"] and job.first_index == {"a": 0, "b": 1, "c": 3}
     job.fill(range(0, 3), np.arange(6, dtype=np.float32).reshape(3, 2))
     assert job.assemble(2).tolist() == [[0, 1], [2, 3], [0, 1], [4, 5], [2, 3]]
-    assert job.unsent == 2 and sorted(job.fresh) == ["k/a", "k/b", "k/c"]
+    assert job.unsent == 2 and sorted(ReceivedVectors(job)) == ["k/a", "k/b", "k/c"]
 
 
 def test_an_embed_job_without_a_cache_computes_no_keys() -> None:
-    def key(text: str, truncated_to: int | None = None) -> str:
+    def key(texts: list[str], truncated_to: int | None = None) -> list[str]:
         raise AssertionError("no cache: no SHA-256 per text")
 
-    job = EmbedJob(["a", "b", "a"], key, keyed=False)
+    job = EmbedJob(["a", "b", "a"], key)
+    job.lookup(None)
     job.fill(range(0, 2), np.arange(4, dtype=np.float32).reshape(2, 2))
     assert job.assemble(2).tolist() == [[0, 1], [2, 3], [0, 1]]
+
+
+def test_keys_are_computed_only_as_the_cache_reads_them() -> None:
+    hashed: list[str] = []
+
+    def key(texts: list[str], truncated_to: int | None = None) -> list[str]:
+        hashed.extend(texts)
+        return keys_of(texts)
+
+    texts = [f"t{i}" for i in range(5000)]
+    job = EmbedJob(texts, key)
+    cache = MemoryEmbeddingCache(max_entries=10)
+    job.lookup(cache)  # an empty cache holds nothing: no key is read
+    assert hashed == [] and len(job.pending) == 5000
+    job.fill(range(0, 5000), np.ones((5000, 2), dtype=np.float32))
+    cache.put_many(ReceivedVectors(job))  # the cache keeps the last 10: only keys read from the end are computed
+    assert sorted(hashed) == texts[-_KEYED_AT_ONCE:]
+    assert sorted(cache.get_many(keys_of(texts))) == keys_of(texts[-10:])
+    hashed.clear()
+    again = EmbedJob(texts[-12:], key)
+    again.lookup(cache)  # a cache with something in it reads every key, each computed once
+    assert again.pending == texts[-12:-10] and again.unsent == 10 and hashed == texts[-12:]
 
 
 @pytest.mark.parametrize(
@@ -440,7 +467,10 @@ async def test_the_deadline_cancels_batches_in_flight() -> None:
     client = Client(providers={"fake": Slow()}, timeout=Timeouts(total=0.05))
     with pytest.raises(APITimeoutError):
         await client.embed(["a", "b", "c"], model="fake/e", batch_size=1)
-    assert len(client.ledger) == 0
+    # The requests had left, so the provider may bill them: one record, cost unknown, as for a chat or a stream
+    # cut by its deadline (one lifecycle, one rule; docs/costs.md).
+    [record] = client.ledger.records
+    assert (record.cost, record.attempts, record.error) == (None, 3, "APITimeoutError")
 
 
 # -- progress bar ------------------------------------------------------------------------------------------------

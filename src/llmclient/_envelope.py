@@ -1,4 +1,5 @@
-"""A provider's error envelope read into one shape: message, type, code, reason, request id and retry delay.
+"""A provider's error envelope read into one shape: message, type, code, reason, request id and retry delay; and
+what an answer's headers say (`request_id_from`, `parse_retry_after`).
 
 Providers wrap an error in bodies of their own; these are the shapes `llmclient.errors.error_from_response` reads:
 
@@ -18,11 +19,26 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from llmclient._sanitize import MAX_MESSAGE_CHARS, bound, loads, strip_html
+from llmclient._sanitize import MAX_MESSAGE_CHARS, bound, loads, redact, strip_html
+
+MAX_REQUEST_ID_CHARS = 200
+
+# What context-window refusals say where no code names them: OpenAI-compatible servers; Anthropic's "prompt is
+# too long" and "exceed context limit" (https://platform.claude.com/docs/en/build-with-claude/context-windows);
+# Gemini's "exceeds the maximum number of tokens allowed".
+_CONTEXT_HINTS = (
+    "maximum context length",
+    "context length",
+    "context window",
+    "too many tokens",
+    "prompt is too long",
+    "exceed context limit",
+    "exceeds the maximum number of tokens",
+)
 
 _ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
 _RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
@@ -99,6 +115,22 @@ def read_payload(parsed: Any, status: int | None = None) -> Envelope:
     )
 
 
+def says_context_window(message: str) -> bool:
+    """Whether an error's message says the prompt was over the model's context window (where no code says so)."""
+    lowered = message.lower()
+    return any(hint in lowered for hint in _CONTEXT_HINTS)
+
+
+def request_id_from(headers: Mapping[str, str], secrets: Iterable[str] = ()) -> str | None:
+    """The provider's request id header, where it sends one: redacted (a server may echo the API key there, and
+    the id goes into errors, replies, logs, spans and every ledger) and bounded."""
+    for name in ("x-request-id", "request-id", "x-ds-trace-id", "cf-ray"):
+        value = headers.get(name)
+        if value:
+            return bound(redact(value, secrets), MAX_REQUEST_ID_CHARS)
+    return None
+
+
 def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
     """Seconds to wait from `retry-after-ms`, or `retry-after` as seconds or an HTTP date; None if absent."""
     millis = headers.get("retry-after-ms")
@@ -141,4 +173,12 @@ def _bounded(parsed: Any) -> Any:
     return parsed if len(json.dumps(parsed, default=str)) <= 4 * MAX_MESSAGE_CHARS else None
 
 
-__all__ = ["Envelope", "parse_retry_after", "read_envelope", "read_payload"]
+__all__ = [
+    "MAX_REQUEST_ID_CHARS",
+    "Envelope",
+    "parse_retry_after",
+    "read_envelope",
+    "read_payload",
+    "request_id_from",
+    "says_context_window",
+]

@@ -10,9 +10,10 @@ async with Client(default_model="fake/echo") as client:
 ```
 
 Each call resolves its model id to a driver (`model_ids`, `lifecycle.resolve`), builds a validated request
-(`lifecycle.request`), and goes through `client.pipeline`: admission (prompt count, budgets), sending under one
-retry layer and deadline (`lifecycle.send`), then pricing, settling and one ledger record. Streaming, structured
-output, the tool loop and embedding jobs live in their own modules.
+(`lifecycle.request`), and runs as one `lifecycle.flow.Lifecycle` over `client.pipeline`: admission (prompt count,
+budgets), sending under one retry layer and deadline, then usage completed where the provider sent none, pricing,
+settling and one ledger record. Streams, embedding jobs, structured output and the tool loop live in their own
+modules and run the same lifecycle (the last two as chat calls).
 
 `Client(routes={"chat": [Deployment(...), ...]})` makes `"chat"` a model group: `model="chat"` calls go to one of
 its deployments (each a model id with provider options, weight, rate limits and price of its own), move to another
@@ -41,7 +42,7 @@ from llmclient.embeddings.job import EmbedOptions, run_embed_job
 from llmclient.errors import LLMClientError, UnsupportedCapabilityError
 from llmclient.http import Timeouts, Transport
 from llmclient.lifecycle import BudgetAdmission, CountPrompt, LedgerRecording, Pipeline, Pricing, Step
-from llmclient.lifecycle import send as pipeline_send
+from llmclient.lifecycle.flow import chat as run_chat
 from llmclient.lifecycle.request import count_tokens, messages_of
 from llmclient.lifecycle.resolve import Drivers, Resolver, checked_timeout
 from llmclient.lifecycle.retry import RetryPolicy
@@ -243,7 +244,7 @@ class Client:
                 max_validation_retries=max_validation_retries,
             )
         call = self._resolver.chat_call("chat", messages, options)
-        return await pipeline_send.chat(call, self.pipeline, self.timeouts.total)
+        return await run_chat(call, self.pipeline, self.timeouts.total)
 
     def stream(self, messages: Messages, **options: Unpack[ChatOptions]) -> ChatStream:
         """Stream the reply as `ChatChunk`s; the assembled `ChatResponse` is `stream.response` at the end.

@@ -58,8 +58,10 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
+from llmclient._envelope import MAX_REQUEST_ID_CHARS as MAX_REQUEST_ID_CHARS
 from llmclient._envelope import parse_retry_after as parse_retry_after
-from llmclient._envelope import read_envelope
+from llmclient._envelope import read_envelope, says_context_window
+from llmclient._envelope import request_id_from as request_id_from
 
 # Re-exported: the text helpers were born here and other modules import them from here.
 from llmclient._sanitize import MAX_MESSAGE_CHARS as MAX_MESSAGE_CHARS
@@ -70,20 +72,7 @@ from llmclient._sanitize import loads as loads
 from llmclient._sanitize import redact as redact
 from llmclient._sanitize import strip_html as strip_html
 
-# What context-window refusals say where no code names them: OpenAI-compatible servers; Anthropic's "prompt is
-# too long" and "exceed context limit" (https://platform.claude.com/docs/en/build-with-claude/context-windows);
-# Gemini's "exceeds the maximum number of tokens allowed".
 A = TypeVar("A", bound="APIError")
-
-_CONTEXT_HINTS = (
-    "maximum context length",
-    "context length",
-    "context window",
-    "too many tokens",
-    "prompt is too long",
-    "exceed context limit",
-    "exceeds the maximum number of tokens",
-)
 
 
 class LLMClientError(Exception):
@@ -412,19 +401,6 @@ class IncompleteWriteError(VectorStoreError):
         self.uncertain_ids = uncertain_ids or []
 
 
-MAX_REQUEST_ID_CHARS = 200
-
-
-def request_id_from(headers: Mapping[str, str], secrets: Iterable[str] = ()) -> str | None:
-    """The provider's request id header, where it sends one: redacted (a server may echo the API key there, and
-    the id goes into errors, replies, logs, spans and every ledger) and bounded."""
-    for name in ("x-request-id", "request-id", "x-ds-trace-id", "cf-ray"):
-        value = headers.get(name)
-        if value:
-            return bound(redact(value, secrets), MAX_REQUEST_ID_CHARS)
-    return None
-
-
 def error_from_response(
     status: int,
     body: bytes,
@@ -481,10 +457,7 @@ def error_from_response(
 
 
 def _classify(status: int, message: str, error_type: str | None, code: str | None) -> type[APIError]:
-    lowered = message.lower()
-    if code == "context_length_exceeded" or (
-        status in (400, 413, 422) and any(hint in lowered for hint in _CONTEXT_HINTS)
-    ):
+    if code == "context_length_exceeded" or (status in (400, 413, 422) and says_context_window(message)):
         return ContextWindowExceededError
     if code == "model_not_found":
         return UnknownModelError

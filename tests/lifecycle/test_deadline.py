@@ -48,3 +48,24 @@ async def test_a_callers_own_cancellation_is_not_a_timeout() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     deadline.close()
+
+
+async def test_one_scope_entered_again_is_bounded_each_time() -> None:
+    # A stream reads every chunk in the same scope: each entry is bounded, and the time between entries is not.
+    deadline = Deadline(0.2)
+    scope = deadline.scope(provider="p", model="m")
+    for _ in range(3):
+        async with scope:
+            await asyncio.sleep(0)
+    await asyncio.sleep(0.3)  # the caller's own code, outside the scope: not cancelled
+    with pytest.raises(APITimeoutError, match=r"0\.2 s deadline"):
+        async with scope:
+            raise AssertionError("entered after the deadline")
+    waiting = Deadline(0.05)
+    again = waiting.scope()
+    async with again:
+        pass
+    with pytest.raises(APITimeoutError):
+        async with again:
+            await asyncio.sleep(5)
+    assert waiting.expired

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from llmclient import Client, Usage
-from llmclient.accounting.ledger import LedgerRecord
+from llmclient.accounting.ledger import CostLedger, LedgerRecord
 from llmclient.accounting.prices import PriceEntry
 from llmclient.stores import FleetDegradedWarning, PostgresLedger, PostgresStore, SharedBudgets, pg_ledger
 from llmclient.stores.base import Settlement
@@ -90,19 +90,21 @@ def test_records_wait_in_a_spool_while_the_database_is_down(tmp_path: Path) -> N
     assert [path.name for path in spool_dir.iterdir()] == [down.spool_path.name]
 
 
-def test_a_settlement_whose_record_never_came_is_settled_on_its_own(postgres_url: str) -> None:
+def test_a_settlement_rides_in_its_record_s_row(postgres_url: str) -> None:
     budgets = SharedBudgets(postgres_url)
     budgets.store.migrate()
     budgets.define("org", "1")
     ledger = PostgresLedger(budgets.store)
-    budgets.reserve("lost", ["org"], [], Decimal("0.1"), lease=timedelta(minutes=1))
-    budgets.reserve("next", ["org"], [], Decimal("0.2"), lease=timedelta(minutes=1))
+    budgets.reserve("first", ["org"], [], Decimal("0.1"), lease=timedelta(minutes=1))
+    budgets.reserve("second", ["org"], [], Decimal("0.2"), lease=timedelta(minutes=1))
     at = datetime.now(timezone.utc)
-    ledger.settle_with_next_record(Settlement("lost", ("org",), at))
-    ledger.settle_with_next_record(Settlement("next", ("org",), at))  # the first call's record never came
+    ledger.add(record())  # a record without a settlement settles nothing
     status = budgets.status("org")
-    assert (status.reserved, status.calls) == (Decimal("0.2"), 1)  # the lost one settled, without a row
-    ledger.add(record())
+    assert (status.reserved, status.calls) == (Decimal("0.3"), 0)
+    ledger.add_settled(record(), Settlement("first", ("org",), at))  # the call's own, handed over with its record
     status = budgets.status("org")
-    assert (status.reserved, status.calls, ledger.count()) == (0, 2, 1)
-    assert status.spent == record().cost.total  # type: ignore[union-attr]  # the unknown cost adds nothing
+    assert (status.reserved, status.calls, ledger.count()) == (Decimal("0.2"), 1, 2)
+    assert status.spent == record().cost.total  # type: ignore[union-attr]
+    # A ledger that cannot write a settlement with its rows refuses one rather than drop it.
+    with pytest.raises(TypeError, match="cannot write a shared budget's settlement"):
+        CostLedger().add_settled(record(), Settlement("second", ("org",), at))

@@ -93,6 +93,12 @@ class CostLedger:
             if self._dropped_until is None or dropped > self._dropped_until:
                 self._dropped_until = dropped
 
+    def add_settled(self, record: LedgerRecord, settlement: object) -> None:
+        """Append one record with a shared budget's `settlement`, both written in one statement (the PostgreSQL
+        ledger in the budgets' own database: `Outcome.settlement`). A ledger that cannot do that refuses, rather
+        than drop the settlement."""
+        raise TypeError(f"{type(self).__name__} cannot write a shared budget's settlement with its records")
+
     async def drain(self) -> None:
         """Wait until every record added so far is stored (at once here; `Client.aclose` awaits it)."""
 

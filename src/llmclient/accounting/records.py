@@ -142,20 +142,7 @@ def record_from_columns(
 ) -> LedgerRecord:
     """A record from a stored row's columns (SQLite's or PostgreSQL's): `cost` is (total, input, cached input,
     output) as Decimals or their text, all None when the price was unknown."""
-    total, cost_in, cost_cached, cost_out = cost
-    priced = None
-    if total is not None:
-        priced = Cost(
-            input=Decimal(cost_in),
-            cached_input=Decimal(cost_cached),
-            cache_write=Decimal(cache_write_cost or 0),
-            output=Decimal(cost_out),
-            total=Decimal(total),
-            price_model=f"{provider}/{model}",
-            price_source=price_source,
-            price_checked=None if price_checked is None else str(price_checked),
-            estimated=bool(estimated),
-        )
+    priced = _stored_cost(cost, cache_write_cost, f"{provider}/{model}", price_source, price_checked, bool(estimated))
     usage = Usage(
         input_tokens=input_tokens,
         cached_input_tokens=cached_input_tokens,
@@ -178,4 +165,29 @@ def record_from_columns(
         counted_input_tokens=counted_input_tokens,
         timestamp=timestamp,
         deployment=deployment,
+    )
+
+
+def _stored_cost(
+    cost: tuple[Any, Any, Any, Any],
+    cache_write_cost: Any,
+    price_model: str,
+    price_source: str | None,
+    price_checked: Any,
+    estimated: bool,
+) -> Cost | None:
+    """A stored row's cost: None when its price was unknown (the total column is empty)."""
+    total, cost_in, cost_cached, cost_out = cost
+    if total is None:
+        return None
+    return Cost(
+        input=Decimal(cost_in),
+        cached_input=Decimal(cost_cached),
+        cache_write=Decimal(cache_write_cost or 0),
+        output=Decimal(cost_out),
+        total=Decimal(total),
+        price_model=price_model,
+        price_source=price_source,
+        price_checked=None if price_checked is None else str(price_checked),
+        estimated=estimated,
     )

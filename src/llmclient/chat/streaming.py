@@ -1,27 +1,28 @@
-"""Streaming: `ChatStream` drives a streamed call through the pipeline and assembles its chunks into one reply
+"""Streaming: `ChatStream` runs a streamed call as one `Lifecycle` and assembles its chunks into one reply
 (`llmclient.drivers.streams.StreamAssembler`, the driver toolkit's assembler).
 
-A failure before the first chunk is retried like any call; after it, never: a timeout or cut becomes a
-`StreamInterruptedError` that keeps the partial text. A stream that ends, fails or is closed after anything may
-have been generated is recorded once, as an estimate when the provider sent no usage.
+The first chunk is the lifecycle's attempt: a failure before it is retried like any call. After it, never: each
+chunk is read under the call's deadline, and a timeout or cut becomes a `StreamInterruptedError` that keeps the
+partial text. The assembler is the lifecycle's `stream`, so a stream that fails or is closed after anything may
+have been generated is recorded once, as an estimate; one that ends without usage is counted and flagged.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 
 from llmclient.drivers.streams import StreamAssembler
-from llmclient.errors import APITimeoutError, StreamError, StreamInterruptedError
-from llmclient.lifecycle import Call, Outcome, Pipeline
+from llmclient.errors import APITimeoutError, StreamInterruptedError
+from llmclient.lifecycle import Call, Pipeline
 from llmclient.lifecycle.budget_admission import check_stream, watches_stream
-from llmclient.lifecycle.call import ended_by
-from llmclient.lifecycle.send import admit, deadline_of, send
+from llmclient.lifecycle.flow import Lifecycle
 from llmclient.observability.observers import notify
-from llmclient.types import ChatChunk, ChatResponse, Usage
+from llmclient.types import ChatChunk, ChatResponse
 
 
-class ChatStream:
+class ChatStream(AbstractAsyncContextManager["ChatStream"]):
     """An async iterator of `ChatChunk`s; after it ends, `response` holds the assembled `ChatResponse`.
 
     Use it in `async for`, or as `async with client.stream(...) as stream:` to close the connection early.
@@ -39,9 +40,6 @@ class ChatStream:
         if self._iterator is None:
             self._iterator = self._run()
         return self._iterator
-
-    async def __aenter__(self) -> ChatStream:
-        return self
 
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -67,89 +65,75 @@ class ChatStream:
         return self.response
 
     async def _run(self) -> AsyncIterator[ChatChunk]:
-        call, pipeline = self._call, self._pipeline
-        assert call.request is not None
-        assembler = StreamAssembler()
-        iterator: AsyncIterator[ChatChunk] | None = None
-        output_tokens = 0
-
-        async def first_chunk() -> ChatChunk | None:
-            nonlocal iterator
-            assert call.request is not None  # read per attempt: routing rebuilds it for another deployment
-            iterator = call.driver.stream(call.request).__aiter__()
+        call, assembler, chunks = self._call, StreamAssembler(), _Chunks(self._call)
+        async with Lifecycle(call, self._pipeline, self._deadline_s) as life:
+            life.stream = assembler
             try:
-                return await iterator.__anext__()
-            except StopAsyncIteration:
-                return None
+                watch = watches_stream(call)
+                chunk = await life.send(chunks.first)
+                heard = call.observers.on_chunk if call.observers is not None else ()
+                # One scope for every chunk: it is entered again after each exit (cheaper than one per chunk).
+                scope, output_tokens = life.deadline.scope(provider=call.provider, model=call.model), 0
+                while chunk is not None:
+                    assembler.add(chunk)
+                    if heard:
+                        notify(heard, call, chunk)
+                    if watch and chunk.delta:
+                        output_tokens += (await call.count_text(chunk.delta)).tokens
+                        check_stream(call, output_tokens)
+                    yield chunk
+                    try:  # inline, not a method: it runs for every chunk
+                        async with scope:
+                            chunk = await chunks.iterator.__anext__()
+                    except StopAsyncIteration:
+                        chunk = None
+                    except APITimeoutError as exc:  # after the first chunk a timeout is a cut: keep the text
+                        raise chunks.cut(exc, assembler) from exc
+            finally:  # the connection first: then the call is settled
+                await chunks.aclose()
+            assert call.request is not None
+            response = assembler.response(call.request, call.provider)
+            if response.finish_reason is None:  # a driver that ended without saying why: keep what arrived
+                response.finish_reason = "stop"
+            self._response = await life.reply(response)
 
-        deadline = deadline_of(call, self._deadline_s)
+
+class _Chunks:
+    """The driver's chunk iterator for one stream: the first chunk is an attempt the lifecycle may retry, the rest
+    are read under the call's deadline, never retried."""
+
+    def __init__(self, call: Call) -> None:
+        self._call = call
+        self._iterator: AsyncIterator[ChatChunk] | None = None
+
+    @property
+    def iterator(self) -> AsyncIterator[ChatChunk]:
+        """The driver's stream, once opened (`first`)."""
+        assert self._iterator is not None, "the stream is opened by its first chunk"
+        return self._iterator
+
+    async def first(self) -> ChatChunk | None:
+        """Open the stream (again, on a retry) and read its first chunk; None for a stream with none."""
+        call = self._call
+        assert call.request is not None  # read per attempt: routing rebuilds it for another deployment
+        self._iterator = call.driver.stream(call.request).__aiter__()
         try:
-            await admit(call, pipeline, deadline)
-            watch = watches_stream(call)
-            chunk = await send(call, deadline, first_chunk)
-            heard = call.observers.on_chunk if call.observers is not None else ()
-            while chunk is not None:
-                assembler.add(chunk)
-                if heard:
-                    notify(heard, call, chunk)
-                if watch and chunk.delta:
-                    output_tokens += (await call.count_text(chunk.delta)).tokens
-                    check_stream(call, output_tokens)
-                yield chunk
-                try:
-                    async with deadline.scope(provider=call.provider, model=call.model):
-                        chunk = await iterator.__anext__()  # type: ignore[union-attr]
-                except StopAsyncIteration:
-                    chunk = None
-                except APITimeoutError as exc:  # after the first chunk a timeout is a cut stream: keep the text
-                    raise StreamInterruptedError(
-                        f"{call.provider} stream cut: {exc.message}",
-                        partial_text=assembler.text(),
-                        provider=call.provider,
-                        model=call.model,
-                        request_id=assembler.request_id,
-                    ) from exc
-        except BaseException as exc:
-            if iterator is not None:
-                await iterator.aclose()  # type: ignore[attr-defined]
-            await self._failed(exc, assembler)
-            raise
-        finally:
-            deadline.close()
-        if iterator is not None:
-            await iterator.aclose()  # type: ignore[attr-defined]
-        self._response = self._finished(assembler)
+            return await self._iterator.__anext__()
+        except StopAsyncIteration:
+            return None
 
-    def _finished(self, assembler: StreamAssembler) -> ChatResponse:
-        """The assembled reply of a stream that ended, priced and recorded once."""
+    def cut(self, error: APITimeoutError, assembler: StreamAssembler) -> StreamInterruptedError:
+        """The error of a stream cut by a timeout after its first chunk: it keeps the text that arrived."""
         call = self._call
-        assert call.request is not None
-        response = assembler.response(call.request, call.provider)
-        response.applied_params = call.applied
-        response.dropped_params = call.dropped
-        if call.deployment is not None:
-            response.deployment = call.deployment
-        if response.finish_reason is None:  # a driver that ended without saying why: keep what arrived
-            response.finish_reason = "stop"
-        outcome = Outcome(
-            response.usage,
-            request_id=response.request_id,
-            served_model=response.model,
-            service_tier=response.service_tier,
-            response=response,
+        return StreamInterruptedError(
+            f"{call.provider} stream cut: {error.message}",
+            partial_text=assembler.text(),
+            provider=call.provider,
+            model=call.model,
+            request_id=assembler.request_id,
         )
-        self._pipeline.finish(call, outcome)
-        response.cost = outcome.cost
-        return response
 
-    async def _failed(self, error: BaseException, assembler: StreamAssembler) -> None:
-        """A stream cut, cancelled or failed: once anything may have been generated, record an estimate once."""
-        call = self._call
-        if call.attempts == 0 or (not assembler.received and not isinstance(error, StreamError)):
-            # Nothing arrived: released, or recorded with an unknown cost when it timed out after the request left.
-            await self._pipeline.fail(call, error)
-            return
-        output = await call.estimate_output(assembler.generated())
-        usage = Usage(input_tokens=await call.prompt_tokens(), output_tokens=output, estimated=True)
-        outcome = Outcome(usage, request_id=assembler.request_id, error=ended_by(error))
-        self._pipeline.finish(call, outcome, error)
+    async def aclose(self) -> None:
+        """Close the driver's stream (and its connection), however the stream ended."""
+        if self._iterator is not None:
+            await self._iterator.aclose()  # type: ignore[attr-defined]

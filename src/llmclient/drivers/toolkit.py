@@ -107,8 +107,13 @@ def stream_error(
     return kind(message, partial_text="".join(partial), provider=provider, model=model, request_id=request_id)
 
 
-def stream_payload(data: bytes, *, unit: str, provider: str, model: str, partial: Sequence[str]) -> dict[str, Any]:
-    """One stream event (`unit`: "stream event", "line") as a JSON object, else `StreamDecodeError`."""
+def stream_payload(
+    data: bytes | str, *, unit: str, provider: str, model: str, partial: Sequence[str]
+) -> dict[str, Any]:
+    """One stream event (`unit`: "stream event", "line") as a JSON object, else `StreamDecodeError`. An event's
+    text is read as it is (encoding it to bytes first would only be decoded again)."""
+    if isinstance(data, str) and data[:1] == "\ufeff":  # a leading BOM, skipped as json.loads skips it in bytes
+        data = data[1:]
     try:
         payload = loads(data)
     except ValueError as exc:
@@ -394,7 +399,7 @@ class HTTPDriver(BaseDriver):
             where: dict[str, Any] = {"provider": self.provider, "model": request.model, "partial": state.text}
             try:
                 async for event, data in events:
-                    payload = stream_payload(data.encode(), unit="stream event", **where)
+                    payload = stream_payload(data, unit="stream event", **where)
                     if state.is_error(event, payload):  # an error after the 200 comes as an event
                         raise event_error(payload, request_id=request_id, redact=self._http.redact, **where)
                     try:

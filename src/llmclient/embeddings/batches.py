@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
-    from llmclient.embeddings.job import EmbedJob
+    from llmclient.embeddings.texts import EmbedJob
 
     Vector = npt.NDArray[np.float32]
 else:
@@ -141,9 +141,9 @@ async def run_batches(
     send: Callable[[T], Awaitable[R]],
     *,
     concurrency: int,
-    on_done: Callable[[T, R], None],
+    on_done: Callable[[T, R], None] | None = None,
 ) -> None:
-    """Send every batch, at most `concurrency` at a time; `on_done` sees each result as it arrives.
+    """Send every batch, at most `concurrency` at a time; `on_done` (if given) sees each result as it arrives.
 
     On the first failure the batches not yet finished are cancelled and the failure (the earliest batch's, when
     several failed) is raised; results that arrived before it have already gone to `on_done`.
@@ -152,7 +152,8 @@ async def run_batches(
         return
     if len(batches) == 1:  # the common call: no task to schedule and wait for
         result = await send(batches[0])
-        on_done(batches[0], result)
+        if on_done is not None:
+            on_done(batches[0], result)
         return
     import asyncio  # here, not at module level: `import llmclient` stays fast
 
@@ -169,7 +170,8 @@ async def run_batches(
             except BaseException:
                 failed = True
                 raise
-        on_done(batch, result)
+        if on_done is not None:
+            on_done(batch, result)
 
     tasks = [asyncio.ensure_future(one(batch)) for batch in batches]
     try:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import sqlite3
 import threading
 import time
@@ -51,14 +52,26 @@ def cache_key(provider: str, model: str, dimensions: int | None, text: str, *, t
     A text cut to fit the model (`truncate=True`) has a key of its own, so a later call without truncation never
     receives the vector of the shortened text.
     """
-    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    return cache_keys(provider, model, dimensions, [text], truncated_to=truncated_to)[0]
+
+
+def cache_keys(
+    provider: str, model: str, dimensions: int | None, texts: Sequence[str], *, truncated_to: int | None = None
+) -> list[str]:
+    """`cache_key` of each text, with what they share built once (an embedding job keys thousands at a time)."""
+    prefix = f"{provider}/{model}/{dimensions or 'default'}/"
     suffix = "" if truncated_to is None else f"/truncated-{truncated_to}"
-    return f"{provider}/{model}/{dimensions or 'default'}/{digest}{suffix}"
+    sha256 = hashlib.sha256
+    return [prefix + sha256(text.encode("utf-8", "surrogatepass")).hexdigest() + suffix for text in texts]
 
 
 @runtime_checkable
 class EmbeddingCache(Protocol):
-    """Where `Client.embed` keeps vectors between calls. Implementations must be safe to call from threads."""
+    """Where `Client.embed` keeps vectors between calls. Implementations must be safe to call from threads.
+
+    An embedding job's keys and items may compute each key as it is read (a SHA-256 per text), so a cache reads
+    only what it needs: the in-memory one reads no key while it is empty, and only the last `max_entries` items.
+    """
 
     def get_many(self, keys: Sequence[str]) -> dict[str, Vector]:
         """The vectors found for `keys` (missing keys are left out)."""
@@ -85,6 +98,8 @@ class MemoryEmbeddingCache:
     def get_many(self, keys: Sequence[str]) -> dict[str, Vector]:
         found: dict[str, Vector] = {}
         with self._lock:
+            if not self._items:  # nothing to find: the keys (computed as they are read) are not even read
+                return found
             for key in keys:
                 vector = self._items.get(key)
                 if vector is not None:
@@ -93,7 +108,7 @@ class MemoryEmbeddingCache:
         return found
 
     def put_many(self, items: Mapping[str, Vector]) -> None:
-        pairs = list(items.items())[-self.max_entries :]  # the earlier ones would be evicted by the later ones
+        pairs = _latest(items, self.max_entries)  # the earlier ones would be evicted by the later ones
         with self._lock:
             for key, vector in pairs:
                 stored = vector.copy()
@@ -114,6 +129,19 @@ class MemoryEmbeddingCache:
 
     def __repr__(self) -> str:
         return f"MemoryEmbeddingCache({len(self)} of {self.max_entries} entries)"
+
+
+def _latest(items: Mapping[str, Vector], count: int) -> list[tuple[str, Vector]]:
+    """The last `count` items, in order; read from the end when the items can be (a dict's can), so that keys
+    computed as they are read are computed for those alone."""
+    if len(items) <= count:
+        return list(items.items())
+    try:
+        latest = list(itertools.islice(reversed(items.items()), count))  # type: ignore[call-overload]
+    except TypeError:  # a mapping that can only be read forwards
+        return list(items.items())[-count:]
+    latest.reverse()
+    return latest
 
 
 _SQLITE_SCHEMA = """
@@ -215,5 +243,6 @@ __all__ = [
     "SQLiteEmbeddingCache",
     "Vector",
     "cache_key",
+    "cache_keys",
     "open_embedding_cache",
 ]

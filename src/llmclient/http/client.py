@@ -8,8 +8,8 @@ a proxy (given or from the environment) or `HTTPOptions(backend="aiohttp")` sele
 `HTTPOptions(backend="httpx")`, or a started `respx` mock select httpx, so the test seams keep working. All take the
 same `Timeouts` and `HTTPOptions` (proxy, environment, TLS verification, connection limits, keep-alive), and the
 same `Limits`. Whatever the server or the transport does, only llmclient errors leave this module (or a
-cancellation): every transport and JSON failure is translated here, once, and every error answer goes through
-`llmclient.errors.error_from_response` (with the driver's own error names, `error_codes=`).
+cancellation): every transport and JSON failure is translated here (with `failures.py`), once, and every error
+answer goes through `llmclient.errors.error_from_response` (with the driver's own error names, `error_codes=`).
 
 What it reads is bounded (`Limits`): a response body, and one stream line or event (split by `framing`). It
 refuses API keys that could not be meant (whitespace, control or non-ASCII characters, placeholders such as
@@ -20,18 +20,15 @@ following it (the key would go along). Under DEBUG logging, httpx's and httpcore
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from llmclient._sanitize import scrub_transport_logs
 from llmclient.errors import (
     APIConnectionError,
     APIError,
-    APITimeoutError,
-    InvalidRequestError,
     LLMClientError,
     RedirectError,
     ResponseFormatError,
@@ -42,6 +39,7 @@ from llmclient.errors import (
     redact,
     request_id_from,
 )
+from llmclient.http.failures import FailureKind, encode_body, no_answer
 from llmclient.http.framing import iter_lines, iter_ndjson, iter_sse
 from llmclient.http.options import (
     HTTPOptions,
@@ -184,7 +182,7 @@ class HTTPClient:
     ) -> tuple[Any, str | None]:
         """POST `body` as JSON; return the decoded JSON answer and the request id. `rate_limits`, when given,
         receives the answer's rate-limit headers (`RATE_LIMIT_PREFIXES`)."""
-        return await self._json("POST", path, _dumps(body), _JSON_HEADERS, model, rate_limits)
+        return await self._json("POST", path, encode_body(body), _JSON_HEADERS, model, rate_limits)
 
     async def get_json(self, path: str, *, model: str | None = None) -> Any:
         """GET `path` and decode its JSON answer."""
@@ -229,7 +227,11 @@ class HTTPClient:
         """POST `body` and yield the request id and an iterator over the answer's server-sent events as
         `(event, data)` (see `llmclient.http.iter_sse`), each within `limits.max_event_bytes`."""
         async with self.stream_lines(path, body, model=model) as (request_id, lines):
-            yield request_id, iter_sse(lines, max_event_chars=self.limits.max_event_bytes)
+            events = iter_sse(lines, max_event_chars=self.limits.max_event_bytes)
+            try:
+                yield request_id, events
+            finally:  # a reader that stops at its own end marker leaves it suspended: closed now, not by the GC
+                await events.aclose()
 
     def stream_ndjson(
         self, path: str, body: dict[str, Any], *, model: str | None
@@ -243,21 +245,26 @@ class HTTPClient:
         path: str,
         body: dict[str, Any],
         headers: Mapping[str, str],
-        frame: Callable[..., AsyncIterator[Frame]],
+        frame: Callable[..., AsyncGenerator[Frame, None]],
         model: str | None,
     ) -> AsyncIterator[tuple[str | None, AsyncIterator[Frame]]]:
         """A streamed answer over either backend, split by `frame` within `limits.max_event_bytes`."""
         backend = self._backend()
-        limit = self.limits.max_event_bytes
         if backend is not None:
-            async with backend.stream(path, _dumps(body), headers, model) as response:
-                frames = frame(backend.chunks(response, model), max_line_bytes=limit)  # type: ignore[arg-type]
-                yield request_id_from(response.headers, self._secrets), self._guarded(frames, model)
-            return
-        request = self._httpx().build_request("POST", self._url(path), content=_dumps(body), headers=headers)
-        async with self._send(request, model) as response:
-            frames = frame(self._bytes(response, model), max_line_bytes=limit)
-            yield request_id_from(response.headers, self._secrets), self._guarded(frames, model)
+            opened: AbstractAsyncContextManager[Any] = backend.stream(path, encode_body(body), headers, model)
+        else:
+            request = self._httpx().build_request("POST", self._url(path), content=encode_body(body), headers=headers)
+            opened = self._send(request, model)
+        async with opened as response:
+            pieces = self._bytes(response, model) if backend is None else backend.chunks(response, model)
+            frames = frame(pieces, max_line_bytes=self.limits.max_event_bytes)
+            guarded = self._guarded(frames, model)
+            try:
+                yield request_id_from(response.headers, self._secrets), guarded
+            finally:  # outermost first: a reader stopped at its end marker (`[DONE]`) leaves them suspended, and
+                # the event loop would otherwise close each in a task of its own when it is collected
+                for generator in (guarded, frames, pieces):
+                    await generator.aclose()
 
     @asynccontextmanager
     async def _send(self, request: httpx.Request, model: str | None) -> AsyncIterator[httpx.Response]:
@@ -336,7 +343,7 @@ class HTTPClient:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    async def _bytes(self, response: httpx.Response, model: str | None) -> AsyncIterator[bytes]:
+    async def _bytes(self, response: httpx.Response, model: str | None) -> AsyncGenerator[bytes, None]:
         chunks = response.aiter_bytes()
         while True:
             try:
@@ -351,7 +358,7 @@ class HTTPClient:
                 raise failure
             yield chunk
 
-    async def _guarded(self, lines: AsyncIterator[Any], model: str | None) -> AsyncIterator[Any]:
+    async def _guarded(self, lines: AsyncIterator[Any], model: str | None) -> AsyncGenerator[Any, None]:
         try:
             async for line in lines:
                 yield line
@@ -449,31 +456,10 @@ class HTTPClient:
 
     def failure(self, kind: FailureKind, exc: Exception, model: str | None) -> LLMClientError:
         """The llmclient error for a request that got no answer (either backend's exception `exc`)."""
-        detail = redact(str(exc) or type(exc).__name__, self._secrets)
-        if exc.args and detail != str(exc):
-            # The original stays chained as the cause for debugging, so it must not carry the key either.
-            exc.args = (detail, *exc.args[1:])
-        if kind.endswith("timeout"):
-            # A connect or pool timeout: the request never left. Otherwise the provider may have received it.
-            unsent = kind in ("connect timeout", "pool timeout")
-            return APITimeoutError(
-                f"{self.provider}: {kind} ({detail})",
-                provider=self.provider,
-                model=model,
-                request_sent=False if unsent else None,
-            )
-        if kind == "connect":
-            refused = APIConnectionError(
-                f"could not connect to {self.provider} at {self.base_url} ({detail})",
-                provider=self.provider,
-                model=model,
-            )
-            return self._refine_connect(refused) if self._refine_connect else refused
-        return APIConnectionError(
-            f"{self.provider}: connection failed ({type(exc).__name__}: {detail})",
-            provider=self.provider,
-            model=model,
-        )
+        error = no_answer(kind, exc, provider=self.provider, base_url=self.base_url, model=model, secrets=self._secrets)
+        if kind == "connect" and self._refine_connect and isinstance(error, APIConnectionError):
+            return self._refine_connect(error)
+        return error
 
     async def aclose(self) -> None:
         """Close the connection pool."""
@@ -506,24 +492,7 @@ def _closed_unanswered(exc: Exception) -> bool:
     return closed or isinstance(exc, (httpx.ReadError, httpx.WriteError))
 
 
-FailureKind = Literal["connect", "connect timeout", "read timeout", "write timeout", "pool timeout", "connection"]
 _GET_HEADERS = {"accept": "application/json"}
 _JSON_HEADERS = {"content-type": "application/json", "accept": "application/json"}
 _STREAM_HEADERS = {"content-type": "application/json", "accept": "text/event-stream"}
 _NDJSON_HEADERS = {"content-type": "application/json", "accept": "application/x-ndjson"}
-
-
-_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # made once: json.dumps builds one per call
-
-
-def _dumps(body: dict[str, Any]) -> bytes:
-    """The request body as JSON, non-ASCII text as UTF-8 rather than 6-byte escapes; what cannot be sent (a lone
-    surrogate, a value JSON has no form for, a cycle or nesting too deep) is `InvalidRequestError`, unsent."""
-    try:
-        return _JSON.encode(body).encode()
-    except UnicodeEncodeError as exc:
-        problem = f"text that is not valid Unicode (a lone surrogate at position {exc.start})"
-    except (TypeError, ValueError, RecursionError) as exc:
-        problem = f"a value JSON cannot carry ({type(exc).__name__})"
-    # Not chained: the encoder's exception holds the whole request, prompt included.
-    raise detached(InvalidRequestError(f"the request holds {problem}; fix the input before sending"))

@@ -8,7 +8,8 @@ bounded the same way over the native backend, aiohttp and httpx. A line or event
 from __future__ import annotations
 
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any
 
 from llmclient.errors import StreamDecodeError
 
@@ -35,7 +36,7 @@ def inflate(content: bytes, encoding: str, limit: int) -> bytes | None:
     return None if len(plain) > limit else plain
 
 
-async def inflate_stream(pieces: AsyncIterator[bytes], encoding: str, cap: int) -> AsyncIterator[bytes]:
+async def inflate_stream(pieces: AsyncIterator[bytes], encoding: str, cap: int) -> AsyncGenerator[bytes, None]:
     """A gzip or deflate stream undone a piece at a time, no piece over `cap` bytes (what the framing accepts as
     one line). `ValueError` for another encoding or corrupt data."""
     inflater = None
@@ -51,7 +52,9 @@ async def inflate_stream(pieces: AsyncIterator[bytes], encoding: str, cap: int) 
             raise ValueError(f"corrupt {encoding} stream") from exc
 
 
-async def iter_sse(lines: AsyncIterator[str], *, max_event_chars: int | None = None) -> AsyncIterator[tuple[str, str]]:
+async def iter_sse(
+    lines: AsyncIterator[str], *, max_event_chars: int | None = None
+) -> AsyncGenerator[tuple[str, str], None]:
     """Server-sent events from decoded lines, as `(event, data)`; comments and keep-alive lines are skipped.
 
     Follows the WHATWG event-stream rules that matter for LLM APIs: `data:` lines of one event join with
@@ -85,8 +88,9 @@ async def iter_sse(lines: AsyncIterator[str], *, max_event_chars: int | None = N
         yield event or "message", "\n".join(data)
 
 
-async def _raw_lines(chunks: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:
-    """The lines of a body as bytes, from chunks cut anywhere; linear in the body size however small the chunks are.
+async def _raw_lines(chunks: AsyncIterator[bytes], limit: int, decode: bool = False) -> AsyncGenerator[Any, None]:
+    """The lines of a body as bytes (as text with `decode`: not UTF-8 becomes U+FFFD), from chunks cut anywhere;
+    linear in the body size however small the chunks are.
 
     A line ends at LF, CRLF or a bare CR (the event-stream format allows all three; NDJSON's JSON never holds a raw
     CR), bytes never inside a multi-byte UTF-8 sequence. A CR that ends one chunk and an LF that starts the next are
@@ -122,24 +126,29 @@ async def _raw_lines(chunks: AsyncIterator[bytes], limit: int) -> AsyncIterator[
         if pending > limit or any(len(line) > limit for line in lines):
             raise ValueError(f"a stream line over the {limit:,} byte limit")
         for line in lines:
-            yield line
+            yield line.decode("utf-8", "replace") if decode else line
     if parts:
-        yield b"".join(parts)
+        yield b"".join(parts).decode("utf-8", "replace") if decode else b"".join(parts)
 
 
-async def iter_lines(chunks: AsyncIterator[bytes], *, max_line_bytes: int | None = None) -> AsyncIterator[str]:
+def iter_lines(chunks: AsyncIterator[bytes], *, max_line_bytes: int | None = None) -> AsyncGenerator[str, None]:
     """The lines of a body as text, blank lines kept (they end SSE events), each ending at LF, CRLF or CR; bytes
     that are not UTF-8 become U+FFFD. A last line without its line end is still delivered; one longer than
     `max_line_bytes` (the default limit when None) raises `ValueError`."""
-    limit = DEFAULT_MAX_EVENT_BYTES if max_line_bytes is None else max_line_bytes
-    async for line in _raw_lines(chunks, limit):
-        yield line.decode("utf-8", "replace")
+    # The splitter itself, decoding as it goes: a generator around it would cost a resumption per line.
+    return _raw_lines(chunks, DEFAULT_MAX_EVENT_BYTES if max_line_bytes is None else max_line_bytes, decode=True)
 
 
-async def iter_ndjson(chunks: AsyncIterator[bytes], *, max_line_bytes: int | None = None) -> AsyncIterator[bytes]:
+async def iter_ndjson(
+    chunks: AsyncIterator[bytes], *, max_line_bytes: int | None = None
+) -> AsyncGenerator[bytes, None]:
     """The lines of an NDJSON body as bytes (ending at LF, CRLF or CR), blank lines skipped. A line longer than
     `max_line_bytes` (the default limit when None) raises `ValueError`."""
     limit = DEFAULT_MAX_EVENT_BYTES if max_line_bytes is None else max_line_bytes
-    async for line in _raw_lines(chunks, limit):
-        if line.strip():
-            yield line
+    lines = _raw_lines(chunks, limit)
+    try:
+        async for line in lines:
+            if line.strip():
+                yield line
+    finally:  # closed early (the reader found its end marker): so is the splitter, here rather than by the GC
+        await lines.aclose()

@@ -3,17 +3,19 @@
 ```
 Client.chat(...)
   resolve   model_ids.ModelResolver → lifecycle.resolve.Drivers          a ModelId and its driver
-  build     lifecycle.request.chat_request                               a validated ChatRequest
+  build     lifecycle.request.chat_request                               a validated ChatRequest, in a Call
+  ── lifecycle.flow.Lifecycle: the one lifecycle of chat, stream and embed calls ──────────────────────────────
   admit     Pipeline.admit: CountPrompt, BudgetAdmission, …              refuse with nothing sent
-  send      lifecycle.send.send: RetryPolicy.run under a Deadline        driver.chat / driver.stream
-  finish    Pipeline.finish: Pricing → BudgetAdmission (settle) → LedgerRecording, exactly once
+  send      Lifecycle.send: RetryPolicy.run (or a Route) under a Deadline driver.chat / stream / embed
+  settle    Lifecycle.reply / finish: missing usage counted and flagged, then Pipeline.finish: Pricing →
+            BudgetAdmission (settle) → LedgerRecording, exactly once; a failure: Lifecycle.failed
   observe   Pipeline.observers (llmclient.observability): logging, OpenTelemetry and user hooks
 ```
 
-Streaming (`llmclient.chat.streaming`), structured output (`llmclient.chat.structured`), the tool loop
-(`llmclient.tools.loop`) and embedding jobs (`llmclient.embeddings.job`) drive the same steps. A new cross-cutting
-behaviour (rate limits, routing, tracing, shared budgets) is one more `Step` added to `Client.pipeline`; the client
-(the composition root) decides which steps a client has.
+Streaming (`llmclient.chat.streaming`) and embedding jobs (`llmclient.embeddings.job`) run a `Lifecycle` of their
+own; structured output (`llmclient.chat.structured`) and the tool loop (`llmclient.tools.loop`) are chat calls. A
+new cross-cutting behaviour (rate limits, routing, tracing, shared budgets) is one more `Step` added to
+`Client.pipeline`; the client (the composition root) decides which steps a client has.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 from llmclient.lifecycle.budget_admission import BudgetAdmission
 from llmclient.lifecycle.call import Call, CallKind, Outcome
 from llmclient.lifecycle.deadline import Deadline
+from llmclient.lifecycle.flow import Lifecycle
 from llmclient.lifecycle.steps import CountPrompt, LedgerRecording, Pipeline, Pricing, Step
 
 __all__ = [
@@ -30,6 +33,7 @@ __all__ = [
     "CountPrompt",
     "Deadline",
     "LedgerRecording",
+    "Lifecycle",
     "Outcome",
     "Pipeline",
     "Pricing",

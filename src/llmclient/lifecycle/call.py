@@ -152,6 +152,9 @@ class Outcome:
     """The ledger record written for the call (set by the recording step)."""
     dimensions: int | None = None
     """For an embedding job: the length of its vectors (traces report it)."""
+    settlement: object | None = None
+    """A shared budget's settlement that rides in the call's ledger row (set by the shared-budget step when the
+    ledger is in the budgets' own database; the recording step hands both to the ledger, `add_settled`)."""
 
 
 def ended_by(error: BaseException) -> str:

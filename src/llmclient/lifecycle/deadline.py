@@ -37,13 +37,14 @@ class Deadline:
     be bounded: the timer is armed again).
     """
 
-    __slots__ = ("_handle", "_inside", "_loop", "expired", "seconds", "when")
+    __slots__ = ("_current_task", "_handle", "_inside", "_loop", "expired", "seconds", "when")
 
     def __init__(self, seconds: float | None) -> None:
         import asyncio
 
         self.seconds = seconds
         self._loop = asyncio.get_running_loop()
+        self._current_task = asyncio.current_task  # looked up once: a scope asks for it around every chunk
         self.when = None if seconds is None else self._loop.time() + seconds
         self.expired = False
         self._handle: asyncio.TimerHandle | None = None
@@ -68,7 +69,8 @@ class Deadline:
 
 class _Scope:
     # A plain class rather than `@asynccontextmanager`: it runs on every call and around every streamed chunk, and
-    # the generator machinery costs several microseconds each time.
+    # the generator machinery costs several microseconds each time. Once exited it may be entered again (a stream
+    # reads every chunk in the same one); a scope that timed out has raised, ending its call.
     __slots__ = ("_cancelled", "_cancelling", "_deadline", "_model", "_provider", "_task")
 
     def __init__(self, deadline: Deadline, provider: str | None, model: str | None) -> None:
@@ -92,9 +94,7 @@ class _Scope:
             return
         if deadline.expired:
             raise self._timeout()
-        import asyncio
-
-        task = self._task = asyncio.current_task()
+        task = self._task = deadline._current_task()
         assert task is not None, "a deadline scope runs inside a task"
         if deadline._handle is None:
             deadline._handle = deadline._loop.call_at(deadline.when, deadline._expire)

@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING
 
 from llmclient.accounting.catalog import PriceTable
 from llmclient.accounting.ledger import CostLedger, LedgerRecord
-from llmclient.errors import APITimeoutError, ResponseFormatError
 from llmclient.lifecycle.call import Call, Outcome
 from llmclient.observability import default_observers
 from llmclient.observability.observers import Hooks, Observer, hook_failed, notify
@@ -146,35 +145,12 @@ class Pipeline:
         if error is not None:
             self._ended(call, "on_error", error, None)
 
-    async def fail(self, call: Call, error: BaseException) -> None:
-        """A call that ended in an error: a 2xx we could not use was billed, so it is recorded with its prompt counted
-        (an estimate); a timeout after the request left may have been billed, so it is recorded with an unknown cost
-        (None), also when a retry or another deployment failed after it (a 500, a 401); anything else is
-        released."""
-        if isinstance(error, ResponseFormatError) and error.status is not None and error.status < 300:
-            usage = Usage(input_tokens=await call.prompt_tokens(), estimated=True)
-            self.finish(call, Outcome(usage, request_id=error.request_id, error=type(error).__name__), error)
-        elif maybe_billed(call, error):
-            usage = Usage(input_tokens=await call.prompt_tokens(), estimated=True)
-            self.finish(call, Outcome(usage, error=type(error).__name__, priced=True), error)  # cost unknown: None
-        else:
-            self.release(call, error)
-
     @staticmethod
     def _ended(call: Call, event: str, *args: object) -> None:
         """Tell the observers how the call ended, once: they hear nothing more of it."""
         hooks, call.observers = call.observers, None
         if hooks is not None and (event_hooks := getattr(hooks, event)):
             notify(event_hooks, call, *args)
-
-
-def maybe_billed(call: Call, error: BaseException) -> bool:
-    """Whether a failed call may have been billed though nothing usable came back: it, or any attempt before the
-    last, timed out after a request was sent (a provider bills what it generated for a client that stopped
-    waiting)."""
-    if call.billed_unknown:
-        return True
-    return isinstance(error, APITimeoutError) and error.request_sent is not False and call.attempts > 0
 
 
 class CountPrompt(Step):
@@ -251,4 +227,7 @@ class LedgerRecording(Step):
             counted_input_tokens=call.counted_input_tokens,
             deployment=call.deployment,
         )
-        self.ledger.add(record)
+        if outcome.settlement is None:
+            self.ledger.add(record)
+        else:  # a shared budget's settlement, written in the same statement as the row
+            self.ledger.add_settled(record, outcome.settlement)

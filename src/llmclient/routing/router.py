@@ -13,7 +13,8 @@ assert {reply.deployment for reply in replies} == {"chat@1"}  # chat@0 answered 
 
 `Router` holds a client's groups and each deployment's health (cooldowns, in-flight count, observed latency);
 `Route` is one call's way through them, driven by `RetryPolicy`'s counts under the call's deadline
-(`lifecycle.send`); the `Routing` step picks the first deployment at admission and settles rate limits at the end.
+(`lifecycle.flow.Lifecycle.send`); the `Routing` step picks the first deployment at admission and settles rate
+limits at the end.
 """
 
 from __future__ import annotations

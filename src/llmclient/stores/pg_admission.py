@@ -220,7 +220,7 @@ class SharedBudgetAdmission(Step):
         settlement = replace(held, at=store.now())
         ledger = self._ledger
         if isinstance(ledger, PostgresLedger) and ledger.store.url == store.url:
-            ledger.settle_with_next_record(settlement)
+            outcome.settlement = settlement  # the recording step writes it in the call's ledger row
             return
         amount: Decimal | None = outcome.cost.total if outcome.cost is not None else settlement.unknown_cost
         store.writer.put(SettleWrite(uuid.uuid4().hex, settlement, amount))

@@ -2,8 +2,9 @@
 
 `add` (the pipeline's synchronous recording step) gives the record a call id and hands it to the store's writer
 (`stores.writer`) without waiting: the call has returned before its row is written. When a shared budget admitted
-the call, its settlement (drop the reservation, add the charge to the budgets) rides in the row's statement and
-happens only if the row was new: a budget's spend is always the sum of its rows' charges.
+the call, its settlement (drop the reservation, add the charge to the budgets) comes with the record
+(`add_settled`, from the call's `Outcome.settlement`), rides in the row's statement and happens only if the row
+was new: a budget's spend is always the sum of its rows' charges.
 
 While the database is down the writer spools to a local file (`PostgresStore.spool_path`) and uploads it, with
 the same call ids, when the database answers again: a row is neither lost nor duplicated. Reading the fleet's
@@ -12,7 +13,6 @@ totals first waits for this process's writes, so a process reads what it has rec
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import datetime
@@ -24,7 +24,7 @@ from llmclient.accounting.ledger import DEFAULT_KEEP, CostLedger, LedgerRecord, 
 from llmclient.accounting.totals import check_grouping
 from llmclient.stores.base import Settlement
 from llmclient.stores.postgres import PostgresStore, warn_degraded
-from llmclient.stores.writer import COLUMNS, RecordWrite, SettleWrite
+from llmclient.stores.writer import COLUMNS, RecordWrite
 from llmclient.types import Usage
 
 _GROUPS = {
@@ -70,7 +70,6 @@ class PostgresLedger(CostLedger):
     def __init__(self, store: PostgresStore, *, keep: int = DEFAULT_KEEP) -> None:
         super().__init__(keep=keep)
         self.store = store
-        self._pending = threading.local()
 
     @property
     def spool_path(self) -> Path:
@@ -79,18 +78,18 @@ class PostgresLedger(CostLedger):
 
     # -- writing -----------------------------------------------------------------------------------------------
 
-    def settle_with_next_record(self, settlement: Settlement) -> None:
-        """Have the next `add` in this thread settle `settlement` with its row (the shared budget step calls this
-        in the pipeline's `finish`, just before the recording step adds the call's record)."""
-        leftover = getattr(self._pending, "settlement", None)
-        if leftover is not None:  # a previous call's record never came: settle it on its own
-            self.store.writer.put(SettleWrite(uuid.uuid4().hex, leftover, leftover.unknown_cost))
-        self._pending.settlement = settlement
-
     def add(self, record: LedgerRecord) -> None:
-        """Hand one record (and the pending settlement of its call) to the store's writer; returns at once."""
-        settlement: Settlement | None = getattr(self._pending, "settlement", None)
-        self._pending.settlement = None
+        """Hand one record to the store's writer; returns at once."""
+        self._put(record, None)
+
+    def add_settled(self, record: LedgerRecord, settlement: object) -> None:
+        """Hand one record and its call's shared-budget settlement to the store's writer, to be written in one
+        statement (the settlement happens only if the row is new); returns at once."""
+        if not isinstance(settlement, Settlement):
+            raise TypeError(f"expected a stores.base.Settlement, not {type(settlement).__name__}")
+        self._put(record, settlement)
+
+    def _put(self, record: LedgerRecord, settlement: Settlement | None) -> None:
         with self._lock:
             self._keep(record)  # the totals are the database's
         self.store.writer.put(RecordWrite(uuid.uuid4().hex, record, settlement))

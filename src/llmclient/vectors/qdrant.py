@@ -30,8 +30,9 @@ import numpy as np
 import numpy.typing as npt
 
 from llmclient.errors import InvalidRequestError, MissingExtraError
-from llmclient.vectors.base import ID_FIELD, TEXT_FIELD, EngineIndex, Row, cosine_score, metadata_from
+from llmclient.vectors.base import EngineIndex
 from llmclient.vectors.index import EmbedFunction, IndexRecord, SearchResult
+from llmclient.vectors.records import ID_FIELD, TEXT_FIELD, Row, cosine_score, metadata_from
 from llmclient.vectors.similarity import Metric
 
 if TYPE_CHECKING:

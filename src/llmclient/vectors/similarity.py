@@ -198,20 +198,7 @@ def top_k(
         DimensionMismatchError: The query and the corpus rows have different lengths.
         ValueError: NaN or Inf in the query or corpus, `k < 1`, an unknown metric or a bad shape.
     """
-    if metric not in METRICS:
-        raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"k must be a positive int, got {k!r}")
-    queries, single = _as_rows(query, "query")
-    rows = _as_array(corpus, "corpus")
-    if rows.ndim != 2:
-        raise ValueError(f"corpus must be 2-D (rows, dimensions), got shape {rows.shape}")
-    _same_dimensions(queries, rows, "query", "corpus")
-    dtype = _float_dtype(rows)
-    with np.errstate(all="ignore"):
-        queries = queries.astype(dtype, copy=False)
-    if not np.isfinite(queries).all():
-        raise ValueError(f"query contains NaN or Inf (or values too large for the corpus's {dtype})")
+    queries, single, rows, dtype = _top_k_inputs(query, corpus, k, metric)
     count, width = queries.shape[0], min(int(k), rows.shape[0])
     zero_seen = False
     if metric == "cosine":
@@ -241,6 +228,28 @@ def top_k(
 
 
 # -- helpers ---------------------------------------------------------------------------------------------------
+
+
+def _top_k_inputs(
+    query: npt.ArrayLike, corpus: npt.ArrayLike, k: int, metric: Metric
+) -> tuple[npt.NDArray[np.floating[Any]], bool, npt.NDArray[np.floating[Any]], np.dtype[Any]]:
+    """`top_k`'s arguments checked: the queries as rows in the corpus's precision, whether there was one query, the
+    corpus rows and that precision (`ValueError`, `DimensionMismatchError` for what cannot be searched)."""
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be a positive int, got {k!r}")
+    queries, single = _as_rows(query, "query")
+    rows = _as_array(corpus, "corpus")
+    if rows.ndim != 2:
+        raise ValueError(f"corpus must be 2-D (rows, dimensions), got shape {rows.shape}")
+    _same_dimensions(queries, rows, "query", "corpus")
+    dtype = _float_dtype(rows)
+    with np.errstate(all="ignore"):
+        queries = queries.astype(dtype, copy=False)
+    if not np.isfinite(queries).all():
+        raise ValueError(f"query contains NaN or Inf (or values too large for the corpus's {dtype})")
+    return queries, single, rows, dtype
 
 
 def _as_array(value: npt.ArrayLike, name: str) -> npt.NDArray[Any]:

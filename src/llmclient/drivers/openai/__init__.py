@@ -27,7 +27,6 @@ from llmclient.errors import (
     StreamError,
     StreamInterruptedError,
 )
-from llmclient.http import iter_sse
 from llmclient.types import CHAT_PARAMS, ChatChunk, ChatRequest, ChatResponse, EmbedResponse, Message, Usage
 
 
@@ -109,9 +108,9 @@ class OpenAIDriver(HTTPDriver):
         self._check_key(request.model)
         body = self._to_wire(request, stream=True)
         state = StreamState(request.model)
-        async with self._http.stream_lines("/chat/completions", body, model=request.model) as (request_id, lines):
+        async with self._http.stream_sse("/chat/completions", body, model=request.model) as (request_id, events):
             try:
-                async for event, data in iter_sse(lines, max_event_chars=self._http.limits.max_event_bytes):
+                async for event, data in events:
                     if data == "[DONE]":
                         break
                     payload = self._event_payload(data, event, state.text, request)
@@ -137,7 +136,7 @@ class OpenAIDriver(HTTPDriver):
 
     def _event_payload(self, data: str, event: str, text: list[str], request: ChatRequest) -> dict[str, Any]:
         where: dict[str, Any] = {"provider": self.provider, "model": request.model, "partial": text}
-        payload = stream_payload(data.encode(), unit="stream event", **where)
+        payload = stream_payload(data, unit="stream event", **where)
         if event == "error" or payload.get("error"):
             # The provider's own type and code say what went wrong (overloaded, content filter, …): kept.
             raise event_error(payload, redact=self._http.redact, **where)

@@ -30,7 +30,8 @@ from llmclient.http.options import Answer
 from llmclient.http.options import finite_seconds as _seconds
 
 if TYPE_CHECKING:
-    from llmclient.http.client import FailureKind, HTTPClient
+    from llmclient.http.client import HTTPClient
+    from llmclient.http.failures import FailureKind
 
 
 class AiohttpBackend:
@@ -175,7 +176,7 @@ class AiohttpBackend:
         finally:
             response.release()
 
-    async def chunks(self, response: aiohttp.ClientResponse, model: str | None) -> AsyncIterator[bytes]:
+    async def chunks(self, response: aiohttp.ClientResponse, model: str | None) -> AsyncGenerator[bytes, None]:
         """The body as it arrives, in chunks cut anywhere."""
         try:
             async for chunk in response.content.iter_any():

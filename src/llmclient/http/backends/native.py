@@ -364,19 +364,22 @@ class H1Backend:
         except Failed as exc:
             raise self._failure(exc, model) from None
 
-    async def chunks(self, connection: Connection, model: str | None) -> AsyncIterator[bytes]:
+    async def chunks(self, connection: Connection, model: str | None) -> AsyncGenerator[bytes, None]:
         """The body as it arrives, in chunks cut anywhere (a gzip or deflate stream inflated a piece at a time)."""
         encoding = connection.headers.get("content-encoding", "identity").strip().lower()
-        pieces = self._raw_chunks(connection, model)
+        pieces = raw = self._raw_chunks(connection, model)
         if encoding != "identity":
-            pieces = inflate_stream(pieces, encoding, self._owner.limits.max_event_bytes)
+            pieces = inflate_stream(raw, encoding, self._owner.limits.max_event_bytes)
         try:
             async for piece in pieces:
                 yield piece
         except ValueError:
             raise self._undecodable(connection, encoding, model) from None
+        finally:  # closed early: so are the reads it was making (and the inflater)
+            await pieces.aclose()
+            await raw.aclose()
 
-    async def _raw_chunks(self, connection: Connection, model: str | None) -> AsyncIterator[bytes]:
+    async def _raw_chunks(self, connection: Connection, model: str | None) -> AsyncGenerator[bytes, None]:
         while True:
             if connection.buffered:
                 yield connection.take()

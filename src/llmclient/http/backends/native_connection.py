@@ -22,7 +22,7 @@ import httptools
 
 if TYPE_CHECKING:
     from llmclient.http.backends.native import H1Backend
-    from llmclient.http.client import FailureKind
+    from llmclient.http.failures import FailureKind
 
 _PAUSE_AT = 1 << 20
 """Buffered body bytes at which reading pauses until the consumer catches up (a slow stream reader)."""
