@@ -27,7 +27,7 @@ import json
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
@@ -270,6 +270,18 @@ def parser() -> argparse.ArgumentParser:
     def command(name: str, **kwargs: Any) -> argparse.ArgumentParser:
         return commands.add_parser(name, parents=[common], **kwargs)
 
+    _add_call_commands(command)  # chat, embed, count, similarity
+    add_commands(command)  # models, prices
+    _add_report_commands(command)  # cost, db, compare
+    add_mcp_parser(command)
+    root.set_defaults(commands=commands.choices)
+    return root
+
+
+Command = Callable[..., argparse.ArgumentParser]
+
+
+def _add_call_commands(command: Command) -> None:
     chat = command("chat", help="send a prompt and stream the reply")
     chat.add_argument("prompt", nargs="?", help="the prompt; without it (or with -) the prompt is read from stdin")
     chat.add_argument("-m", "--model", help=MODEL_HELP)
@@ -304,8 +316,8 @@ def parser() -> argparse.ArgumentParser:
     )
     similarity.set_defaults(handler=cmd_similarity)
 
-    add_commands(command)  # models, prices
 
+def _add_report_commands(command: Command) -> None:
     cost = command("cost", help="report from the ledger (SQLite, or the fleet's PostgreSQL)")
     cost.add_argument(
         "--by",
@@ -332,10 +344,6 @@ def parser() -> argparse.ArgumentParser:
     compare.add_argument("--max-tokens", type=int, default=256, help="the most tokens each reply may have")
     compare.add_argument("--json", action="store_true", help="print every result and the summary as JSON")
     compare.set_defaults(handler=cmd_compare)
-
-    add_mcp_parser(command)
-    root.set_defaults(commands=commands.choices)
-    return root
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
