@@ -69,9 +69,16 @@ MODULES = {
 }
 # The tests a mutant may be checked against (coverage then picks, per changed line, those that run it). Left out:
 # those that take minutes and price and record through code the fast tests cover (local models in-process, the
-# llama.cpp server), and those that run llmclient only in subprocesses (coverage sees no line of theirs).
+# llama.cpp server), and those that run llmclient only in subprocesses (coverage sees no line of theirs; the install
+# test also needs the checkout's git repository, which the mutation's copy is not).
 TESTS = ("tests", "docs", "README.md", "src/llmclient")
-EXCLUDE = ("tests/drivers/test_hf.py", "tests/drivers/test_llamacpp.py", "tests/test_examples.py", "tests/typing")
+EXCLUDE = (
+    "tests/drivers/test_hf.py",
+    "tests/drivers/test_llamacpp.py",
+    "tests/test_examples.py",
+    "tests/test_install.py",
+    "tests/typing",
+)
 MARKERS = "not server"
 # A test's timeout under mutation: generous against a loaded machine, short against a hang.
 TEST_TIMEOUT = (10.0, 5.0)  # seconds: floor, and multiple of the test's unmutated duration
