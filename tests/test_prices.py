@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from llmclient import Client, Usage
 from llmclient.accounting.catalog import PriceTable
-from llmclient.accounting.prices import PriceEntry, UnknownPriceWarning
+from llmclient.accounting.prices import PriceEntry, UnknownPriceWarning, entries_from_json
 from llmclient.drivers import is_self_hosted
 
 TABLE = PriceTable.default()
@@ -81,6 +81,52 @@ def test_a_legacy_name_is_priced_as_what_it_aliases_and_dated_on_its_own() -> No
         )
     chat = TABLE.lookup("deepseek", "deepseek-chat")
     assert chat is not None and chat.deprecation_date == "2026-07-24"
+
+
+def test_tier_rates_come_from_litellm_fields() -> None:
+    # Parsed in the test, not at import (TABLE), so a mutation run sees which test reads the tiers.
+    million = Usage(input_tokens=1_000_000, output_tokens=1_000_000)
+    entry = PriceEntry.from_litellm(
+        "openai/m",
+        {
+            "input_cost_per_token": "0.000002",
+            "output_cost_per_token": "0.000008",
+            "input_cost_per_token_flex": "0.000001",
+            "output_cost_per_token_flex": "0.000004",
+            "input_cost_per_token_priority": "0.000004",
+        },
+    )
+    assert entry.cost(million).total == Decimal("2") + Decimal("8")
+    assert entry.cost(million, "flex").total == Decimal("1") + Decimal("4")
+    # Priority lists no output rate of its own: output is billed at the standard rate, not at $0.
+    assert entry.cost(million, "priority").total == Decimal("4") + Decimal("8")
+    # An entry with no output rate at all (an embedding model) bills its output at $0 in every tier.
+    embedding = PriceEntry.from_litellm(
+        "openai/e", {"input_cost_per_token": "0.00000002", "input_cost_per_token_flex": "0.00000001"}
+    )
+    assert embedding.cost(million, "flex").total == Decimal("0.01")
+
+
+def test_a_legacy_name_is_priced_as_the_model_it_aliases_with_its_own_dates() -> None:
+    entries = entries_from_json(
+        {
+            "deepseek/deepseek-flash": {
+                "litellm_provider": "deepseek",
+                "input_cost_per_token": "0.0000003",
+                "output_cost_per_token": "0.0000012",
+                "checked": "2026-12-07",
+            },
+            "deepseek/deepseek-chat": {
+                "litellm_provider": "deepseek",
+                "alias_of": "deepseek-flash",
+                "checked": "2026-07-01",
+                "deprecation_date": "2026-07-24",
+            },
+        }
+    )
+    flash, chat = sorted(entries, key=lambda entry: entry.model != "deepseek-flash")
+    assert (chat.model, chat.alias_of, chat.checked) == ("deepseek-chat", "deepseek-flash", "2026-07-01")
+    assert (chat.input, chat.output) == (flash.input, flash.output) == (Decimal("3E-7"), Decimal("0.0000012"))
 
 
 def test_a_service_tier_with_rates_of_its_own_prices_the_call() -> None:

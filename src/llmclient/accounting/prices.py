@@ -199,7 +199,9 @@ def _tiers(data: Mapping[str, Any]) -> dict[str, TierRates]:
         if rate is not None:
             tiers[tier] = TierRates(
                 input=rate,
-                output=_decimal(data.get(f"output_cost_per_token_{tier}")) or Decimal(0),
+                # A tier that lists no output rate of its own bills output at the standard rate, never at $0.
+                output=_decimal(data.get(f"output_cost_per_token_{tier}", data.get("output_cost_per_token")))
+                or Decimal(0),
                 cached_input=_decimal(data.get(f"cache_read_input_token_cost_{tier}")),
                 cache_write=_decimal(data.get(f"cache_creation_input_token_cost_{tier}")),
             )
