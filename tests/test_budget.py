@@ -37,6 +37,17 @@ async def test_a_call_that_does_not_fit_is_never_sent() -> None:
     assert (budget.spent, budget.reserved) == (0, 0)
 
 
+async def test_an_embedding_that_does_not_fit_is_never_sent_even_without_input_limits() -> None:
+    # The fake driver's embedding models have no input limit, so only the budget asks for the texts to be counted.
+    driver = FakeDriver()
+    client = Client(providers={"fake": driver}, prices=PAID)
+    async with client.budget(usd="0.000005") as budget:
+        with pytest.raises(BudgetExceededError, match="may cost up to"):
+            await client.embed(["a b c d e f g h"], model="fake/paid")  # 8 µ$ > 5 µ$
+    assert len(client.ledger) == 0
+    assert (budget.spent, budget.reserved) == (0, 0)
+
+
 async def test_reservations_settle_to_the_actual_cost() -> None:
     client = Client(prices=PAID)
     async with client.budget(usd="1") as budget:
@@ -140,6 +151,18 @@ async def test_a_drivers_declared_output_bounds_the_reservation(
             await client.chat("a b", model=f"{driver.name}/m")
     async with client.budget(usd=str(worst)) as budget:
         reply = await client.chat("a b", model=f"{driver.name}/m")
+    assert budget.spent == reply.cost.total  # type: ignore[union-attr]
+
+
+async def test_the_catalogs_maximum_output_bounds_the_reservation_before_a_drivers_ceiling(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The model's own maximum (10) is known, so the driver's ceiling for every model (40) does not apply.
+    prices = {"ceiling/m": {"input_cost_per_token": "1e-6", "output_cost_per_token": "2e-6", "max_output_tokens": 10}}
+    monkeypatch.setitem(drivers._REGISTERED, CeilingDriver.name, CeilingDriver)
+    client = Client(providers={"ceiling": {}}, prices=prices)
+    async with client.budget(usd=str(Decimal("0.000001") * 2 + Decimal("0.000002") * 10)) as budget:
+        reply = await client.chat("a b", model="ceiling/m")
     assert budget.spent == reply.cost.total  # type: ignore[union-attr]
 
 
