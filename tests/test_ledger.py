@@ -303,6 +303,11 @@ def test_a_period_the_kept_records_cover_is_summarised_and_one_they_do_not_is_re
         ledger.summary("model", since=datetime.fromtimestamp(records[150].timestamp, tz=timezone.utc))
     with pytest.raises(ValueError, match="cannot group by 'week'; choose one of model, provider, deployment, tag, day"):
         ledger.summary("week")
+    # The boundary: a period starting exactly when the last dropped record was made includes that record.
+    first_kept = datetime.fromtimestamp(records[200].timestamp, tz=timezone.utc)
+    assert set(ledger.summary("model", since=first_kept)) == {"fake/paid", "fake/mystery"}
+    with pytest.raises(ValueError, match="include some it has dropped"):
+        ledger.summary("model", since=datetime.fromtimestamp(records[199].timestamp, tz=timezone.utc))
 
 
 @pytest.mark.parametrize("keep", [-1, True, 2.5, "10"])
