@@ -122,11 +122,15 @@ def test_a_legacy_name_is_priced_as_the_model_it_aliases_with_its_own_dates() ->
                 "checked": "2026-07-01",
                 "deprecation_date": "2026-07-24",
             },
+            "deepseek/deepseek-reasoner": {"alias_of": "deepseek-flash"},  # the provider from the key
         }
     )
-    flash, chat = sorted(entries, key=lambda entry: entry.model != "deepseek-flash")
+    by_model = {entry.model: entry for entry in entries}
+    assert sorted(by_model) == ["deepseek-chat", "deepseek-flash", "deepseek-reasoner"]
+    flash, chat, reasoner = by_model["deepseek-flash"], by_model["deepseek-chat"], by_model["deepseek-reasoner"]
     assert (chat.model, chat.alias_of, chat.checked) == ("deepseek-chat", "deepseek-flash", "2026-07-01")
     assert (chat.input, chat.output) == (flash.input, flash.output) == (Decimal("3E-7"), Decimal("0.0000012"))
+    assert (reasoner.provider, reasoner.input, reasoner.output) == ("deepseek", flash.input, flash.output)
 
 
 def test_a_service_tier_with_rates_of_its_own_prices_the_call() -> None:
