@@ -139,10 +139,6 @@ class Reservation:
             for budget in self.budgets:
                 budget.reserved -= self.amount
 
-    def fits(self, cost_so_far: Decimal) -> bool:
-        """Whether a running cost (e.g. a stream in progress) is still within the reservation."""
-        return cost_so_far <= self.amount
-
 
 class BudgetScope:
     """`client.budget(...)`: enter it with `async with` (or `with`) to apply the budget inside the block.
